@@ -1,0 +1,18 @@
+//! Ferry's engine-neutral vocabulary: values, schema model, log positions, the task
+//! file and the error taxonomy. No I/O lives here, so every connector and the engine
+//! agree on one meaning for each of these words.
+
+pub mod canonical;
+pub mod error;
+pub mod position;
+pub mod redact;
+pub mod schema;
+pub mod select;
+pub mod spec;
+pub mod value;
+
+pub use error::{Error, ErrorClass, Result};
+pub use position::Position;
+pub use schema::{Column, ForeignKey, Index, LogicalType, Table, TableId};
+pub use spec::{Endpoint, Engine, ExistingData, Mode, TaskSpec};
+pub use value::Value;

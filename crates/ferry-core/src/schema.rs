@@ -1,0 +1,222 @@
+//! The schema model both engines are read into and written from.
+//!
+//! Each column keeps its *native* type text (used verbatim when source and target are
+//! the same engine, so nothing is lost) and a *logical* type (used to map across
+//! engines, with the rules documented in `docs/type-mapping.md`).
+
+use std::fmt;
+
+/// A table's qualified name: schema (PostgreSQL) or database (MySQL), and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId {
+    /// PostgreSQL schema or MySQL database.
+    pub schema: String,
+    /// Table name.
+    pub name: String,
+}
+
+impl TableId {
+    /// Builds a table id.
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        TableId {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// Engine-neutral column type, enough to choose the target type and encode values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogicalType {
+    /// BOOLEAN.
+    Bool,
+    /// Integer of `bytes` width (1, 2, 3, 4, 8).
+    Int {
+        /// Storage width in bytes.
+        bytes: u8,
+        /// MySQL UNSIGNED.
+        unsigned: bool,
+    },
+    /// Exact numeric; `None` precision = unconstrained PostgreSQL NUMERIC.
+    Decimal {
+        /// Total digits.
+        precision: Option<u32>,
+        /// Digits after the point.
+        scale: Option<u32>,
+    },
+    /// REAL / FLOAT.
+    Float32,
+    /// DOUBLE PRECISION.
+    Float64,
+    /// Fixed-length characters.
+    Char(Option<u32>),
+    /// Variable-length characters with a limit.
+    VarChar(Option<u32>),
+    /// Unlimited text.
+    Text,
+    /// Binary data (any length).
+    Bytes,
+    /// Calendar date.
+    Date,
+    /// MySQL TIME (a duration of up to ±838 hours) or PostgreSQL TIME.
+    Time(u8),
+    /// PostgreSQL TIME WITH TIME ZONE.
+    TimeTz(u8),
+    /// PostgreSQL INTERVAL.
+    Interval,
+    /// Timestamp without zone (MySQL DATETIME), with fractional digits.
+    Timestamp(u8),
+    /// An instant (PostgreSQL TIMESTAMPTZ, MySQL TIMESTAMP), with fractional digits.
+    TimestampTz(u8),
+    /// MySQL YEAR.
+    Year,
+    /// Bit string of `len` bits; `varying` for PostgreSQL BIT VARYING.
+    Bit {
+        /// Number of bits (maximum, when varying).
+        len: u32,
+        /// PostgreSQL VARBIT.
+        varying: bool,
+    },
+    /// Enumeration with its labels in order.
+    Enum(Vec<String>),
+    /// MySQL SET with its members.
+    Set(Vec<String>),
+    /// JSON (MySQL JSON, PostgreSQL json/jsonb).
+    Json,
+    /// UUID.
+    Uuid,
+    /// Network address types (inet, cidr, macaddr) carried as text.
+    Network,
+    /// PostgreSQL array of an element type.
+    Array(Box<LogicalType>),
+    /// A type Ferry cannot map across engines (its native name); same-engine only.
+    Unsupported(String),
+}
+
+/// One column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Native type text of the source engine, e.g. `bigint unsigned`, `numeric(10,2)`.
+    pub native_type: String,
+    /// Mapped meaning.
+    pub logical: LogicalType,
+    /// NULL allowed.
+    pub nullable: bool,
+    /// Default expression in the source engine's syntax (`None` = no default).
+    pub default: Option<String>,
+    /// Generation expression for generated columns (never written to).
+    pub generated: Option<String>,
+    /// Stored (vs virtual) generated column.
+    pub generated_stored: bool,
+    /// Identity / serial / AUTO_INCREMENT.
+    pub auto_increment: bool,
+    /// Column comment.
+    pub comment: Option<String>,
+    /// MySQL character set of the column, when it has one (for `check`).
+    pub charset: Option<String>,
+}
+
+impl Column {
+    /// True when the column's value is computed by the database, so it is not copied.
+    pub fn is_generated(&self) -> bool {
+        self.generated.is_some()
+    }
+}
+
+/// An index or a unique constraint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Index {
+    /// Index name.
+    pub name: String,
+    /// Column names in order (expression indexes carry the expression text).
+    pub columns: Vec<String>,
+    /// Unique.
+    pub unique: bool,
+    /// Same-engine definition used verbatim (PostgreSQL: the part from `USING`;
+    /// MySQL: the key clause). `None` when it is plain columns.
+    pub native_def: Option<String>,
+    /// Prefix lengths per column (MySQL), parallel to `columns`.
+    pub prefix: Vec<Option<u32>>,
+}
+
+/// A foreign key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignKey {
+    /// Constraint name.
+    pub name: String,
+    /// Referencing columns.
+    pub columns: Vec<String>,
+    /// Referenced table.
+    pub ref_table: TableId,
+    /// Referenced columns.
+    pub ref_columns: Vec<String>,
+    /// ON DELETE action (`CASCADE`, `SET NULL`, …; `NO ACTION` default).
+    pub on_delete: String,
+    /// ON UPDATE action.
+    pub on_update: String,
+}
+
+/// A CHECK constraint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// Constraint name.
+    pub name: String,
+    /// Boolean expression in the source engine's syntax, without `CHECK`.
+    pub expr: String,
+}
+
+/// A table with everything needed to recreate it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Qualified name on the source.
+    pub id: TableId,
+    /// Columns in order.
+    pub columns: Vec<Column>,
+    /// Primary key columns (empty = no primary key).
+    pub primary_key: Vec<String>,
+    /// Secondary and unique indexes (not the primary key).
+    pub indexes: Vec<Index>,
+    /// Foreign keys (created after the data).
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Check constraints.
+    pub checks: Vec<Check>,
+    /// Table comment.
+    pub comment: Option<String>,
+    /// Estimated row count (for planning and progress).
+    pub estimated_rows: u64,
+    /// Estimated size in bytes.
+    pub estimated_bytes: u64,
+    /// MySQL storage engine (InnoDB, MyISAM, …), when known.
+    pub storage_engine: Option<String>,
+    /// Next AUTO_INCREMENT / sequence value on the source, when known.
+    pub next_auto_increment: Option<u64>,
+}
+
+impl Table {
+    /// The columns that are copied (generated columns are recomputed by the target).
+    pub fn copied_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| !c.is_generated())
+    }
+
+    /// Finds a column by name.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The single integer primary-key column, if the key is exactly that (chunkable).
+    pub fn integer_key(&self) -> Option<&Column> {
+        if self.primary_key.len() != 1 {
+            return None;
+        }
+        let c = self.column(&self.primary_key[0])?;
+        matches!(c.logical, LogicalType::Int { .. }).then_some(c)
+    }
+}

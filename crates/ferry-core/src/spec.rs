@@ -1,0 +1,348 @@
+//! The task file (`shop.yaml`): one definition of a task, shared by the CLI and (later)
+//! the API. Unknown keys are refused so a typo never silently changes what runs.
+
+use crate::{select::ObjectFilter, Error, Result};
+use serde::Deserialize;
+use std::{collections::BTreeMap, fmt, path::Path};
+
+/// What kind of task this is (SPEC.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One-off move: full, then incremental until cut-over.
+    Migration,
+    /// Long-lived replication of chosen objects.
+    Sync,
+    /// Standby kept equal to a primary.
+    Dr,
+}
+
+/// Which phases run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Mode {
+    /// Schema + full copy only.
+    #[serde(rename = "full")]
+    Full,
+    /// Changes only, from a given position.
+    #[serde(rename = "incremental")]
+    Incremental,
+    /// Full copy, then changes from the snapshot's position.
+    #[serde(rename = "full+incremental")]
+    FullIncremental,
+}
+
+/// How to treat target tables that already hold rows (not from this task's own
+/// interrupted run, which is always resumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExistingData {
+    /// Refuse to start (the default: never mix unknown rows into a migration).
+    #[default]
+    Fail,
+    /// Drop and recreate the target tables.
+    Drop,
+    /// Empty the target tables, keep their definition.
+    Truncate,
+    /// Keep the rows and add the source's (keys must not collide).
+    Append,
+}
+
+/// Database engine of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL 13+.
+    Postgres,
+    /// MySQL 8 or MariaDB 10.11+.
+    MySql,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Postgres => "postgres",
+            Engine::MySql => "mysql",
+        })
+    }
+}
+
+/// A database to connect to. The password is held apart from the URL text and never
+/// printed: `Display` and `Debug` show the URL without it.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Engine, from the URL scheme.
+    pub engine: Engine,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password (from the URL or the environment), never printed.
+    pub password: Option<String>,
+    /// Database name (PostgreSQL database; MySQL default database), if any.
+    pub database: Option<String>,
+    /// Unix socket directory/path given as `?host=/path` or `?socket=/path`.
+    pub socket: Option<String>,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}@{}:{}", self.engine, self.user, self.host, self.port)?;
+        if let Some(d) = &self.database {
+            write!(f, "/{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Endpoint({self})")
+    }
+}
+
+impl Endpoint {
+    /// Parses `mysql://user:pw@host:port/db`, `mariadb://…` or `postgres://…`.
+    /// `password_env` names the variable that supplies a password absent from the URL.
+    pub fn parse(url_text: &str, password_env: &str) -> Result<Endpoint> {
+        let redacted = crate::redact::redact(url_text);
+        let url = url::Url::parse(url_text).map_err(|e| {
+            Error::definite(format!("invalid database URL {redacted:?}: {e}"))
+                .with_hint("write it as mysql://user@host:3306/db or postgres://user@host:5432/db")
+        })?;
+        let engine = match url.scheme() {
+            "mysql" | "mariadb" => Engine::MySql,
+            "postgres" | "postgresql" => Engine::Postgres,
+            s => {
+                return Err(Error::definite(format!(
+                    "unsupported database URL scheme {s:?} in {redacted:?}"
+                ))
+                .with_hint("use mysql:// (also for MariaDB) or postgres://"))
+            }
+        };
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let user = if url.username().is_empty() {
+            match engine {
+                Engine::MySql => "root".to_string(),
+                Engine::Postgres => "postgres".to_string(),
+            }
+        } else {
+            decode(url.username())
+        };
+        let password = url
+            .password()
+            .map(decode)
+            .or_else(|| std::env::var(password_env).ok().filter(|p| !p.is_empty()));
+        let database = url
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|d| !d.is_empty())
+            .map(decode);
+        let socket = url
+            .query_pairs()
+            .find(|(k, _)| k == "host" || k == "socket")
+            .map(|(_, v)| v.into_owned());
+        Ok(Endpoint {
+            engine,
+            host: url.host_str().unwrap_or("127.0.0.1").to_string(),
+            port: url.port().unwrap_or(match engine {
+                Engine::MySql => 3306,
+                Engine::Postgres => 5432,
+            }),
+            user,
+            password,
+            database,
+            socket,
+        })
+    }
+
+    /// The same endpoint pointing at another database.
+    pub fn with_database(&self, db: &str) -> Endpoint {
+        let mut e = self.clone();
+        e.database = Some(db.to_string());
+        e
+    }
+}
+
+/// `objects:` in the task file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsSpec {
+    /// `schema.table` globs to copy; default every user table.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// `schema.table` globs to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Schema renames, source → target.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    kind: Kind,
+    mode: Mode,
+    source: String,
+    target: String,
+    #[serde(default)]
+    objects: ObjectsSpec,
+    #[serde(default)]
+    existing_data: ExistingData,
+    #[serde(default)]
+    jobs: Option<usize>,
+    #[serde(default)]
+    chunk_rows: Option<u64>,
+}
+
+/// A parsed, validated task.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// `[a-z0-9_-]+`, unique per target; names the checkpoint rows.
+    pub name: String,
+    /// Task kind.
+    pub kind: Kind,
+    /// Phases to run.
+    pub mode: Mode,
+    /// Where data comes from.
+    pub source: Endpoint,
+    /// Where data goes.
+    pub target: Endpoint,
+    /// Which tables.
+    pub objects: ObjectFilter,
+    /// Schema renames.
+    pub rename: BTreeMap<String, String>,
+    /// What to do with rows already in target tables.
+    pub existing_data: ExistingData,
+    /// Parallel copy workers (`None` = sized to the machine).
+    pub jobs: Option<usize>,
+    /// Rows per chunk for tables split by key range.
+    pub chunk_rows: u64,
+}
+
+impl TaskSpec {
+    /// Reads and validates a task file.
+    pub fn from_file(path: &Path) -> Result<TaskSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::definite(format!("cannot read task file {}: {e}", path.display()))
+        })?;
+        Self::from_yaml(&text).map_err(|e| e.context(format!("task file {}", path.display())))
+    }
+
+    /// Parses and validates task YAML.
+    pub fn from_yaml(text: &str) -> Result<TaskSpec> {
+        let raw: RawSpec = serde_yaml::from_str(text).map_err(|e| {
+            Error::definite(crate::redact::redact(&e.to_string())).with_hint(
+                "keys: name, kind (migration|sync|dr), mode (full|incremental|full+incremental), \
+                 source, target, objects {include, exclude, rename}, existing_data \
+                 (fail|drop|truncate|append), jobs, chunk_rows",
+            )
+        })?;
+        if raw.name.is_empty()
+            || !raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(Error::definite(format!(
+                "name {:?} is not allowed",
+                raw.name
+            ))
+            .with_hint("use lower-case letters, digits, '_' and '-' only"));
+        }
+        if raw.name.len() > 40 {
+            return Err(Error::definite(format!("name {:?} is longer than 40 characters", raw.name)));
+        }
+        if raw.chunk_rows == Some(0) {
+            return Err(Error::definite("chunk_rows must be at least 1"));
+        }
+        if raw.jobs == Some(0) {
+            return Err(Error::definite("jobs must be at least 1"));
+        }
+        let source = Endpoint::parse(&raw.source, "FERRY_SOURCE_PASSWORD")
+            .map_err(|e| e.context("source"))?;
+        let target = Endpoint::parse(&raw.target, "FERRY_TARGET_PASSWORD")
+            .map_err(|e| e.context("target"))?;
+        if source.engine == Engine::Postgres && source.database.is_none() {
+            return Err(Error::definite("source: the PostgreSQL URL names no database")
+                .with_hint("append /dbname to the URL"));
+        }
+        if target.engine == Engine::Postgres && target.database.is_none() {
+            return Err(Error::definite("target: the PostgreSQL URL names no database")
+                .with_hint("append /dbname to the URL"));
+        }
+        let objects = ObjectFilter::new(&raw.objects.include, &raw.objects.exclude)?;
+        Ok(TaskSpec {
+            name: raw.name,
+            kind: raw.kind,
+            mode: raw.mode,
+            source,
+            target,
+            objects,
+            rename: raw.objects.rename,
+            existing_data: raw.existing_data,
+            jobs: raw.jobs,
+            chunk_rows: raw.chunk_rows.unwrap_or(200_000),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOP: &str = r#"
+name: shop
+kind: migration
+mode: full
+source: mysql://root:secret@127.0.0.1:3306/shop
+target: postgres://postgres@127.0.0.1:5432/shop
+objects:
+  include: ["shop.*"]
+  exclude: ["shop.audit_*"]
+  rename: { shop: store }
+"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let t = TaskSpec::from_yaml(SHOP).unwrap();
+        assert_eq!(t.name, "shop");
+        assert_eq!(t.mode, Mode::Full);
+        assert_eq!(t.source.engine, Engine::MySql);
+        assert_eq!(t.source.password.as_deref(), Some("secret"));
+        assert_eq!(t.target.database.as_deref(), Some("shop"));
+        assert_eq!(t.rename["shop"], "store");
+        assert!(t.objects.matches("shop", "orders"));
+        assert!(!t.objects.matches("shop", "audit_log"));
+        assert_eq!(t.existing_data, ExistingData::Fail);
+    }
+
+    #[test]
+    fn never_prints_passwords() {
+        let t = TaskSpec::from_yaml(SHOP).unwrap();
+        assert!(!format!("{:?} {}", t.source, t.source).contains("secret"));
+        let bad = SHOP.replace("mode: full", "mode: fast");
+        let e = TaskSpec::from_yaml(&bad).unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(e.contains("mode"), "{e}");
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_names() {
+        let e = TaskSpec::from_yaml(&format!("{SHOP}\nsurce: x\n")).unwrap_err();
+        assert!(e.to_string().contains("surce"), "{e}");
+        let e = TaskSpec::from_yaml(&SHOP.replace("name: shop", "name: Shop!")).unwrap_err();
+        assert!(e.to_string().contains("not allowed"));
+        let e = TaskSpec::from_yaml(&SHOP.replace("mysql://", "oracle://")).unwrap_err();
+        assert!(e.to_string().contains("oracle"), "{e}");
+    }
+}

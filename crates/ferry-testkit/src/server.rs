@@ -1,0 +1,287 @@
+//! Starting, finding and stopping the shared throwaway servers.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// A running test server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `postgres` or `mysql`.
+    pub scheme: &'static str,
+    /// Host.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Admin user.
+    pub user: String,
+    /// Data directory when we started it (None for external servers).
+    pub dir: Option<PathBuf>,
+}
+
+impl Server {
+    /// URL of database `db` on this server (empty `db` = no database).
+    pub fn url_for(&self, db: &str) -> String {
+        format!("{}://{}@{}:{}/{}", self.scheme, self.user, self.host, self.port, db)
+    }
+}
+
+fn root_dir() -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let d = base.join("ferry-testkit");
+    fs::create_dir_all(&d).expect("create target/ferry-testkit");
+    d
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+fn with_lock<T>(name: &str, f: impl FnOnce(&Path) -> T) -> T {
+    let dir = root_dir();
+    let lock = fs::File::create(dir.join(format!("{name}.lock"))).expect("lock file");
+    lock.lock().expect("lock");
+    let r = f(&dir);
+    lock.unlock().ok();
+    r
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pg_bindir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|r| r.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .filter(|p| p.join("initdb").exists())
+        .expect("PostgreSQL server binaries not found under /usr/lib/postgresql; run scripts/install-deps.sh")
+}
+
+/// As root, PostgreSQL must run as the `postgres` user.
+fn as_pg_user(bin: PathBuf) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn external(var: &str, scheme: &'static str) -> Option<Server> {
+    let u = url::Url::parse(&std::env::var(var).ok()?).ok()?;
+    Some(Server {
+        scheme,
+        host: u.host_str()?.to_string(),
+        port: u.port()?,
+        user: u.username().to_string(),
+        dir: None,
+    })
+}
+
+/// The shared PostgreSQL test server (started on first use).
+pub fn postgres() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| {
+        external("FERRY_TEST_PG_URL", "postgres").unwrap_or_else(|| {
+            with_lock("pg", |root| {
+                let dir = root.join("pg");
+                let port_file = root.join("pg.port");
+                if let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+                    if port_open(port) {
+                        return pg_server(port, dir);
+                    }
+                }
+                let port = free_port();
+                start_postgres(&dir, port);
+                fs::write(&port_file, port.to_string()).expect("write port");
+                pg_server(port, dir)
+            })
+        })
+    })
+}
+
+fn pg_server(port: u16, dir: PathBuf) -> Server {
+    Server {
+        scheme: "postgres",
+        host: "127.0.0.1".into(),
+        port,
+        user: "postgres".into(),
+        dir: Some(dir),
+    }
+}
+
+/// Initialises (if needed) and starts a PostgreSQL server in `dir` on `port`.
+pub fn start_postgres(dir: &Path, port: u16) {
+    let bin = pg_bindir();
+    if !dir.join("PG_VERSION").exists() {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir).expect("pg dir");
+        if is_root() {
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir));
+        }
+        run(as_pg_user(bin.join("initdb"))
+            .args(["-D"])
+            .arg(dir)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]));
+    }
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical \
+         -c max_replication_slots=40 -c max_wal_senders=40 -c max_connections=300 \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+         -c shared_buffers=256MB -c max_wal_size=2GB",
+        dir.display()
+    );
+    run(as_pg_user(bin.join("pg_ctl"))
+        .arg("-D")
+        .arg(dir)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .args(["-o", &opts, "-w", "-t", "60", "start"])
+        .stdin(Stdio::null()));
+}
+
+/// The shared MariaDB test server (started on first use).
+pub fn mariadb() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| {
+        external("FERRY_TEST_MYSQL_URL", "mysql").unwrap_or_else(|| {
+            with_lock("mariadb", |root| {
+                let dir = root.join("mariadb");
+                let port_file = root.join("mariadb.port");
+                if let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+                    if port_open(port) {
+                        return my_server(port, dir);
+                    }
+                }
+                let port = free_port();
+                start_mariadb(&dir, port);
+                fs::write(&port_file, port.to_string()).expect("write port");
+                my_server(port, dir)
+            })
+        })
+    })
+}
+
+fn my_server(port: u16, dir: PathBuf) -> Server {
+    Server {
+        scheme: "mysql",
+        host: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        dir: Some(dir),
+    }
+}
+
+/// Initialises (if needed) and starts a MariaDB server in `dir` on `port`, with the
+/// settings change capture needs (ROW binlog, full row image and metadata).
+pub fn start_mariadb(dir: &Path, port: u16) {
+    let data = dir.join("data");
+    let user = if is_root() { "mysql" } else { "" };
+    let fresh = !data.join("mysql").exists();
+    if fresh {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(&data).expect("mariadb dir");
+        if is_root() {
+            run(Command::new("chown").args(["-R", "mysql:mysql"]).arg(dir));
+        }
+        let mut c = Command::new("mariadb-install-db");
+        c.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if !user.is_empty() {
+            c.arg(format!("--user={user}"));
+        }
+        run(&mut c);
+    }
+    let sock = dir.join("mysqld.sock");
+    let mut c = Command::new("mariadbd");
+    c.arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--socket={}", sock.display()))
+        .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+        .arg(format!("--log-error={}", dir.join("error.log").display()))
+        .arg(format!("--log-bin={}", dir.join("binlog").display()))
+        .args([
+            "--server-id=1",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--local-infile=1",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            "--innodb-buffer-pool-size=256M",
+            "--innodb-log-file-size=256M",
+            "--max-connections=300",
+            "--max-allowed-packet=256M",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+        ]);
+    if !user.is_empty() {
+        c.arg(format!("--user={user}"));
+    }
+    use std::os::unix::process::CommandExt;
+    c.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c.spawn().expect("start mariadbd");
+    let t0 = Instant::now();
+    while !(port_open(port) && sock.exists()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "MariaDB did not start; see {}",
+            dir.join("error.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if fresh {
+        run(Command::new("mariadb")
+            .arg(format!("--socket={}", sock.display()))
+            .args(["-uroot", "-e"])
+            .arg(
+                "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; \
+                 GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; \
+                 CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY ''; \
+                 GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION; FLUSH PRIVILEGES;",
+            ));
+    }
+}
