@@ -3,6 +3,8 @@
 //! agree on one meaning for each of these words.
 
 pub mod canonical;
+pub mod check;
+pub mod chunk;
 pub mod error;
 pub mod position;
 pub mod redact;
@@ -13,6 +15,6 @@ pub mod value;
 
 pub use error::{Error, ErrorClass, Result};
 pub use position::Position;
-pub use schema::{Column, ForeignKey, Index, LogicalType, Table, TableId};
+pub use schema::{Check, Column, ForeignKey, Index, LogicalType, Sequence, Table, TableId};
 pub use spec::{Endpoint, Engine, ExistingData, Mode, TaskSpec};
 pub use value::Value;

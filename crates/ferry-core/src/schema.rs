@@ -145,6 +145,8 @@ pub struct Index {
     pub native_def: Option<String>,
     /// Prefix lengths per column (MySQL), parallel to `columns`.
     pub prefix: Vec<Option<u32>>,
+    /// Backs a UNIQUE constraint (PostgreSQL) rather than being a bare index.
+    pub is_constraint: bool,
 }
 
 /// A foreign key.
@@ -198,6 +200,23 @@ pub struct Table {
     pub storage_engine: Option<String>,
     /// Next AUTO_INCREMENT / sequence value on the source, when known.
     pub next_auto_increment: Option<u64>,
+    /// Sequences owned by this table's columns (PostgreSQL serial / identity).
+    pub sequences: Vec<Sequence>,
+}
+
+/// A sequence owned by a column (PostgreSQL `serial`, identity).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    /// Sequence name (unqualified; it lives in the table's schema).
+    pub name: String,
+    /// Owning column.
+    pub column: String,
+    /// Options clause for `CREATE SEQUENCE` (`AS bigint INCREMENT BY 1 …`).
+    pub options: String,
+    /// `ALWAYS` / `BY DEFAULT` for identity columns; `None` for a serial default.
+    pub identity: Option<String>,
+    /// The next value the source would hand out.
+    pub next_value: i64,
 }
 
 impl Table {

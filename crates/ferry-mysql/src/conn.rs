@@ -1,0 +1,111 @@
+//! Connections and error classification.
+
+use ferry_core::{redact::redact, Endpoint, Error, Result, TableId};
+use mysql_async::{prelude::Queryable, Conn, OptsBuilder};
+
+/// A connection plus what it points at (for messages; no password).
+pub struct MyConn {
+    /// The connection.
+    pub conn: Conn,
+    /// Where it points.
+    pub endpoint: Endpoint,
+}
+
+/// Connects with the session settings every Ferry connection relies on: utf8mb4,
+/// UTC, strict SQL mode (an out-of-range value is an error, not a warning) and
+/// `NO_AUTO_VALUE_ON_ZERO` (a copied id 0 stays 0).
+pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
+    let mut opts = OptsBuilder::default()
+        .ip_or_hostname(ep.host.clone())
+        .tcp_port(ep.port)
+        .user(Some(ep.user.clone()))
+        .pass(ep.password.clone())
+        .db_name(ep.database.clone())
+        .stmt_cache_size(0)
+        .prefer_socket(false)
+        .tcp_keepalive(Some(std::time::Duration::from_secs(30)))
+        .max_allowed_packet(Some(64 * 1024 * 1024));
+    if let Some(s) = &ep.socket {
+        opts = opts.socket(Some(s.clone()));
+    }
+    let mut conn = Conn::new(opts)
+        .await
+        .map_err(|e| classify(e).context(format!("cannot connect to {ep}")))?;
+    conn.query_drop(
+        "SET NAMES utf8mb4, time_zone = '+00:00', \
+         SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO', \
+         SESSION net_read_timeout = 3600, SESSION net_write_timeout = 3600, \
+         SESSION wait_timeout = 86400, SESSION group_concat_max_len = 1048576",
+    )
+    .await
+    .map_err(classify)?;
+    Ok(MyConn {
+        conn,
+        endpoint: ep.clone(),
+    })
+}
+
+/// Server error codes worth retrying: lock wait timeout, deadlock, too many
+/// connections, shutdown in progress, connection killed, server gone.
+const TRANSIENT: &[u16] = &[1205, 1213, 1040, 1053, 1927, 2006, 2013, 1152, 1158, 1159, 1160, 1161];
+
+/// Turns a driver error into a classified Ferry error.
+pub fn classify(e: mysql_async::Error) -> Error {
+    match e {
+        mysql_async::Error::Server(s) => {
+            let msg = redact(&format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state));
+            let err = if TRANSIENT.contains(&s.code) {
+                Error::transient(msg)
+            } else {
+                Error::definite(msg)
+            };
+            match s.code {
+                1044 | 1045 | 1142 | 1227 => err.with_hint("grant the Ferry user the privilege named above (see `ferry check`)"),
+                1148 | 3948 | 4166 => err.with_hint("enable LOAD DATA LOCAL on the target: SET GLOBAL local_infile = 1"),
+                _ => err,
+            }
+        }
+        mysql_async::Error::Url(u) => Error::definite(redact(&u.to_string())),
+        other => Error::transient(redact(&other.to_string())),
+    }
+}
+
+/// Quotes an identifier with backticks.
+pub fn quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// Quotes a string literal (backslashes escaped for the default SQL mode).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// `` `db`.`table` ``.
+pub fn qualified(t: &TableId) -> String {
+    format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name))
+}
+
+impl MyConn {
+    /// Runs statements, no results.
+    pub async fn exec(&mut self, sql: &str) -> Result<()> {
+        self.conn.query_drop(sql).await.map_err(classify)
+    }
+
+    /// Runs a query and returns every cell as optional text.
+    pub async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let rows: Vec<mysql_async::Row> = self.conn.query(sql).await.map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap_raw()
+                    .into_iter()
+                    .map(|v| match v {
+                        Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+                        Some(mysql_async::Value::NULL) | None => None,
+                        Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}

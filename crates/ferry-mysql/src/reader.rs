@@ -1,0 +1,128 @@
+//! Consistent snapshot over several connections, and chunk reads.
+
+use crate::conn::{classify, qualified, quote_ident, MyConn};
+use crate::types::{parse_cell, select_expr};
+use ferry_core::{chunk::Batch, chunk::KeyRange, Column, Error, Position, Result, Table, TableId};
+use futures::StreamExt;
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc::Sender;
+
+/// Opens a consistent-snapshot transaction on every worker at one instant and returns
+/// the binlog position of that instant (`None` when binary logging is off).
+///
+/// The instant is made by `FLUSH TABLES WITH READ LOCK` on `coordinator`: writes
+/// pause only while the workers start their transactions and the position is read.
+pub async fn begin_snapshot(coordinator: &mut MyConn, workers: &mut [MyConn]) -> Result<Option<Position>> {
+    coordinator.exec("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
+        e.context("cannot take the brief global read lock that fixes the snapshot instant")
+            .with_hint("grant RELOAD (and LOCK TABLES) to the Ferry user: GRANT RELOAD, LOCK TABLES ON *.* TO …")
+    })?;
+    let result = async {
+        for w in workers.iter_mut() {
+            w.exec("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await?;
+            w.exec("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await?;
+        }
+        current_position(coordinator).await
+    }
+    .await;
+    let unlock = coordinator.exec("UNLOCK TABLES").await;
+    let pos = result?;
+    unlock?;
+    Ok(pos)
+}
+
+/// The server's current binlog position and GTID state, `None` without a binlog.
+pub async fn current_position(conn: &mut MyConn) -> Result<Option<Position>> {
+    let st = conn.query_text("SHOW MASTER STATUS").await?;
+    let Some(row) = st.into_iter().next() else { return Ok(None) };
+    let file = row[0].clone().unwrap_or_default();
+    let pos = row[1].as_deref().and_then(|p| p.parse().ok()).unwrap_or(4);
+    let gtid = match conn.query_text("SELECT @@gtid_binlog_pos").await {
+        Ok(r) => r.into_iter().next().and_then(|r| r[0].clone()).unwrap_or_default(),
+        Err(_) => row.get(4).cloned().flatten().unwrap_or_default().replace('\n', ""),
+    };
+    Ok(Some(Position::Binlog { file, pos, gtid }))
+}
+
+/// Row count and integer key bounds (within the worker's snapshot).
+pub async fn key_stats(conn: &mut MyConn, t: &TableId, key: Option<&str>) -> Result<(u64, Option<(i128, i128)>)> {
+    let sql = match key {
+        Some(k) => format!("SELECT COUNT(*), MIN({k}), MAX({k}) FROM {}", qualified(t), k = quote_ident(k)),
+        None => format!("SELECT COUNT(*), NULL, NULL FROM {}", qualified(t)),
+    };
+    let r = conn.query_text(&sql).await?;
+    let r = r.into_iter().next().unwrap_or_default();
+    let n = r.first().cloned().flatten().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let bounds = match (r.get(1).cloned().flatten(), r.get(2).cloned().flatten()) {
+        (Some(a), Some(b)) => Some((a.parse().unwrap_or(0), b.parse().unwrap_or(0))),
+        _ => None,
+    };
+    Ok((n, bounds))
+}
+
+/// `SELECT <copied columns> FROM t WHERE <range>`.
+pub fn select_sql(t: &Table, range: Option<&KeyRange>) -> String {
+    let cols: Vec<String> = t.copied_columns().map(|c| select_expr(&quote_ident(&c.name), &c.logical)).collect();
+    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), qualified(&t.id));
+    if let Some(r) = range {
+        sql.push_str(" WHERE ");
+        sql.push_str(&r.predicate(&quote_ident(&r.column)));
+    }
+    sql
+}
+
+/// Streams a chunk as decoded rows, `batch_rows` at a time.
+pub async fn read_rows(
+    conn: &mut MyConn,
+    t: &Table,
+    range: Option<&KeyRange>,
+    tx: &Sender<Batch>,
+    batch_rows: usize,
+) -> Result<()> {
+    let cols: Vec<&Column> = t.copied_columns().collect();
+    let sql = select_sql(t, range);
+    let mut result = conn.conn.query_iter(sql).await.map_err(classify)?;
+    let mut rows = Vec::with_capacity(batch_rows);
+    let mut failure = None;
+    if let Some(mut stream) = result.stream::<mysql_async::Row>().await.map_err(classify)? {
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(classify)?;
+            let cells = row.unwrap_raw();
+            let decoded: Result<Vec<_>> = cells
+                .into_iter()
+                .zip(&cols)
+                .map(|(cell, c)| {
+                    parse_cell(cell, &c.logical)
+                        .map_err(|e| Error::definite(format!("table {}, column {}: {e}", t.id, c.name)))
+                })
+                .collect();
+            match decoded {
+                Ok(r) => rows.push(r),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if rows.len() >= batch_rows {
+                let full = std::mem::replace(&mut rows, Vec::with_capacity(batch_rows));
+                if tx.send(Batch::Rows(full)).await.is_err() {
+                    failure = Some(Error::transient("the writer stopped before the chunk was read to the end"));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        // the rest of the result set must be drained before the connection is reused
+        drop(result);
+        conn.conn.query_drop("DO 0").await.ok();
+        return Err(e);
+    }
+    drop(result);
+    if !rows.is_empty() {
+        tx.send(Batch::Rows(rows))
+            .await
+            .map_err(|_| Error::transient("the writer stopped before the chunk was read to the end"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Connections and error classification.
+
+use ferry_core::{redact::redact, Endpoint, Error, Result};
+use tokio_postgres::{error::SqlState, Client, Config, NoTls};
+
+/// A connected client; the connection task runs in the background.
+pub struct PgConn {
+    /// The client.
+    pub client: Client,
+    /// What we connected to (for messages; no password).
+    pub endpoint: Endpoint,
+}
+
+/// Connects and sets the session up for exact, predictable text output.
+pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
+    let mut cfg = Config::new();
+    match &ep.socket {
+        Some(s) => cfg.host_path(s),
+        None => cfg.host(&ep.host),
+    };
+    cfg.port(ep.port)
+        .user(&ep.user)
+        .dbname(ep.database.as_deref().unwrap_or("postgres"))
+        .application_name("ferry")
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .keepalives_idle(std::time::Duration::from_secs(30));
+    if let Some(p) = &ep.password {
+        cfg.password(p);
+    }
+    let (client, connection) = cfg
+        .connect(NoTls)
+        .await
+        .map_err(|e| classify(e).context(format!("cannot connect to {ep}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection closed: {}", redact(&e.to_string()));
+        }
+    });
+    client
+        .batch_execute(
+            "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+             SET extra_float_digits = 3; SET bytea_output = 'hex'; SET TimeZone = 'UTC'; \
+             SET client_encoding = 'UTF8'; SET statement_timeout = 0; \
+             SET idle_in_transaction_session_timeout = 0",
+        )
+        .await
+        .map_err(classify)?;
+    Ok(PgConn {
+        client,
+        endpoint: ep.clone(),
+    })
+}
+
+/// Turns a driver error into a classified Ferry error.
+pub fn classify(e: tokio_postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let mut msg = format!("{} (SQLSTATE {})", db.message(), code.code());
+        if let Some(d) = db.detail() {
+            msg.push_str(&format!("; detail: {d}"));
+        }
+        let transient = code.code().starts_with("08")
+            || [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code);
+        let err = if transient {
+            Error::transient(redact(&msg))
+        } else {
+            Error::definite(redact(&msg))
+        };
+        let err = match db.hint() {
+            Some(h) => err.with_hint(h),
+            None => err,
+        };
+        if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            return err.with_hint("grant the Ferry user the privilege named above (see `ferry check`)");
+        }
+        return err;
+    }
+    // no server error: connection closed, I/O, timeout — worth retrying
+    let text = redact(&e.to_string());
+    let source = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+    Error::transient(format!("{text}{}", redact(&source)))
+}
+
+/// Quotes an identifier for PostgreSQL (`"Mixed ""Case"""`).
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for PostgreSQL (`E'…'` free form: standard strings on).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `"schema"."table"`.
+pub fn qualified(t: &ferry_core::TableId) -> String {
+    format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name))
+}

@@ -1,0 +1,62 @@
+//! What `ferry check` asks a PostgreSQL server.
+
+use crate::conn::{classify, PgConn};
+use ferry_core::{check::Item, Result};
+
+/// Server version, e.g. `15.19`.
+pub async fn version(conn: &PgConn) -> Result<(String, i32)> {
+    let r = conn
+        .client
+        .query_one("SELECT current_setting('server_version'), current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(classify)?;
+    Ok((r.get(0), r.get(1)))
+}
+
+/// Checks a source's settings for the incremental phase and its privileges.
+pub async fn source_checks(conn: &PgConn) -> Result<Vec<Item>> {
+    let c = &conn.client;
+    let mut items = Vec::new();
+    let (v, num) = version(conn).await?;
+    items.push(Item::new("source version", num >= 130000, format!("PostgreSQL {v}"), "Ferry supports PostgreSQL 13 and newer"));
+    let r = c
+        .query_one(
+            "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int, \
+             (SELECT count(*) FROM pg_replication_slots)::int, \
+             (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await
+        .map_err(classify)?;
+    let wal: String = r.get(0);
+    items.push(
+        Item::new(
+            "source wal_level=logical (for incremental)",
+            wal == "logical",
+            format!("wal_level={wal}"),
+            "set wal_level = logical in postgresql.conf and restart PostgreSQL",
+        )
+        .warning(),
+    );
+    let (max, used): (i32, i32) = (r.get(1), r.get(2));
+    items.push(
+        Item::new(
+            "source free replication slot (for incremental)",
+            used < max,
+            format!("{used} of {max} slots used"),
+            "raise max_replication_slots or drop unused slots (SELECT pg_drop_replication_slot(name))",
+        )
+        .warning(),
+    );
+    let repl: bool = r.get(3);
+    items.push(
+        Item::new(
+            "source REPLICATION privilege (for incremental)",
+            repl,
+            if repl { "granted" } else { "missing" },
+            "ALTER ROLE <user> REPLICATION",
+        )
+        .warning(),
+    );
+    Ok(items)
+}

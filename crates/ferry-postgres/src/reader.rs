@@ -1,0 +1,151 @@
+//! Reading a consistent snapshot: one exported snapshot shared by every worker
+//! connection, and chunk reads as binary passthrough or decoded rows.
+
+use crate::conn::{classify, qualified, quote_ident, PgConn};
+use crate::copytext::split_line;
+use crate::types::parse_text;
+use bytes::{Bytes, BytesMut};
+use ferry_core::{chunk::Batch, chunk::KeyRange, Column, Error, Position, Result, Table, TableId};
+use futures::StreamExt;
+use tokio::sync::mpsc::Sender;
+
+/// Opens the coordinating snapshot transaction; returns the snapshot id to share and
+/// the WAL position of the snapshot. The connection must stay open (and idle in this
+/// transaction) until every worker has joined.
+pub async fn begin_snapshot(conn: &PgConn) -> Result<(String, Position)> {
+    conn.client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(classify)?;
+    let row = conn
+        .client
+        .query_one("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(classify)?;
+    let lsn: String = row.get(1);
+    let lsn = ferry_core::position::parse_lsn(&lsn)
+        .ok_or_else(|| Error::definite(format!("unexpected LSN {lsn:?}")))?;
+    Ok((row.get(0), Position::PgLsn(lsn)))
+}
+
+/// Joins a worker connection to the exported snapshot.
+pub async fn join_snapshot(conn: &PgConn, snapshot: &str) -> Result<()> {
+    conn.client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            crate::conn::quote_literal(snapshot)
+        ))
+        .await
+        .map_err(classify)
+}
+
+/// Row count and integer key bounds of a table (within the current snapshot).
+pub async fn key_stats(conn: &PgConn, t: &TableId, key: Option<&str>) -> Result<(u64, Option<(i128, i128)>)> {
+    let sql = match key {
+        Some(k) => format!(
+            "SELECT count(*), min({k})::text, max({k})::text FROM {}",
+            qualified(t),
+            k = quote_ident(k)
+        ),
+        None => format!("SELECT count(*), NULL::text, NULL::text FROM {}", qualified(t)),
+    };
+    let row = conn.client.query_one(&sql, &[]).await.map_err(classify)?;
+    let n: i64 = row.get(0);
+    let bounds = match (row.get::<_, Option<String>>(1), row.get::<_, Option<String>>(2)) {
+        (Some(a), Some(b)) => Some((a.parse().unwrap_or(0), b.parse().unwrap_or(0))),
+        _ => None,
+    };
+    Ok((n as u64, bounds))
+}
+
+/// `SELECT <copied columns> FROM t WHERE <range>`.
+pub fn select_sql(t: &Table, range: Option<&KeyRange>) -> String {
+    let cols: Vec<String> = t.copied_columns().map(|c| quote_ident(&c.name)).collect();
+    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), qualified(&t.id));
+    if let Some(r) = range {
+        sql.push_str(" WHERE ");
+        sql.push_str(&r.predicate(&quote_ident(&r.column)));
+    }
+    sql
+}
+
+const BUF: usize = 256 * 1024;
+
+/// Streams a chunk as PostgreSQL binary COPY bytes (for a PostgreSQL target).
+pub async fn copy_binary(conn: &PgConn, t: &Table, range: Option<&KeyRange>, tx: &Sender<Batch>) -> Result<()> {
+    let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", select_sql(t, range));
+    let stream = conn.client.copy_out(&sql).await.map_err(classify)?;
+    futures::pin_mut!(stream);
+    let mut buf = BytesMut::with_capacity(BUF);
+    while let Some(part) = stream.next().await {
+        buf.extend_from_slice(&part.map_err(classify)?);
+        if buf.len() >= BUF {
+            send(tx, Batch::Raw(buf.split().freeze())).await?;
+        }
+    }
+    if !buf.is_empty() {
+        send(tx, Batch::Raw(buf.freeze())).await?;
+    }
+    Ok(())
+}
+
+async fn send(tx: &Sender<Batch>, b: Batch) -> Result<()> {
+    tx.send(b)
+        .await
+        .map_err(|_| Error::transient("the writer stopped before the chunk was read to the end"))
+}
+
+/// Streams a chunk as decoded rows of the copied columns, `batch_rows` at a time.
+pub async fn read_rows(
+    conn: &PgConn,
+    t: &Table,
+    range: Option<&KeyRange>,
+    tx: &Sender<Batch>,
+    batch_rows: usize,
+) -> Result<()> {
+    let cols: Vec<&Column> = t.copied_columns().collect();
+    let sql = format!("COPY ({}) TO STDOUT", select_sql(t, range));
+    let stream = conn.client.copy_out(&sql).await.map_err(classify)?;
+    futures::pin_mut!(stream);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut rows = Vec::with_capacity(batch_rows);
+    let parse_line = |line: &[u8], rows: &mut Vec<Vec<ferry_core::Value>>| -> Result<()> {
+        let fields = split_line(line);
+        if fields.len() != cols.len() {
+            return Err(Error::definite(format!("table {}: malformed COPY row", t.id)));
+        }
+        let row = fields
+            .into_iter()
+            .zip(&cols)
+            .map(|(f, c)| {
+                parse_text(f, &c.logical)
+                    .map_err(|e| Error::definite(format!("table {}, column {}: {e}", t.id, c.name)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        rows.push(row);
+        Ok(())
+    };
+    while let Some(part) = stream.next().await {
+        let part: Bytes = part.map_err(classify)?;
+        let data: &[u8] = if pending.is_empty() {
+            &part
+        } else {
+            pending.extend_from_slice(&part);
+            &pending
+        };
+        let mut start = 0;
+        while let Some(nl) = data[start..].iter().position(|&b| b == b'\n') {
+            parse_line(&data[start..start + nl], &mut rows)?;
+            start += nl + 1;
+        }
+        let rest = data[start..].to_vec();
+        pending = rest;
+        if rows.len() >= batch_rows {
+            send(tx, Batch::Rows(std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)))).await?;
+        }
+    }
+    if !rows.is_empty() {
+        send(tx, Batch::Rows(rows)).await?;
+    }
+    Ok(())
+}
