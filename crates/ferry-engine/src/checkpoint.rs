@@ -1,0 +1,170 @@
+//! Task progress kept *on the target* (schema/database `ferry`), written in the same
+//! transactions as the data it describes, so the target itself always says exactly
+//! what it holds: which chunks are committed, which tables are finished, and the
+//! source position of the snapshot the rows came from.
+
+use crate::conn::Conn;
+use ferry_core::{chunk::Chunk, chunk::KeyRange, Engine, Result, TableId};
+
+/// Creates the checkpoint tables if missing.
+pub async fn ensure(conn: &mut Conn) -> Result<()> {
+    let create_schema = match conn.engine() {
+        Engine::Postgres => "CREATE SCHEMA IF NOT EXISTS ferry",
+        Engine::MySql => "CREATE DATABASE IF NOT EXISTS ferry CHARACTER SET utf8mb4",
+    };
+    conn.exec(create_schema).await?;
+    for ddl in [
+        "CREATE TABLE IF NOT EXISTS ferry.tasks (task varchar(64) PRIMARY KEY, position text, phase varchar(32) NOT NULL, updated_at varchar(40))",
+        "CREATE TABLE IF NOT EXISTS ferry.tables (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, stage varchar(16) NOT NULL, PRIMARY KEY (task, table_name))",
+        "CREATE TABLE IF NOT EXISTS ferry.chunks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, chunk int NOT NULL, source_table varchar(400) NOT NULL, key_column varchar(200), lo varchar(48), hi varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name, chunk))",
+    ] {
+        conn.exec(ddl).await?;
+    }
+    Ok(())
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    secs.to_string()
+}
+
+/// The task's recorded phase and snapshot position, if it has run before.
+pub async fn task(conn: &mut Conn, task: &str) -> Result<Option<(String, Option<String>)>> {
+    let rows = conn
+        .query_text(&format!("SELECT phase, position FROM ferry.tasks WHERE task = {}", conn.literal(task)))
+        .await?;
+    Ok(rows.into_iter().next().map(|r| (r[0].clone().unwrap_or_default(), r[1].clone())))
+}
+
+/// Records the task's phase (and position, if given).
+pub async fn set_task(conn: &mut Conn, task: &str, phase: &str, position: Option<&str>) -> Result<()> {
+    let t = conn.literal(task);
+    let existing = conn.query_text(&format!("SELECT 1 FROM ferry.tasks WHERE task = {t}")).await?;
+    let sql = if existing.is_empty() {
+        format!(
+            "INSERT INTO ferry.tasks (task, position, phase, updated_at) VALUES ({t}, {}, {}, {})",
+            position.map(|p| conn.literal(p)).unwrap_or_else(|| "NULL".into()),
+            conn.literal(phase),
+            conn.literal(&now())
+        )
+    } else {
+        let mut s = format!("UPDATE ferry.tasks SET phase = {}, updated_at = {}", conn.literal(phase), conn.literal(&now()));
+        if let Some(p) = position {
+            s.push_str(&format!(", position = {}", conn.literal(p)));
+        }
+        s.push_str(&format!(" WHERE task = {t}"));
+        s
+    };
+    conn.exec(&sql).await
+}
+
+/// Forgets everything recorded for the task (a fresh start).
+pub async fn reset(conn: &mut Conn, task: &str) -> Result<()> {
+    let t = conn.literal(task);
+    for table in ["chunks", "tables", "tasks"] {
+        conn.exec(&format!("DELETE FROM ferry.{table} WHERE task = {t}")).await?;
+    }
+    Ok(())
+}
+
+/// Table stages recorded for the task: target table → stage.
+pub async fn stages(conn: &mut Conn, task: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let rows = conn
+        .query_text(&format!("SELECT table_name, stage FROM ferry.tables WHERE task = {}", conn.literal(task)))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default()))
+        .collect())
+}
+
+/// Records a table's stage (`created`, `indexed`, `done`).
+pub async fn set_stage(conn: &mut Conn, task: &str, table: &TableId, stage: &str) -> Result<()> {
+    let (t, n) = (conn.literal(task), conn.literal(&table.to_string()));
+    conn.exec(&format!("DELETE FROM ferry.tables WHERE task = {t} AND table_name = {n}")).await?;
+    conn.exec(&format!(
+        "INSERT INTO ferry.tables (task, table_name, stage) VALUES ({t}, {n}, {})",
+        conn.literal(stage)
+    ))
+    .await
+}
+
+/// Stores a table's chunk plan (all not done).
+pub async fn save_plan(conn: &mut Conn, task: &str, chunks: &[Chunk]) -> Result<()> {
+    for part in chunks.chunks(500) {
+        let values: Vec<String> = part
+            .iter()
+            .map(|c| {
+                let r = c.range.as_ref();
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, 0, 0)",
+                    conn.literal(task),
+                    conn.literal(&c.target.to_string()),
+                    c.index,
+                    conn.literal(&c.source.to_string()),
+                    r.map(|r| conn.literal(&r.column)).unwrap_or_else(|| "NULL".into()),
+                    r.and_then(|r| r.lo).map(|v| conn.literal(&v.to_string())).unwrap_or_else(|| "NULL".into()),
+                    r.and_then(|r| r.hi).map(|v| conn.literal(&v.to_string())).unwrap_or_else(|| "NULL".into()),
+                )
+            })
+            .collect();
+        conn.exec(&format!(
+            "INSERT INTO ferry.chunks (task, table_name, chunk, source_table, key_column, lo, hi, done, rows_copied) VALUES {}",
+            values.join(", ")
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+fn split_id(s: &str) -> TableId {
+    // names are stored as schema.table; a schema never contains '.' in our output
+    // of TableId's Display unless the user named it so, in which case the first dot wins
+    match s.split_once('.') {
+        Some((a, b)) => TableId::new(a, b),
+        None => TableId::new("", s),
+    }
+}
+
+/// Loads the stored chunk plan.
+pub async fn load_plan(conn: &mut Conn, task: &str) -> Result<Vec<Chunk>> {
+    let rows = conn
+        .query_text(&format!(
+            "SELECT table_name, chunk, source_table, key_column, lo, hi, done, rows_copied FROM ferry.chunks \
+             WHERE task = {} ORDER BY table_name, chunk",
+            conn.literal(task)
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let s = |i: usize| r[i].clone().unwrap_or_default();
+            let range = r[3].clone().map(|column| KeyRange {
+                column,
+                lo: r[4].as_deref().and_then(|v| v.parse().ok()),
+                hi: r[5].as_deref().and_then(|v| v.parse().ok()),
+            });
+            Chunk {
+                target: split_id(&s(0)),
+                index: s(1).parse().unwrap_or(0),
+                source: split_id(&s(2)),
+                range,
+                done: s(6) == "1",
+                rows: s(7).parse().unwrap_or(0),
+            }
+        })
+        .collect())
+}
+
+/// The statement that marks a chunk done; run inside the chunk's data transaction.
+pub fn mark_done_sql(conn: &Conn, task: &str, c: &Chunk, rows: u64) -> String {
+    format!(
+        "UPDATE ferry.chunks SET done = 1, rows_copied = {rows} WHERE task = {} AND table_name = {} AND chunk = {}",
+        conn.literal(task),
+        conn.literal(&c.target.to_string()),
+        c.index
+    )
+}

@@ -1,0 +1,105 @@
+//! One connection to either engine, with the few operations the engine needs from
+//! both (statements, text queries, the table catalog).
+
+use ferry_core::{select::ObjectFilter, Endpoint, Engine, Result, Table, TableId};
+use ferry_mysql::MyConn;
+use ferry_postgres::PgConn;
+
+/// A connection to PostgreSQL or MySQL/MariaDB.
+pub enum Conn {
+    /// PostgreSQL.
+    Pg(PgConn),
+    /// MySQL/MariaDB.
+    My(MyConn),
+}
+
+impl Conn {
+    /// Connects to `ep`.
+    pub async fn connect(ep: &Endpoint) -> Result<Conn> {
+        Ok(match ep.engine {
+            Engine::Postgres => Conn::Pg(ferry_postgres::connect(ep).await?),
+            Engine::MySql => Conn::My(ferry_mysql::connect(ep).await?),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Conn::Pg(_) => Engine::Postgres,
+            Conn::My(_) => Engine::MySql,
+        }
+    }
+
+    /// Runs statements without results.
+    pub async fn exec(&mut self, sql: &str) -> Result<()> {
+        match self {
+            Conn::Pg(c) => c.client.batch_execute(sql).await.map_err(ferry_postgres::conn::classify),
+            Conn::My(c) => c.exec(sql).await,
+        }
+    }
+
+    /// Runs a query; every cell as optional text.
+    pub async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        match self {
+            Conn::Pg(c) => {
+                let msgs = c.client.simple_query(sql).await.map_err(ferry_postgres::conn::classify)?;
+                Ok(msgs
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(String::from)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect())
+            }
+            Conn::My(c) => c.query_text(sql).await,
+        }
+    }
+
+    /// Quotes a string literal for this engine.
+    pub fn literal(&self, s: &str) -> String {
+        match self {
+            Conn::Pg(_) => ferry_postgres::quote_literal(s),
+            Conn::My(_) => ferry_mysql::conn::quote_literal(s),
+        }
+    }
+
+    /// `schema.table`, quoted for this engine.
+    pub fn qualified(&self, t: &TableId) -> String {
+        match self {
+            Conn::Pg(_) => ferry_postgres::conn::qualified(t),
+            Conn::My(_) => ferry_mysql::conn::qualified(t),
+        }
+    }
+
+    /// Reads selected tables. `default_db` limits a MySQL search to the URL's database.
+    pub async fn tables(&mut self, filter: &ObjectFilter, default_db: Option<&str>) -> Result<Vec<Table>> {
+        match self {
+            Conn::Pg(c) => ferry_postgres::catalog::read_tables(c, filter).await,
+            Conn::My(c) => ferry_mysql::catalog::read_tables(c, filter, default_db).await,
+        }
+    }
+
+    /// Whether `t` exists, and whether it has any row.
+    pub async fn table_state(&mut self, t: &TableId) -> Result<Option<bool>> {
+        let exists = match self {
+            Conn::Pg(_) => format!(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                self.literal(&t.schema),
+                self.literal(&t.name)
+            ),
+            Conn::My(_) => format!(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+                self.literal(&t.schema),
+                self.literal(&t.name)
+            ),
+        };
+        if self.query_text(&exists).await?.is_empty() {
+            return Ok(None);
+        }
+        let q = format!("SELECT 1 FROM {} LIMIT 1", self.qualified(t));
+        Ok(Some(!self.query_text(&q).await?.is_empty()))
+    }
+}
+

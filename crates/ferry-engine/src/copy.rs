@@ -1,0 +1,125 @@
+//! Copying one chunk: the source reader and the target writer run concurrently over a
+//! bounded channel (memory stays flat whatever the chunk size), and the chunk's rows
+//! and its "done" mark are committed in one target transaction.
+
+use crate::checkpoint::mark_done_sql;
+use crate::conn::Conn;
+use ferry_core::chunk::{Batch, Chunk, RowContext, RowEncoder};
+use ferry_core::{Engine, Error, LogicalType, Result, Table, TableId};
+use tokio::sync::mpsc;
+
+/// Rows per batch handed from reader to writer.
+const BATCH_ROWS: usize = 1000;
+/// Batches in flight between reader and writer.
+const CHANNEL_DEPTH: usize = 8;
+
+/// Everything needed to copy any chunk of one table.
+#[derive(Debug, Clone)]
+pub struct TableJob {
+    /// Source table model.
+    pub source: Table,
+    /// Target table.
+    pub target: TableId,
+    /// Copied column names (generated columns excluded).
+    pub columns: Vec<String>,
+    /// Types used to encode each copied column for the target.
+    pub types: Vec<LogicalType>,
+    /// PostgreSQL → PostgreSQL: binary COPY passthrough, nothing decoded.
+    pub passthrough: bool,
+}
+
+impl TableJob {
+    /// Builds the job for `source` landing in `target`.
+    pub fn new(source: Table, target: TableId, from: Engine, to: Engine) -> TableJob {
+        let cols: Vec<_> = source.copied_columns().cloned().collect();
+        TableJob {
+            columns: cols.iter().map(|c| c.name.clone()).collect(),
+            types: cols.iter().map(|c| c.logical.clone()).collect(),
+            passthrough: from == Engine::Postgres && to == Engine::Postgres,
+            source,
+            target,
+        }
+    }
+
+    fn context(&self) -> RowContext {
+        RowContext {
+            table: self.source.id.clone(),
+            columns: self.columns.clone(),
+            key_positions: self
+                .source
+                .primary_key
+                .iter()
+                .filter_map(|k| self.columns.iter().position(|c| c == k))
+                .collect(),
+            target_types: self.types.clone(),
+        }
+    }
+}
+
+/// Copies one chunk and commits it with its done mark; returns the rows copied.
+pub async fn copy_chunk(src: &mut Conn, dst: &mut Conn, job: &TableJob, chunk: &Chunk, task: &str) -> Result<u64> {
+    let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
+    let range = chunk.range.as_ref();
+    dst.exec(match dst.engine() {
+        Engine::Postgres => "BEGIN",
+        Engine::MySql => "START TRANSACTION",
+    })
+    .await?;
+    let read = async {
+        let r = match src {
+            Conn::Pg(c) if job.passthrough => ferry_postgres::reader::copy_binary(c, &job.source, range, &tx).await,
+            Conn::Pg(c) => ferry_postgres::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await,
+            Conn::My(c) => ferry_mysql::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await,
+        };
+        drop(tx);
+        r
+    };
+    let write = async {
+        match &mut *dst {
+            Conn::Pg(c) => {
+                let enc: Option<Box<dyn RowEncoder>> = (!job.passthrough).then(|| {
+                    Box::new(ferry_postgres::writer::PgTextEncoder { ctx: job.context() }) as Box<dyn RowEncoder>
+                });
+                ferry_postgres::writer::copy_in(c, &job.target, &job.columns, job.passthrough, rx, enc).await
+            }
+            Conn::My(c) => {
+                let enc = Box::new(ferry_mysql::writer::LoadDataEncoder { ctx: job.context() });
+                ferry_mysql::writer::load(c, &job.target, &job.columns, &job.types, rx, enc).await
+            }
+        }
+    };
+    let (r, w) = tokio::join!(read, write);
+    let outcome = match (r, w) {
+        (Ok(()), Ok(rows)) => Ok(rows),
+        // the writer's error is the root cause when it stopped first (the reader then
+        // only saw a closed channel); otherwise the reader's
+        (Err(re), Err(we)) => Err(if re.message.contains("writer stopped") { we } else { re }),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    match outcome {
+        Ok(rows) => {
+            let mark = mark_done_sql(dst, task, chunk, rows);
+            dst.exec(&mark).await?;
+            dst.exec("COMMIT").await?;
+            Ok(rows)
+        }
+        Err(e) => {
+            let _ = dst.exec("ROLLBACK").await;
+            Err(e.context(format!("copying {} (chunk {})", job.source.id, chunk.index)))
+        }
+    }
+}
+
+/// Refuses a table whose chunk plan names a key column the table no longer has.
+pub fn validate_chunk(job: &TableJob, chunk: &Chunk) -> Result<()> {
+    if let Some(r) = &chunk.range {
+        if job.source.column(&r.column).is_none() {
+            return Err(Error::definite(format!(
+                "table {}: the saved copy plan splits on column {} which the source no longer has",
+                job.source.id, r.column
+            ))
+            .with_hint("the source schema changed since the interrupted run; start over with existing_data: drop"));
+        }
+    }
+    Ok(())
+}

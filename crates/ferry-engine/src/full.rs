@@ -1,0 +1,419 @@
+//! The full (snapshot) phase of a task: schema, consistent snapshot, parallel chunked
+//! copy with per-chunk checkpoints, keys and indexes after the data, foreign keys last.
+//!
+//! Restarting after a crash resumes: the chunk plan, the snapshot position and each
+//! chunk's "done" mark live on the target (see [`crate::checkpoint`]), so finished
+//! chunks are never copied twice and unfinished ones were rolled back whole.
+
+use crate::checkpoint;
+use crate::conn::Conn;
+use crate::copy::{copy_chunk, validate_chunk, TableJob};
+use crate::mapping::{plan_ddl, run_post, Ddl, NameMap};
+use crate::progress::{Progress, TableProgress};
+use ferry_core::chunk::{split_range, Chunk};
+use ferry_core::{Engine, Error, ExistingData, Position, Result, Table, TableId, TaskSpec};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Parallel copy workers.
+    pub jobs: usize,
+    /// No progress bars or periodic lines.
+    pub quiet: bool,
+}
+
+/// Outcome of one table.
+#[derive(Debug, Clone)]
+pub struct TableSummary {
+    /// Target table.
+    pub name: String,
+    /// Rows now on the target from this task.
+    pub rows: u64,
+    /// Approximate source size.
+    pub bytes: u64,
+    /// Seconds spent copying in this run.
+    pub seconds: f64,
+}
+
+/// Outcome of the run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Per table.
+    pub tables: Vec<TableSummary>,
+    /// Rows copied in this run.
+    pub rows_this_run: u64,
+    /// Wall time of this run.
+    pub seconds: f64,
+    /// Source position of the snapshot (where the incremental phase starts).
+    pub position: Option<String>,
+    /// Resumed an interrupted run.
+    pub resumed: bool,
+    /// Chunks skipped because an earlier run had committed them.
+    pub chunks_skipped: usize,
+    /// What could not be carried over.
+    pub warnings: Vec<String>,
+}
+
+/// Default worker count: the machine's cores, at least 2.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8)
+}
+
+/// Reads the selected source tables, failing when none match.
+pub async fn source_tables(src: &mut Conn, spec: &TaskSpec) -> Result<Vec<Table>> {
+    let tables = src.tables(&spec.objects, spec.source.database.as_deref()).await?;
+    if tables.is_empty() {
+        return Err(Error::definite(format!("no source table matches the task's objects ({})", spec.source))
+            .with_hint("check objects.include / objects.exclude; for MySQL/MariaDB the schema is the database name"));
+    }
+    Ok(tables)
+}
+
+/// Plans the DDL of every table; all mapping errors are reported together.
+pub async fn plan_all(src: &mut Conn, spec: &TaskSpec, tables: &[Table], names: &NameMap) -> Result<Vec<Ddl>> {
+    let (from, to) = (spec.source.engine, spec.target.engine);
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for t in tables {
+        let create_text = match (&mut *src, to) {
+            (Conn::My(c), Engine::MySql) => Some(ferry_mysql::catalog::show_create(c, &t.id).await?),
+            _ => None,
+        };
+        match plan_ddl(t, from, to, names, create_text.as_deref()) {
+            Ok(d) => out.push(d),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::definite(format!("cannot map the schema:\n  {}", errors.join("\n  "))));
+    }
+    Ok(out)
+}
+
+fn already_there(e: &Error) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    m.contains("already exists") || m.contains("duplicate key name") || m.contains("multiple primary key") || m.contains("duplicate foreign key")
+}
+
+/// Runs the full phase of `spec`.
+pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
+    let (from, to) = (spec.source.engine, spec.target.engine);
+    let mut src = Conn::connect(&spec.source).await.map_err(|e| e.context("source"))?;
+    let mut dst = Conn::connect(&spec.target).await.map_err(|e| e.context("target"))?;
+    checkpoint::ensure(&mut dst).await?;
+    let prior = checkpoint::task(&mut dst, &spec.name).await?;
+    let resuming = match &prior {
+        Some((phase, _)) if phase == "done" => {
+            if matches!(spec.existing_data, ExistingData::Drop | ExistingData::Truncate) {
+                checkpoint::reset(&mut dst, &spec.name).await?;
+                false
+            } else {
+                return Err(Error::definite(format!(
+                    "task {} has already copied its full snapshot to {}",
+                    spec.name, spec.target
+                ))
+                .with_hint("verify it with `ferry compare`; to copy everything again set existing_data: drop"));
+            }
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let tables = source_tables(&mut src, spec).await?;
+    let names = NameMap::new(spec, &tables);
+    let ddls = plan_all(&mut src, spec, &tables, &names).await?;
+    let mut warnings: Vec<String> = ddls.iter().flat_map(|d| d.warnings.clone()).collect();
+    let mut stages = checkpoint::stages(&mut dst, &spec.name).await?;
+
+    if !resuming {
+        checkpoint::reset(&mut dst, &spec.name).await?;
+        stages.clear();
+        let mut refused = Vec::new();
+        for t in &tables {
+            let target = names.target(&t.id);
+            let Some(has_rows) = dst.table_state(&target).await? else { continue };
+            match spec.existing_data {
+                ExistingData::Fail => refused.push(format!(
+                    "{target} ({})",
+                    if has_rows { "has rows" } else { "exists, empty" }
+                )),
+                ExistingData::Drop => {
+                    let cascade = if to == Engine::Postgres { " CASCADE" } else { "" };
+                    dst.exec(&format!("DROP TABLE {}{cascade}", dst.qualified(&target))).await?;
+                }
+                ExistingData::Truncate | ExistingData::Append => {
+                    if spec.existing_data == ExistingData::Truncate {
+                        let stmt = match to {
+                            Engine::Postgres => format!("TRUNCATE {} CASCADE", dst.qualified(&target)),
+                            Engine::MySql => format!("DELETE FROM {}", dst.qualified(&target)),
+                        };
+                        dst.exec(&stmt).await?;
+                    }
+                    stages.insert(target.to_string(), "kept".into());
+                }
+            }
+        }
+        if !refused.is_empty() {
+            return Err(Error::definite(format!(
+                "the target already has tables this task would create: {}",
+                refused.join(", ")
+            ))
+            .with_hint("set existing_data: drop (recreate), truncate (empty them), or append (keep rows) in the task file"));
+        }
+    }
+
+    // one consistent snapshot for every worker
+    let jobs = opts.jobs.max(1);
+    let mut workers = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        workers.push(Conn::connect(&spec.source).await.map_err(|e| e.context("source"))?);
+    }
+    let position: Option<Position> = match &mut src {
+        Conn::Pg(c) => {
+            let (snap, pos) = ferry_postgres::reader::begin_snapshot(c).await?;
+            for w in &workers {
+                if let Conn::Pg(w) = w {
+                    ferry_postgres::reader::join_snapshot(w, &snap).await?;
+                }
+            }
+            Some(pos)
+        }
+        Conn::My(c) => {
+            let mut mys: Vec<ferry_mysql::MyConn> = workers
+                .drain(..)
+                .map(|w| match w {
+                    Conn::My(m) => m,
+                    Conn::Pg(_) => unreachable!("source workers share the source engine"),
+                })
+                .collect();
+            let pos = ferry_mysql::reader::begin_snapshot(c, &mut mys).await?;
+            workers = mys.into_iter().map(Conn::My).collect();
+            pos
+        }
+    };
+
+    // the chunk plan: stored on the first run, reused on resume
+    let mut progress = Progress::new(opts.quiet);
+    let mut totals: HashMap<TableId, u64> = HashMap::new();
+    let chunks: Vec<Chunk> = if resuming {
+        let plan = checkpoint::load_plan(&mut dst, &spec.name).await?;
+        for t in &tables {
+            totals.insert(names.target(&t.id), t.estimated_rows);
+        }
+        plan
+    } else {
+        let mut plan = Vec::new();
+        for t in &tables {
+            let key = t.integer_key().map(|c| c.name.clone());
+            let (count, bounds) = match &mut workers[0] {
+                Conn::Pg(c) => ferry_postgres::reader::key_stats(c, &t.id, key.as_deref()).await?,
+                Conn::My(c) => ferry_mysql::reader::key_stats(c, &t.id, key.as_deref()).await?,
+            };
+            let target = names.target(&t.id);
+            totals.insert(target.clone(), count);
+            let ranges = match (key, bounds) {
+                (Some(k), Some((lo, hi))) => split_range(&k, lo, hi, count, spec.chunk_rows).into_iter().map(Some).collect(),
+                _ => vec![None],
+            };
+            for (i, range) in ranges.into_iter().enumerate() {
+                plan.push(Chunk { source: t.id.clone(), target: target.clone(), index: i as u32, range, done: false, rows: 0 });
+            }
+        }
+        checkpoint::save_plan(&mut dst, &spec.name, &plan).await?;
+        checkpoint::set_task(&mut dst, &spec.name, "full", position.as_ref().map(|p| p.to_string()).as_deref()).await?;
+        plan
+    };
+    let position_text = match (&prior, resuming) {
+        (Some((_, Some(p))), true) => Some(p.clone()),
+        _ => position.as_ref().map(|p| p.to_string()),
+    };
+
+    // tables
+    let mut table_jobs: HashMap<TableId, TableJob> = HashMap::new();
+    let mut post: HashMap<TableId, Ddl> = HashMap::new();
+    let mut table_progress: HashMap<TableId, Arc<TableProgress>> = HashMap::new();
+    for (t, ddl) in tables.iter().zip(&ddls) {
+        let target = names.target(&t.id);
+        if !stages.contains_key(&target.to_string()) {
+            for stmt in &ddl.create {
+                dst.exec(stmt).await.map_err(|e| e.context(format!("creating {target}")))?;
+            }
+            checkpoint::set_stage(&mut dst, &spec.name, &target, "created").await?;
+            stages.insert(target.to_string(), "created".into());
+        }
+        let already: u64 = chunks.iter().filter(|c| c.target == target && c.done).map(|c| c.rows).sum();
+        let total = totals.get(&target).copied().unwrap_or(0).max(already);
+        let tp = progress.table(&target.to_string(), total, already);
+        table_progress.insert(target.clone(), tp);
+        table_jobs.insert(target.clone(), TableJob::new(t.clone(), target.clone(), from, to));
+        post.insert(target, ddl.clone());
+    }
+    for c in &chunks {
+        let job = table_jobs.get(&c.target).ok_or_else(|| {
+            Error::definite(format!("the saved copy plan names {} which is no longer selected", c.source))
+                .with_hint("the task's objects changed since the interrupted run; start over with existing_data: drop")
+        })?;
+        validate_chunk(job, c)?;
+    }
+    let chunks_skipped = chunks.iter().filter(|c| c.done).count();
+    let mut remaining: HashMap<TableId, usize> = HashMap::new();
+    for c in chunks.iter().filter(|c| !c.done) {
+        *remaining.entry(c.target.clone()).or_default() += 1;
+    }
+    let progress = Arc::new(progress);
+    let logger = (!opts.quiet && !progress.has_bars()).then(|| progress.log_loop(Duration::from_secs(5)));
+
+    // copy
+    let queue: Arc<Mutex<VecDeque<Chunk>>> = Arc::new(Mutex::new(chunks.iter().filter(|c| !c.done).cloned().collect()));
+    let remaining = Arc::new(Mutex::new(remaining));
+    let table_jobs = Arc::new(table_jobs);
+    let post = Arc::new(post);
+    let table_progress = Arc::new(table_progress);
+    let stop = Arc::new(AtomicBool::new(false));
+    let task_name = Arc::new(spec.name.clone());
+    let mut handles = Vec::new();
+    for mut w in workers {
+        let mut target = Conn::connect(&spec.target).await.map_err(|e| e.context("target"))?;
+        if let Conn::My(_) = target {
+            target.exec("SET SESSION foreign_key_checks = 0").await?;
+        }
+        let (queue, remaining, table_jobs, post, table_progress, stop, task_name) = (
+            queue.clone(),
+            remaining.clone(),
+            table_jobs.clone(),
+            post.clone(),
+            table_progress.clone(),
+            stop.clone(),
+            task_name.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut copied = 0u64;
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(copied);
+                }
+                let Some(chunk) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+                    return Ok(copied);
+                };
+                let job = &table_jobs[&chunk.target];
+                let tp = &table_progress[&chunk.target];
+                tp.start();
+                let rows = match copy_chunk(&mut w, &mut target, job, &chunk, &task_name).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                tp.add(rows);
+                copied += rows;
+                let last = {
+                    let mut rem = remaining.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = rem.entry(chunk.target.clone()).or_default();
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                };
+                if last {
+                    // keys and indexes for this table while other tables still copy
+                    if let Err(e) = finish_table(&mut target, &task_name, &chunk.target, &post[&chunk.target], false).await {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                    tp.finish();
+                }
+            }
+        }));
+    }
+    let mut rows_this_run = 0;
+    let mut first_error = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(n)) => rows_this_run += n,
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(j) => {
+                first_error.get_or_insert(Error::definite(format!("a copy worker crashed: {j}")));
+            }
+        }
+    }
+    if let Some(l) = logger {
+        l.abort();
+    }
+    if let Some(e) = first_error {
+        return Err(e.with_hint(
+            "fix the cause and run again: committed chunks are kept and the copy resumes where it stopped",
+        ));
+    }
+
+    // tables whose data was complete before this run but not yet indexed
+    let stages_now = checkpoint::stages(&mut dst, &spec.name).await?;
+    for (target, ddl) in post.iter() {
+        if stages_now.get(&target.to_string()).map(String::as_str) == Some("created") {
+            finish_table(&mut dst, &spec.name, target, ddl, true).await?;
+            table_progress[target].finish();
+        }
+    }
+    // foreign keys and translated checks, after every table's data
+    for (target, ddl) in post.iter() {
+        if stages_now.get(&target.to_string()).map(String::as_str) == Some("done") {
+            continue;
+        }
+        for fk in &ddl.foreign_keys {
+            match dst.exec(fk).await {
+                Ok(()) => {}
+                Err(e) if already_there(&e) => {}
+                Err(e) => return Err(e.context(format!("adding a foreign key to {target}"))),
+            }
+        }
+        for stmt in &ddl.optional {
+            if let Err(e) = dst.exec(stmt).await {
+                if !already_there(&e) {
+                    warnings.push(format!("{target}: could not recreate `{stmt}`: {}", e.message));
+                }
+            }
+        }
+        checkpoint::set_stage(&mut dst, &spec.name, target, "done").await?;
+    }
+    checkpoint::set_task(&mut dst, &spec.name, "done", None).await?;
+
+    let mut summaries: Vec<TableSummary> = progress
+        .tables
+        .iter()
+        .map(|t| TableSummary {
+            name: t.name.clone(),
+            rows: t.done.load(Ordering::Relaxed),
+            bytes: 0,
+            seconds: t.seconds(),
+        })
+        .collect();
+    let sizes: BTreeMap<String, u64> = tables.iter().map(|t| (names.target(&t.id).to_string(), t.estimated_bytes)).collect();
+    for s in &mut summaries {
+        s.bytes = sizes.get(&s.name).copied().unwrap_or(0);
+    }
+    Ok(Summary {
+        tables: summaries,
+        rows_this_run,
+        seconds: progress.elapsed(),
+        position: position_text,
+        resumed: resuming,
+        chunks_skipped,
+        warnings,
+    })
+}
+
+/// Post-data DDL of one table (keys, indexes, checks, sequence positions), then its
+/// stage. `tolerant` skips "already exists" errors left by an interrupted attempt.
+async fn finish_table(conn: &mut Conn, task: &str, target: &TableId, ddl: &Ddl, tolerant: bool) -> Result<()> {
+    for stmt in &ddl.post {
+        match run_post(conn, stmt).await {
+            Ok(()) => {}
+            Err(e) if tolerant && already_there(&e) => {}
+            Err(e) => return Err(e.context(format!("building keys/indexes of {target}"))),
+        }
+    }
+    checkpoint::set_stage(conn, task, target, "indexed").await
+}
