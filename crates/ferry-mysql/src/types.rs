@@ -186,7 +186,9 @@ pub fn encode_field(v: &Value, ty: &LogicalType, out: &mut Vec<u8>) -> Result<()
         Value::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
         Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
         Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
-        Value::F32(f) if f.is_finite() => out.extend_from_slice(format!("{f:?}").as_bytes()),
+        // widened: MySQL parses the text as a double, and the shortest f32 text of
+        // FLT_MAX (3.4028235e38) lies above FLT_MAX as a double
+        Value::F32(f) if f.is_finite() => out.extend_from_slice(format!("{:?}", *f as f64).as_bytes()),
         Value::F64(f) if f.is_finite() => out.extend_from_slice(format!("{f:?}").as_bytes()),
         Value::F32(_) | Value::F64(_) => {
             return Err("MySQL/MariaDB floats cannot hold NaN or Infinity".into());

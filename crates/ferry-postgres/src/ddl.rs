@@ -156,7 +156,8 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
                 Some(s) if s.identity.is_some() => def.push_str(&format!(
                     " GENERATED {} AS IDENTITY ({})",
                     s.identity.as_deref().unwrap_or("BY DEFAULT"),
-                    s.options
+                    // the column's type already fixes the sequence type
+                    s.options.split_once(" INCREMENT").map(|(_, r)| format!("INCREMENT{r}")).unwrap_or_default()
                 )),
                 Some(s) => {
                     p.create.push(format!(
