@@ -230,12 +230,10 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// The single integer primary-key column, if the key is exactly that (chunkable).
+    /// The column chunks are split on: the primary key's first column, when it is an
+    /// integer. Ranges over it partition the rows even when the key has more columns.
     pub fn integer_key(&self) -> Option<&Column> {
-        if self.primary_key.len() != 1 {
-            return None;
-        }
-        let c = self.column(&self.primary_key[0])?;
+        let c = self.column(self.primary_key.first()?)?;
         matches!(c.logical, LogicalType::Int { .. }).then_some(c)
     }
 }
