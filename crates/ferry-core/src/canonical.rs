@@ -57,7 +57,11 @@ pub fn decimal(s: &str) -> String {
         Some(b) => (true, b),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    if !body.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.') {
+    if !body
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+    {
         return s.to_string();
     }
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
@@ -136,16 +140,31 @@ mod tests {
         assert_eq!(decimal("-0.000"), "0");
         assert_eq!(decimal("007"), "7");
         assert_eq!(decimal("NaN"), "NaN");
-        assert_eq!(trim_fraction("2024-01-01 12:00:00.500000"), "2024-01-01 12:00:00.5");
+        assert_eq!(
+            trim_fraction("2024-01-01 12:00:00.500000"),
+            "2024-01-01 12:00:00.5"
+        );
         assert_eq!(trim_fraction("838:59:59.000000"), "838:59:59");
         assert_eq!(trim_fraction("2024-01-01"), "2024-01-01");
         assert_eq!(
-            canon(Value::Json(r#"{"b": 1, "a": [1, 2]}"#.into()), LogicalType::Json),
-            canon(Value::Json(r#"{"a":[1,2],"b":1}"#.into()), LogicalType::Json)
+            canon(
+                Value::Json(r#"{"b": 1, "a": [1, 2]}"#.into()),
+                LogicalType::Json
+            ),
+            canon(
+                Value::Json(r#"{"a":[1,2],"b":1}"#.into()),
+                LogicalType::Json
+            )
         );
         assert_eq!(
             canon(Value::Bool(true), LogicalType::Bool),
-            canon(Value::Int(1), LogicalType::Int { bytes: 1, unsigned: false })
+            canon(
+                Value::Int(1),
+                LogicalType::Int {
+                    bytes: 1,
+                    unsigned: false
+                }
+            )
         );
         assert_eq!(
             canon(Value::Text("ab   ".into()), LogicalType::Char(Some(5))),

@@ -49,7 +49,13 @@ pub struct Chunk {
 
 /// Splits `[min, max]` into ranges of about `rows_per_chunk` rows given `rows` rows.
 /// The first range is unbounded below and the last unbounded above.
-pub fn split_range(column: &str, min: i128, max: i128, rows: u64, rows_per_chunk: u64) -> Vec<KeyRange> {
+pub fn split_range(
+    column: &str,
+    min: i128,
+    max: i128,
+    rows: u64,
+    rows_per_chunk: u64,
+) -> Vec<KeyRange> {
     let n = rows.div_ceil(rows_per_chunk.max(1)).max(1) as i128;
     let span = max - min + 1;
     let n = n.min(span.max(1));
@@ -57,7 +63,11 @@ pub fn split_range(column: &str, min: i128, max: i128, rows: u64, rows_per_chunk
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n {
         let lo = if i == 0 { None } else { Some(min + i * step) };
-        let hi = if i == n - 1 { None } else { Some(min + (i + 1) * step) };
+        let hi = if i == n - 1 {
+            None
+        } else {
+            Some(min + (i + 1) * step)
+        };
         if let (Some(l), Some(h)) = (lo, hi) {
             if l >= h {
                 continue;

@@ -27,6 +27,9 @@ mod tests {
             "connect mysql://root:***@db:3306/shop failed"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("host=x password=abc user=y"), "host=x password=*** user=y");
+        assert_eq!(
+            redact("host=x password=abc user=y"),
+            "host=x password=*** user=y"
+        );
     }
 }

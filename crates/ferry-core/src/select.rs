@@ -15,7 +15,9 @@ fn split(pattern: &str) -> Result<(String, String)> {
         _ => Err(Error::definite(format!(
             "object pattern {pattern:?} is not of the form schema.table"
         ))
-        .with_hint("write e.g. \"shop.*\" or \"*.orders\"; for MySQL/MariaDB the schema is the database")),
+        .with_hint(
+            "write e.g. \"shop.*\" or \"*.orders\"; for MySQL/MariaDB the schema is the database",
+        )),
     }
 }
 

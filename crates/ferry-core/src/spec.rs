@@ -87,7 +87,11 @@ pub struct Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}@{}:{}", self.engine, self.user, self.host, self.port)?;
+        write!(
+            f,
+            "{}://{}@{}:{}",
+            self.engine, self.user, self.host, self.port
+        )?;
         if let Some(d) = &self.database {
             write!(f, "/{d}")?;
         }
@@ -253,14 +257,16 @@ impl TaskSpec {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
-            return Err(Error::definite(format!(
-                "name {:?} is not allowed",
-                raw.name
-            ))
-            .with_hint("use lower-case letters, digits, '_' and '-' only"));
+            return Err(
+                Error::definite(format!("name {:?} is not allowed", raw.name))
+                    .with_hint("use lower-case letters, digits, '_' and '-' only"),
+            );
         }
         if raw.name.len() > 40 {
-            return Err(Error::definite(format!("name {:?} is longer than 40 characters", raw.name)));
+            return Err(Error::definite(format!(
+                "name {:?} is longer than 40 characters",
+                raw.name
+            )));
         }
         if raw.chunk_rows == Some(0) {
             return Err(Error::definite("chunk_rows must be at least 1"));
@@ -273,12 +279,16 @@ impl TaskSpec {
         let target = Endpoint::parse(&raw.target, "FERRY_TARGET_PASSWORD")
             .map_err(|e| e.context("target"))?;
         if source.engine == Engine::Postgres && source.database.is_none() {
-            return Err(Error::definite("source: the PostgreSQL URL names no database")
-                .with_hint("append /dbname to the URL"));
+            return Err(
+                Error::definite("source: the PostgreSQL URL names no database")
+                    .with_hint("append /dbname to the URL"),
+            );
         }
         if target.engine == Engine::Postgres && target.database.is_none() {
-            return Err(Error::definite("target: the PostgreSQL URL names no database")
-                .with_hint("append /dbname to the URL"));
+            return Err(
+                Error::definite("target: the PostgreSQL URL names no database")
+                    .with_hint("append /dbname to the URL"),
+            );
         }
         let objects = ObjectFilter::new(&raw.objects.include, &raw.objects.exclude)?;
         Ok(TaskSpec {

@@ -89,7 +89,7 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Decodes hex text (either case); `None` if malformed.
 pub fn unhex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     fn nib(c: u8) -> Option<u8> {

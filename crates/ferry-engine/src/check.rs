@@ -13,11 +13,21 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     let mut items = Vec::new();
     let mut src = match Conn::connect(&spec.source).await {
         Ok(c) => {
-            items.push(Item::new("source connection", true, spec.source.to_string(), ""));
+            items.push(Item::new(
+                "source connection",
+                true,
+                spec.source.to_string(),
+                "",
+            ));
             c
         }
         Err(e) => {
-            items.push(Item::new("source connection", false, e.message, e.hint.unwrap_or_default()));
+            items.push(Item::new(
+                "source connection",
+                false,
+                e.message,
+                e.hint.unwrap_or_default(),
+            ));
             return items;
         }
     };
@@ -27,16 +37,31 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     };
     match source_items {
         Ok(v) => items.extend(v),
-        Err(e) => items.push(Item::new("source settings", false, e.message, e.hint.unwrap_or_default())),
+        Err(e) => items.push(Item::new(
+            "source settings",
+            false,
+            e.message,
+            e.hint.unwrap_or_default(),
+        )),
     }
     let tables = match source_tables(&mut src, spec).await {
         Ok(t) => {
             let rows: u64 = t.iter().map(|t| t.estimated_rows).sum();
-            items.push(Item::new("tables selected", true, format!("{} tables, about {rows} rows", t.len()), ""));
+            items.push(Item::new(
+                "tables selected",
+                true,
+                format!("{} tables, about {rows} rows", t.len()),
+                "",
+            ));
             t
         }
         Err(e) => {
-            items.push(Item::new("tables selected", false, e.message, e.hint.unwrap_or_default()));
+            items.push(Item::new(
+                "tables selected",
+                false,
+                e.message,
+                e.hint.unwrap_or_default(),
+            ));
             return items;
         }
     };
@@ -52,7 +77,11 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
                 .warning(),
             );
         }
-        if let Some(engine) = t.storage_engine.as_deref().filter(|e| !e.eq_ignore_ascii_case("InnoDB")) {
+        if let Some(engine) = t
+            .storage_engine
+            .as_deref()
+            .filter(|e| !e.eq_ignore_ascii_case("InnoDB"))
+        {
             items.push(
                 Item::new(
                     &format!("{} is transactional", t.id),
@@ -74,12 +103,18 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
                     ));
                 }
             }
-            if c.charset.as_deref().is_some_and(|cs| !cs.starts_with("utf8") && cs != "binary" && cs != "ascii") {
+            if c.charset
+                .as_deref()
+                .is_some_and(|cs| !cs.starts_with("utf8") && cs != "binary" && cs != "ascii")
+            {
                 items.push(
                     Item::new(
                         &format!("{}.{} character set", t.id, c.name),
                         true,
-                        format!("{} — converted to UTF-8 on the way", c.charset.as_deref().unwrap_or("")),
+                        format!(
+                            "{} — converted to UTF-8 on the way",
+                            c.charset.as_deref().unwrap_or("")
+                        ),
                         "",
                     )
                     .warning(),
@@ -90,7 +125,12 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     let names = NameMap::new(spec, &tables);
     match plan_all(&mut src, spec, &tables, &names).await {
         Ok(ddls) => {
-            items.push(Item::new("schema can be created on the target", true, "", ""));
+            items.push(Item::new(
+                "schema can be created on the target",
+                true,
+                "",
+                "",
+            ));
             for w in ddls.iter().flat_map(|d| d.warnings.iter()) {
                 items.push(Item::new("schema detail", false, w.clone(), "").warning());
             }
@@ -104,26 +144,51 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     }
     let mut dst = match Conn::connect(&spec.target).await {
         Ok(c) => {
-            items.push(Item::new("target connection", true, spec.target.to_string(), ""));
+            items.push(Item::new(
+                "target connection",
+                true,
+                spec.target.to_string(),
+                "",
+            ));
             c
         }
         Err(e) => {
-            items.push(Item::new("target connection", false, e.message, e.hint.unwrap_or_default()));
+            items.push(Item::new(
+                "target connection",
+                false,
+                e.message,
+                e.hint.unwrap_or_default(),
+            ));
             return items;
         }
     };
     let target_items = match &mut dst {
-        Conn::Pg(c) => ferry_postgres::precheck::version(c)
-            .await
-            .map(|(v, _)| vec![Item::new("target version", true, format!("PostgreSQL {v}"), "")]),
+        Conn::Pg(c) => ferry_postgres::precheck::version(c).await.map(|(v, _)| {
+            vec![Item::new(
+                "target version",
+                true,
+                format!("PostgreSQL {v}"),
+                "",
+            )]
+        }),
         Conn::My(c) => ferry_mysql::precheck::target_checks(c).await,
     };
     match target_items {
         Ok(v) => items.extend(v),
-        Err(e) => items.push(Item::new("target settings", false, e.message, e.hint.unwrap_or_default())),
+        Err(e) => items.push(Item::new(
+            "target settings",
+            false,
+            e.message,
+            e.hint.unwrap_or_default(),
+        )),
     }
     match crate::checkpoint::ensure(&mut dst).await {
-        Ok(()) => items.push(Item::new("target can hold Ferry's checkpoint tables (ferry.*)", true, "", "")),
+        Ok(()) => items.push(Item::new(
+            "target can hold Ferry's checkpoint tables (ferry.*)",
+            true,
+            "",
+            "",
+        )),
         Err(e) => items.push(Item::new(
             "target can hold Ferry's checkpoint tables (ferry.*)",
             false,
@@ -131,22 +196,35 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             "grant CREATE on the target database to the Ferry user",
         )),
     }
-    let own = crate::checkpoint::task(&mut dst, &spec.name).await.ok().flatten();
+    let own = crate::checkpoint::task(&mut dst, &spec.name)
+        .await
+        .ok()
+        .flatten();
     let mut occupied = Vec::new();
     for t in &tables {
         let target = names.target(&t.id);
         match dst.table_state(&target).await {
-            Ok(Some(has_rows)) => occupied.push(format!("{target}{}", if has_rows { " (has rows)" } else { " (empty)" })),
+            Ok(Some(has_rows)) => occupied.push(format!(
+                "{target}{}",
+                if has_rows { " (has rows)" } else { " (empty)" }
+            )),
             Ok(None) => {}
             Err(e) => items.push(Item::new("target tables", false, e.message, "")),
         }
     }
-    let detail = if occupied.is_empty() { "no selected table exists on the target yet".to_string() } else { occupied.join(", ") };
+    let detail = if occupied.is_empty() {
+        "no selected table exists on the target yet".to_string()
+    } else {
+        occupied.join(", ")
+    };
     match (&own, spec.existing_data) {
         (Some((phase, _)), _) => items.push(Item::new(
             "target is empty",
             true,
-            format!("task {} has run here before (phase {phase}); `ferry run` resumes it", spec.name),
+            format!(
+                "task {} has run here before (phase {phase}); `ferry run` resumes it",
+                spec.name
+            ),
             "",
         )),
         (None, ExistingData::Fail) => items.push(Item::new(

@@ -34,30 +34,48 @@ fn now() -> String {
 /// The task's recorded phase and snapshot position, if it has run before.
 pub async fn task(conn: &mut Conn, task: &str) -> Result<Option<(String, Option<String>)>> {
     let rows = conn
-        .query_text(&format!("SELECT phase, position FROM ferry.tasks WHERE task = {}", conn.literal(task)))
+        .query_text(&format!(
+            "SELECT phase, position FROM ferry.tasks WHERE task = {}",
+            conn.literal(task)
+        ))
         .await?;
-    Ok(rows.into_iter().next().map(|r| (r[0].clone().unwrap_or_default(), r[1].clone())))
+    Ok(rows
+        .into_iter()
+        .next()
+        .map(|r| (r[0].clone().unwrap_or_default(), r[1].clone())))
 }
 
 /// Records the task's phase (and position, if given).
-pub async fn set_task(conn: &mut Conn, task: &str, phase: &str, position: Option<&str>) -> Result<()> {
+pub async fn set_task(
+    conn: &mut Conn,
+    task: &str,
+    phase: &str,
+    position: Option<&str>,
+) -> Result<()> {
     let t = conn.literal(task);
-    let existing = conn.query_text(&format!("SELECT 1 FROM ferry.tasks WHERE task = {t}")).await?;
-    let sql = if existing.is_empty() {
-        format!(
+    let existing = conn
+        .query_text(&format!("SELECT 1 FROM ferry.tasks WHERE task = {t}"))
+        .await?;
+    let sql =
+        if existing.is_empty() {
+            format!(
             "INSERT INTO ferry.tasks (task, position, phase, updated_at) VALUES ({t}, {}, {}, {})",
             position.map(|p| conn.literal(p)).unwrap_or_else(|| "NULL".into()),
             conn.literal(phase),
             conn.literal(&now())
         )
-    } else {
-        let mut s = format!("UPDATE ferry.tasks SET phase = {}, updated_at = {}", conn.literal(phase), conn.literal(&now()));
-        if let Some(p) = position {
-            s.push_str(&format!(", position = {}", conn.literal(p)));
-        }
-        s.push_str(&format!(" WHERE task = {t}"));
-        s
-    };
+        } else {
+            let mut s = format!(
+                "UPDATE ferry.tasks SET phase = {}, updated_at = {}",
+                conn.literal(phase),
+                conn.literal(&now())
+            );
+            if let Some(p) = position {
+                s.push_str(&format!(", position = {}", conn.literal(p)));
+            }
+            s.push_str(&format!(" WHERE task = {t}"));
+            s
+        };
     conn.exec(&sql).await
 }
 
@@ -65,26 +83,41 @@ pub async fn set_task(conn: &mut Conn, task: &str, phase: &str, position: Option
 pub async fn reset(conn: &mut Conn, task: &str) -> Result<()> {
     let t = conn.literal(task);
     for table in ["chunks", "tables", "tasks"] {
-        conn.exec(&format!("DELETE FROM ferry.{table} WHERE task = {t}")).await?;
+        conn.exec(&format!("DELETE FROM ferry.{table} WHERE task = {t}"))
+            .await?;
     }
     Ok(())
 }
 
 /// Table stages recorded for the task: target table → stage.
-pub async fn stages(conn: &mut Conn, task: &str) -> Result<std::collections::BTreeMap<String, String>> {
+pub async fn stages(
+    conn: &mut Conn,
+    task: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
     let rows = conn
-        .query_text(&format!("SELECT table_name, stage FROM ferry.tables WHERE task = {}", conn.literal(task)))
+        .query_text(&format!(
+            "SELECT table_name, stage FROM ferry.tables WHERE task = {}",
+            conn.literal(task)
+        ))
         .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default()))
+        .map(|r| {
+            (
+                r[0].clone().unwrap_or_default(),
+                r[1].clone().unwrap_or_default(),
+            )
+        })
         .collect())
 }
 
 /// Records a table's stage (`created`, `indexed`, `done`).
 pub async fn set_stage(conn: &mut Conn, task: &str, table: &TableId, stage: &str) -> Result<()> {
     let (t, n) = (conn.literal(task), conn.literal(&table.to_string()));
-    conn.exec(&format!("DELETE FROM ferry.tables WHERE task = {t} AND table_name = {n}")).await?;
+    conn.exec(&format!(
+        "DELETE FROM ferry.tables WHERE task = {t} AND table_name = {n}"
+    ))
+    .await?;
     conn.exec(&format!(
         "INSERT INTO ferry.tables (task, table_name, stage) VALUES ({t}, {n}, {})",
         conn.literal(stage)
@@ -105,9 +138,14 @@ pub async fn save_plan(conn: &mut Conn, task: &str, chunks: &[Chunk]) -> Result<
                     conn.literal(&c.target.to_string()),
                     c.index,
                     conn.literal(&c.source.to_string()),
-                    r.map(|r| conn.literal(&r.column)).unwrap_or_else(|| "NULL".into()),
-                    r.and_then(|r| r.lo).map(|v| conn.literal(&v.to_string())).unwrap_or_else(|| "NULL".into()),
-                    r.and_then(|r| r.hi).map(|v| conn.literal(&v.to_string())).unwrap_or_else(|| "NULL".into()),
+                    r.map(|r| conn.literal(&r.column))
+                        .unwrap_or_else(|| "NULL".into()),
+                    r.and_then(|r| r.lo)
+                        .map(|v| conn.literal(&v.to_string()))
+                        .unwrap_or_else(|| "NULL".into()),
+                    r.and_then(|r| r.hi)
+                        .map(|v| conn.literal(&v.to_string()))
+                        .unwrap_or_else(|| "NULL".into()),
                 )
             })
             .collect();

@@ -31,8 +31,12 @@ pub struct TableVerdict {
 
 /// Compares every selected table of `spec`.
 pub async fn compare(spec: &TaskSpec, chunk_rows: u64) -> Result<Vec<TableVerdict>> {
-    let mut src = Conn::connect(&spec.source).await.map_err(|e| e.context("source"))?;
-    let mut dst = Conn::connect(&spec.target).await.map_err(|e| e.context("target"))?;
+    let mut src = Conn::connect(&spec.source)
+        .await
+        .map_err(|e| e.context("source"))?;
+    let mut dst = Conn::connect(&spec.target)
+        .await
+        .map_err(|e| e.context("target"))?;
     let tables = source_tables(&mut src, spec).await?;
     let names = NameMap::new(spec, &tables);
     let mut out = Vec::new();
@@ -43,7 +47,13 @@ pub async fn compare(spec: &TaskSpec, chunk_rows: u64) -> Result<Vec<TableVerdic
     Ok(out)
 }
 
-async fn compare_table(src: &mut Conn, dst: &mut Conn, t: &Table, target: &TableId, chunk_rows: u64) -> Result<TableVerdict> {
+async fn compare_table(
+    src: &mut Conn,
+    dst: &mut Conn,
+    t: &Table,
+    target: &TableId,
+    chunk_rows: u64,
+) -> Result<TableVerdict> {
     let mut v = TableVerdict {
         source: t.id.clone(),
         target: target.clone(),
@@ -69,7 +79,8 @@ async fn compare_table(src: &mut Conn, dst: &mut Conn, t: &Table, target: &Table
                 aligned.columns.push(tc)
             }
             None => {
-                v.differences.push(format!("column {} missing on the target", c.name));
+                v.differences
+                    .push(format!("column {} missing on the target", c.name));
                 return Ok(v);
             }
         }
@@ -81,12 +92,18 @@ async fn compare_table(src: &mut Conn, dst: &mut Conn, t: &Table, target: &Table
     };
     let ranges: Vec<Option<KeyRange>> = match (key, bounds) {
         (Some(k), Some((lo, hi))) if aligned.column(&k).is_some() => {
-            split_range(&k, lo, hi, count, chunk_rows).into_iter().map(Some).collect()
+            split_range(&k, lo, hi, count, chunk_rows)
+                .into_iter()
+                .map(Some)
+                .collect()
         }
         _ => vec![None],
     };
     for r in &ranges {
-        let (a, b) = tokio::join!(digest(src, t, r.as_ref()), digest(dst, &aligned, r.as_ref()));
+        let (a, b) = tokio::join!(
+            digest(src, t, r.as_ref()),
+            digest(dst, &aligned, r.as_ref())
+        );
         let (a, b) = (a?, b?);
         v.source_rows += a.rows;
         v.target_rows += b.rows;
@@ -99,13 +116,21 @@ async fn compare_table(src: &mut Conn, dst: &mut Conn, t: &Table, target: &Table
                     r.hi.map(|x| x.to_string()).unwrap_or_else(|| "+inf".into()),
                     a.rows,
                     b.rows,
-                    if a.rows == b.rows { " (contents differ)" } else { "" }
+                    if a.rows == b.rows {
+                        " (contents differ)"
+                    } else {
+                        ""
+                    }
                 ),
                 None => format!(
                     "whole table: source {} rows, target {} rows{}",
                     a.rows,
                     b.rows,
-                    if a.rows == b.rows { " (contents differ)" } else { "" }
+                    if a.rows == b.rows {
+                        " (contents differ)"
+                    } else {
+                        ""
+                    }
                 ),
             };
             v.differences.push(what);

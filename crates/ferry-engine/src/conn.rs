@@ -33,7 +33,11 @@ impl Conn {
     /// Runs statements without results.
     pub async fn exec(&mut self, sql: &str) -> Result<()> {
         match self {
-            Conn::Pg(c) => c.client.batch_execute(sql).await.map_err(ferry_postgres::conn::classify),
+            Conn::Pg(c) => c
+                .client
+                .batch_execute(sql)
+                .await
+                .map_err(ferry_postgres::conn::classify),
             Conn::My(c) => c.exec(sql).await,
         }
     }
@@ -42,7 +46,11 @@ impl Conn {
     pub async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         match self {
             Conn::Pg(c) => {
-                let msgs = c.client.simple_query(sql).await.map_err(ferry_postgres::conn::classify)?;
+                let msgs = c
+                    .client
+                    .simple_query(sql)
+                    .await
+                    .map_err(ferry_postgres::conn::classify)?;
                 Ok(msgs
                     .into_iter()
                     .filter_map(|m| match m {
@@ -74,7 +82,11 @@ impl Conn {
     }
 
     /// Reads selected tables. `default_db` limits a MySQL search to the URL's database.
-    pub async fn tables(&mut self, filter: &ObjectFilter, default_db: Option<&str>) -> Result<Vec<Table>> {
+    pub async fn tables(
+        &mut self,
+        filter: &ObjectFilter,
+        default_db: Option<&str>,
+    ) -> Result<Vec<Table>> {
         match self {
             Conn::Pg(c) => ferry_postgres::catalog::read_tables(c, filter).await,
             Conn::My(c) => ferry_mysql::catalog::read_tables(c, filter, default_db).await,
@@ -102,4 +114,3 @@ impl Conn {
         Ok(Some(!self.query_text(&q).await?.is_empty()))
     }
 }
-

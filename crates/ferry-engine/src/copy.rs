@@ -57,7 +57,13 @@ impl TableJob {
 }
 
 /// Copies one chunk and commits it with its done mark; returns the rows copied.
-pub async fn copy_chunk(src: &mut Conn, dst: &mut Conn, job: &TableJob, chunk: &Chunk, task: &str) -> Result<u64> {
+pub async fn copy_chunk(
+    src: &mut Conn,
+    dst: &mut Conn,
+    job: &TableJob,
+    chunk: &Chunk,
+    task: &str,
+) -> Result<u64> {
     let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
     let range = chunk.range.as_ref();
     dst.exec(match dst.engine() {
@@ -67,9 +73,15 @@ pub async fn copy_chunk(src: &mut Conn, dst: &mut Conn, job: &TableJob, chunk: &
     .await?;
     let read = async {
         let r = match src {
-            Conn::Pg(c) if job.passthrough => ferry_postgres::reader::copy_binary(c, &job.source, range, &tx).await,
-            Conn::Pg(c) => ferry_postgres::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await,
-            Conn::My(c) => ferry_mysql::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await,
+            Conn::Pg(c) if job.passthrough => {
+                ferry_postgres::reader::copy_binary(c, &job.source, range, &tx).await
+            }
+            Conn::Pg(c) => {
+                ferry_postgres::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await
+            }
+            Conn::My(c) => {
+                ferry_mysql::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await
+            }
         };
         drop(tx);
         r
@@ -78,9 +90,18 @@ pub async fn copy_chunk(src: &mut Conn, dst: &mut Conn, job: &TableJob, chunk: &
         match &mut *dst {
             Conn::Pg(c) => {
                 let enc: Option<Box<dyn RowEncoder>> = (!job.passthrough).then(|| {
-                    Box::new(ferry_postgres::writer::PgTextEncoder { ctx: job.context() }) as Box<dyn RowEncoder>
+                    Box::new(ferry_postgres::writer::PgTextEncoder { ctx: job.context() })
+                        as Box<dyn RowEncoder>
                 });
-                ferry_postgres::writer::copy_in(c, &job.target, &job.columns, job.passthrough, rx, enc).await
+                ferry_postgres::writer::copy_in(
+                    c,
+                    &job.target,
+                    &job.columns,
+                    job.passthrough,
+                    rx,
+                    enc,
+                )
+                .await
             }
             Conn::My(c) => {
                 let enc = Box::new(ferry_mysql::writer::LoadDataEncoder { ctx: job.context() });
@@ -93,7 +114,11 @@ pub async fn copy_chunk(src: &mut Conn, dst: &mut Conn, job: &TableJob, chunk: &
         (Ok(()), Ok(rows)) => Ok(rows),
         // the writer's error is the root cause when it stopped first (the reader then
         // only saw a closed channel); otherwise the reader's
-        (Err(re), Err(we)) => Err(if re.message.contains("writer stopped") { we } else { re }),
+        (Err(re), Err(we)) => Err(if re.message.contains("writer stopped") {
+            we
+        } else {
+            re
+        }),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     match outcome {

@@ -60,12 +60,17 @@ pub struct Summary {
 
 /// Default worker count: the machine's cores, at least 2.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
 }
 
 /// Reads the selected source tables, failing when none match.
 pub async fn source_tables(src: &mut Conn, spec: &TaskSpec) -> Result<Vec<Table>> {
-    let tables = src.tables(&spec.objects, spec.source.database.as_deref()).await?;
+    let tables = src
+        .tables(&spec.objects, spec.source.database.as_deref())
+        .await?;
     if tables.is_empty() {
         return Err(Error::definite(format!("no source table matches the task's objects ({})", spec.source))
             .with_hint("check objects.include / objects.exclude; for MySQL/MariaDB the schema is the database name"));
@@ -74,13 +79,20 @@ pub async fn source_tables(src: &mut Conn, spec: &TaskSpec) -> Result<Vec<Table>
 }
 
 /// Plans the DDL of every table; all mapping errors are reported together.
-pub async fn plan_all(src: &mut Conn, spec: &TaskSpec, tables: &[Table], names: &NameMap) -> Result<Vec<Ddl>> {
+pub async fn plan_all(
+    src: &mut Conn,
+    spec: &TaskSpec,
+    tables: &[Table],
+    names: &NameMap,
+) -> Result<Vec<Ddl>> {
     let (from, to) = (spec.source.engine, spec.target.engine);
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for t in tables {
         let create_text = match (&mut *src, to) {
-            (Conn::My(c), Engine::MySql) => Some(ferry_mysql::catalog::show_create(c, &t.id).await?),
+            (Conn::My(c), Engine::MySql) => {
+                Some(ferry_mysql::catalog::show_create(c, &t.id).await?)
+            }
             _ => None,
         };
         match plan_ddl(t, from, to, names, create_text.as_deref()) {
@@ -89,26 +101,39 @@ pub async fn plan_all(src: &mut Conn, spec: &TaskSpec, tables: &[Table], names: 
         }
     }
     if !errors.is_empty() {
-        return Err(Error::definite(format!("cannot map the schema:\n  {}", errors.join("\n  "))));
+        return Err(Error::definite(format!(
+            "cannot map the schema:\n  {}",
+            errors.join("\n  ")
+        )));
     }
     Ok(out)
 }
 
 fn already_there(e: &Error) -> bool {
     let m = e.message.to_ascii_lowercase();
-    m.contains("already exists") || m.contains("duplicate key name") || m.contains("multiple primary key") || m.contains("duplicate foreign key")
+    m.contains("already exists")
+        || m.contains("duplicate key name")
+        || m.contains("multiple primary key")
+        || m.contains("duplicate foreign key")
 }
 
 /// Runs the full phase of `spec`.
 pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let (from, to) = (spec.source.engine, spec.target.engine);
-    let mut src = Conn::connect(&spec.source).await.map_err(|e| e.context("source"))?;
-    let mut dst = Conn::connect(&spec.target).await.map_err(|e| e.context("target"))?;
+    let mut src = Conn::connect(&spec.source)
+        .await
+        .map_err(|e| e.context("source"))?;
+    let mut dst = Conn::connect(&spec.target)
+        .await
+        .map_err(|e| e.context("target"))?;
     checkpoint::ensure(&mut dst).await?;
     let prior = checkpoint::task(&mut dst, &spec.name).await?;
     let resuming = match &prior {
         Some((phase, _)) if phase == "done" => {
-            if matches!(spec.existing_data, ExistingData::Drop | ExistingData::Truncate) {
+            if matches!(
+                spec.existing_data,
+                ExistingData::Drop | ExistingData::Truncate
+            ) {
                 checkpoint::reset(&mut dst, &spec.name).await?;
                 false
             } else {
@@ -134,20 +159,33 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
         let mut refused = Vec::new();
         for t in &tables {
             let target = names.target(&t.id);
-            let Some(has_rows) = dst.table_state(&target).await? else { continue };
+            let Some(has_rows) = dst.table_state(&target).await? else {
+                continue;
+            };
             match spec.existing_data {
                 ExistingData::Fail => refused.push(format!(
                     "{target} ({})",
-                    if has_rows { "has rows" } else { "exists, empty" }
+                    if has_rows {
+                        "has rows"
+                    } else {
+                        "exists, empty"
+                    }
                 )),
                 ExistingData::Drop => {
-                    let cascade = if to == Engine::Postgres { " CASCADE" } else { "" };
-                    dst.exec(&format!("DROP TABLE {}{cascade}", dst.qualified(&target))).await?;
+                    let cascade = if to == Engine::Postgres {
+                        " CASCADE"
+                    } else {
+                        ""
+                    };
+                    dst.exec(&format!("DROP TABLE {}{cascade}", dst.qualified(&target)))
+                        .await?;
                 }
                 ExistingData::Truncate | ExistingData::Append => {
                     if spec.existing_data == ExistingData::Truncate {
                         let stmt = match to {
-                            Engine::Postgres => format!("TRUNCATE {} CASCADE", dst.qualified(&target)),
+                            Engine::Postgres => {
+                                format!("TRUNCATE {} CASCADE", dst.qualified(&target))
+                            }
                             Engine::MySql => format!("DELETE FROM {}", dst.qualified(&target)),
                         };
                         dst.exec(&stmt).await?;
@@ -169,7 +207,11 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let jobs = opts.jobs.max(1);
     let mut workers = Vec::with_capacity(jobs);
     for _ in 0..jobs {
-        workers.push(Conn::connect(&spec.source).await.map_err(|e| e.context("source"))?);
+        workers.push(
+            Conn::connect(&spec.source)
+                .await
+                .map_err(|e| e.context("source"))?,
+        );
     }
     let position: Option<Position> = match &mut src {
         Conn::Pg(c) => {
@@ -215,15 +257,31 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
             let target = names.target(&t.id);
             totals.insert(target.clone(), count);
             let ranges = match (key, bounds) {
-                (Some(k), Some((lo, hi))) => split_range(&k, lo, hi, count, spec.chunk_rows).into_iter().map(Some).collect(),
+                (Some(k), Some((lo, hi))) => split_range(&k, lo, hi, count, spec.chunk_rows)
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
                 _ => vec![None],
             };
             for (i, range) in ranges.into_iter().enumerate() {
-                plan.push(Chunk { source: t.id.clone(), target: target.clone(), index: i as u32, range, done: false, rows: 0 });
+                plan.push(Chunk {
+                    source: t.id.clone(),
+                    target: target.clone(),
+                    index: i as u32,
+                    range,
+                    done: false,
+                    rows: 0,
+                });
             }
         }
         checkpoint::save_plan(&mut dst, &spec.name, &plan).await?;
-        checkpoint::set_task(&mut dst, &spec.name, "full", position.as_ref().map(|p| p.to_string()).as_deref()).await?;
+        checkpoint::set_task(
+            &mut dst,
+            &spec.name,
+            "full",
+            position.as_ref().map(|p| p.to_string()).as_deref(),
+        )
+        .await?;
         plan
     };
     let position_text = match (&prior, resuming) {
@@ -237,18 +295,27 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let mut table_progress: HashMap<TableId, Arc<TableProgress>> = HashMap::new();
     for (t, ddl) in tables.iter().zip(&ddls) {
         let target = names.target(&t.id);
-        if !stages.contains_key(&target.to_string()) {
+        if let std::collections::btree_map::Entry::Vacant(e) = stages.entry(target.to_string()) {
             for stmt in &ddl.create {
-                dst.exec(stmt).await.map_err(|e| e.context(format!("creating {target}")))?;
+                dst.exec(stmt)
+                    .await
+                    .map_err(|e| e.context(format!("creating {target}")))?;
             }
             checkpoint::set_stage(&mut dst, &spec.name, &target, "created").await?;
-            stages.insert(target.to_string(), "created".into());
+            e.insert("created".into());
         }
-        let already: u64 = chunks.iter().filter(|c| c.target == target && c.done).map(|c| c.rows).sum();
+        let already: u64 = chunks
+            .iter()
+            .filter(|c| c.target == target && c.done)
+            .map(|c| c.rows)
+            .sum();
         let total = totals.get(&target).copied().unwrap_or(0).max(already);
         let tp = progress.table(&target.to_string(), total, already);
         table_progress.insert(target.clone(), tp);
-        table_jobs.insert(target.clone(), TableJob::new(t.clone(), target.clone(), from, to));
+        table_jobs.insert(
+            target.clone(),
+            TableJob::new(t.clone(), target.clone(), from, to),
+        );
         post.insert(target, ddl.clone());
     }
     for c in &chunks {
@@ -264,10 +331,13 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
         *remaining.entry(c.target.clone()).or_default() += 1;
     }
     let progress = Arc::new(progress);
-    let logger = (!opts.quiet && !progress.has_bars()).then(|| progress.log_loop(Duration::from_secs(5)));
+    let logger =
+        (!opts.quiet && !progress.has_bars()).then(|| progress.log_loop(Duration::from_secs(5)));
 
     // copy
-    let queue: Arc<Mutex<VecDeque<Chunk>>> = Arc::new(Mutex::new(chunks.iter().filter(|c| !c.done).cloned().collect()));
+    let queue: Arc<Mutex<VecDeque<Chunk>>> = Arc::new(Mutex::new(
+        chunks.iter().filter(|c| !c.done).cloned().collect(),
+    ));
     let remaining = Arc::new(Mutex::new(remaining));
     let table_jobs = Arc::new(table_jobs);
     let post = Arc::new(post);
@@ -276,7 +346,9 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let task_name = Arc::new(spec.name.clone());
     let mut handles = Vec::new();
     for mut w in workers {
-        let mut target = Conn::connect(&spec.target).await.map_err(|e| e.context("target"))?;
+        let mut target = Conn::connect(&spec.target)
+            .await
+            .map_err(|e| e.context("target"))?;
         if let Conn::My(_) = target {
             target.exec("SET SESSION foreign_key_checks = 0").await?;
         }
@@ -295,7 +367,8 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(copied);
                 }
-                let Some(chunk) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+                let Some(chunk) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+                else {
                     return Ok(copied);
                 };
                 let job = &table_jobs[&chunk.target];
@@ -318,7 +391,15 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
                 };
                 if last {
                     // keys and indexes for this table while other tables still copy
-                    if let Err(e) = finish_table(&mut target, &task_name, &chunk.target, &post[&chunk.target], false).await {
+                    if let Err(e) = finish_table(
+                        &mut target,
+                        &task_name,
+                        &chunk.target,
+                        &post[&chunk.target],
+                        false,
+                    )
+                    .await
+                    {
                         stop.store(true, Ordering::Relaxed);
                         return Err(e);
                     }
@@ -372,7 +453,10 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
         for stmt in &ddl.optional {
             if let Err(e) = dst.exec(stmt).await {
                 if !already_there(&e) {
-                    warnings.push(format!("{target}: could not recreate `{stmt}`: {}", e.message));
+                    warnings.push(format!(
+                        "{target}: could not recreate `{stmt}`: {}",
+                        e.message
+                    ));
                 }
             }
         }
@@ -390,7 +474,10 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
             seconds: t.seconds(),
         })
         .collect();
-    let sizes: BTreeMap<String, u64> = tables.iter().map(|t| (names.target(&t.id).to_string(), t.estimated_bytes)).collect();
+    let sizes: BTreeMap<String, u64> = tables
+        .iter()
+        .map(|t| (names.target(&t.id).to_string(), t.estimated_bytes))
+        .collect();
     for s in &mut summaries {
         s.bytes = sizes.get(&s.name).copied().unwrap_or(0);
     }
@@ -407,7 +494,13 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
 
 /// Post-data DDL of one table (keys, indexes, checks, sequence positions), then its
 /// stage. `tolerant` skips "already exists" errors left by an interrupted attempt.
-async fn finish_table(conn: &mut Conn, task: &str, target: &TableId, ddl: &Ddl, tolerant: bool) -> Result<()> {
+async fn finish_table(
+    conn: &mut Conn,
+    task: &str,
+    target: &TableId,
+    ddl: &Ddl,
+    tolerant: bool,
+) -> Result<()> {
     for stmt in &ddl.post {
         match run_post(conn, stmt).await {
             Ok(()) => {}

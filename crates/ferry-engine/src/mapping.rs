@@ -16,9 +16,17 @@ impl NameMap {
     /// source into that database (PostgreSQL targets keep schema names).
     pub fn new(spec: &TaskSpec, tables: &[Table]) -> NameMap {
         let mut renames = spec.rename.clone();
-        let schemas: std::collections::BTreeSet<&str> = tables.iter().map(|t| t.id.schema.as_str()).collect();
-        if let (Engine::MySql, Some(db), 1) = (spec.target.engine, &spec.target.database, schemas.len()) {
-            let only = schemas.iter().next().copied().unwrap_or_default().to_string();
+        let schemas: std::collections::BTreeSet<&str> =
+            tables.iter().map(|t| t.id.schema.as_str()).collect();
+        if let (Engine::MySql, Some(db), 1) =
+            (spec.target.engine, &spec.target.database, schemas.len())
+        {
+            let only = schemas
+                .iter()
+                .next()
+                .copied()
+                .unwrap_or_default()
+                .to_string();
             renames.entry(only).or_insert_with(|| db.clone());
         }
         NameMap { renames }
@@ -26,7 +34,13 @@ impl NameMap {
 
     /// The target table for a source table.
     pub fn target(&self, t: &TableId) -> TableId {
-        TableId::new(self.renames.get(&t.schema).cloned().unwrap_or_else(|| t.schema.clone()), t.name.clone())
+        TableId::new(
+            self.renames
+                .get(&t.schema)
+                .cloned()
+                .unwrap_or_else(|| t.schema.clone()),
+            t.name.clone(),
+        )
     }
 }
 
@@ -47,17 +61,35 @@ pub struct Ddl {
 
 /// Plans the DDL of one table (`create_text` = source `SHOW CREATE TABLE` for
 /// MySQL→MySQL).
-pub fn plan_ddl(t: &Table, from: Engine, to: Engine, names: &NameMap, create_text: Option<&str>) -> Result<Ddl> {
+pub fn plan_ddl(
+    t: &Table,
+    from: Engine,
+    to: Engine,
+    names: &NameMap,
+    create_text: Option<&str>,
+) -> Result<Ddl> {
     let target = names.target(&t.id);
     let map = |id: &TableId| names.target(id);
     Ok(match to {
         Engine::Postgres => {
             let p = ferry_postgres::ddl::plan(t, &target, from, &map)?;
-            Ddl { create: p.create, post: p.post, optional: p.optional, foreign_keys: p.foreign_keys, warnings: p.warnings }
+            Ddl {
+                create: p.create,
+                post: p.post,
+                optional: p.optional,
+                foreign_keys: p.foreign_keys,
+                warnings: p.warnings,
+            }
         }
         Engine::MySql => {
             let p = ferry_mysql::ddl::plan(t, &target, from, create_text, &map)?;
-            Ddl { create: p.create, post: p.post, optional: p.optional, foreign_keys: p.foreign_keys, warnings: p.warnings }
+            Ddl {
+                create: p.create,
+                post: p.post,
+                optional: p.optional,
+                foreign_keys: p.foreign_keys,
+                warnings: p.warnings,
+            }
         }
     })
 }
@@ -67,13 +99,23 @@ pub fn plan_ddl(t: &Table, from: Engine, to: Engine, names: &NameMap, create_tex
 pub async fn run_post(conn: &mut Conn, stmt: &str) -> Result<()> {
     if let Some(rest) = stmt.strip_prefix("/*auto_increment*/ ") {
         // "<qualified table> <quoted column> <next>"
-        let (table, rest) = split_quoted(rest).ok_or_else(|| Error::definite("internal: bad auto_increment marker"))?;
-        let (col, next) = split_quoted(rest.trim_start()).ok_or_else(|| Error::definite("internal: bad auto_increment marker"))?;
+        let (table, rest) = split_quoted(rest)
+            .ok_or_else(|| Error::definite("internal: bad auto_increment marker"))?;
+        let (col, next) = split_quoted(rest.trim_start())
+            .ok_or_else(|| Error::definite("internal: bad auto_increment marker"))?;
         let next: u64 = next.trim().parse().unwrap_or(1);
-        let max = conn.query_text(&format!("SELECT COALESCE(MAX({col}), 0) FROM {table}")).await?;
-        let max: u64 = max.first().and_then(|r| r[0].as_deref()).and_then(|m| m.parse().ok()).unwrap_or(0);
+        let max = conn
+            .query_text(&format!("SELECT COALESCE(MAX({col}), 0) FROM {table}"))
+            .await?;
+        let max: u64 = max
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
         let value = next.max(max.saturating_add(1));
-        return conn.exec(&format!("ALTER TABLE {table} AUTO_INCREMENT = {value}")).await;
+        return conn
+            .exec(&format!("ALTER TABLE {table} AUTO_INCREMENT = {value}"))
+            .await;
     }
     conn.exec(stmt).await
 }
@@ -111,7 +153,10 @@ mod tests {
 
     #[test]
     fn splits_quoted_names() {
-        assert_eq!(split_quoted("`a`.`b c` `id` 5"), Some(("`a`.`b c`", " `id` 5")));
+        assert_eq!(
+            split_quoted("`a`.`b c` `id` 5"),
+            Some(("`a`.`b c`", " `id` 5"))
+        );
         assert_eq!(split_quoted("`x``y` 1"), Some(("`x``y`", " 1")));
         assert_eq!(split_quoted("nope"), None);
     }

@@ -23,7 +23,10 @@ pub struct TableProgress {
 impl TableProgress {
     /// Adds copied rows.
     pub fn add(&self, rows: u64) {
-        self.started.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
         self.done.fetch_add(rows, Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.inc(rows);
@@ -32,7 +35,10 @@ impl TableProgress {
 
     /// Marks the table started (first chunk picked up).
     pub fn start(&self) {
-        self.started.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
     }
 
     /// Marks the table finished.
@@ -80,9 +86,11 @@ impl Progress {
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(total));
             b.set_style(
-                ProgressStyle::with_template("{prefix:<32!} [{bar:30}] {pos:>10}/{len:<10} {per_sec:>14} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:<32!} [{bar:30}] {pos:>10}/{len:<10} {per_sec:>14} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b.set_prefix(name.to_string());
             b.set_position(already);
@@ -122,9 +130,21 @@ impl Progress {
             let mut last = 0u64;
             loop {
                 tokio::time::sleep(every).await;
-                let done: u64 = me.tables.iter().map(|t| t.done.load(Ordering::Relaxed)).sum();
-                let total: u64 = me.tables.iter().map(|t| t.total.load(Ordering::Relaxed)).sum();
-                let finished = me.tables.iter().filter(|t| t.finished.lock().map(|f| f.is_some()).unwrap_or(false)).count();
+                let done: u64 = me
+                    .tables
+                    .iter()
+                    .map(|t| t.done.load(Ordering::Relaxed))
+                    .sum();
+                let total: u64 = me
+                    .tables
+                    .iter()
+                    .map(|t| t.total.load(Ordering::Relaxed))
+                    .sum();
+                let finished = me
+                    .tables
+                    .iter()
+                    .filter(|t| t.finished.lock().map(|f| f.is_some()).unwrap_or(false))
+                    .count();
                 let rate = (done - last.min(done)) as f64 / every.as_secs_f64();
                 last = done;
                 tracing::info!(

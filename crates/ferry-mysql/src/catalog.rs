@@ -13,9 +13,19 @@ pub const SYSTEM: &str = "'mysql','information_schema','performance_schema','sys
 
 /// Lists selected tables. `default_db` (the URL's database) limits the search when
 /// the filter names no schema literally.
-pub async fn read_tables(conn: &mut MyConn, filter: &ObjectFilter, default_db: Option<&str>) -> Result<Vec<Table>> {
+pub async fn read_tables(
+    conn: &mut MyConn,
+    filter: &ObjectFilter,
+    default_db: Option<&str>,
+) -> Result<Vec<Table>> {
     let schemas = match (filter.literal_schemas(), default_db) {
-        (Some(s), _) => format!("IN ({})", s.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(",")),
+        (Some(s), _) => format!(
+            "IN ({})",
+            s.iter()
+                .map(|x| quote_literal(x))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         (None, Some(db)) => format!("= {}", quote_literal(db)),
         (None, None) => format!("NOT IN ({SYSTEM})"),
     };
@@ -28,7 +38,10 @@ pub async fn read_tables(conn: &mut MyConn, filter: &ObjectFilter, default_db: O
         .await?;
     let mut out = Vec::new();
     for r in rows {
-        let (schema, name) = (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default());
+        let (schema, name) = (
+            r[0].clone().unwrap_or_default(),
+            r[1].clone().unwrap_or_default(),
+        );
         if !filter.matches(&schema, &name) {
             continue;
         }
@@ -54,7 +67,11 @@ pub async fn read_tables(conn: &mut MyConn, filter: &ObjectFilter, default_db: O
 }
 
 fn where_table(t: &TableId) -> String {
-    format!("TABLE_SCHEMA = {} AND TABLE_NAME = {}", quote_literal(&t.schema), quote_literal(&t.name))
+    format!(
+        "TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+        quote_literal(&t.schema),
+        quote_literal(&t.name)
+    )
 }
 
 async fn read_columns(conn: &mut MyConn, t: &mut Table) -> Result<()> {
@@ -85,7 +102,11 @@ async fn read_columns(conn: &mut MyConn, t: &mut Table) -> Result<()> {
             .filter(|g| !g.is_empty());
         let json_check = format!("json_valid(`{}`)", name.replace('`', "``"));
         let mut logical = logical_type(&s(2), &column_type);
-        if logical == LogicalType::Text && mariadb_json_checks.iter().any(|c| c[1].as_deref() == Some(json_check.as_str())) {
+        if logical == LogicalType::Text
+            && mariadb_json_checks
+                .iter()
+                .any(|c| c[1].as_deref() == Some(json_check.as_str()))
+        {
             logical = LogicalType::Json;
         }
         // MySQL 8 reports literal defaults unquoted; MariaDB quotes them already
@@ -96,7 +117,11 @@ async fn read_columns(conn: &mut MyConn, t: &mut Table) -> Result<()> {
                 || d.contains('(')
                 || d.parse::<f64>().is_ok()
                 || d.starts_with("b'");
-            if is_expr { d } else { quote_literal(&d) }
+            if is_expr {
+                d
+            } else {
+                quote_literal(&d)
+            }
         });
         t.columns.push(Column {
             name,
@@ -112,7 +137,10 @@ async fn read_columns(conn: &mut MyConn, t: &mut Table) -> Result<()> {
         });
     }
     for c in mariadb_json_checks {
-        let (name, clause) = (c[0].clone().unwrap_or_default(), c[1].clone().unwrap_or_default());
+        let (name, clause) = (
+            c[0].clone().unwrap_or_default(),
+            c[1].clone().unwrap_or_default(),
+        );
         if clause.starts_with("json_valid(") {
             continue;
         }
@@ -188,5 +216,9 @@ pub async fn show_create(conn: &mut MyConn, t: &TableId) -> Result<String> {
     let rows = conn
         .query_text(&format!("SHOW CREATE TABLE {}", crate::conn::qualified(t)))
         .await?;
-    Ok(rows.into_iter().next().and_then(|r| r.get(1).cloned().flatten()).unwrap_or_default())
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.get(1).cloned().flatten())
+        .unwrap_or_default())
 }

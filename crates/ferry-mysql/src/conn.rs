@@ -47,21 +47,29 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
 
 /// Server error codes worth retrying: lock wait timeout, deadlock, too many
 /// connections, shutdown in progress, connection killed, server gone.
-const TRANSIENT: &[u16] = &[1205, 1213, 1040, 1053, 1927, 2006, 2013, 1152, 1158, 1159, 1160, 1161];
+const TRANSIENT: &[u16] = &[
+    1205, 1213, 1040, 1053, 1927, 2006, 2013, 1152, 1158, 1159, 1160, 1161,
+];
 
 /// Turns a driver error into a classified Ferry error.
 pub fn classify(e: mysql_async::Error) -> Error {
     match e {
         mysql_async::Error::Server(s) => {
-            let msg = redact(&format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state));
+            let msg = redact(&format!(
+                "{} (error {}, SQLSTATE {})",
+                s.message, s.code, s.state
+            ));
             let err = if TRANSIENT.contains(&s.code) {
                 Error::transient(msg)
             } else {
                 Error::definite(msg)
             };
             match s.code {
-                1044 | 1045 | 1142 | 1227 => err.with_hint("grant the Ferry user the privilege named above (see `ferry check`)"),
-                1148 | 3948 | 4166 => err.with_hint("enable LOAD DATA LOCAL on the target: SET GLOBAL local_infile = 1"),
+                1044 | 1045 | 1142 | 1227 => err.with_hint(
+                    "grant the Ferry user the privilege named above (see `ferry check`)",
+                ),
+                1148 | 3948 | 4166 => err
+                    .with_hint("enable LOAD DATA LOCAL on the target: SET GLOBAL local_infile = 1"),
                 _ => err,
             }
         }
@@ -100,7 +108,9 @@ impl MyConn {
                 r.unwrap_raw()
                     .into_iter()
                     .map(|v| match v {
-                        Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+                        Some(mysql_async::Value::Bytes(b)) => {
+                            Some(String::from_utf8_lossy(&b).into_owned())
+                        }
                         Some(mysql_async::Value::NULL) | None => None,
                         Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
                     })

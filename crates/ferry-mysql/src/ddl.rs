@@ -28,10 +28,15 @@ pub fn mysql_type(ty: &LogicalType, keyed: bool) -> Result<String> {
         LogicalType::Int { bytes: 1 | 2, .. } => "smallint".into(),
         LogicalType::Int { bytes: 3 | 4, .. } => "int".into(),
         LogicalType::Int { .. } => "bigint".into(),
-        LogicalType::Decimal { precision: Some(p), scale } if *p <= 65 && scale.unwrap_or(0) <= 30 => {
+        LogicalType::Decimal {
+            precision: Some(p),
+            scale,
+        } if *p <= 65 && scale.unwrap_or(0) <= 30 => {
             format!("decimal({p},{})", scale.unwrap_or(0))
         }
-        LogicalType::Decimal { precision: None, .. } => "decimal(65,30)".into(),
+        LogicalType::Decimal {
+            precision: None, ..
+        } => "decimal(65,30)".into(),
         LogicalType::Decimal { precision, scale } => {
             return Err(Error::definite(format!(
                 "NUMERIC({},{}) is wider than MySQL's DECIMAL(65,30)",
@@ -46,7 +51,10 @@ pub fn mysql_type(ty: &LogicalType, keyed: bool) -> Result<String> {
         LogicalType::Char(n) | LogicalType::VarChar(n) if n.is_some_and(|n| n <= 1024) => {
             format!("varchar({})", n.unwrap_or(255))
         }
-        LogicalType::Char(_) | LogicalType::VarChar(_) | LogicalType::Text | LogicalType::Set(_) => {
+        LogicalType::Char(_)
+        | LogicalType::VarChar(_)
+        | LogicalType::Text
+        | LogicalType::Set(_) => {
             if keyed {
                 "varchar(768)".into()
             } else {
@@ -64,20 +72,32 @@ pub fn mysql_type(ty: &LogicalType, keyed: bool) -> Result<String> {
         LogicalType::Time(p) => format!("time({})", (*p).min(6)),
         LogicalType::TimeTz(_) => "varchar(32)".into(),
         LogicalType::Interval => "varchar(64)".into(),
-        LogicalType::Timestamp(p) | LogicalType::TimestampTz(p) => format!("datetime({})", (*p).min(6)),
+        LogicalType::Timestamp(p) | LogicalType::TimestampTz(p) => {
+            format!("datetime({})", (*p).min(6))
+        }
         LogicalType::Year => "year".into(),
-        LogicalType::Bit { len, varying: false } if *len <= 64 => format!("bit({len})"),
+        LogicalType::Bit {
+            len,
+            varying: false,
+        } if *len <= 64 => format!("bit({len})"),
         LogicalType::Bit { len, .. } => format!("varchar({})", (*len).clamp(1, 1024)),
         LogicalType::Enum(labels) => format!(
             "enum({})",
-            labels.iter().map(|l| quote_literal(l)).collect::<Vec<_>>().join(",")
+            labels
+                .iter()
+                .map(|l| quote_literal(l))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
         LogicalType::Json | LogicalType::Array(_) => "json".into(),
         LogicalType::Uuid => "char(36)".into(),
         LogicalType::Network => "varchar(43)".into(),
         LogicalType::Unsupported(n) => {
-            return Err(Error::definite(format!("type {n} has no MySQL/MariaDB mapping"))
-                .with_hint("exclude the table (objects.exclude) or convert the column on the source"))
+            return Err(
+                Error::definite(format!("type {n} has no MySQL/MariaDB mapping")).with_hint(
+                    "exclude the table (objects.exclude) or convert the column on the source",
+                ),
+            )
         }
     })
 }
@@ -139,7 +159,10 @@ pub fn default_from_pg(expr: &str, ty: &LogicalType) -> Option<String> {
     if lower.starts_with("nextval(") || lower == "null" {
         return None;
     }
-    if lower == "now()" || lower.starts_with("current_timestamp") || lower == "transaction_timestamp()" {
+    if lower == "now()"
+        || lower.starts_with("current_timestamp")
+        || lower == "transaction_timestamp()"
+    {
         let fsp = match ty {
             LogicalType::Timestamp(p) | LogicalType::TimestampTz(p) => (*p).min(6),
             _ => 0,
@@ -156,7 +179,10 @@ pub fn default_from_pg(expr: &str, ty: &LogicalType) -> Option<String> {
         return Some("(uuid())".into());
     }
     if e.starts_with('\'') && e.ends_with('\'') {
-        if matches!(ty, LogicalType::Json | LogicalType::Array(_) | LogicalType::Bytes | LogicalType::Text) {
+        if matches!(
+            ty,
+            LogicalType::Json | LogicalType::Array(_) | LogicalType::Bytes | LogicalType::Text
+        ) {
             return Some(format!("({e})"));
         }
         return Some(e);
@@ -187,7 +213,10 @@ pub fn plan(
 ) -> Result<DdlPlan> {
     let mut p = DdlPlan::default();
     let q = qualified(target);
-    p.create.push(format!("CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4", quote_ident(&target.schema)));
+    p.create.push(format!(
+        "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
+        quote_ident(&target.schema)
+    ));
     match (from, create_text) {
         (Engine::MySql, Some(text)) => same_engine(t, target, text, &mut p, map),
         _ => cross_engine(t, target, &mut p, map)?,
@@ -201,12 +230,21 @@ pub fn plan(
             .map(|s| s.next_value.max(1) as u64)
             .or(t.next_auto_increment)
             .unwrap_or(1);
-        p.post.push(format!("/*auto_increment*/ {q} {} {next}", quote_ident(&c.name)));
+        p.post.push(format!(
+            "/*auto_increment*/ {q} {} {next}",
+            quote_ident(&c.name)
+        ));
     }
     Ok(p)
 }
 
-fn same_engine(t: &Table, target: &TableId, text: &str, p: &mut DdlPlan, map: &dyn Fn(&TableId) -> TableId) {
+fn same_engine(
+    t: &Table,
+    target: &TableId,
+    text: &str,
+    p: &mut DdlPlan,
+    map: &dyn Fn(&TableId) -> TableId,
+) {
     let q = qualified(target);
     let mut body = Vec::new();
     let mut keys = Vec::new();
@@ -216,11 +254,15 @@ fn same_engine(t: &Table, target: &TableId, text: &str, p: &mut DdlPlan, map: &d
     let mut tail = String::new();
     for line in lines {
         let l = line.trim().trim_end_matches(',');
-        if l.starts_with(')') {
-            tail = l[1..].to_string();
+        if let Some(rest) = l.strip_prefix(')') {
+            tail = rest.to_string();
             break;
         }
-        if l.starts_with("KEY ") || l.starts_with("UNIQUE KEY ") || l.starts_with("FULLTEXT KEY ") || l.starts_with("SPATIAL KEY ") {
+        if l.starts_with("KEY ")
+            || l.starts_with("UNIQUE KEY ")
+            || l.starts_with("FULLTEXT KEY ")
+            || l.starts_with("SPATIAL KEY ")
+        {
             keys.push(l.to_string());
         } else if l.starts_with("CONSTRAINT ") && l.contains(" FOREIGN KEY ") {
             // foreign keys come after all data
@@ -228,9 +270,18 @@ fn same_engine(t: &Table, target: &TableId, text: &str, p: &mut DdlPlan, map: &d
             body.push(l.to_string());
         }
     }
-    p.create.push(format!("CREATE TABLE {q} (\n  {}\n){tail}", body.join(",\n  ")));
+    p.create.push(format!(
+        "CREATE TABLE {q} (\n  {}\n){tail}",
+        body.join(",\n  ")
+    ));
     if !keys.is_empty() {
-        p.post.push(format!("ALTER TABLE {q} {}", keys.iter().map(|k| format!("ADD {k}")).collect::<Vec<_>>().join(", ")));
+        p.post.push(format!(
+            "ALTER TABLE {q} {}",
+            keys.iter()
+                .map(|k| format!("ADD {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     for fk in &t.foreign_keys {
         p.foreign_keys.push(fk_sql(&q, fk, map));
@@ -251,17 +302,29 @@ fn fk_sql(q: &str, fk: &ferry_core::ForeignKey, map: &dyn Fn(&TableId) -> TableI
     )
 }
 
-fn cross_engine(t: &Table, target: &TableId, p: &mut DdlPlan, map: &dyn Fn(&TableId) -> TableId) -> Result<()> {
+fn cross_engine(
+    t: &Table,
+    target: &TableId,
+    p: &mut DdlPlan,
+    map: &dyn Fn(&TableId) -> TableId,
+) -> Result<()> {
     let q = qualified(target);
     let keyed = |name: &str| {
-        t.primary_key.iter().any(|k| k == name) || t.indexes.iter().any(|i| i.columns.iter().any(|c| c == name))
+        t.primary_key.iter().any(|k| k == name)
+            || t.indexes
+                .iter()
+                .any(|i| i.columns.iter().any(|c| c == name))
     };
     let mut defs = Vec::new();
     for c in &t.columns {
-        let ty = mysql_type(&c.logical, keyed(&c.name)).map_err(|e| e.context(format!("table {}, column {}", t.id, c.name)))?;
+        let ty = mysql_type(&c.logical, keyed(&c.name))
+            .map_err(|e| e.context(format!("table {}, column {}", t.id, c.name)))?;
         let mut d = format!("{} {ty}", quote_ident(&c.name));
         if let Some(g) = &c.generated {
-            d.push_str(&format!(" GENERATED ALWAYS AS ({}) STORED", pg_expr_to_mysql(g)));
+            d.push_str(&format!(
+                " GENERATED ALWAYS AS ({}) STORED",
+                pg_expr_to_mysql(g)
+            ));
         }
         if !c.nullable {
             d.push_str(" NOT NULL");
@@ -272,7 +335,10 @@ fn cross_engine(t: &Table, target: &TableId, p: &mut DdlPlan, map: &dyn Fn(&Tabl
             match default_from_pg(def, &c.logical) {
                 Some(x) => d.push_str(&format!(" DEFAULT {x}")),
                 None if def.starts_with("nextval(") => {}
-                None => p.warnings.push(format!("{}.{}: default {def} has no MySQL equivalent and was left out", t.id, c.name)),
+                None => p.warnings.push(format!(
+                    "{}.{}: default {def} has no MySQL equivalent and was left out",
+                    t.id, c.name
+                )),
             }
         }
         if let Some(cmt) = &c.comment {
@@ -284,10 +350,22 @@ fn cross_engine(t: &Table, target: &TableId, p: &mut DdlPlan, map: &dyn Fn(&Tabl
         let cols: Vec<String> = t.primary_key.iter().map(|c| quote_ident(c)).collect();
         defs.push(format!("PRIMARY KEY ({})", cols.join(", ")));
     }
-    p.create.push(format!("CREATE TABLE {q} (\n  {}\n){}", defs.join(",\n  "), table_options(t)));
+    p.create.push(format!(
+        "CREATE TABLE {q} (\n  {}\n){}",
+        defs.join(",\n  "),
+        table_options(t)
+    ));
     for ix in &t.indexes {
-        if ix.columns.iter().any(|c| t.column(c).is_none()) || ix.native_def.as_deref().is_some_and(|d| d.starts_with("EXCLUDE")) {
-            p.warnings.push(format!("{}: index {} (expression or exclusion) was left out", t.id, ix.name));
+        if ix.columns.iter().any(|c| t.column(c).is_none())
+            || ix
+                .native_def
+                .as_deref()
+                .is_some_and(|d| d.starts_with("EXCLUDE"))
+        {
+            p.warnings.push(format!(
+                "{}: index {} (expression or exclusion) was left out",
+                t.id, ix.name
+            ));
             continue;
         }
         let cols: Vec<String> = ix.columns.iter().map(|c| quote_ident(c)).collect();
@@ -318,19 +396,57 @@ mod tests {
     #[test]
     fn strips_pg_casts() {
         assert_eq!(pg_expr_to_mysql("'abc'::character varying"), "'abc'");
-        assert_eq!(pg_expr_to_mysql("((price > (0)::numeric))"), "((price > (0)))");
+        assert_eq!(
+            pg_expr_to_mysql("((price > (0)::numeric))"),
+            "((price > (0)))"
+        );
         assert_eq!(pg_expr_to_mysql("(\"Qty\" * 2)"), "(`Qty` * 2)");
         assert_eq!(pg_expr_to_mysql("'a::b'::text"), "'a::b'");
-        assert_eq!(default_from_pg("now()", &LogicalType::TimestampTz(6)).as_deref(), Some("CURRENT_TIMESTAMP(6)"));
-        assert_eq!(default_from_pg("true", &LogicalType::Bool).as_deref(), Some("1"));
-        assert_eq!(default_from_pg("nextval('t_id_seq'::regclass)", &LogicalType::Int { bytes: 4, unsigned: false }), None);
+        assert_eq!(
+            default_from_pg("now()", &LogicalType::TimestampTz(6)).as_deref(),
+            Some("CURRENT_TIMESTAMP(6)")
+        );
+        assert_eq!(
+            default_from_pg("true", &LogicalType::Bool).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            default_from_pg(
+                "nextval('t_id_seq'::regclass)",
+                &LogicalType::Int {
+                    bytes: 4,
+                    unsigned: false
+                }
+            ),
+            None
+        );
     }
 
     #[test]
     fn maps_types() {
-        assert_eq!(mysql_type(&LogicalType::Text, true).unwrap(), "varchar(768)");
+        assert_eq!(
+            mysql_type(&LogicalType::Text, true).unwrap(),
+            "varchar(768)"
+        );
         assert_eq!(mysql_type(&LogicalType::Text, false).unwrap(), "longtext");
-        assert_eq!(mysql_type(&LogicalType::Decimal { precision: None, scale: None }, false).unwrap(), "decimal(65,30)");
-        assert!(mysql_type(&LogicalType::Decimal { precision: Some(80), scale: Some(2) }, false).is_err());
+        assert_eq!(
+            mysql_type(
+                &LogicalType::Decimal {
+                    precision: None,
+                    scale: None
+                },
+                false
+            )
+            .unwrap(),
+            "decimal(65,30)"
+        );
+        assert!(mysql_type(
+            &LogicalType::Decimal {
+                precision: Some(80),
+                scale: Some(2)
+            },
+            false
+        )
+        .is_err());
     }
 }

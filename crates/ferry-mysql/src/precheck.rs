@@ -15,7 +15,10 @@ fn item(name: &str, ok: bool, detail: String, fix: &str, warn: bool) -> Item {
 /// Server version text (`10.11.19-MariaDB…`).
 pub async fn version(conn: &mut MyConn) -> Result<String> {
     let r = conn.query_text("SELECT VERSION()").await?;
-    Ok(r.into_iter().next().and_then(|r| r[0].clone()).unwrap_or_default())
+    Ok(r.into_iter()
+        .next()
+        .and_then(|r| r[0].clone())
+        .unwrap_or_default())
 }
 
 /// Source settings the incremental phase needs, and the snapshot privilege.
@@ -33,9 +36,27 @@ pub async fn source_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
     let r = vars.into_iter().next().unwrap_or_default();
     let g = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
     let cnf = "(my.cnf [mysqld]) and restart";
-    items.push(item("source log_bin=ON (for incremental)", g(0) == "1", format!("log_bin={}", g(0)), &format!("set log_bin=ON {cnf}"), true));
-    items.push(item("source binlog_format=ROW (for incremental)", g(1) == "ROW", format!("binlog_format={}", g(1)), &format!("set binlog_format=ROW {cnf}"), true));
-    items.push(item("source binlog_row_image=FULL (for incremental)", g(2) == "FULL", format!("binlog_row_image={}", g(2)), &format!("set binlog_row_image=FULL {cnf}"), true));
+    items.push(item(
+        "source log_bin=ON (for incremental)",
+        g(0) == "1",
+        format!("log_bin={}", g(0)),
+        &format!("set log_bin=ON {cnf}"),
+        true,
+    ));
+    items.push(item(
+        "source binlog_format=ROW (for incremental)",
+        g(1) == "ROW",
+        format!("binlog_format={}", g(1)),
+        &format!("set binlog_format=ROW {cnf}"),
+        true,
+    ));
+    items.push(item(
+        "source binlog_row_image=FULL (for incremental)",
+        g(2) == "FULL",
+        format!("binlog_row_image={}", g(2)),
+        &format!("set binlog_row_image=FULL {cnf}"),
+        true,
+    ));
     items.push(item(
         "source binlog_row_metadata=FULL (for incremental)",
         g(4) == "FULL",
@@ -43,7 +64,13 @@ pub async fn source_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
         &format!("set binlog_row_metadata=FULL {cnf}"),
         true,
     ));
-    items.push(item("source server_id set", g(3) != "0", format!("server_id={}", g(3)), &format!("set server_id to a unique non-zero value {cnf}"), true));
+    items.push(item(
+        "source server_id set",
+        g(3) != "0",
+        format!("server_id={}", g(3)),
+        &format!("set server_id to a unique non-zero value {cnf}"),
+        true,
+    ));
     let grants = conn.query_text("SHOW GRANTS").await.unwrap_or_default();
     let all: String = grants
         .iter()
@@ -54,7 +81,11 @@ pub async fn source_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
     items.push(item(
         "source RELOAD privilege (consistent snapshot)",
         has("RELOAD"),
-        if has("RELOAD") { "granted".into() } else { "missing".into() },
+        if has("RELOAD") {
+            "granted".into()
+        } else {
+            "missing".into()
+        },
         "GRANT RELOAD, LOCK TABLES ON *.* TO <user>",
         false,
     ));
@@ -71,8 +102,16 @@ pub async fn source_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
 /// Target settings: LOAD DATA LOCAL must be allowed.
 pub async fn target_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
     let v = version(conn).await?;
-    let r = conn.query_text("SELECT @@local_infile").await.unwrap_or_default();
-    let on = r.into_iter().next().and_then(|r| r[0].clone()).unwrap_or_default() == "1";
+    let r = conn
+        .query_text("SELECT @@local_infile")
+        .await
+        .unwrap_or_default();
+    let on = r
+        .into_iter()
+        .next()
+        .and_then(|r| r[0].clone())
+        .unwrap_or_default()
+        == "1";
     Ok(vec![
         item("target version", true, v, "", false),
         item(

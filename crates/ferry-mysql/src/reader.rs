@@ -12,15 +12,20 @@ use tokio::sync::mpsc::Sender;
 ///
 /// The instant is made by `FLUSH TABLES WITH READ LOCK` on `coordinator`: writes
 /// pause only while the workers start their transactions and the position is read.
-pub async fn begin_snapshot(coordinator: &mut MyConn, workers: &mut [MyConn]) -> Result<Option<Position>> {
+pub async fn begin_snapshot(
+    coordinator: &mut MyConn,
+    workers: &mut [MyConn],
+) -> Result<Option<Position>> {
     coordinator.exec("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
         e.context("cannot take the brief global read lock that fixes the snapshot instant")
             .with_hint("grant RELOAD (and LOCK TABLES) to the Ferry user: GRANT RELOAD, LOCK TABLES ON *.* TO …")
     })?;
     let result = async {
         for w in workers.iter_mut() {
-            w.exec("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await?;
-            w.exec("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await?;
+            w.exec("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await?;
+            w.exec("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                .await?;
         }
         current_position(coordinator).await
     }
@@ -34,25 +39,49 @@ pub async fn begin_snapshot(coordinator: &mut MyConn, workers: &mut [MyConn]) ->
 /// The server's current binlog position and GTID state, `None` without a binlog.
 pub async fn current_position(conn: &mut MyConn) -> Result<Option<Position>> {
     let st = conn.query_text("SHOW MASTER STATUS").await?;
-    let Some(row) = st.into_iter().next() else { return Ok(None) };
+    let Some(row) = st.into_iter().next() else {
+        return Ok(None);
+    };
     let file = row[0].clone().unwrap_or_default();
     let pos = row[1].as_deref().and_then(|p| p.parse().ok()).unwrap_or(4);
     let gtid = match conn.query_text("SELECT @@gtid_binlog_pos").await {
-        Ok(r) => r.into_iter().next().and_then(|r| r[0].clone()).unwrap_or_default(),
-        Err(_) => row.get(4).cloned().flatten().unwrap_or_default().replace('\n', ""),
+        Ok(r) => r
+            .into_iter()
+            .next()
+            .and_then(|r| r[0].clone())
+            .unwrap_or_default(),
+        Err(_) => row
+            .get(4)
+            .cloned()
+            .flatten()
+            .unwrap_or_default()
+            .replace('\n', ""),
     };
     Ok(Some(Position::Binlog { file, pos, gtid }))
 }
 
 /// Row count and integer key bounds (within the worker's snapshot).
-pub async fn key_stats(conn: &mut MyConn, t: &TableId, key: Option<&str>) -> Result<(u64, Option<(i128, i128)>)> {
+pub async fn key_stats(
+    conn: &mut MyConn,
+    t: &TableId,
+    key: Option<&str>,
+) -> Result<(u64, Option<(i128, i128)>)> {
     let sql = match key {
-        Some(k) => format!("SELECT COUNT(*), MIN({k}), MAX({k}) FROM {}", qualified(t), k = quote_ident(k)),
+        Some(k) => format!(
+            "SELECT COUNT(*), MIN({k}), MAX({k}) FROM {}",
+            qualified(t),
+            k = quote_ident(k)
+        ),
         None => format!("SELECT COUNT(*), NULL, NULL FROM {}", qualified(t)),
     };
     let r = conn.query_text(&sql).await?;
     let r = r.into_iter().next().unwrap_or_default();
-    let n = r.first().cloned().flatten().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let n = r
+        .first()
+        .cloned()
+        .flatten()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
     let bounds = match (r.get(1).cloned().flatten(), r.get(2).cloned().flatten()) {
         (Some(a), Some(b)) => Some((a.parse().unwrap_or(0), b.parse().unwrap_or(0))),
         _ => None,
@@ -62,7 +91,10 @@ pub async fn key_stats(conn: &mut MyConn, t: &TableId, key: Option<&str>) -> Res
 
 /// `SELECT <copied columns> FROM t WHERE <range>`.
 pub fn select_sql(t: &Table, range: Option<&KeyRange>) -> String {
-    let cols: Vec<String> = t.copied_columns().map(|c| select_expr(&quote_ident(&c.name), &c.logical)).collect();
+    let cols: Vec<String> = t
+        .copied_columns()
+        .map(|c| select_expr(&quote_ident(&c.name), &c.logical))
+        .collect();
     let mut sql = format!("SELECT {} FROM {}", cols.join(", "), qualified(&t.id));
     if let Some(r) = range {
         sql.push_str(" WHERE ");
@@ -84,7 +116,11 @@ pub async fn read_rows(
     let mut result = conn.conn.query_iter(sql).await.map_err(classify)?;
     let mut rows = Vec::with_capacity(batch_rows);
     let mut failure = None;
-    if let Some(mut stream) = result.stream::<mysql_async::Row>().await.map_err(classify)? {
+    if let Some(mut stream) = result
+        .stream::<mysql_async::Row>()
+        .await
+        .map_err(classify)?
+    {
         while let Some(row) = stream.next().await {
             let row = row.map_err(classify)?;
             let cells = row.unwrap_raw();
@@ -92,8 +128,9 @@ pub async fn read_rows(
                 .into_iter()
                 .zip(&cols)
                 .map(|(cell, c)| {
-                    parse_cell(cell, &c.logical)
-                        .map_err(|e| Error::definite(format!("table {}, column {}: {e}", t.id, c.name)))
+                    parse_cell(cell, &c.logical).map_err(|e| {
+                        Error::definite(format!("table {}, column {}: {e}", t.id, c.name))
+                    })
                 })
                 .collect();
             match decoded {
@@ -106,7 +143,9 @@ pub async fn read_rows(
             if rows.len() >= batch_rows {
                 let full = std::mem::replace(&mut rows, Vec::with_capacity(batch_rows));
                 if tx.send(Batch::Rows(full)).await.is_err() {
-                    failure = Some(Error::transient("the writer stopped before the chunk was read to the end"));
+                    failure = Some(Error::transient(
+                        "the writer stopped before the chunk was read to the end",
+                    ));
                     break;
                 }
             }
@@ -120,9 +159,9 @@ pub async fn read_rows(
     }
     drop(result);
     if !rows.is_empty() {
-        tx.send(Batch::Rows(rows))
-            .await
-            .map_err(|_| Error::transient("the writer stopped before the chunk was read to the end"))?;
+        tx.send(Batch::Rows(rows)).await.map_err(|_| {
+            Error::transient("the writer stopped before the chunk was read to the end")
+        })?;
     }
     Ok(())
 }

@@ -63,11 +63,16 @@ pub fn logical_type(data_type: &str, column_type: &str) -> LogicalType {
         },
         "float" => LogicalType::Float32,
         "double" | "real" => LogicalType::Float64,
-        "bit" => LogicalType::Bit { len: m.first().copied().unwrap_or(1), varying: false },
+        "bit" => LogicalType::Bit {
+            len: m.first().copied().unwrap_or(1),
+            varying: false,
+        },
         "char" => LogicalType::Char(m.first().copied()),
         "varchar" => LogicalType::VarChar(m.first().copied()),
         "tinytext" | "text" | "mediumtext" | "longtext" => LogicalType::Text,
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => LogicalType::Bytes,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            LogicalType::Bytes
+        }
         "date" => LogicalType::Date,
         "time" => LogicalType::Time(fsp),
         "datetime" => LogicalType::Timestamp(fsp),
@@ -98,10 +103,14 @@ pub fn parse_cell(cell: Option<mysql_async::Value>, ty: &LogicalType) -> Result<
         Some(mysql_async::Value::Bytes(b)) => b,
         Some(other) => other.as_sql(true).into_bytes(),
     };
-    let text = |b: Vec<u8>| String::from_utf8(b).map_err(|e| format!("value is not valid UTF-8: {e}"));
+    let text =
+        |b: Vec<u8>| String::from_utf8(b).map_err(|e| format!("value is not valid UTF-8: {e}"));
     let bad = |s: &[u8]| format!("cannot read {:?} as {ty:?}", String::from_utf8_lossy(s));
     Ok(match ty {
-        LogicalType::Int { unsigned: true, bytes: 8 } => {
+        LogicalType::Int {
+            unsigned: true,
+            bytes: 8,
+        } => {
             let s = std::str::from_utf8(&raw).map_err(|_| bad(&raw))?;
             match s.parse::<i64>() {
                 Ok(i) => Value::Int(i),
@@ -109,14 +118,23 @@ pub fn parse_cell(cell: Option<mysql_async::Value>, ty: &LogicalType) -> Result<
             }
         }
         LogicalType::Int { .. } | LogicalType::Year => Value::Int(
-            std::str::from_utf8(&raw).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad(&raw))?,
+            std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad(&raw))?,
         ),
         LogicalType::Decimal { .. } => Value::Decimal(text(raw)?),
         LogicalType::Float32 => Value::F32(
-            std::str::from_utf8(&raw).ok().and_then(|s| s.parse::<f64>().ok()).ok_or_else(|| bad(&raw))? as f32,
+            std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or_else(|| bad(&raw))? as f32,
         ),
         LogicalType::Float64 => Value::F64(
-            std::str::from_utf8(&raw).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad(&raw))?,
+            std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad(&raw))?,
         ),
         LogicalType::Bytes => Value::Bytes(raw),
         LogicalType::Bit { len, .. } => {
@@ -140,7 +158,10 @@ pub fn parse_cell(cell: Option<mysql_async::Value>, ty: &LogicalType) -> Result<
 pub fn load_conversion(ty: &LogicalType) -> Option<&'static str> {
     match ty {
         LogicalType::Bytes => Some("UNHEX({})"),
-        LogicalType::Bit { varying: false, len } if *len <= 64 => Some("CAST(CONV({}, 2, 10) AS UNSIGNED)"),
+        LogicalType::Bit {
+            varying: false,
+            len,
+        } if *len <= 64 => Some("CAST(CONV({}, 2, 10) AS UNSIGNED)"),
         _ => None,
     }
 }
@@ -188,16 +209,29 @@ pub fn encode_field(v: &Value, ty: &LogicalType, out: &mut Vec<u8>) -> Result<()
         Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
         // widened: MySQL parses the text as a double, and the shortest f32 text of
         // FLT_MAX (3.4028235e38) lies above FLT_MAX as a double
-        Value::F32(f) if f.is_finite() => out.extend_from_slice(format!("{:?}", *f as f64).as_bytes()),
+        Value::F32(f) if f.is_finite() => {
+            out.extend_from_slice(format!("{:?}", *f as f64).as_bytes())
+        }
         Value::F64(f) if f.is_finite() => out.extend_from_slice(format!("{f:?}").as_bytes()),
         Value::F32(_) | Value::F64(_) => {
             return Err("MySQL/MariaDB floats cannot hold NaN or Infinity".into());
         }
         Value::Decimal(s) => {
-            if !s.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.') {
+            if !s
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
+            {
                 return Err("MySQL/MariaDB DECIMAL cannot hold NaN or Infinity".into());
             }
-            if matches!(ty, LogicalType::Decimal { precision: None, .. }) && !fits_decimal_65_30(s) {
+            if matches!(
+                ty,
+                LogicalType::Decimal {
+                    precision: None,
+                    ..
+                }
+            ) && !fits_decimal_65_30(s)
+            {
                 return Err("unconstrained NUMERIC is mapped to DECIMAL(65,30), which cannot hold this value exactly".into());
             }
             out.extend_from_slice(s.as_bytes())
@@ -209,9 +243,14 @@ pub fn encode_field(v: &Value, ty: &LogicalType, out: &mut Vec<u8>) -> Result<()
             }
             out.extend_from_slice(s.as_bytes())
         }
-        Value::Text(s) | Value::Json(s) | Value::Interval(s) | Value::Time(s) => escape_into(out, s.as_bytes()),
+        Value::Text(s) | Value::Json(s) | Value::Interval(s) | Value::Time(s) => {
+            escape_into(out, s.as_bytes())
+        }
         Value::Bits(s) => match ty {
-            LogicalType::Bit { varying: false, len } if *len <= 64 => {
+            LogicalType::Bit {
+                varying: false,
+                len,
+            } if *len <= 64 => {
                 out.extend_from_slice(if s.is_empty() { b"0" } else { s.as_bytes() })
             }
             _ => out.extend_from_slice(s.as_bytes()),
@@ -227,41 +266,103 @@ mod tests {
 
     #[test]
     fn labels() {
-        assert_eq!(parse_labels("enum('a','b''c','d,e')"), vec!["a", "b'c", "d,e"]);
+        assert_eq!(
+            parse_labels("enum('a','b''c','d,e')"),
+            vec!["a", "b'c", "d,e"]
+        );
         assert_eq!(parse_labels("set('x')"), vec!["x"]);
     }
 
     #[test]
     fn types() {
-        assert_eq!(logical_type("bigint", "bigint(20) unsigned"), LogicalType::Int { bytes: 8, unsigned: true });
-        assert_eq!(logical_type("decimal", "decimal(65,30)"), LogicalType::Decimal { precision: Some(65), scale: Some(30) });
-        assert_eq!(logical_type("datetime", "datetime(6)"), LogicalType::Timestamp(6));
-        assert_eq!(logical_type("bit", "bit(12)"), LogicalType::Bit { len: 12, varying: false });
+        assert_eq!(
+            logical_type("bigint", "bigint(20) unsigned"),
+            LogicalType::Int {
+                bytes: 8,
+                unsigned: true
+            }
+        );
+        assert_eq!(
+            logical_type("decimal", "decimal(65,30)"),
+            LogicalType::Decimal {
+                precision: Some(65),
+                scale: Some(30)
+            }
+        );
+        assert_eq!(
+            logical_type("datetime", "datetime(6)"),
+            LogicalType::Timestamp(6)
+        );
+        assert_eq!(
+            logical_type("bit", "bit(12)"),
+            LogicalType::Bit {
+                len: 12,
+                varying: false
+            }
+        );
     }
 
     #[test]
     fn cells() {
         let b = |s: &str| Some(mysql_async::Value::Bytes(s.as_bytes().to_vec()));
         assert_eq!(
-            parse_cell(b("18446744073709551615"), &LogicalType::Int { bytes: 8, unsigned: true }).unwrap(),
+            parse_cell(
+                b("18446744073709551615"),
+                &LogicalType::Int {
+                    bytes: 8,
+                    unsigned: true
+                }
+            )
+            .unwrap(),
             Value::UInt(u64::MAX)
         );
         assert_eq!(
-            parse_cell(Some(mysql_async::Value::Bytes(vec![1, 2])), &LogicalType::Bit { len: 10, varying: false }).unwrap(),
+            parse_cell(
+                Some(mysql_async::Value::Bytes(vec![1, 2])),
+                &LogicalType::Bit {
+                    len: 10,
+                    varying: false
+                }
+            )
+            .unwrap(),
             Value::Bits("0100000010".into())
         );
         assert_eq!(parse_cell(None, &LogicalType::Text).unwrap(), Value::Null);
-        assert_eq!(parse_cell(b(""), &LogicalType::Text).unwrap(), Value::Text(String::new()));
+        assert_eq!(
+            parse_cell(b(""), &LogicalType::Text).unwrap(),
+            Value::Text(String::new())
+        );
     }
 
     #[test]
     fn refuses_what_mysql_cannot_hold() {
         let mut o = Vec::new();
         assert!(encode_field(&Value::F64(f64::NAN), &LogicalType::Float64, &mut o).is_err());
-        assert!(encode_field(&Value::Decimal("NaN".into()), &LogicalType::Decimal { precision: None, scale: None }, &mut o).is_err());
+        assert!(encode_field(
+            &Value::Decimal("NaN".into()),
+            &LogicalType::Decimal {
+                precision: None,
+                scale: None
+            },
+            &mut o
+        )
+        .is_err());
         let huge = format!("1{}", "0".repeat(40));
-        assert!(encode_field(&Value::Decimal(huge), &LogicalType::Decimal { precision: None, scale: None }, &mut o).is_err());
-        assert!(encode_field(&Value::Date("0044-03-15 BC".into()), &LogicalType::Date, &mut o).is_err());
+        assert!(encode_field(
+            &Value::Decimal(huge),
+            &LogicalType::Decimal {
+                precision: None,
+                scale: None
+            },
+            &mut o
+        )
+        .is_err());
+        assert!(encode_field(
+            &Value::Date("0044-03-15 BC".into()),
+            &LogicalType::Date,
+            &mut o
+        )
+        .is_err());
         assert!(encode_field(&Value::Date("infinity".into()), &LogicalType::Date, &mut o).is_err());
     }
 

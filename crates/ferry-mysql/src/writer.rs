@@ -57,14 +57,19 @@ pub async fn load(
             }
         }
     });
-    conn.conn.set_infile_handler(async move { Ok(stream.boxed()) });
+    conn.conn
+        .set_infile_handler(async move { Ok(stream.boxed()) });
     let mut targets = Vec::new();
     let mut sets = Vec::new();
     for (i, (c, ty)) in cols.iter().zip(types).enumerate() {
         match load_conversion(ty) {
             Some(conv) => {
                 targets.push(format!("@v{i}"));
-                sets.push(format!("{} = {}", quote_ident(c), conv.replace("{}", &format!("@v{i}"))));
+                sets.push(format!(
+                    "{} = {}",
+                    quote_ident(c),
+                    conv.replace("{}", &format!("@v{i}"))
+                ));
             }
             None => targets.push(quote_ident(c)),
         }
@@ -74,7 +79,11 @@ pub async fn load(
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){}",
         qualified(target),
         targets.join(", "),
-        if sets.is_empty() { String::new() } else { format!(" SET {}", sets.join(", ")) }
+        if sets.is_empty() {
+            String::new()
+        } else {
+            format!(" SET {}", sets.join(", "))
+        }
     );
     let res = conn.exec(&sql).await;
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -83,10 +92,18 @@ pub async fn load(
     res.map_err(|e| e.context(format!("loading {target}")))?;
     let rows = conn.conn.affected_rows();
     if conn.conn.get_warnings() > 0 {
-        let w = conn.query_text("SHOW WARNINGS LIMIT 5").await.unwrap_or_default();
+        let w = conn
+            .query_text("SHOW WARNINGS LIMIT 5")
+            .await
+            .unwrap_or_default();
         let text: Vec<String> = w
             .into_iter()
-            .map(|r| r.into_iter().map(|c| c.unwrap_or_default()).collect::<Vec<_>>().join(" "))
+            .map(|r| {
+                r.into_iter()
+                    .map(|c| c.unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect();
         return Err(Error::definite(format!(
             "loading {target}: the server altered or rejected values: {}",
@@ -97,7 +114,9 @@ pub async fn load(
     Ok(rows)
 }
 
-fn tokio_stream_from<T: Send + 'static>(rx: Receiver<T>) -> impl futures::Stream<Item = T> + Send + 'static {
+fn tokio_stream_from<T: Send + 'static>(
+    rx: Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
 }
 

@@ -22,7 +22,10 @@ pub fn array_to_json(text: &str, kind: ElementKind) -> Option<String> {
         Some(i) if s.starts_with('[') => &s[i + 1..],
         _ => s,
     };
-    let mut p = Parser { b: s.as_bytes(), i: 0 };
+    let mut p = Parser {
+        b: s.as_bytes(),
+        i: 0,
+    };
     let v = p.array(kind)?;
     (p.i == p.b.len()).then_some(v.to_string())
 }
@@ -115,14 +118,26 @@ mod tests {
 
     #[test]
     fn converts_arrays() {
-        assert_eq!(array_to_json("{1,2,NULL}", ElementKind::Number).unwrap(), "[1,2,null]");
+        assert_eq!(
+            array_to_json("{1,2,NULL}", ElementKind::Number).unwrap(),
+            "[1,2,null]"
+        );
         assert_eq!(
             array_to_json(r#"{"a b","c\"d",NULL,"NULL"}"#, ElementKind::Text).unwrap(),
             r#"["a b","c\"d",null,"NULL"]"#
         );
-        assert_eq!(array_to_json("{{1,2},{3,4}}", ElementKind::Number).unwrap(), "[[1,2],[3,4]]");
-        assert_eq!(array_to_json("{t,f}", ElementKind::Bool).unwrap(), "[true,false]");
-        assert_eq!(array_to_json("[0:1]={7,8}", ElementKind::Number).unwrap(), "[7,8]");
+        assert_eq!(
+            array_to_json("{{1,2},{3,4}}", ElementKind::Number).unwrap(),
+            "[[1,2],[3,4]]"
+        );
+        assert_eq!(
+            array_to_json("{t,f}", ElementKind::Bool).unwrap(),
+            "[true,false]"
+        );
+        assert_eq!(
+            array_to_json("[0:1]={7,8}", ElementKind::Number).unwrap(),
+            "[7,8]"
+        );
         assert_eq!(array_to_json("{}", ElementKind::Text).unwrap(), "[]");
         assert!(array_to_json("{1,2", ElementKind::Number).is_none());
     }

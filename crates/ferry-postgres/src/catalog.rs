@@ -68,7 +68,9 @@ pub async fn read_tables(conn: &PgConn, filter: &ObjectFilter) -> Result<Vec<Tab
         read_sequences(conn, &mut t).await?;
         out.push(t);
     }
-    c.batch_execute("RESET search_path").await.map_err(classify)?;
+    c.batch_execute("RESET search_path")
+        .await
+        .map_err(classify)?;
     Ok(out)
 }
 
@@ -103,7 +105,9 @@ async fn read_columns(conn: &PgConn, oid: u32, t: &mut Table) -> Result<()> {
         let generated: String = r.get(4);
         let identity: String = r.get(5);
         let is_gen = generated == "s";
-        let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
+        let serial = default
+            .as_deref()
+            .is_some_and(|d| d.starts_with("nextval("));
         t.columns.push(Column {
             name: r.get(0),
             native_type: info.formatted.clone(),

@@ -80,13 +80,16 @@ pub fn classify(e: tokio_postgres::Error) -> Error {
             None => err,
         };
         if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-            return err.with_hint("grant the Ferry user the privilege named above (see `ferry check`)");
+            return err
+                .with_hint("grant the Ferry user the privilege named above (see `ferry check`)");
         }
         return err;
     }
     // no server error: connection closed, I/O, timeout — worth retrying
     let text = redact(&e.to_string());
-    let source = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+    let source = std::error::Error::source(&e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
     Error::transient(format!("{text}{}", redact(&source)))
 }
 

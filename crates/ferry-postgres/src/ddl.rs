@@ -34,7 +34,10 @@ pub fn pg_type(ty: &LogicalType, enum_type: &str) -> Result<String> {
             (4, true) | (8, false) => "bigint".into(),
             _ => "numeric(20,0)".into(),
         },
-        LogicalType::Decimal { precision: Some(p), scale } => format!("numeric({p},{})", scale.unwrap_or(0)),
+        LogicalType::Decimal {
+            precision: Some(p),
+            scale,
+        } => format!("numeric({p},{})", scale.unwrap_or(0)),
         LogicalType::Decimal { .. } => "numeric".into(),
         LogicalType::Float32 => "real".into(),
         LogicalType::Float64 => "double precision".into(),
@@ -49,7 +52,10 @@ pub fn pg_type(ty: &LogicalType, enum_type: &str) -> Result<String> {
         LogicalType::Timestamp(p) => format!("timestamp({p}) without time zone"),
         LogicalType::TimestampTz(p) => format!("timestamp({p}) with time zone"),
         LogicalType::Year => "smallint".into(),
-        LogicalType::Bit { len, varying: false } => format!("bit({len})"),
+        LogicalType::Bit {
+            len,
+            varying: false,
+        } => format!("bit({len})"),
         LogicalType::Bit { len, varying: true } => format!("bit varying({len})"),
         LogicalType::Enum(_) => enum_type.to_string(),
         LogicalType::Json => "jsonb".into(),
@@ -57,8 +63,11 @@ pub fn pg_type(ty: &LogicalType, enum_type: &str) -> Result<String> {
         LogicalType::Network => "inet".into(),
         LogicalType::Array(_) => "jsonb".into(),
         LogicalType::Unsupported(n) => {
-            return Err(Error::definite(format!("type {n} has no PostgreSQL mapping"))
-                .with_hint("exclude the table (objects.exclude) or convert the column on the source"))
+            return Err(
+                Error::definite(format!("type {n} has no PostgreSQL mapping")).with_hint(
+                    "exclude the table (objects.exclude) or convert the column on the source",
+                ),
+            )
         }
     })
 }
@@ -78,7 +87,10 @@ pub fn default_from_mysql(expr: &str, ty: &LogicalType) -> Option<String> {
     if lower == "null" {
         return None;
     }
-    if lower.starts_with("current_timestamp") || lower.starts_with("now(") || lower == "localtimestamp" {
+    if lower.starts_with("current_timestamp")
+        || lower.starts_with("now(")
+        || lower == "localtimestamp"
+    {
         return Some("CURRENT_TIMESTAMP".into());
     }
     if lower == "curdate()" || lower == "current_date" {
@@ -89,8 +101,18 @@ pub fn default_from_mysql(expr: &str, ty: &LogicalType) -> Option<String> {
     }
     if e.starts_with('\'') && e.ends_with('\'') && e.len() >= 2 {
         return match ty {
-            LogicalType::Bytes => Some(format!("'\\x{}'::bytea", ferry_core::value::hex(e[1..e.len() - 1].as_bytes()))),
-            LogicalType::Bool => Some(if &e[1..e.len() - 1] == "0" { "false" } else { "true" }.into()),
+            LogicalType::Bytes => Some(format!(
+                "'\\x{}'::bytea",
+                ferry_core::value::hex(&e.as_bytes()[1..e.len() - 1])
+            )),
+            LogicalType::Bool => Some(
+                if &e[1..e.len() - 1] == "0" {
+                    "false"
+                } else {
+                    "true"
+                }
+                .into(),
+            ),
             _ => Some(e.to_string()),
         };
     }
@@ -110,12 +132,18 @@ fn mysql_expr_to_pg(expr: &str) -> String {
 
 /// Plans the statements for `t` copied to `target` from an `from`-engine source.
 /// `map` gives the target name of any source table (for foreign keys).
-pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) -> TableId) -> Result<DdlPlan> {
+pub fn plan(
+    t: &Table,
+    target: &TableId,
+    from: Engine,
+    map: &dyn Fn(&TableId) -> TableId,
+) -> Result<DdlPlan> {
     let same = from == Engine::Postgres;
     let mut p = DdlPlan::default();
     let q = qualified(target);
     let schema = quote_ident(&target.schema);
-    p.create.push(format!("CREATE SCHEMA IF NOT EXISTS {schema}"));
+    p.create
+        .push(format!("CREATE SCHEMA IF NOT EXISTS {schema}"));
     p.create.push(format!("SET search_path = {schema}"));
     let mut cols = Vec::new();
     let mut owned: Vec<(String, String)> = Vec::new();
@@ -126,7 +154,8 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
             }
             if let LogicalType::Array(inner) = &c.logical {
                 if let LogicalType::Enum(labels) = inner.as_ref() {
-                    p.create.push(create_enum(c.native_type.trim_end_matches("[]"), labels));
+                    p.create
+                        .push(create_enum(c.native_type.trim_end_matches("[]"), labels));
                 }
             }
             if matches!(c.logical, LogicalType::Unsupported(_)) && c.native_type.contains('.') {
@@ -145,7 +174,8 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
             if let LogicalType::Enum(labels) = &c.logical {
                 p.create.push(create_enum(&enum_name, labels));
             }
-            pg_type(&c.logical, &enum_name).map_err(|e| e.context(format!("table {}, column {}", t.id, c.name)))?
+            pg_type(&c.logical, &enum_name)
+                .map_err(|e| e.context(format!("table {}, column {}", t.id, c.name)))?
         };
         let mut def = format!("{} {ty}", quote_ident(&c.name));
         let seq = t.sequences.iter().find(|s| s.column == c.name);
@@ -158,7 +188,10 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
                     " GENERATED {} AS IDENTITY ({})",
                     s.identity.as_deref().unwrap_or("BY DEFAULT"),
                     // the column's type already fixes the sequence type
-                    s.options.split_once(" INCREMENT").map(|(_, r)| format!("INCREMENT{r}")).unwrap_or_default()
+                    s.options
+                        .split_once(" INCREMENT")
+                        .map(|(_, r)| format!("INCREMENT{r}"))
+                        .unwrap_or_default()
                 )),
                 Some(s) => {
                     p.create.push(format!(
@@ -177,12 +210,23 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
                     }
                 }
             }
-        } else if c.auto_increment && c.logical == (LogicalType::Int { bytes: 8, unsigned: true }) {
+        } else if c.auto_increment
+            && c.logical
+                == (LogicalType::Int {
+                    bytes: 8,
+                    unsigned: true,
+                })
+        {
             // numeric(20,0) cannot be an identity; an owned sequence keeps the type
             // (and so foreign keys from other unsigned BIGINT columns) intact
             let seq = quote_ident(&cut63(format!("{}_{}_seq", target.name, c.name)));
-            p.create.push(format!("CREATE SEQUENCE IF NOT EXISTS {schema}.{seq}"));
-            def.push_str(&format!(" DEFAULT nextval('{}.{}'::regclass)", schema.replace('\'', "''"), seq.replace('\'', "''")));
+            p.create
+                .push(format!("CREATE SEQUENCE IF NOT EXISTS {schema}.{seq}"));
+            def.push_str(&format!(
+                " DEFAULT nextval('{}.{}'::regclass)",
+                schema.replace('\'', "''"),
+                seq.replace('\'', "''")
+            ));
             owned.push((seq, c.name.clone()));
         } else if c.auto_increment {
             def.push_str(" GENERATED BY DEFAULT AS IDENTITY");
@@ -201,7 +245,8 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
         }
         cols.push(def);
     }
-    p.create.push(format!("CREATE TABLE {q} (\n  {}\n)", cols.join(",\n  ")));
+    p.create
+        .push(format!("CREATE TABLE {q} (\n  {}\n)", cols.join(",\n  ")));
     for s in t.sequences.iter().filter(|s| s.identity.is_none() && same) {
         p.create.push(format!(
             "ALTER SEQUENCE {}.{} OWNED BY {q}.{}",
@@ -211,14 +256,22 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
         ));
     }
     for (seq, col) in &owned {
-        p.create.push(format!("ALTER SEQUENCE {schema}.{seq} OWNED BY {q}.{}", quote_ident(col)));
+        p.create.push(format!(
+            "ALTER SEQUENCE {schema}.{seq} OWNED BY {q}.{}",
+            quote_ident(col)
+        ));
     }
     if let Some(cmt) = &t.comment {
-        p.create.push(format!("COMMENT ON TABLE {q} IS {}", quote_literal(cmt)));
+        p.create
+            .push(format!("COMMENT ON TABLE {q} IS {}", quote_literal(cmt)));
     }
     for c in &t.columns {
         if let Some(cmt) = c.comment.as_ref().filter(|c| !c.is_empty()) {
-            p.create.push(format!("COMMENT ON COLUMN {q}.{} IS {}", quote_ident(&c.name), quote_literal(cmt)));
+            p.create.push(format!(
+                "COMMENT ON COLUMN {q}.{} IS {}",
+                quote_ident(&c.name),
+                quote_literal(cmt)
+            ));
         }
     }
     p.create.push("RESET search_path".into());
@@ -237,7 +290,10 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
     for ix in &t.indexes {
         if same {
             match (&ix.native_def, ix.is_constraint) {
-                (Some(d), true) => p.post.push(format!("ALTER TABLE {q} ADD CONSTRAINT {} {d}", quote_ident(&ix.name))),
+                (Some(d), true) => p.post.push(format!(
+                    "ALTER TABLE {q} ADD CONSTRAINT {} {d}",
+                    quote_ident(&ix.name)
+                )),
                 (Some(d), false) => p.post.push(format!(
                     "CREATE {}INDEX {} ON {q} {d}",
                     if ix.unique { "UNIQUE " } else { "" },
@@ -247,7 +303,10 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
             }
         } else {
             if ix.columns.iter().any(|c| t.column(c).is_none()) {
-                p.warnings.push(format!("{}: index {} on an expression was left out", t.id, ix.name));
+                p.warnings.push(format!(
+                    "{}: index {} on an expression was left out",
+                    t.id, ix.name
+                ));
                 continue;
             }
             let cols: Vec<String> = ix.columns.iter().map(|c| quote_ident(c)).collect();
@@ -260,11 +319,23 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
         }
     }
     for ck in &t.checks {
-        let name = if same { ck.name.clone() } else { cut63(format!("{}_{}", target.name, ck.name)) };
-        let stmt = if same {
-            format!("ALTER TABLE {q} ADD CONSTRAINT {} CHECK {}", quote_ident(&name), ck.expr)
+        let name = if same {
+            ck.name.clone()
         } else {
-            format!("ALTER TABLE {q} ADD CONSTRAINT {} CHECK ({})", quote_ident(&name), mysql_expr_to_pg(&ck.expr))
+            cut63(format!("{}_{}", target.name, ck.name))
+        };
+        let stmt = if same {
+            format!(
+                "ALTER TABLE {q} ADD CONSTRAINT {} CHECK {}",
+                quote_ident(&name),
+                ck.expr
+            )
+        } else {
+            format!(
+                "ALTER TABLE {q} ADD CONSTRAINT {} CHECK ({})",
+                quote_ident(&name),
+                mysql_expr_to_pg(&ck.expr)
+            )
         };
         if same {
             p.post.push(stmt)
@@ -292,7 +363,11 @@ pub fn plan(t: &Table, target: &TableId, from: Engine, map: &dyn Fn(&TableId) ->
         let rt = map(&fk.ref_table);
         let cols: Vec<String> = fk.columns.iter().map(|c| quote_ident(c)).collect();
         let rcols: Vec<String> = fk.ref_columns.iter().map(|c| quote_ident(c)).collect();
-        let name = if same { fk.name.clone() } else { cut63(format!("{}_{}", target.name, fk.name)) };
+        let name = if same {
+            fk.name.clone()
+        } else {
+            cut63(format!("{}_{}", target.name, fk.name))
+        };
         p.foreign_keys.push(format!(
             "ALTER TABLE {q} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {} ON UPDATE {}",
             quote_ident(&name),
@@ -321,17 +396,53 @@ mod tests {
     #[test]
     fn translates_mysql_defaults() {
         let txt = LogicalType::Text;
-        assert_eq!(default_from_mysql("current_timestamp(6)", &LogicalType::Timestamp(6)).as_deref(), Some("CURRENT_TIMESTAMP"));
-        assert_eq!(default_from_mysql("'it''s'", &txt).as_deref(), Some("'it''s'"));
-        assert_eq!(default_from_mysql("42", &LogicalType::Int { bytes: 4, unsigned: false }).as_deref(), Some("42"));
+        assert_eq!(
+            default_from_mysql("current_timestamp(6)", &LogicalType::Timestamp(6)).as_deref(),
+            Some("CURRENT_TIMESTAMP")
+        );
+        assert_eq!(
+            default_from_mysql("'it''s'", &txt).as_deref(),
+            Some("'it''s'")
+        );
+        assert_eq!(
+            default_from_mysql(
+                "42",
+                &LogicalType::Int {
+                    bytes: 4,
+                    unsigned: false
+                }
+            )
+            .as_deref(),
+            Some("42")
+        );
         assert_eq!(default_from_mysql("NULL", &txt), None);
         assert_eq!(default_from_mysql("uuid()", &txt), None);
     }
 
     #[test]
     fn maps_unsigned_to_wider_types() {
-        assert_eq!(pg_type(&LogicalType::Int { bytes: 8, unsigned: true }, "").unwrap(), "numeric(20,0)");
-        assert_eq!(pg_type(&LogicalType::Int { bytes: 4, unsigned: true }, "").unwrap(), "bigint");
+        assert_eq!(
+            pg_type(
+                &LogicalType::Int {
+                    bytes: 8,
+                    unsigned: true
+                },
+                ""
+            )
+            .unwrap(),
+            "numeric(20,0)"
+        );
+        assert_eq!(
+            pg_type(
+                &LogicalType::Int {
+                    bytes: 4,
+                    unsigned: true
+                },
+                ""
+            )
+            .unwrap(),
+            "bigint"
+        );
         assert!(pg_type(&LogicalType::Unsupported("geometry".into()), "").is_err());
     }
 }

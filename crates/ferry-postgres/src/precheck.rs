@@ -7,7 +7,10 @@ use ferry_core::{check::Item, Result};
 pub async fn version(conn: &PgConn) -> Result<(String, i32)> {
     let r = conn
         .client
-        .query_one("SELECT current_setting('server_version'), current_setting('server_version_num')::int", &[])
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+            &[],
+        )
         .await
         .map_err(classify)?;
     Ok((r.get(0), r.get(1)))
@@ -18,7 +21,12 @@ pub async fn source_checks(conn: &PgConn) -> Result<Vec<Item>> {
     let c = &conn.client;
     let mut items = Vec::new();
     let (v, num) = version(conn).await?;
-    items.push(Item::new("source version", num >= 130000, format!("PostgreSQL {v}"), "Ferry supports PostgreSQL 13 and newer"));
+    items.push(Item::new(
+        "source version",
+        num >= 130000,
+        format!("PostgreSQL {v}"),
+        "Ferry supports PostgreSQL 13 and newer",
+    ));
     let r = c
         .query_one(
             "SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int, \

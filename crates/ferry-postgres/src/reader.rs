@@ -19,7 +19,10 @@ pub async fn begin_snapshot(conn: &PgConn) -> Result<(String, Position)> {
         .map_err(classify)?;
     let row = conn
         .client
-        .query_one("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text", &[])
+        .query_one(
+            "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text",
+            &[],
+        )
         .await
         .map_err(classify)?;
     let lsn: String = row.get(1);
@@ -40,18 +43,28 @@ pub async fn join_snapshot(conn: &PgConn, snapshot: &str) -> Result<()> {
 }
 
 /// Row count and integer key bounds of a table (within the current snapshot).
-pub async fn key_stats(conn: &PgConn, t: &TableId, key: Option<&str>) -> Result<(u64, Option<(i128, i128)>)> {
+pub async fn key_stats(
+    conn: &PgConn,
+    t: &TableId,
+    key: Option<&str>,
+) -> Result<(u64, Option<(i128, i128)>)> {
     let sql = match key {
         Some(k) => format!(
             "SELECT count(*), min({k})::text, max({k})::text FROM {}",
             qualified(t),
             k = quote_ident(k)
         ),
-        None => format!("SELECT count(*), NULL::text, NULL::text FROM {}", qualified(t)),
+        None => format!(
+            "SELECT count(*), NULL::text, NULL::text FROM {}",
+            qualified(t)
+        ),
     };
     let row = conn.client.query_one(&sql, &[]).await.map_err(classify)?;
     let n: i64 = row.get(0);
-    let bounds = match (row.get::<_, Option<String>>(1), row.get::<_, Option<String>>(2)) {
+    let bounds = match (
+        row.get::<_, Option<String>>(1),
+        row.get::<_, Option<String>>(2),
+    ) {
         (Some(a), Some(b)) => Some((a.parse().unwrap_or(0), b.parse().unwrap_or(0))),
         _ => None,
     };
@@ -72,7 +85,12 @@ pub fn select_sql(t: &Table, range: Option<&KeyRange>) -> String {
 const BUF: usize = 256 * 1024;
 
 /// Streams a chunk as PostgreSQL binary COPY bytes (for a PostgreSQL target).
-pub async fn copy_binary(conn: &PgConn, t: &Table, range: Option<&KeyRange>, tx: &Sender<Batch>) -> Result<()> {
+pub async fn copy_binary(
+    conn: &PgConn,
+    t: &Table,
+    range: Option<&KeyRange>,
+    tx: &Sender<Batch>,
+) -> Result<()> {
     let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", select_sql(t, range));
     let stream = conn.client.copy_out(&sql).await.map_err(classify)?;
     futures::pin_mut!(stream);
@@ -112,7 +130,10 @@ pub async fn read_rows(
     let parse_line = |line: &[u8], rows: &mut Vec<Vec<ferry_core::Value>>| -> Result<()> {
         let fields = split_line(line);
         if fields.len() != cols.len() {
-            return Err(Error::definite(format!("table {}: malformed COPY row", t.id)));
+            return Err(Error::definite(format!(
+                "table {}: malformed COPY row",
+                t.id
+            )));
         }
         let row = fields
             .into_iter()
@@ -141,7 +162,11 @@ pub async fn read_rows(
         let rest = data[start..].to_vec();
         pending = rest;
         if rows.len() >= batch_rows {
-            send(tx, Batch::Rows(std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)))).await?;
+            send(
+                tx,
+                Batch::Rows(std::mem::replace(&mut rows, Vec::with_capacity(batch_rows))),
+            )
+            .await?;
         }
     }
     if !rows.is_empty() {

@@ -36,9 +36,18 @@ fn base_logical(name: &str, formatted: &str, typtype: &str, labels: &[String]) -
     }
     match name {
         "bool" => LogicalType::Bool,
-        "int2" => LogicalType::Int { bytes: 2, unsigned: false },
-        "int4" => LogicalType::Int { bytes: 4, unsigned: false },
-        "int8" => LogicalType::Int { bytes: 8, unsigned: false },
+        "int2" => LogicalType::Int {
+            bytes: 2,
+            unsigned: false,
+        },
+        "int4" => LogicalType::Int {
+            bytes: 4,
+            unsigned: false,
+        },
+        "int8" => LogicalType::Int {
+            bytes: 8,
+            unsigned: false,
+        },
         "numeric" => LogicalType::Decimal {
             precision: m.first().copied(),
             scale: m.get(1).copied().or(m.first().map(|_| 0)),
@@ -56,8 +65,14 @@ fn base_logical(name: &str, formatted: &str, typtype: &str, labels: &[String]) -
         "timestamp" => LogicalType::Timestamp(fsp),
         "timestamptz" => LogicalType::TimestampTz(fsp),
         "interval" => LogicalType::Interval,
-        "bit" => LogicalType::Bit { len: m.first().copied().unwrap_or(1), varying: false },
-        "varbit" => LogicalType::Bit { len: m.first().copied().unwrap_or(0), varying: true },
+        "bit" => LogicalType::Bit {
+            len: m.first().copied().unwrap_or(1),
+            varying: false,
+        },
+        "varbit" => LogicalType::Bit {
+            len: m.first().copied().unwrap_or(0),
+            varying: true,
+        },
         "json" | "jsonb" => LogicalType::Json,
         "uuid" => LogicalType::Uuid,
         "inet" | "cidr" | "macaddr" | "macaddr8" => LogicalType::Network,
@@ -80,9 +95,10 @@ pub fn logical_type(t: &PgTypeInfo) -> LogicalType {
 
 fn element_kind(t: &LogicalType) -> ElementKind {
     match t {
-        LogicalType::Int { .. } | LogicalType::Decimal { .. } | LogicalType::Float32 | LogicalType::Float64 => {
-            ElementKind::Number
-        }
+        LogicalType::Int { .. }
+        | LogicalType::Decimal { .. }
+        | LogicalType::Float32
+        | LogicalType::Float64 => ElementKind::Number,
         LogicalType::Bool => ElementKind::Bool,
         LogicalType::Json => ElementKind::Json,
         _ => ElementKind::Text,
@@ -100,7 +116,9 @@ fn float_text(s: &str) -> Option<f64> {
 
 /// Parses one field of `COPY … TO STDOUT` text output into a value.
 pub fn parse_text(field: Option<Vec<u8>>, ty: &LogicalType) -> Result<Value, String> {
-    let Some(raw) = field else { return Ok(Value::Null) };
+    let Some(raw) = field else {
+        return Ok(Value::Null);
+    };
     let s = String::from_utf8(raw).map_err(|_| "value is not valid UTF-8".to_string())?;
     let bad = |s: &str| format!("cannot read PostgreSQL value {s:?} as {ty:?}");
     Ok(match ty {
@@ -109,9 +127,11 @@ pub fn parse_text(field: Option<Vec<u8>>, ty: &LogicalType) -> Result<Value, Str
         LogicalType::Decimal { .. } => Value::Decimal(s),
         LogicalType::Float32 => Value::F32(float_text(&s).ok_or_else(|| bad(&s))? as f32),
         LogicalType::Float64 => Value::F64(float_text(&s).ok_or_else(|| bad(&s))?),
-        LogicalType::Bytes => {
-            Value::Bytes(s.strip_prefix("\\x").and_then(|h| unhex(h.as_bytes())).ok_or_else(|| bad(&s))?)
-        }
+        LogicalType::Bytes => Value::Bytes(
+            s.strip_prefix("\\x")
+                .and_then(|h| unhex(h.as_bytes()))
+                .ok_or_else(|| bad(&s))?,
+        ),
         LogicalType::Date => Value::Date(s),
         LogicalType::Time(_) => Value::Time(s),
         LogicalType::Timestamp(_) => Value::Timestamp(s),
@@ -153,7 +173,9 @@ pub fn encode_text(v: &Value, ty: &LogicalType, out: &mut Vec<u8>) -> Result<(),
         Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
         Value::F32(f) => float_out(*f as f64, format!("{f:?}"), out),
         Value::F64(f) => float_out(*f, format!("{f:?}"), out),
-        Value::Decimal(s) | Value::Interval(s) | Value::Bits(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Decimal(s) | Value::Interval(s) | Value::Bits(s) => {
+            out.extend_from_slice(s.as_bytes())
+        }
         Value::Text(s) | Value::Json(s) => {
             if s.contains('\0') {
                 return Err("PostgreSQL text cannot contain the NUL character (0x00)".into());
@@ -242,9 +264,19 @@ mod tests {
     #[test]
     fn refuses_what_postgres_cannot_hold() {
         let mut o = Vec::new();
-        assert!(encode_text(&Value::Date("0000-00-00".into()), &LogicalType::Date, &mut o).is_err());
+        assert!(encode_text(
+            &Value::Date("0000-00-00".into()),
+            &LogicalType::Date,
+            &mut o
+        )
+        .is_err());
         assert!(encode_text(&Value::Text("a\0b".into()), &LogicalType::Text, &mut o).is_err());
-        assert!(encode_text(&Value::Timestamp("2024-00-10 00:00:00".into()), &LogicalType::Timestamp(0), &mut o).is_err());
+        assert!(encode_text(
+            &Value::Timestamp("2024-00-10 00:00:00".into()),
+            &LogicalType::Timestamp(0),
+            &mut o
+        )
+        .is_err());
     }
 
     #[test]
@@ -258,13 +290,25 @@ mod tests {
         };
         assert_eq!(
             logical_type(&info("numeric", "numeric(10,2)")),
-            LogicalType::Decimal { precision: Some(10), scale: Some(2) }
+            LogicalType::Decimal {
+                precision: Some(10),
+                scale: Some(2)
+            }
         );
         assert_eq!(
             logical_type(&info("numeric", "numeric")),
-            LogicalType::Decimal { precision: None, scale: None }
+            LogicalType::Decimal {
+                precision: None,
+                scale: None
+            }
         );
-        assert_eq!(logical_type(&info("timestamptz", "timestamp(3) with time zone")), LogicalType::TimestampTz(3));
-        assert_eq!(logical_type(&info("varchar", "character varying(20)")), LogicalType::VarChar(Some(20)));
+        assert_eq!(
+            logical_type(&info("timestamptz", "timestamp(3) with time zone")),
+            LogicalType::TimestampTz(3)
+        );
+        assert_eq!(
+            logical_type(&info("varchar", "character varying(20)")),
+            LogicalType::VarChar(Some(20))
+        );
     }
 }

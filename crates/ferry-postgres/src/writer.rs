@@ -49,7 +49,11 @@ pub async fn copy_in(
         col_list.join(", "),
         if binary { " (FORMAT binary)" } else { "" }
     );
-    let sink = conn.client.copy_in::<_, Bytes>(&sql).await.map_err(classify)?;
+    let sink = conn
+        .client
+        .copy_in::<_, Bytes>(&sql)
+        .await
+        .map_err(classify)?;
     futures::pin_mut!(sink);
     let mut buf = Vec::with_capacity(256 * 1024);
     while let Some(batch) = rx.recv().await {
@@ -64,9 +68,13 @@ pub async fn copy_in(
                 Bytes::copy_from_slice(&buf)
             }
         };
-        sink.send(bytes).await.map_err(|e| classify(e).context(format!("loading {target}")))?;
+        sink.send(bytes)
+            .await
+            .map_err(|e| classify(e).context(format!("loading {target}")))?;
     }
-    sink.finish().await.map_err(|e| classify(e).context(format!("loading {target}")))
+    sink.finish()
+        .await
+        .map_err(|e| classify(e).context(format!("loading {target}")))
 }
 
 /// Escapes one text value for COPY (exposed for tests and tools).

@@ -19,7 +19,13 @@ pub fn unique_name(hint: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let clean: String = hint
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(30)
         .collect();
     let nanos = std::time::SystemTime::now()

@@ -27,7 +27,10 @@ pub struct Server {
 impl Server {
     /// URL of database `db` on this server (empty `db` = no database).
     pub fn url_for(&self, db: &str) -> String {
-        format!("{}://{}@{}:{}/{}", self.scheme, self.user, self.host, self.port, db)
+        format!(
+            "{}://{}@{}:{}/{}",
+            self.scheme, self.user, self.host, self.port, db
+        )
     }
 }
 
@@ -73,7 +76,9 @@ fn with_lock<T>(name: &str, f: impl FnOnce(&Path) -> T) -> T {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}\n{}",
@@ -123,7 +128,10 @@ pub fn postgres() -> &'static Server {
             with_lock("pg", |root| {
                 let dir = root.join("pg");
                 let port_file = root.join("pg.port");
-                if let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+                if let Some(port) = fs::read_to_string(&port_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+                {
                     if port_open(port) {
                         return pg_server(port, dir);
                     }
@@ -154,12 +162,20 @@ pub fn start_postgres(dir: &Path, port: u16) {
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir).expect("pg dir");
         if is_root() {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir));
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir));
         }
-        run(as_pg_user(bin.join("initdb"))
-            .args(["-D"])
-            .arg(dir)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]));
+        run(as_pg_user(bin.join("initdb")).args(["-D"]).arg(dir).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]));
     }
     let opts = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical \
@@ -185,7 +201,10 @@ pub fn mariadb() -> &'static Server {
             with_lock("mariadb", |root| {
                 let dir = root.join("mariadb");
                 let port_file = root.join("mariadb.port");
-                if let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+                if let Some(port) = fs::read_to_string(&port_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+                {
                     if port_open(port) {
                         return my_server(port, dir);
                     }
@@ -263,7 +282,10 @@ pub fn start_mariadb(dir: &Path, port: u16) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    c.spawn().expect("start mariadbd");
+    // detached on purpose: the server outlives this test process and is shared with
+    // the others; when this process exits, init reaps it
+    #[allow(clippy::zombie_processes)]
+    let _server = c.spawn().expect("start mariadbd");
     let t0 = Instant::now();
     while !(port_open(port) && sock.exists()) {
         assert!(

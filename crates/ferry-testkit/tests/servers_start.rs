@@ -5,7 +5,9 @@ use mysql_async::prelude::Queryable;
 #[tokio::test]
 async fn postgres_has_logical_wal() {
     let url = ferry_testkit::fresh_pg_database("smoke").await;
-    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let row = c.query_one("SHOW wal_level", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "logical");

@@ -4,11 +4,15 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ferry_core::{redact::redact, TaskSpec};
 use ferry_engine::{compare, full::default_jobs, RunOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Migrate, sync and protect MySQL/MariaDB and PostgreSQL databases")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Migrate, sync and protect MySQL/MariaDB and PostgreSQL databases"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +47,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -65,7 +70,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(task: &PathBuf) -> Result<TaskSpec> {
+fn load(task: &Path) -> Result<TaskSpec> {
     Ok(TaskSpec::from_file(task)?)
 }
 
@@ -75,7 +80,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let spec = load(&task)?;
             let items = ferry_engine::check::check(&spec).await;
             let mut failed = 0;
-            println!("ferry check {} ({} → {})", spec.name, spec.source, spec.target);
+            println!(
+                "ferry check {} ({} → {})",
+                spec.name, spec.source, spec.target
+            );
             for i in &items {
                 let mark = match (i.ok, i.warn_only) {
                     (true, _) => "ok  ",
@@ -85,7 +93,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "FAIL"
                     }
                 };
-                let detail = if i.detail.is_empty() { String::new() } else { format!(" — {}", i.detail) };
+                let detail = if i.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", i.detail)
+                };
                 println!("  {mark} {}{}", i.name, redact(&detail));
                 if !i.ok && !i.fix.is_empty() {
                     println!("       fix: {}", i.fix);
@@ -108,7 +120,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     spec.mode
                 );
             }
-            tracing::info!("task {}: {} → {}, {jobs} workers", spec.name, spec.source, spec.target);
+            tracing::info!(
+                "task {}: {} → {}, {jobs} workers",
+                spec.name,
+                spec.source,
+                spec.target
+            );
             let s = match ferry_engine::run_full(&spec, &RunOptions { jobs, quiet }).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -117,19 +134,37 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             println!();
-            println!("{:<40} {:>12} {:>12} {:>9} {:>12}", "table", "rows", "bytes", "seconds", "rows/s");
+            println!(
+                "{:<40} {:>12} {:>12} {:>9} {:>12}",
+                "table", "rows", "bytes", "seconds", "rows/s"
+            );
             for t in &s.tables {
-                let rate = if t.seconds > 0.0 { t.rows as f64 / t.seconds } else { 0.0 };
-                println!("{:<40} {:>12} {:>12} {:>9.2} {:>12.0}", t.name, t.rows, t.bytes, t.seconds, rate);
+                let rate = if t.seconds > 0.0 {
+                    t.rows as f64 / t.seconds
+                } else {
+                    0.0
+                };
+                println!(
+                    "{:<40} {:>12} {:>12} {:>9.2} {:>12.0}",
+                    t.name, t.rows, t.bytes, t.seconds, rate
+                );
             }
-            let rate = if s.seconds > 0.0 { s.rows_this_run as f64 / s.seconds } else { 0.0 };
+            let rate = if s.seconds > 0.0 {
+                s.rows_this_run as f64 / s.seconds
+            } else {
+                0.0
+            };
             println!(
                 "{} tables, {} rows copied in {:.2}s ({:.0} rows/s){}",
                 s.tables.len(),
                 s.rows_this_run,
                 s.seconds,
                 rate,
-                if s.resumed { format!("; resumed, {} chunks were already done", s.chunks_skipped) } else { String::new() }
+                if s.resumed {
+                    format!("; resumed, {} chunks were already done", s.chunks_skipped)
+                } else {
+                    String::new()
+                }
             );
             if let Some(p) = &s.position {
                 println!("snapshot position: {p}");
@@ -149,7 +184,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             let mut differ = 0;
-            println!("{:<40} {:>12} {:>12}  verdict", "table", "source rows", "target rows");
+            println!(
+                "{:<40} {:>12} {:>12}  verdict",
+                "table", "source rows", "target rows"
+            );
             for v in &verdicts {
                 println!(
                     "{:<40} {:>12} {:>12}  {}",

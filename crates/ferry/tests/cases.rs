@@ -6,82 +6,32 @@
 //! `ferry check` before and `ferry compare` after the run. `{src_db}` / `{dst_db}`
 //! stand for the fresh databases' names.
 
-use mysql_async::prelude::Queryable;
+mod common;
+
+use common::{ferry, fresh, query_lines};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases")
-}
-
-struct Db {
-    url: String,
-    name: String,
-}
-
-async fn fresh(engine: &str, hint: &str) -> Db {
-    let url = match engine {
-        "postgres" => ferry_testkit::fresh_pg_database(hint).await,
-        _ => ferry_testkit::fresh_mysql_database(hint).await,
-    };
-    let name = url.rsplit('/').next().unwrap_or_default().to_string();
-    Db { url, name }
-}
-
-async fn query_lines(engine: &str, url: &str, sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for stmt in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
-        if engine == "postgres" {
-            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            for m in c.simple_query(stmt).await.unwrap_or_else(|e| panic!("{stmt}: {e:?}")) {
-                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                    out.push((0..r.len()).map(|i| r.get(i).unwrap_or("null").to_string()).collect::<Vec<_>>().join("|"));
-                }
-            }
-        } else {
-            let mut c = mysql_async::Conn::from_url(url).await.unwrap();
-            c.query_drop("SET NAMES utf8mb4").await.unwrap();
-            let rows: Vec<mysql_async::Row> = c.query(stmt).await.unwrap_or_else(|e| panic!("{stmt}: {e:?}"));
-            for r in rows {
-                out.push(
-                    r.unwrap_raw()
-                        .into_iter()
-                        .map(|v| match v {
-                            Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(&b).into_owned(),
-                            Some(mysql_async::Value::NULL) | None => "null".into(),
-                            Some(o) => o.as_sql(true),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                );
-            }
-            c.disconnect().await.ok();
-        }
-    }
-    out
-}
-
-fn ferry(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("FERRY_LOG", "warn")
-        .output()
-        .expect("run ferry")
 }
 
 async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String> {
     let name = case.file_name().unwrap().to_string_lossy().to_string();
     let src = fresh(source, &name).await;
     let dst = fresh(target, &name).await;
-    let subst = |s: &str| s.replace("{src_db}", &src.name).replace("{dst_db}", &dst.name);
+    let subst = |s: &str| {
+        s.replace("{src_db}", &src.name)
+            .replace("{dst_db}", &dst.name)
+    };
     let sql = std::fs::read_to_string(case.join("source.sql")).map_err(|e| e.to_string())?;
     if source == "postgres" {
         ferry_testkit::pg_exec(&src.url, &sql).await;
     } else {
         ferry_testkit::mysql_exec(&src.url, &sql).await;
     }
-    let extra = std::fs::read_to_string(case.join("task.yaml")).map(|s| subst(&s)).unwrap_or_default();
+    let extra = std::fs::read_to_string(case.join("task.yaml"))
+        .map(|s| subst(&s))
+        .unwrap_or_default();
     let mut task = format!(
         "name: {}\nkind: migration\nmode: full\nsource: {}\ntarget: {}\n",
         // checkpoint rows are keyed by task name per target server: keep it unique
@@ -90,7 +40,10 @@ async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String>
         dst.url
     );
     if source == "mysql" && target == "postgres" && !extra.contains("objects:") {
-        task.push_str(&format!("objects:\n  rename:\n    \"{}\": shop\n", src.name));
+        task.push_str(&format!(
+            "objects:\n  rename:\n    \"{}\": shop\n",
+            src.name
+        ));
     }
     task.push_str(&extra);
     let dir = tempfile::tempdir().unwrap();
@@ -112,25 +65,40 @@ async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String>
     }
     let check = ferry(&["check", file]);
     if !check.status.success() {
-        return Err(format!("check failed:\n{}", String::from_utf8_lossy(&check.stdout)));
+        return Err(format!(
+            "check failed:\n{}",
+            String::from_utf8_lossy(&check.stdout)
+        ));
     }
     let run = ferry(&["run", "--quiet", "--jobs", "2", file]);
     if !run.status.success() {
-        return Err(format!("run failed:\n{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr)));
+        return Err(format!(
+            "run failed:\n{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        ));
     }
     let cmp = ferry(&["compare", file]);
     if !cmp.status.success() {
-        return Err(format!("compare found differences:\n{}{}", String::from_utf8_lossy(&cmp.stdout), String::from_utf8_lossy(&cmp.stderr)));
+        return Err(format!(
+            "compare found differences:\n{}{}",
+            String::from_utf8_lossy(&cmp.stdout),
+            String::from_utf8_lossy(&cmp.stderr)
+        ));
     }
     if let Ok(q) = std::fs::read_to_string(case.join("expect.sql")) {
         let got = query_lines(target, &dst.url, &subst(&q)).await;
         let want: Vec<String> = std::fs::read_to_string(case.join("expect.out"))
             .map_err(|e| e.to_string())?
             .lines()
-            .map(|l| subst(l))
+            .map(subst)
             .collect();
         if got != want {
-            return Err(format!("target content differs from expect.out:\n--- got\n{}\n--- want\n{}", got.join("\n"), want.join("\n")));
+            return Err(format!(
+                "target content differs from expect.out:\n--- got\n{}\n--- want\n{}",
+                got.join("\n"),
+                want.join("\n")
+            ));
         }
     }
     Ok(())
@@ -138,7 +106,12 @@ async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String>
 
 async fn run_pair(source: &str, target: &str) {
     let dir = cases_dir().join(format!("{source}-to-{target}"));
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     cases.sort();
     assert!(!cases.is_empty(), "no cases in {}", dir.display());
     let mut failures = Vec::new();
@@ -147,7 +120,13 @@ async fn run_pair(source: &str, target: &str) {
             failures.push(format!("case {}: {e}", case.display()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
