@@ -34,12 +34,24 @@ impl Server {
     }
 }
 
+/// Where the servers live: `FERRY_TESTKIT_DIR`, else a folder under the system temp
+/// dir named after this checkout (the `postgres` and `mysql` users must be able to
+/// reach it, which a checkout under `/root` would not allow).
 fn root_dir() -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let d = base.join("ferry-testkit");
-    fs::create_dir_all(&d).expect("create target/ferry-testkit");
+    let d = match std::env::var_os("FERRY_TESTKIT_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            Path::new(env!("CARGO_MANIFEST_DIR")).hash(&mut h);
+            std::env::temp_dir().join(format!("ferry-testkit-{:016x}", h.finish()))
+        }
+    };
+    fs::create_dir_all(&d).expect("create the test server folder");
+    if is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o755));
+    }
     d
 }
 
