@@ -100,6 +100,34 @@ pub trait RowEncoder: Send + Sync + 'static {
     fn encode(&mut self, rows: &[Vec<Value>], out: &mut Vec<u8>) -> Result<()>;
 }
 
+/// Encodes one field of a delimited load format; `Err` says why the value cannot be
+/// stored in a column of that type.
+pub type FieldEncoder = fn(&Value, &LogicalType, &mut Vec<u8>) -> std::result::Result<(), String>;
+
+/// Tab-separated, newline-terminated rows — the shape of both PostgreSQL's COPY text
+/// and the `LOAD DATA` format Ferry uses; the engines differ only in `field`.
+pub struct LineEncoder {
+    /// Names and types for errors and encoding.
+    pub ctx: RowContext,
+    /// The engine's field encoding.
+    pub field: FieldEncoder,
+}
+
+impl RowEncoder for LineEncoder {
+    fn encode(&mut self, rows: &[Vec<Value>], out: &mut Vec<u8>) -> Result<()> {
+        for row in rows {
+            for (i, (v, ty)) in row.iter().zip(&self.ctx.target_types).enumerate() {
+                if i > 0 {
+                    out.push(b'\t');
+                }
+                (self.field)(v, ty, out).map_err(|reason| self.ctx.value_error(row, i, &reason))?;
+            }
+            out.push(b'\n');
+        }
+        Ok(())
+    }
+}
+
 /// Context for a value error: which table, column and key.
 #[derive(Debug, Clone)]
 pub struct RowContext {

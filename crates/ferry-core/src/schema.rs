@@ -237,3 +237,19 @@ impl Table {
         matches!(c.logical, LogicalType::Int { .. }).then_some(c)
     }
 }
+
+/// Statements that recreate one table on a target, in the order a copy runs them.
+#[derive(Debug, Default, Clone)]
+pub struct DdlPlan {
+    /// Before the data: schema, types, sequences, the table, comments.
+    pub create: Vec<String>,
+    /// After the table's data: keys, indexes, checks, sequence positions.
+    pub post: Vec<String>,
+    /// Statements that may fail on a cross-engine copy without failing the task
+    /// (translated CHECK constraints); a failure becomes a reported warning.
+    pub optional: Vec<String>,
+    /// After every table's data: foreign keys.
+    pub foreign_keys: Vec<String>,
+    /// What could not be carried over and why (shown to the user).
+    pub warnings: Vec<String>,
+}

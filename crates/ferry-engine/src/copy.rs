@@ -4,7 +4,7 @@
 
 use crate::checkpoint::mark_done_sql;
 use crate::conn::Conn;
-use ferry_core::chunk::{Batch, Chunk, RowContext, RowEncoder};
+use ferry_core::chunk::{Batch, Chunk, LineEncoder, RowContext, RowEncoder};
 use ferry_core::{Engine, Error, LogicalType, Result, Table, TableId};
 use tokio::sync::mpsc;
 
@@ -90,8 +90,10 @@ pub async fn copy_chunk(
         match &mut *dst {
             Conn::Pg(c) => {
                 let enc: Option<Box<dyn RowEncoder>> = (!job.passthrough).then(|| {
-                    Box::new(ferry_postgres::writer::PgTextEncoder { ctx: job.context() })
-                        as Box<dyn RowEncoder>
+                    Box::new(LineEncoder {
+                        ctx: job.context(),
+                        field: ferry_postgres::types::encode_text,
+                    }) as Box<dyn RowEncoder>
                 });
                 ferry_postgres::writer::copy_in(
                     c,
@@ -104,7 +106,10 @@ pub async fn copy_chunk(
                 .await
             }
             Conn::My(c) => {
-                let enc = Box::new(ferry_mysql::writer::LoadDataEncoder { ctx: job.context() });
+                let enc = Box::new(LineEncoder {
+                    ctx: job.context(),
+                    field: ferry_mysql::types::encode_field,
+                });
                 ferry_mysql::writer::load(c, &job.target, &job.columns, &job.types, rx, enc).await
             }
         }

@@ -45,19 +45,7 @@ impl NameMap {
 }
 
 /// The DDL plan for a table, whichever the target engine.
-#[derive(Debug, Clone, Default)]
-pub struct Ddl {
-    /// Before the data.
-    pub create: Vec<String>,
-    /// After the table's data.
-    pub post: Vec<String>,
-    /// May fail on cross-engine copies (reported, not fatal).
-    pub optional: Vec<String>,
-    /// After all data.
-    pub foreign_keys: Vec<String>,
-    /// What could not be carried over.
-    pub warnings: Vec<String>,
-}
+pub type Ddl = ferry_core::DdlPlan;
 
 /// Plans the DDL of one table (`create_text` = source `SHOW CREATE TABLE` for
 /// MySQL→MySQL).

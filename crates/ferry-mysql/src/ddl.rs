@@ -3,22 +3,7 @@
 //! (docs/type-mapping.md) when it is PostgreSQL.
 
 use crate::conn::{qualified, quote_ident, quote_literal};
-use ferry_core::{Engine, Error, LogicalType, Result, Table, TableId};
-
-/// Statements around one table's data load.
-#[derive(Debug, Default, Clone)]
-pub struct DdlPlan {
-    /// Before the data.
-    pub create: Vec<String>,
-    /// After the table's data: secondary indexes, AUTO_INCREMENT position.
-    pub post: Vec<String>,
-    /// May fail on a cross-engine copy without failing the task (translated CHECKs).
-    pub optional: Vec<String>,
-    /// After every table's data.
-    pub foreign_keys: Vec<String>,
-    /// What could not be carried over.
-    pub warnings: Vec<String>,
-}
+use ferry_core::{DdlPlan, Engine, Error, LogicalType, Result, Table, TableId};
 
 /// MySQL type for a PostgreSQL logical type. `keyed` columns (in a key or index)
 /// cannot be TEXT, so unlimited text becomes `varchar(768)` there.

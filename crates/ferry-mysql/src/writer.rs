@@ -2,34 +2,13 @@
 //! inside the caller's transaction.
 
 use crate::conn::{classify, qualified, quote_ident, MyConn};
-use crate::types::{encode_field, load_conversion};
+use crate::types::load_conversion;
 use bytes::Bytes;
-use ferry_core::chunk::{Batch, RowContext, RowEncoder};
-use ferry_core::{Error, LogicalType, Result, TableId, Value};
+use ferry_core::chunk::{Batch, RowEncoder};
+use ferry_core::{Error, LogicalType, Result, TableId};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::Receiver;
-
-/// LOAD DATA field encoder for a MySQL/MariaDB target table.
-pub struct LoadDataEncoder {
-    /// Names and types for errors and encoding.
-    pub ctx: RowContext,
-}
-
-impl RowEncoder for LoadDataEncoder {
-    fn encode(&mut self, rows: &[Vec<Value>], out: &mut Vec<u8>) -> Result<()> {
-        for row in rows {
-            for (i, (v, ty)) in row.iter().zip(&self.ctx.target_types).enumerate() {
-                if i > 0 {
-                    out.push(b'\t');
-                }
-                encode_field(v, ty, out).map_err(|reason| self.ctx.value_error(row, i, &reason))?;
-            }
-            out.push(b'\n');
-        }
-        Ok(())
-    }
-}
 
 /// Loads everything `rx` delivers into `target` and returns the row count. Any warning
 /// the server raises fails the load (the caller rolls back), quoting the warnings.

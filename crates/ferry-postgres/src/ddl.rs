@@ -5,24 +5,7 @@
 //! indexes and checks follow the data, foreign keys follow all tables' data.
 
 use crate::conn::{qualified, quote_ident, quote_literal};
-use ferry_core::{Engine, Error, LogicalType, Result, Table, TableId};
-
-/// Statements to run around the data load of one table.
-#[derive(Debug, Default, Clone)]
-pub struct DdlPlan {
-    /// Before the data: schema, types, sequences, the bare table, comments.
-    pub create: Vec<String>,
-    /// After the table's data: primary key, unique constraints, indexes, checks,
-    /// sequence positions.
-    pub post: Vec<String>,
-    /// Statements that may fail on a cross-engine copy without failing the task
-    /// (translated CHECK constraints); a failure becomes a reported warning.
-    pub optional: Vec<String>,
-    /// After every table's data: foreign keys.
-    pub foreign_keys: Vec<String>,
-    /// What could not be carried over and why (shown to the user).
-    pub warnings: Vec<String>,
-}
+use ferry_core::{DdlPlan, Engine, Error, LogicalType, Result, Table, TableId};
 
 /// PostgreSQL type for a MySQL/MariaDB logical type.
 pub fn pg_type(ty: &LogicalType, enum_type: &str) -> Result<String> {

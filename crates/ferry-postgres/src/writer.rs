@@ -3,33 +3,11 @@
 
 use crate::conn::{classify, qualified, quote_ident, PgConn};
 use crate::copytext::escape_into;
-use crate::types::encode_text;
 use bytes::Bytes;
-use ferry_core::chunk::{Batch, RowContext, RowEncoder};
-use ferry_core::{Error, Result, TableId, Value};
+use ferry_core::chunk::{Batch, RowEncoder};
+use ferry_core::{Error, Result, TableId};
 use futures::SinkExt;
 use tokio::sync::mpsc::Receiver;
-
-/// COPY text encoder for a PostgreSQL target table.
-pub struct PgTextEncoder {
-    /// Names and types for errors and encoding.
-    pub ctx: RowContext,
-}
-
-impl RowEncoder for PgTextEncoder {
-    fn encode(&mut self, rows: &[Vec<Value>], out: &mut Vec<u8>) -> Result<()> {
-        for row in rows {
-            for (i, (v, ty)) in row.iter().zip(&self.ctx.target_types).enumerate() {
-                if i > 0 {
-                    out.push(b'\t');
-                }
-                encode_text(v, ty, out).map_err(|reason| self.ctx.value_error(row, i, &reason))?;
-            }
-            out.push(b'\n');
-        }
-        Ok(())
-    }
-}
 
 /// Loads everything `rx` delivers into `target` (columns `cols`) and returns the row
 /// count. Raw batches must be binary COPY; row batches go through `encoder`.
