@@ -36,6 +36,13 @@ timed() {
   read -r secs kb < "$WORK/t"
   echo "$secs $((kb / 1024))" >> "$WORK/$name"
 }
+# verify ENGINE TABLE: the copy really holds $ROWS rows (a peer that silently copied
+# nothing must not look fast)
+verify() {
+  local n
+  if [ "$1" = pg ]; then n=$($PSQL -d bench_dst -At -c "SELECT count(*) FROM $2"); else n=$($MY -N -e "SELECT COUNT(*) FROM bench_dst.$2"); fi
+  [ "$n" = "$ROWS" ] || { echo "copy of $2 holds $n rows, expected $ROWS" >&2; exit 1; }
+}
 median() { sort -n "$WORK/$1" | awk '{a[NR]=$1; m[NR]=$2} END {i=int((NR+1)/2); print a[i], m[i]}'; }
 
 echo "preparing $ROWS-row tables…" >&2
@@ -45,7 +52,7 @@ $PSQL -d bench_src -c "CREATE TABLE mixed (id bigint PRIMARY KEY, i int, n numer
   t text, vc varchar(50), ts timestamptz, d date, b boolean, j jsonb);
   INSERT INTO mixed SELECT g, g % 1000, g / 7.0, g / 3.0, md5(g::text) || ' text', 'v' || g,
   '2024-01-01'::timestamptz + g * interval '1 second', '2000-01-01'::date + g % 9000, g % 2 = 0,
-  jsonb_build_object('k', g, 's', 'x') FROM generate_series(1, $ROWS) g; VACUUM ANALYZE;"
+  jsonb_build_object('k', g, 's', 'x') FROM generate_series(1, $ROWS) g; ANALYZE;"
 my_fresh bench_src
 $MY bench_src -e "CREATE TABLE sbtest1 (id int NOT NULL AUTO_INCREMENT PRIMARY KEY, k int NOT NULL DEFAULT 0,
   c char(120) NOT NULL DEFAULT '', pad char(60) NOT NULL DEFAULT '', KEY k_1 (k)) ENGINE=InnoDB;
@@ -61,7 +68,7 @@ $MY bench_src -e "CREATE TABLE sbtest1 (id int NOT NULL AUTO_INCREMENT PRIMARY K
 
 task() { # name source target include
   cat > "$WORK/$1.yaml" <<YAML
-name: $1
+name: $1-$$
 kind: migration
 mode: full
 source: $2
@@ -80,33 +87,43 @@ for rep in $(seq 1 "$REPS"); do
   pg_fresh bench_dst
   $PSQL -d bench_dst -c "CREATE TABLE pgbench_accounts (aid integer NOT NULL, bid integer, abalance integer, filler character(84))"
   timed pipe_pg bash -c "psql -X $PGH -d bench_src -c 'COPY pgbench_accounts TO STDOUT (FORMAT binary)' | psql -X $PGH -d bench_dst -c 'COPY pgbench_accounts FROM STDIN (FORMAT binary)' && psql -X $PGH -d bench_dst -c 'ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid)'"
+  verify pg pgbench_accounts
   pg_fresh bench_dst
   timed ferry_pg $FERRY run --quiet --jobs "$JOBS" "$(task pgpg$rep "$PG_URL/bench_src" "$PG_URL/bench_dst" 'public.pgbench_accounts')"
+  verify pg public.pgbench_accounts
   pg_fresh bench_dst
   printf '[include-only-table]\npublic.pgbench_accounts\n' > "$WORK/filters.ini"
   timed pgcopydb_pg pgcopydb clone --source "$PG_URL/bench_src" --target "$PG_URL/bench_dst" --filters "$WORK/filters.ini" \
     --table-jobs "$JOBS" --index-jobs "$JOBS" --no-owner --no-acl --skip-extensions --dir "$WORK/pgcopydb$rep" --not-consistent
+  verify pg public.pgbench_accounts
   # PostgreSQL → PostgreSQL, mixed types
   pg_fresh bench_dst
   timed ferry_pg_mixed $FERRY run --quiet --jobs "$JOBS" "$(task pgmixed$rep "$PG_URL/bench_src" "$PG_URL/bench_dst" 'public.mixed')"
+  verify pg public.mixed
 
   # MariaDB → MariaDB, sbtest1
   my_fresh bench_dst
   timed dump_my bash -c "mariadb-dump --single-transaction -h127.0.0.1 -P$FERRY_MYSQL_PORT -uroot bench_src sbtest1 | $MY bench_dst"
+  verify my sbtest1
   my_fresh bench_dst
   timed ferry_my $FERRY run --quiet --jobs "$JOBS" "$(task mymy$rep "$MY_URL/bench_src" "$MY_URL/bench_dst" 'bench_src.sbtest1')"
+  verify my sbtest1
   my_fresh bench_dst; rm -rf "$WORK/dump"
-  timed mydumper_my bash -c "mydumper -h 127.0.0.1 -P $FERRY_MYSQL_PORT -u root -B bench_src -T bench_src.sbtest1 -t $JOBS -o $WORK/dump && myloader -h 127.0.0.1 -P $FERRY_MYSQL_PORT -u root -B bench_dst -d $WORK/dump -t $JOBS"
+  timed mydumper_my bash -c "mydumper -h 127.0.0.1 -P $FERRY_MYSQL_PORT -u root -B bench_src -T sbtest1 --rows 100000 -t $JOBS -o $WORK/dump && myloader -h 127.0.0.1 -P $FERRY_MYSQL_PORT -u root -B bench_dst -d $WORK/dump -t $JOBS"
+  verify my sbtest1
 
   # MariaDB → PostgreSQL, sbtest1 and mixed
   pg_fresh bench_dst
   timed ferry_mypg $FERRY run --quiet --jobs "$JOBS" "$(task mypg$rep "$MY_URL/bench_src" "$PG_URL/bench_dst" 'bench_src.sbtest1')"
+  verify pg bench_src.sbtest1
   pg_fresh bench_dst
   timed ferry_mypg_mixed $FERRY run --quiet --jobs "$JOBS" "$(task mypgmixed$rep "$MY_URL/bench_src" "$PG_URL/bench_dst" 'bench_src.mixed')"
+  verify pg bench_src.mixed
   pg_fresh bench_dst
   printf "LOAD DATABASE FROM mysql://root@127.0.0.1:%s/bench_src INTO postgresql://postgres@127.0.0.1:%s/bench_dst\n INCLUDING ONLY TABLE NAMES MATCHING 'sbtest1'\n WITH workers = %s, concurrency = 1;\n" \
     "$FERRY_MYSQL_PORT" "$FERRY_PG_PORT" "$((JOBS * 2))" > "$WORK/pgloader.load"
   timed pgloader_mypg pgloader --quiet "$WORK/pgloader.load"
+  verify pg bench_src.sbtest1
 done
 
 row() { # label file baseline-file

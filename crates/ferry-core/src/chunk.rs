@@ -85,6 +85,10 @@ pub fn split_range(
     out
 }
 
+/// A reader hands a batch over when it holds this many bytes of values, whatever
+/// its row count, so a channel of a few batches stays small even for multi-MB rows.
+pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// What flows from a reader to a writer through a bounded channel.
 #[derive(Debug)]
 pub enum Batch {

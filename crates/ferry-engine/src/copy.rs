@@ -57,14 +57,28 @@ impl TableJob {
 }
 
 /// Copies one chunk and commits it with its done mark; returns the rows copied.
+/// `on_rows` is told of decoded rows as they stream (passthrough chunks report
+/// nothing while streaming; the caller counts them at commit).
 pub async fn copy_chunk(
     src: &mut Conn,
     dst: &mut Conn,
     job: &TableJob,
     chunk: &Chunk,
     task: &str,
+    on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
+    let (tx, mut relay_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
+    let (relay_tx, rx) = mpsc::channel::<Batch>(2);
+    let relay = async move {
+        while let Some(b) = relay_rx.recv().await {
+            if let Batch::Rows(r) = &b {
+                on_rows(r.len() as u64);
+            }
+            if relay_tx.send(b).await.is_err() {
+                break;
+            }
+        }
+    };
     let range = chunk.range.as_ref();
     dst.exec(match dst.engine() {
         Engine::Postgres => "BEGIN",
@@ -114,7 +128,7 @@ pub async fn copy_chunk(
             }
         }
     };
-    let (r, w) = tokio::join!(read, write);
+    let (r, w, ()) = tokio::join!(read, write, relay);
     let outcome = match (r, w) {
         (Ok(()), Ok(rows)) => Ok(rows),
         // the writer's error is the root cause when it stopped first (the reader then

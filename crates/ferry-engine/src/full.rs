@@ -374,14 +374,22 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
                 let job = &table_jobs[&chunk.target];
                 let tp = &table_progress[&chunk.target];
                 tp.start();
-                let rows = match copy_chunk(&mut w, &mut target, job, &chunk, &task_name).await {
+                let streamed = std::sync::atomic::AtomicU64::new(0);
+                let on_rows = |n: u64| {
+                    streamed.fetch_add(n, Ordering::Relaxed);
+                    tp.streaming(n);
+                };
+                let rows = match copy_chunk(&mut w, &mut target, job, &chunk, &task_name, &on_rows)
+                    .await
+                {
                     Ok(r) => r,
                     Err(e) => {
+                        tp.rollback(streamed.load(Ordering::Relaxed));
                         stop.store(true, Ordering::Relaxed);
                         return Err(e);
                     }
                 };
-                tp.add(rows);
+                tp.add(rows.saturating_sub(streamed.load(Ordering::Relaxed)));
                 copied += rows;
                 let last = {
                     let mut rem = remaining.lock().unwrap_or_else(|p| p.into_inner());

@@ -21,6 +21,25 @@ pub struct TableProgress {
 }
 
 impl TableProgress {
+    /// Rows streamed so far in chunks not yet committed (reported as they flow).
+    pub fn streaming(&self, rows: u64) {
+        self.done.fetch_add(rows, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.inc(rows);
+        }
+    }
+
+    /// Takes back rows of a chunk that was rolled back.
+    pub fn rollback(&self, rows: u64) {
+        self.done.fetch_sub(
+            rows.min(self.done.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        if let Some(b) = &self.bar {
+            b.set_position(self.done.load(Ordering::Relaxed));
+        }
+    }
+
     /// Adds copied rows.
     pub fn add(&self, rows: u64) {
         self.started
@@ -87,9 +106,15 @@ impl Progress {
             let b = m.add(ProgressBar::new(total));
             b.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:<32!} [{bar:30}] {pos:>10}/{len:<10} {per_sec:>14} eta {eta}",
+                    "{prefix:<32!} [{bar:30}] {pos:>10}/{len:<10} {rate:>12} eta {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} rows/s", s.per_sec());
+                    },
+                )
                 .progress_chars("=> "),
             );
             b.set_prefix(name.to_string());

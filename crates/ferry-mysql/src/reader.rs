@@ -115,6 +115,7 @@ pub async fn read_rows(
     let sql = select_sql(t, range);
     let mut result = conn.conn.query_iter(sql).await.map_err(classify)?;
     let mut rows = Vec::with_capacity(batch_rows);
+    let mut batch_bytes = 0usize;
     let mut failure = None;
     if let Some(mut stream) = result
         .stream::<mysql_async::Row>()
@@ -124,6 +125,13 @@ pub async fn read_rows(
         while let Some(row) = stream.next().await {
             let row = row.map_err(classify)?;
             let cells = row.unwrap_raw();
+            batch_bytes += cells
+                .iter()
+                .map(|c| match c {
+                    Some(mysql_async::Value::Bytes(b)) => b.len(),
+                    _ => 8,
+                })
+                .sum::<usize>();
             let decoded: Result<Vec<_>> = cells
                 .into_iter()
                 .zip(&cols)
@@ -140,7 +148,8 @@ pub async fn read_rows(
                     break;
                 }
             }
-            if rows.len() >= batch_rows {
+            if rows.len() >= batch_rows || batch_bytes >= ferry_core::chunk::BATCH_BYTES {
+                batch_bytes = 0;
                 let full = std::mem::replace(&mut rows, Vec::with_capacity(batch_rows));
                 if tx.send(Batch::Rows(full)).await.is_err() {
                     failure = Some(Error::transient(

@@ -10,24 +10,31 @@ use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
 
 /// Opens the coordinating snapshot transaction; returns the snapshot id to share and
-/// the WAL position of the snapshot. The connection must stay open (and idle in this
-/// transaction) until every worker has joined.
+/// a WAL position at or before the snapshot. The connection must stay open (and idle
+/// in this transaction) until every worker has joined.
+///
+/// The position is read *before* the snapshot is taken: a transaction committing in
+/// between is then both in the snapshot and after the position — replayed once more
+/// by an idempotent apply — instead of in neither (a gap). The exact hand-off comes
+/// from a replication slot's exported snapshot when the task has an incremental phase.
 pub async fn begin_snapshot(conn: &PgConn) -> Result<(String, Position)> {
+    let lsn: String = conn
+        .client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(classify)?
+        .get(0);
+    let lsn = ferry_core::position::parse_lsn(&lsn)
+        .ok_or_else(|| Error::definite(format!("unexpected LSN {lsn:?}")))?;
     conn.client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(classify)?;
     let row = conn
         .client
-        .query_one(
-            "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text",
-            &[],
-        )
+        .query_one("SELECT pg_export_snapshot()", &[])
         .await
         .map_err(classify)?;
-    let lsn: String = row.get(1);
-    let lsn = ferry_core::position::parse_lsn(&lsn)
-        .ok_or_else(|| Error::definite(format!("unexpected LSN {lsn:?}")))?;
     Ok((row.get(0), Position::PgLsn(lsn)))
 }
 
@@ -127,6 +134,7 @@ pub async fn read_rows(
     futures::pin_mut!(stream);
     let mut pending: Vec<u8> = Vec::new();
     let mut rows = Vec::with_capacity(batch_rows);
+    let mut batch_bytes = 0usize;
     let parse_line = |line: &[u8], rows: &mut Vec<Vec<ferry_core::Value>>| -> Result<()> {
         let fields = split_line(line);
         if fields.len() != cols.len() {
@@ -157,11 +165,13 @@ pub async fn read_rows(
         let mut start = 0;
         while let Some(nl) = data[start..].iter().position(|&b| b == b'\n') {
             parse_line(&data[start..start + nl], &mut rows)?;
+            batch_bytes += nl;
             start += nl + 1;
         }
         let rest = data[start..].to_vec();
         pending = rest;
-        if rows.len() >= batch_rows {
+        if rows.len() >= batch_rows || batch_bytes >= ferry_core::chunk::BATCH_BYTES {
+            batch_bytes = 0;
             send(
                 tx,
                 Batch::Rows(std::mem::replace(&mut rows, Vec::with_capacity(batch_rows))),
