@@ -3,7 +3,7 @@
 //! both sides, so cross-engine copies compare and differing key ranges are named.
 //! Chunks have unbounded ends, so rows that exist only on the target are counted too.
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Role};
 use crate::full::source_tables;
 use crate::mapping::NameMap;
 use ferry_core::canonical::Digest;
@@ -31,12 +31,8 @@ pub struct TableVerdict {
 
 /// Compares every selected table of `spec`.
 pub async fn compare(spec: &TaskSpec, chunk_rows: u64) -> Result<Vec<TableVerdict>> {
-    let mut src = Conn::connect(&spec.source)
-        .await
-        .map_err(|e| e.context("source"))?;
-    let mut dst = Conn::connect(&spec.target)
-        .await
-        .map_err(|e| e.context("target"))?;
+    let mut src = Conn::open(spec, Role::Source).await?;
+    let mut dst = Conn::open(spec, Role::Target).await?;
     let tables = source_tables(&mut src, spec).await?;
     let names = NameMap::new(spec, &tables);
     let mut out = Vec::new();

@@ -5,6 +5,15 @@ use ferry_core::{select::ObjectFilter, Endpoint, Engine, Result, Table, TableId}
 use ferry_mysql::MyConn;
 use ferry_postgres::PgConn;
 
+/// Which endpoint of a task.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    /// Where data comes from.
+    Source,
+    /// Where data goes.
+    Target,
+}
+
 /// A connection to PostgreSQL or MySQL/MariaDB.
 pub enum Conn {
     /// PostgreSQL.
@@ -20,6 +29,15 @@ impl Conn {
             Engine::Postgres => Conn::Pg(ferry_postgres::connect(ep).await?),
             Engine::MySql => Conn::My(ferry_mysql::connect(ep).await?),
         })
+    }
+
+    /// Connects to the task's `source` or `target` (named so in any error).
+    pub async fn open(spec: &ferry_core::TaskSpec, role: Role) -> Result<Conn> {
+        let (ep, name) = match role {
+            Role::Source => (&spec.source, "source"),
+            Role::Target => (&spec.target, "target"),
+        };
+        Conn::connect(ep).await.map_err(|e| e.context(name))
     }
 
     /// The engine.

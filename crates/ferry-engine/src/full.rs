@@ -6,7 +6,7 @@
 //! chunks are never copied twice and unfinished ones were rolled back whole.
 
 use crate::checkpoint;
-use crate::conn::Conn;
+use crate::conn::{Conn, Role};
 use crate::copy::{copy_chunk, validate_chunk, TableJob};
 use crate::mapping::{plan_ddl, run_post, Ddl, NameMap};
 use crate::progress::{Progress, TableProgress};
@@ -120,12 +120,8 @@ fn already_there(e: &Error) -> bool {
 /// Runs the full phase of `spec`.
 pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let (from, to) = (spec.source.engine, spec.target.engine);
-    let mut src = Conn::connect(&spec.source)
-        .await
-        .map_err(|e| e.context("source"))?;
-    let mut dst = Conn::connect(&spec.target)
-        .await
-        .map_err(|e| e.context("target"))?;
+    let mut src = Conn::open(spec, Role::Source).await?;
+    let mut dst = Conn::open(spec, Role::Target).await?;
     checkpoint::ensure(&mut dst).await?;
     let prior = checkpoint::task(&mut dst, &spec.name).await?;
     let resuming = match &prior {
@@ -207,11 +203,7 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let jobs = opts.jobs.max(1);
     let mut workers = Vec::with_capacity(jobs);
     for _ in 0..jobs {
-        workers.push(
-            Conn::connect(&spec.source)
-                .await
-                .map_err(|e| e.context("source"))?,
-        );
+        workers.push(Conn::open(spec, Role::Source).await?);
     }
     let position: Option<Position> = match &mut src {
         Conn::Pg(c) => {
@@ -346,9 +338,7 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let task_name = Arc::new(spec.name.clone());
     let mut handles = Vec::new();
     for mut w in workers {
-        let mut target = Conn::connect(&spec.target)
-            .await
-            .map_err(|e| e.context("target"))?;
+        let mut target = Conn::open(spec, Role::Target).await?;
         if let Conn::My(_) = target {
             target.exec("SET SESSION foreign_key_checks = 0").await?;
         }

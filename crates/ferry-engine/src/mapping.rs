@@ -59,26 +59,8 @@ pub fn plan_ddl(
     let target = names.target(&t.id);
     let map = |id: &TableId| names.target(id);
     Ok(match to {
-        Engine::Postgres => {
-            let p = ferry_postgres::ddl::plan(t, &target, from, &map)?;
-            Ddl {
-                create: p.create,
-                post: p.post,
-                optional: p.optional,
-                foreign_keys: p.foreign_keys,
-                warnings: p.warnings,
-            }
-        }
-        Engine::MySql => {
-            let p = ferry_mysql::ddl::plan(t, &target, from, create_text, &map)?;
-            Ddl {
-                create: p.create,
-                post: p.post,
-                optional: p.optional,
-                foreign_keys: p.foreign_keys,
-                warnings: p.warnings,
-            }
-        }
+        Engine::Postgres => ferry_postgres::ddl::plan(t, &target, from, &map)?,
+        Engine::MySql => ferry_mysql::ddl::plan(t, &target, from, create_text, &map)?,
     })
 }
 
