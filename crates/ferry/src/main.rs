@@ -139,15 +139,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "table", "rows", "bytes", "seconds", "rows/s"
             );
             for t in &s.tables {
-                let rate = if t.seconds > 0.0 {
-                    t.rows as f64 / t.seconds
+                if t.seconds > 0.0 {
+                    let rate = t.rows as f64 / t.seconds;
+                    println!(
+                        "{:<40} {:>12} {:>12} {:>9.2} {:>12.0}",
+                        t.name, t.rows, t.bytes, t.seconds, rate
+                    );
                 } else {
-                    0.0
-                };
-                println!(
-                    "{:<40} {:>12} {:>12} {:>9.2} {:>12.0}",
-                    t.name, t.rows, t.bytes, t.seconds, rate
-                );
+                    // finished by an earlier, interrupted run
+                    println!(
+                        "{:<40} {:>12} {:>12} {:>9} {:>12}",
+                        t.name, t.rows, t.bytes, "-", "-"
+                    );
+                }
             }
             let rate = if s.seconds > 0.0 {
                 s.rows_this_run as f64 / s.seconds

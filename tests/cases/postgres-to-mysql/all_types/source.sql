@@ -19,3 +19,4 @@ INSERT INTO things (b,i2,i4,i8,n,n2,r,d,c,vc,t,by,dt,tm,ts,tstz,iv,j,jb,u,ip,bit
  (false, 0, 1, 0, -0.000000000000000000000000000001, -0.01, -1.5, 0.1, '', '', '', '', '2024-02-29', '00:00:00', '2000-01-01 00:00:00', '1970-01-01 00:00:00+00', '00:00:00', 'null', '[]', NULL, '::1', B'0000', 'sad', '{}', '{}'),
  (NULL, NULL, 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 INSERT INTO kids VALUES (1, 1, 'a'), (2, 2, 'b'), (3, NULL, '');
+CREATE TABLE blobs (id int PRIMARY KEY, b bytea); INSERT INTO blobs SELECT 1, decode(repeat('00ff5c0a', 1000000), 'hex'); INSERT INTO blobs VALUES (2, ''), (3, NULL);

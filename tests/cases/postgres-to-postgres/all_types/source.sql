@@ -22,3 +22,4 @@ INSERT INTO things (b,i2,i4,i8,n,n2,r,d,c,vc,t,by,dt,tm,ttz,ts,tstz,iv,j,jb,u,ip
  (NULL, NULL, 2, NULL, NULL, NULL, 'NaN', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 INSERT INTO serials (thing_id, note) SELECT id, 'n' || id FROM things;
 INSERT INTO nokey VALUES (1, 'x'), (1, 'x'), (NULL, NULL), (NULL, '');
+CREATE TABLE blobs (id int PRIMARY KEY, b bytea); INSERT INTO blobs SELECT 1, decode(repeat('00ff5c0a', 1000000), 'hex'); INSERT INTO blobs VALUES (2, ''), (3, NULL);
