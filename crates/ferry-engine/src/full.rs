@@ -117,6 +117,13 @@ fn already_there(e: &Error) -> bool {
         || m.contains("duplicate foreign key")
 }
 
+/// The global read lock was refused for lack of privilege.
+fn no_reload(e: &Error) -> bool {
+    ["(error 1227", "(error 1044", "(error 1045", "(error 1142"]
+        .iter()
+        .any(|c| e.message.contains(c))
+}
+
 /// Runs the full phase of `spec`.
 pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     let (from, to) = (spec.source.engine, spec.target.engine);
@@ -223,7 +230,20 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
                     Conn::Pg(_) => unreachable!("source workers share the source engine"),
                 })
                 .collect();
-            let pos = ferry_mysql::reader::begin_snapshot(c, &mut mys).await?;
+            let pos = match ferry_mysql::reader::begin_snapshot(c, &mut mys).await {
+                Ok(pos) => pos,
+                Err(e) if no_reload(&e) => {
+                    // one worker, one snapshot whose position MariaDB reports exactly
+                    mys.truncate(1);
+                    warnings.push(format!(
+                        "the source user lacks RELOAD, so the copy ran with one worker instead of {jobs} \
+                         (GRANT RELOAD, LOCK TABLES ON *.* TO … allows parallel consistent workers): {}",
+                        e.message
+                    ));
+                    ferry_mysql::reader::begin_single_snapshot(&mut mys[0]).await?
+                }
+                Err(e) => return Err(e),
+            };
             workers = mys.into_iter().map(Conn::My).collect();
             pos
         }

@@ -86,8 +86,8 @@ pub async fn source_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
         } else {
             "missing".into()
         },
-        "GRANT RELOAD, LOCK TABLES ON *.* TO <user>",
-        false,
+        "GRANT RELOAD, LOCK TABLES ON *.* TO <user> (without it MariaDB sources are copied by one worker; MySQL sources need it)",
+        true,
     ));
     items.push(item(
         "source REPLICATION SLAVE/CLIENT privileges (for incremental)",

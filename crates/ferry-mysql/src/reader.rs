@@ -36,6 +36,44 @@ pub async fn begin_snapshot(
     Ok(pos)
 }
 
+/// Without the RELOAD privilege (common on managed services) there is no global lock
+/// to line several workers up, so one connection opens the snapshot alone and MariaDB
+/// reports the binlog position of exactly that snapshot (`Binlog_snapshot_*`).
+/// MySQL has no such status: there the caller must ask for RELOAD.
+pub async fn begin_single_snapshot(conn: &mut MyConn) -> Result<Option<Position>> {
+    conn.exec("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await?;
+    conn.exec("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await?;
+    let st = conn
+        .query_text("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .await?;
+    let get = |name: &str| {
+        st.iter()
+            .find(|r| {
+                r[0].as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .and_then(|r| r[1].clone())
+            .unwrap_or_default()
+    };
+    let (file, pos) = (get("Binlog_snapshot_file"), get("Binlog_snapshot_position"));
+    if st.is_empty() {
+        return Err(Error::definite(
+            "this server cannot report the binlog position of a snapshot without a global read lock",
+        )
+        .with_hint("grant RELOAD and LOCK TABLES to the Ferry user: GRANT RELOAD, LOCK TABLES ON *.* TO …"));
+    }
+    if file.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Position::Binlog {
+        file,
+        pos: pos.parse().unwrap_or(4),
+        gtid: String::new(),
+    }))
+}
+
 /// The server's current binlog position and GTID state, `None` without a binlog.
 pub async fn current_position(conn: &mut MyConn) -> Result<Option<Position>> {
     let st = conn.query_text("SHOW MASTER STATUS").await?;

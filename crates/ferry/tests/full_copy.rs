@@ -327,3 +327,40 @@ fn a_bad_task_file_is_explained() {
     assert!(out.contains("objets") && out.contains("bad.yaml"), "{out}");
     assert!(!out.contains(":pw@"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mariadb_user_without_reload_still_gets_one_consistent_snapshot() {
+    let src = fresh("mysql", "noreload_src").await;
+    let dst = fresh("postgres", "noreload_dst").await;
+    mysql_accounts(&src.url, 20_000).await;
+    let user = format!("lim{}", std::process::id());
+    let mut grants = String::new();
+    for host in ["localhost", "127.0.0.1", "%"] {
+        grants.push_str(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY 'pw'; \
+             GRANT SELECT, SHOW VIEW ON `{}`.* TO '{user}'@'{host}'; ",
+            src.name
+        ));
+    }
+    ferry_testkit::mysql_exec(&src.url, &grants).await;
+    let limited = src
+        .url
+        .replacen("mysql://root@", &format!("mysql://{user}:pw@"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "objects:\n  rename:\n    \"{}\": app\nchunk_rows: 2000\n",
+        src.name
+    );
+    let task = task_file(dir.path(), &limited, &dst.url, &extra);
+    let run = ferry(&["run", "--quiet", "--jobs", "3", &task]);
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(
+        out.contains("lacks RELOAD") && out.contains("one worker instead of 3"),
+        "{out}"
+    );
+    assert!(out.contains("snapshot position: binlog:"), "{out}");
+    assert!(!out.contains(":pw@"), "{out}");
+    let cmp = ferry(&["compare", &task]);
+    assert!(cmp.status.success(), "{}", text(&cmp));
+}
