@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// A table's qualified name: schema (PostgreSQL) or database (MySQL), and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableId {
     /// PostgreSQL schema or MySQL database.
     pub schema: String,
@@ -176,7 +176,7 @@ pub struct Check {
 }
 
 /// A table with everything needed to recreate it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
     /// Qualified name on the source.
     pub id: TableId,

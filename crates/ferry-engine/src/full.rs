@@ -8,7 +8,7 @@
 use crate::checkpoint;
 use crate::conn::{Conn, Role};
 use crate::copy::{copy_chunk, validate_chunk, TableJob};
-use crate::mapping::{plan_ddl, run_post, Ddl, NameMap};
+use crate::mapping::{plan_ddl, Ddl, NameMap};
 use crate::progress::{Progress, TableProgress};
 use ferry_core::chunk::{split_range, Chunk};
 use ferry_core::{Engine, Error, ExistingData, Position, Result, Table, TableId, TaskSpec};
@@ -520,7 +520,7 @@ async fn finish_table(
     tolerant: bool,
 ) -> Result<()> {
     for stmt in &ddl.post {
-        match run_post(conn, stmt).await {
+        match conn.exec(stmt).await {
             Ok(()) => {}
             Err(e) if tolerant && already_there(&e) => {}
             Err(e) => return Err(e.context(format!("building keys/indexes of {target}"))),

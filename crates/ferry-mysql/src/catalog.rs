@@ -47,17 +47,12 @@ pub async fn read_tables(
         }
         let mut t = Table {
             id: TableId::new(schema, name),
-            columns: vec![],
-            primary_key: vec![],
-            indexes: vec![],
-            foreign_keys: vec![],
-            checks: vec![],
             comment: r[6].clone().filter(|c| !c.is_empty()),
             estimated_rows: r[2].as_deref().and_then(|x| x.parse().ok()).unwrap_or(0),
             estimated_bytes: r[3].as_deref().and_then(|x| x.parse().ok()).unwrap_or(0),
             storage_engine: r[4].clone(),
             next_auto_increment: r[5].as_deref().and_then(|x| x.parse().ok()),
-            sequences: vec![],
+            ..Table::default()
         };
         read_columns(conn, &mut t).await?;
         read_keys(conn, &mut t).await?;

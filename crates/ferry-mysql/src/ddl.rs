@@ -215,9 +215,13 @@ pub fn plan(
             .map(|s| s.next_value.max(1) as u64)
             .or(t.next_auto_increment)
             .unwrap_or(1);
+        // ALTER TABLE … AUTO_INCREMENT takes no expression: compute it, then run it
+        let col = quote_ident(&c.name);
+        let alter = quote_literal(&format!("ALTER TABLE {q} AUTO_INCREMENT = "));
         p.post.push(format!(
-            "/*auto_increment*/ {q} {} {next}",
-            quote_ident(&c.name)
+            "SET @ferry_next = (SELECT GREATEST({next}, COALESCE(MAX({col}), 0) + 1) FROM {q}); \
+             SET @ferry_sql = CONCAT({alter}, @ferry_next); \
+             PREPARE ferry_stmt FROM @ferry_sql; EXECUTE ferry_stmt; DEALLOCATE PREPARE ferry_stmt"
         ));
     }
     Ok(p)

@@ -50,17 +50,12 @@ pub async fn read_tables(conn: &PgConn, filter: &ObjectFilter) -> Result<Vec<Tab
         let oid: u32 = r.get(2);
         let mut t = Table {
             id: TableId::new(schema, name),
-            columns: vec![],
-            primary_key: vec![],
-            indexes: vec![],
-            foreign_keys: vec![],
-            checks: vec![],
             comment: r.get(5),
             estimated_rows: r.get::<_, i64>(3) as u64,
             estimated_bytes: r.get::<_, i64>(4) as u64,
             storage_engine: None,
             next_auto_increment: None,
-            sequences: vec![],
+            ..Table::default()
         };
         read_columns(conn, oid, &mut t).await?;
         read_constraints(conn, oid, &mut t).await?;
