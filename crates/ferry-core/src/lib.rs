@@ -3,6 +3,7 @@
 //! agree on one meaning for each of these words.
 
 pub mod canonical;
+pub mod change;
 pub mod check;
 pub mod chunk;
 pub mod error;

@@ -61,6 +61,32 @@ impl Position {
     }
 }
 
+impl Position {
+    /// True when this position is at or after `goal` in the same log (binlog files
+    /// compare by their numeric suffix, then offset).
+    pub fn reached(&self, goal: &Position) -> bool {
+        match (self, goal) {
+            (Position::PgLsn(a), Position::PgLsn(b)) => a >= b,
+            (
+                Position::Binlog {
+                    file: fa, pos: pa, ..
+                },
+                Position::Binlog {
+                    file: fb, pos: pb, ..
+                },
+            ) => (file_seq(fa), *pa) >= (file_seq(fb), *pb),
+            _ => false,
+        }
+    }
+}
+
+fn file_seq(file: &str) -> u64 {
+    file.rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Parses PostgreSQL's `16/B374D848` LSN text.
 pub fn parse_lsn(s: &str) -> Option<u64> {
     let (hi, lo) = s.split_once('/')?;
@@ -92,5 +118,13 @@ mod tests {
         }
         assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert!(Position::parse("nonsense").is_err());
+        let b = |f: &str, p| Position::Binlog {
+            file: f.into(),
+            pos: p,
+            gtid: String::new(),
+        };
+        assert!(b("bin.000010", 4).reached(&b("bin.000009", 900)));
+        assert!(!b("bin.000009", 899).reached(&b("bin.000009", 900)));
+        assert!(Position::PgLsn(5).reached(&Position::PgLsn(5)));
     }
 }

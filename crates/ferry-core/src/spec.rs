@@ -206,6 +206,8 @@ struct RawSpec {
     jobs: Option<usize>,
     #[serde(default)]
     chunk_rows: Option<u64>,
+    #[serde(default)]
+    start_position: Option<String>,
 }
 
 /// A parsed, validated task.
@@ -231,6 +233,9 @@ pub struct TaskSpec {
     pub jobs: Option<usize>,
     /// Rows per chunk for tables split by key range.
     pub chunk_rows: u64,
+    /// `mode: incremental` only: where to start reading a MySQL/MariaDB binlog
+    /// (`binlog:file:pos`); default the source's current position.
+    pub start_position: Option<crate::Position>,
 }
 
 impl TaskSpec {
@@ -248,7 +253,7 @@ impl TaskSpec {
             Error::definite(crate::redact::redact(&e.to_string())).with_hint(
                 "keys: name, kind (migration|sync|dr), mode (full|incremental|full+incremental), \
                  source, target, objects {include, exclude, rename}, existing_data \
-                 (fail|drop|truncate|append), jobs, chunk_rows",
+                 (fail|drop|truncate|append), jobs, chunk_rows, start_position",
             )
         })?;
         if raw.name.is_empty()
@@ -291,6 +296,28 @@ impl TaskSpec {
             );
         }
         let objects = ObjectFilter::new(&raw.objects.include, &raw.objects.exclude)?;
+        let start_position = match &raw.start_position {
+            None => None,
+            Some(p) => {
+                if raw.mode != Mode::Incremental {
+                    return Err(Error::definite(
+                        "start_position applies to mode: incremental only",
+                    )
+                    .with_hint("remove start_position, or set mode: incremental"));
+                }
+                let p = crate::Position::parse(p).map_err(|e| {
+                    e.with_hint(
+                        "write it as binlog:<file>:<offset>, e.g. binlog:mariadb-bin.000003:1234",
+                    )
+                })?;
+                if !matches!(p, crate::Position::Binlog { .. }) || source.engine != Engine::MySql {
+                    return Err(Error::definite(
+                        "start_position is for MySQL/MariaDB sources (binlog:<file>:<offset>); a PostgreSQL task starts at its slot",
+                    ));
+                }
+                Some(p)
+            }
+        };
         Ok(TaskSpec {
             name: raw.name,
             kind: raw.kind,
@@ -302,6 +329,7 @@ impl TaskSpec {
             existing_data: raw.existing_data,
             jobs: raw.jobs,
             chunk_rows: raw.chunk_rows.unwrap_or(200_000),
+            start_position,
         })
     }
 }

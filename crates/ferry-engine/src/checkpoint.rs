@@ -16,6 +16,7 @@ pub async fn ensure(conn: &mut Conn) -> Result<()> {
     for ddl in [
         "CREATE TABLE IF NOT EXISTS ferry.tasks (task varchar(64) PRIMARY KEY, position text, phase varchar(32) NOT NULL, updated_at varchar(40))",
         "CREATE TABLE IF NOT EXISTS ferry.tables (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, stage varchar(16) NOT NULL, PRIMARY KEY (task, table_name))",
+        "CREATE TABLE IF NOT EXISTS ferry.stream (task varchar(64) PRIMARY KEY, state varchar(32) NOT NULL, reason text, source_commit_us bigint, applied_at_us bigint, txns bigint NOT NULL, row_changes bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS ferry.chunks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, chunk int NOT NULL, source_table varchar(400) NOT NULL, key_column varchar(200), lo varchar(48), hi varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name, chunk))",
     ] {
         conn.exec(ddl).await?;
@@ -82,7 +83,7 @@ pub async fn set_task(
 /// Forgets everything recorded for the task (a fresh start).
 pub async fn reset(conn: &mut Conn, task: &str) -> Result<()> {
     let t = conn.literal(task);
-    for table in ["chunks", "tables", "tasks"] {
+    for table in ["chunks", "tables", "tasks", "stream"] {
         conn.exec(&format!("DELETE FROM ferry.{table} WHERE task = {t}"))
             .await?;
     }
@@ -205,4 +206,33 @@ pub fn mark_done_sql(conn: &Conn, task: &str, c: &Chunk, rows: u64) -> String {
         conn.literal(&c.target.to_string()),
         c.index
     )
+}
+
+/// Records the incremental phase's state (`incremental`, `recovering`, `stopped`,
+/// `incremental_failed`) and its reason, creating the task's stream row if needed.
+pub async fn set_stream_state(
+    conn: &mut Conn,
+    task: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    let t = conn.literal(task);
+    let reason = reason
+        .map(|r| conn.literal(r))
+        .unwrap_or_else(|| "NULL".into());
+    let existing = conn
+        .query_text(&format!("SELECT 1 FROM ferry.stream WHERE task = {t}"))
+        .await?;
+    let sql = if existing.is_empty() {
+        format!(
+            "INSERT INTO ferry.stream (task, state, reason, txns, row_changes) VALUES ({t}, {}, {reason}, 0, 0)",
+            conn.literal(state)
+        )
+    } else {
+        format!(
+            "UPDATE ferry.stream SET state = {}, reason = {reason} WHERE task = {t}",
+            conn.literal(state)
+        )
+    };
+    conn.exec(&sql).await
 }

@@ -124,8 +124,22 @@ fn no_reload(e: &Error) -> bool {
         .any(|c| e.message.contains(c))
 }
 
-/// Runs the full phase of `spec`.
-pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
+/// A snapshot prepared by the caller (PostgreSQL: exported by the task's replication
+/// slot as it was created), so the copy and the change stream meet exactly.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// Exported snapshot id every worker joins.
+    pub snapshot: String,
+    /// The log position the snapshot corresponds to.
+    pub position: Position,
+}
+
+/// Runs the full phase of `spec` (from `handoff`'s snapshot when given).
+pub async fn run_full(
+    spec: &TaskSpec,
+    opts: &RunOptions,
+    handoff: Option<&Handoff>,
+) -> Result<Summary> {
     let (from, to) = (spec.source.engine, spec.target.engine);
     let mut src = Conn::open(spec, Role::Source).await?;
     let mut dst = Conn::open(spec, Role::Target).await?;
@@ -214,7 +228,10 @@ pub async fn run_full(spec: &TaskSpec, opts: &RunOptions) -> Result<Summary> {
     }
     let position: Option<Position> = match &mut src {
         Conn::Pg(c) => {
-            let (snap, pos) = ferry_postgres::reader::begin_snapshot(c).await?;
+            let (snap, pos) = match handoff {
+                Some(h) => (h.snapshot.clone(), h.position.clone()),
+                None => ferry_postgres::reader::begin_snapshot(c).await?,
+            };
             for w in &workers {
                 if let Conn::Pg(w) = w {
                     ferry_postgres::reader::join_snapshot(w, &snap).await?;

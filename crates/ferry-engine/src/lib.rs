@@ -1,13 +1,19 @@
 //! One task run: prechecks, schema, consistent snapshot, parallel chunked copy with
-//! checkpoints on the target, post-data DDL, and compare.
+//! checkpoints on the target, post-data DDL, the incremental change stream, status
+//! and compare.
 
+pub mod apply;
 pub mod check;
 pub mod checkpoint;
 pub mod compare;
 pub mod conn;
 pub mod copy;
 pub mod full;
+pub mod incremental;
 pub mod mapping;
+pub mod metrics;
 pub mod progress;
+pub mod status;
+pub mod task;
 
 pub use full::{run_full, RunOptions, Summary};

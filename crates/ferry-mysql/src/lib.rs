@@ -6,6 +6,8 @@
 //! (LOCAL loads turn data errors into warnings, which would otherwise alter values
 //! silently).
 
+pub mod binlog;
+pub mod binlog_value;
 pub mod catalog;
 pub mod conn;
 pub mod ddl;

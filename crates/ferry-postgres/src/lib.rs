@@ -7,11 +7,14 @@
 
 pub mod array;
 pub mod catalog;
+pub mod cdc;
 pub mod conn;
 pub mod copytext;
 pub mod ddl;
+pub mod pgoutput;
 pub mod precheck;
 pub mod reader;
+pub mod replication;
 pub mod types;
 pub mod writer;
 

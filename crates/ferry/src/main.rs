@@ -3,9 +3,14 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ferry_core::{redact::redact, TaskSpec};
-use ferry_engine::{compare, full::default_jobs, RunOptions};
+use ferry_engine::incremental::StreamOptions;
+use ferry_engine::metrics::Metrics;
+use ferry_engine::task::{end_task, run_task};
+use ferry_engine::{compare, full::default_jobs, RunOptions, Summary};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +30,8 @@ enum Command {
         /// Task file (YAML).
         task: PathBuf,
     },
-    /// Schema + full copy (resumes an interrupted run).
+    /// Runs the task: schema + full copy, then (mode full+incremental / incremental)
+    /// the change stream until stopped (Ctrl-C / SIGTERM). Resumes where it stopped.
     Run {
         /// Task file (YAML).
         task: PathBuf,
@@ -35,6 +41,24 @@ enum Command {
         /// No progress display.
         #[arg(long, short)]
         quiet: bool,
+        /// Exit 0 once the target has applied everything the source had committed
+        /// when the incremental phase started.
+        #[arg(long)]
+        exit_when_caught_up: bool,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9187).
+        #[arg(long)]
+        metrics_addr: Option<String>,
+    },
+    /// Phase, applied position, source position, lag and totals of a task.
+    Status {
+        /// Task file (YAML).
+        task: PathBuf,
+    },
+    /// Ends a task: drops its replication slot and publication on a PostgreSQL
+    /// source and marks it ended. Stop `ferry run` first.
+    End {
+        /// Task file (YAML).
+        task: PathBuf,
     },
     /// Per table: row count + content checksum, source vs target.
     /// Exit 0 all equal, 1 differences, 2 error.
@@ -111,72 +135,131 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
-        Command::Run { task, jobs, quiet } => {
+        Command::Run {
+            task,
+            jobs,
+            quiet,
+            exit_when_caught_up,
+            metrics_addr,
+        } => {
             let spec = load(&task)?;
             let jobs = jobs.or(spec.jobs).unwrap_or_else(default_jobs);
-            if spec.mode != ferry_core::Mode::Full {
-                anyhow::bail!(
-                    "mode {:?} is not available yet: this build runs `mode: full` (schema + full copy)",
-                    spec.mode
-                );
-            }
             tracing::info!(
                 "task {}: {} → {}, {jobs} workers",
                 spec.name,
                 spec.source,
                 spec.target
             );
-            let s = match ferry_engine::run_full(&spec, &RunOptions { jobs, quiet }).await {
-                Ok(s) => s,
+            let metrics = Arc::new(Metrics::new(&spec.name));
+            if let Some(addr) = &metrics_addr {
+                ferry_engine::metrics::serve(addr, metrics.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+            }
+            let (stop_tx, stop_rx) = watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                eprintln!("stopping: finishing the current step (run again to resume)");
+                let _ = stop_tx.send(true);
+            });
+            let stream_opts = StreamOptions {
+                exit_when_caught_up,
+                quiet,
+            };
+            let outcome = match run_task(
+                &spec,
+                &RunOptions { jobs, quiet },
+                &stream_opts,
+                metrics,
+                stop_rx,
+            )
+            .await
+            {
+                Ok(o) => o,
                 Err(e) => {
                     eprintln!("error: {}", redact(&e.to_string()));
                     return Ok(ExitCode::from(1));
                 }
             };
-            println!();
-            println!(
-                "{:<40} {:>12} {:>12} {:>9} {:>12}",
-                "table", "rows", "bytes", "seconds", "rows/s"
-            );
-            for t in &s.tables {
-                if t.seconds > 0.0 {
-                    let rate = t.rows as f64 / t.seconds;
-                    println!(
-                        "{:<40} {:>12} {:>12} {:>9.2} {:>12.0}",
-                        t.name, t.rows, t.bytes, t.seconds, rate
-                    );
-                } else {
-                    // finished by an earlier, interrupted run
-                    println!(
-                        "{:<40} {:>12} {:>12} {:>9} {:>12}",
-                        t.name, t.rows, t.bytes, "-", "-"
-                    );
-                }
+            if let Some(s) = &outcome.full {
+                print_full(s);
             }
-            let rate = if s.seconds > 0.0 {
-                s.rows_this_run as f64 / s.seconds
-            } else {
-                0.0
-            };
-            println!(
-                "{} tables, {} rows copied in {:.2}s ({:.0} rows/s){}",
-                s.tables.len(),
-                s.rows_this_run,
-                s.seconds,
-                rate,
-                if s.resumed {
-                    format!("; resumed, {} chunks were already done", s.chunks_skipped)
-                } else {
-                    String::new()
-                }
-            );
-            if let Some(p) = &s.position {
-                println!("snapshot position: {p}");
-            }
-            for w in &s.warnings {
+            for w in &outcome.warnings {
                 println!("warning: {w}");
             }
+            if let Some(s) = &outcome.stream {
+                println!(
+                    "incremental: {} transactions, {} row changes applied; position {}; {}",
+                    s.txns,
+                    s.rows,
+                    s.position.as_deref().unwrap_or("-"),
+                    if s.caught_up {
+                        "caught up with the source"
+                    } else {
+                        "stopped (run again to resume)"
+                    }
+                );
+                if s.recoveries > 0 {
+                    println!("recovered from {} transient fault(s)", s.recoveries);
+                }
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { task } => {
+            let spec = load(&task)?;
+            let st = match ferry_engine::status::status(&spec).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {}", redact(&e.to_string()));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            println!("task {} ({} → {})", spec.name, spec.source, spec.target);
+            println!("  phase:          {}", st.phase);
+            if let Some(s) = &st.state {
+                println!("  state:          {s}");
+            }
+            if let Some(r) = &st.reason {
+                println!("  reason:         {}", redact(r));
+            }
+            println!("  applied:        {}", st.applied.as_deref().unwrap_or("-"));
+            println!(
+                "  source at:      {}",
+                st.source_head.as_deref().unwrap_or("-")
+            );
+            if let Some(b) = st.behind_bytes {
+                println!("  behind:         {b} bytes of log");
+            }
+            if let Some(l) = st.lag_seconds {
+                println!("  lag:            {l:.1} s");
+            }
+            println!(
+                "  applied totals: {} transactions, {} row changes",
+                st.txns, st.rows
+            );
+            if let Some(u) = st.updated_seconds_ago {
+                println!("  last applied:   {u:.1} s ago");
+            }
+            if let Some(s) = &st.slot {
+                println!("  slot:           {s}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::End { task } => {
+            let spec = load(&task)?;
+            match end_task(&spec).await {
+                Ok(done) => {
+                    for d in done {
+                        println!("{d}");
+                    }
+                    println!("task {} ended", spec.name);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {}", redact(&e.to_string()));
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Compare { task } => {
             let spec = load(&task)?;
@@ -215,5 +298,73 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_full(s: &Summary) {
+    println!();
+    println!(
+        "{:<40} {:>12} {:>12} {:>9} {:>12}",
+        "table", "rows", "bytes", "seconds", "rows/s"
+    );
+    for t in &s.tables {
+        if t.seconds > 0.0 {
+            let rate = t.rows as f64 / t.seconds;
+            println!(
+                "{:<40} {:>12} {:>12} {:>9.2} {:>12.0}",
+                t.name, t.rows, t.bytes, t.seconds, rate
+            );
+        } else {
+            // finished by an earlier, interrupted run
+            println!(
+                "{:<40} {:>12} {:>12} {:>9} {:>12}",
+                t.name, t.rows, t.bytes, "-", "-"
+            );
+        }
+    }
+    let rate = if s.seconds > 0.0 {
+        s.rows_this_run as f64 / s.seconds
+    } else {
+        0.0
+    };
+    println!(
+        "{} tables, {} rows copied in {:.2}s ({:.0} rows/s){}",
+        s.tables.len(),
+        s.rows_this_run,
+        s.seconds,
+        rate,
+        if s.resumed {
+            format!("; resumed, {} chunks were already done", s.chunks_skipped)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(p) = &s.position {
+        println!("snapshot position: {p}");
+    }
+    for w in &s.warnings {
+        println!("warning: {w}");
     }
 }

@@ -1,0 +1,667 @@
+//! Applying row changes to the target, exactly once.
+//!
+//! Source transactions are applied in commit order; several small ones may share one
+//! target transaction, a big one is streamed into its target transaction in pieces.
+//! The task's source position is written by the same target transaction that holds
+//! the changes, so after a crash the target says exactly which changes it has: the
+//! stream resumes after that position and nothing is lost or applied twice.
+//!
+//! Statements are idempotent where the table has a key (inserts and full-row updates
+//! are upserts, deletes remove what is there), so a replayed overlap is harmless.
+//! Tables without a key are matched on every column, one row at a time.
+
+use crate::conn::Conn;
+use crate::mapping::NameMap;
+use ferry_core::change::{Cell, RowOp, Shape};
+use ferry_core::{Column, Engine, Error, LogicalType, Position, Result, TableId, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Pending statements are sent once they exceed this size.
+const FLUSH_BYTES: usize = 512 * 1024;
+/// Rows per multi-row upsert.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Counters of what the applier did (for progress, status and metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Applied {
+    /// Source transactions committed on the target.
+    pub txns: u64,
+    /// Row changes committed on the target.
+    pub rows: u64,
+}
+
+struct PendingInsert {
+    shape: Arc<Shape>,
+    target: TableId,
+    rows: Vec<String>,
+    keys: HashSet<String>,
+}
+
+/// The applier of one task: a target connection with an open transaction.
+pub struct Applier {
+    dst: Conn,
+    from: Engine,
+    to: Engine,
+    task: String,
+    names: NameMap,
+    buf: String,
+    in_txn: bool,
+    insert: Option<PendingInsert>,
+    /// Rows applied in the open target transaction (not yet committed).
+    open_rows: u64,
+    open_txns: u64,
+    /// Committed totals.
+    pub applied: Applied,
+    /// Target columns per target table, loaded when a table is first seen.
+    columns: HashMap<TableId, HashSet<String>>,
+    checked: HashSet<*const Shape>,
+}
+
+fn sql_err(e: Error, target: &TableId) -> Error {
+    e.context(format!("applying changes to {target}"))
+}
+
+impl Applier {
+    /// An applier writing through `dst`.
+    pub async fn new(mut dst: Conn, from: Engine, task: &str, names: NameMap) -> Result<Applier> {
+        let to = dst.engine();
+        // foreign keys hold on the source already; rows arrive in source order but a
+        // subset of tables may be replicated
+        match to {
+            Engine::MySql => dst.exec("SET SESSION foreign_key_checks = 0").await?,
+            Engine::Postgres => {
+                let _ = dst.exec("SET session_replication_role = replica").await;
+            }
+        }
+        Ok(Applier {
+            dst,
+            from,
+            to,
+            task: task.to_string(),
+            names,
+            buf: String::new(),
+            in_txn: false,
+            insert: None,
+            open_rows: 0,
+            open_txns: 0,
+            applied: Applied::default(),
+            columns: HashMap::new(),
+            checked: HashSet::new(),
+        })
+    }
+
+    /// True while changes are applied but not committed.
+    pub fn has_open_work(&self) -> bool {
+        self.in_txn || !self.buf.is_empty() || self.insert.is_some()
+    }
+
+    /// Rows waiting in the open target transaction.
+    pub fn open_rows(&self) -> u64 {
+        self.open_rows
+    }
+
+    /// Source transactions waiting in the open target transaction.
+    pub fn open_txns(&self) -> u64 {
+        self.open_txns
+    }
+
+    fn ident(&self, s: &str) -> String {
+        match self.to {
+            Engine::Postgres => ferry_postgres::quote_ident(s),
+            Engine::MySql => ferry_mysql::conn::quote_ident(s),
+        }
+    }
+
+    fn qualified(&self, t: &TableId) -> String {
+        self.dst.qualified(t)
+    }
+
+    /// A SQL literal for `v`, stored in a column of source type `ty`.
+    fn literal(&self, v: &Value, ty: &LogicalType) -> std::result::Result<String, String> {
+        if v.is_null() {
+            return Ok("NULL".into());
+        }
+        let mut out = Vec::new();
+        match self.to {
+            Engine::Postgres => {
+                ferry_postgres::types::encode_text(v, ty, &mut out)?;
+                let raw = ferry_postgres::copytext::split_line(&out)
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .unwrap_or_default();
+                Ok(ferry_postgres::quote_literal(&String::from_utf8_lossy(
+                    &raw,
+                )))
+            }
+            Engine::MySql => {
+                ferry_mysql::types::encode_field(v, ty, &mut out)?;
+                let raw = unescape_load_data(&out);
+                let text = String::from_utf8_lossy(&raw);
+                Ok(match (v, ferry_mysql::types::load_conversion(ty)) {
+                    (Value::Bytes(_), _) => format!("X'{text}'"),
+                    (Value::Bits(_), Some(_)) => format!("b'{text}'"),
+                    (
+                        Value::Int(_)
+                        | Value::UInt(_)
+                        | Value::Bool(_)
+                        | Value::F32(_)
+                        | Value::F64(_)
+                        | Value::Decimal(_),
+                        _,
+                    ) => text.into_owned(),
+                    _ => ferry_mysql::conn::quote_literal(&text),
+                })
+            }
+        }
+    }
+
+    fn value_error(&self, shape: &Shape, col: usize, v: &Value, why: String) -> Error {
+        Error::definite(format!(
+            "{}.{}: cannot apply value {}: {why}",
+            shape.table,
+            shape.columns[col].name,
+            v.describe()
+        ))
+        .with_hint("fix the value on the source, or exclude the table from the task")
+    }
+
+    fn lit(&self, shape: &Shape, col: usize, v: &Value) -> Result<String> {
+        self.literal(v, &shape.columns[col].logical)
+            .map_err(|why| self.value_error(shape, col, v, why))
+    }
+
+    /// `a = 1 AND b IS NULL` over the matching columns of `row`.
+    fn predicate(&self, shape: &Shape, row: &[Value]) -> Result<String> {
+        let mut parts = Vec::new();
+        for i in shape.match_columns() {
+            let name = self.ident(&shape.columns[i].name);
+            match &row[i] {
+                Value::Null => parts.push(format!("{name} IS NULL")),
+                v => parts.push(format!("{name} = {}", self.lit(shape, i, v)?)),
+            }
+        }
+        Ok(parts.join(" AND "))
+    }
+
+    /// Makes sure the target table has the shape's columns (adds missing ones).
+    async fn check_shape(&mut self, shape: &Arc<Shape>) -> Result<()> {
+        if self.checked.contains(&Arc::as_ptr(shape)) {
+            return Ok(());
+        }
+        let target = self.names.target(&shape.table);
+        if !self.columns.contains_key(&target) {
+            let cols = self.target_columns(&target).await?;
+            self.columns.insert(target.clone(), cols);
+        }
+        let have = &self.columns[&target];
+        let missing: Vec<Column> = shape
+            .columns
+            .iter()
+            .filter(|c| !have.contains(&c.name))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            for c in &missing {
+                let ty = self.column_type(c)?;
+                let default = self.column_default(c);
+                // existing rows take the default, as they did on the source
+                let not_null = if default.is_some() && !c.nullable {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                self.schema_change(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} {ty}{}{not_null}",
+                    self.qualified(&target),
+                    self.ident(&c.name),
+                    default.map(|d| format!(" DEFAULT {d}")).unwrap_or_default()
+                ))
+                .await?;
+                if let Some(set) = self.columns.get_mut(&target) {
+                    set.insert(c.name.clone());
+                }
+            }
+            tracing::info!(
+                "{target}: added column(s) {} that the source added",
+                missing
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        self.checked.insert(Arc::as_ptr(shape));
+        Ok(())
+    }
+
+    fn column_type(&self, c: &Column) -> Result<String> {
+        // the shape's columns come from the source catalog: the same engine keeps the
+        // native type, another engine gets the documented mapping
+        if self.from == self.to {
+            return Ok(c.native_type.clone());
+        }
+        match (self.to, &c.logical) {
+            (Engine::Postgres, LogicalType::Enum(_)) => Ok("text".into()),
+            (Engine::Postgres, ty) => ferry_postgres::ddl::pg_type(ty, "text"),
+            (Engine::MySql, ty) => ferry_mysql::ddl::mysql_type(ty, false),
+        }
+    }
+
+    fn column_default(&self, c: &Column) -> Option<String> {
+        let d = c.default.as_deref()?;
+        match (self.from, self.to) {
+            (a, b) if a == b => Some(d.to_string()),
+            (_, Engine::Postgres) => ferry_postgres::ddl::default_from_mysql(d, &c.logical),
+            (_, Engine::MySql) => ferry_mysql::ddl::default_from_pg(d, &c.logical),
+        }
+    }
+
+    async fn target_columns(&mut self, t: &TableId) -> Result<HashSet<String>> {
+        let sql = match self.to {
+            Engine::Postgres => format!(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} AND table_name = {}",
+                self.dst.literal(&t.schema),
+                self.dst.literal(&t.name)
+            ),
+            Engine::MySql => format!(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+                self.dst.literal(&t.schema),
+                self.dst.literal(&t.name)
+            ),
+        };
+        let rows = self.dst.query_text(&sql).await?;
+        if rows.is_empty() {
+            return Err(Error::definite(format!(
+                "the target has no table {t} to apply changes to"
+            ))
+            .with_hint("it was dropped on the target; run the task again with existing_data: drop to copy it"));
+        }
+        Ok(rows.into_iter().filter_map(|r| r[0].clone()).collect())
+    }
+
+    /// Runs a schema statement. PostgreSQL runs it inside the open transaction; MySQL
+    /// commits implicitly on DDL, so the open transaction is rolled back first and the
+    /// stream restarts from the last committed position (a [`restart`] error).
+    async fn schema_change(&mut self, stmt: &str) -> Result<()> {
+        match self.to {
+            Engine::Postgres => {
+                self.flush_insert()?;
+                self.buf.push_str(stmt);
+                self.buf.push_str(";\n");
+                self.send().await
+            }
+            Engine::MySql => {
+                let had_work = self.open_rows > 0 || self.open_txns > 0;
+                self.rollback().await;
+                self.dst.exec(stmt).await?;
+                if had_work {
+                    Err(restart(
+                        "the target's schema changed under an open transaction",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Follows a column change of a source table: adds new columns, drops removed ones.
+    pub async fn reshape(&mut self, old: &Shape, new: &Arc<Shape>) -> Result<()> {
+        let target = self.names.target(&new.table);
+        let dropped: Vec<&Column> = old
+            .columns
+            .iter()
+            .filter(|c| !new.columns.iter().any(|n| n.name == c.name))
+            .collect();
+        for c in dropped {
+            let stmt = format!(
+                "ALTER TABLE {} DROP COLUMN {}",
+                self.qualified(&target),
+                self.ident(&c.name)
+            );
+            let exists = self
+                .columns
+                .get(&target)
+                .is_none_or(|s| s.contains(&c.name));
+            if exists {
+                self.schema_change(&stmt).await?;
+                tracing::info!(
+                    "{target}: dropped column {} that the source dropped",
+                    c.name
+                );
+            }
+            if let Some(s) = self.columns.get_mut(&target) {
+                s.remove(&c.name);
+            }
+        }
+        self.check_shape(new).await
+    }
+
+    fn begin_if_needed(&mut self) {
+        if !self.in_txn {
+            self.buf.push_str(match self.to {
+                Engine::Postgres => "BEGIN;\n",
+                Engine::MySql => "START TRANSACTION;\n",
+            });
+            self.in_txn = true;
+        }
+    }
+
+    async fn send(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let sql = std::mem::take(&mut self.buf);
+        if let Err(e) = self.dst.exec(&sql).await {
+            self.rollback().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn flush_insert(&mut self) -> Result<()> {
+        let Some(p) = self.insert.take() else {
+            return Ok(());
+        };
+        let cols: Vec<String> = p
+            .shape
+            .columns
+            .iter()
+            .map(|c| self.ident(&c.name))
+            .collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            self.qualified(&p.target),
+            cols.join(", "),
+            p.rows.join(", ")
+        );
+        if !p.shape.key.is_empty() {
+            let key: HashSet<usize> = p.shape.key.iter().copied().collect();
+            let rest: Vec<&String> = cols
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !key.contains(i))
+                .map(|(_, c)| c)
+                .collect();
+            match self.to {
+                Engine::Postgres => {
+                    let keys: Vec<&String> = p.shape.key.iter().map(|i| &cols[*i]).collect();
+                    let keys = keys
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if rest.is_empty() {
+                        sql.push_str(&format!(" ON CONFLICT ({keys}) DO NOTHING"));
+                    } else {
+                        let set: Vec<String> =
+                            rest.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+                        sql.push_str(&format!(
+                            " ON CONFLICT ({keys}) DO UPDATE SET {}",
+                            set.join(", ")
+                        ));
+                    }
+                }
+                Engine::MySql => {
+                    let set: Vec<String> = if rest.is_empty() {
+                        vec![format!("{0} = {0}", cols[p.shape.key[0]])]
+                    } else {
+                        rest.iter().map(|c| format!("{c} = VALUES({c})")).collect()
+                    };
+                    sql.push_str(&format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
+                }
+            }
+        }
+        self.buf.push_str(&sql);
+        self.buf.push_str(";\n");
+        Ok(())
+    }
+
+    async fn push(&mut self, stmt: String) -> Result<()> {
+        self.flush_insert()?;
+        self.buf.push_str(&stmt);
+        self.buf.push_str(";\n");
+        if self.buf.len() >= FLUSH_BYTES {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds one full row to the pending multi-row upsert of its table.
+    async fn upsert(&mut self, shape: &Arc<Shape>, row: &[Value]) -> Result<()> {
+        let mut lits = Vec::with_capacity(row.len());
+        for (i, v) in row.iter().enumerate() {
+            lits.push(self.lit(shape, i, v)?);
+        }
+        let key_text = shape
+            .key
+            .iter()
+            .map(|i| lits[*i].as_str())
+            .collect::<Vec<_>>()
+            .join("\u{1}");
+        let same = self.insert.as_ref().is_some_and(|p| {
+            Arc::ptr_eq(&p.shape, shape)
+                && p.rows.len() < ROWS_PER_INSERT
+                && (shape.key.is_empty() || !p.keys.contains(&key_text))
+        });
+        if !same {
+            self.flush_insert()?;
+            if self.buf.len() >= FLUSH_BYTES {
+                self.send().await?;
+            }
+            self.insert = Some(PendingInsert {
+                shape: shape.clone(),
+                target: self.names.target(&shape.table),
+                rows: Vec::new(),
+                keys: HashSet::new(),
+            });
+        }
+        if let Some(p) = self.insert.as_mut() {
+            p.rows.push(format!("({})", lits.join(", ")));
+            if !shape.key.is_empty() {
+                p.keys.insert(key_text);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one row change inside the open target transaction.
+    pub async fn row(&mut self, shape: &Arc<Shape>, op: RowOp) -> Result<()> {
+        self.check_shape(shape).await?;
+        self.begin_if_needed();
+        self.open_rows += 1;
+        let target = self.names.target(&shape.table);
+        let t = self.qualified(&target);
+        let one_row = shape.key.is_empty();
+        match op {
+            RowOp::Insert(row) => self.upsert(shape, &row).await?,
+            RowOp::Update { old, new } => {
+                let full: Option<Vec<Value>> = new
+                    .iter()
+                    .map(|c| match c {
+                        Cell::Value(v) => Some(v.clone()),
+                        Cell::Unchanged => None,
+                    })
+                    .collect();
+                let key_same = match (&old, &full) {
+                    (None, _) => true,
+                    (Some(o), Some(n)) => shape.key.iter().all(|i| o[*i] == n[*i]),
+                    (Some(_), None) => false,
+                };
+                match (full, key_same && !one_row) {
+                    (Some(row), true) => self.upsert(shape, &row).await?,
+                    _ => {
+                        let mut sets = Vec::new();
+                        for (i, c) in new.iter().enumerate() {
+                            if let Cell::Value(v) = c {
+                                sets.push(format!(
+                                    "{} = {}",
+                                    self.ident(&shape.columns[i].name),
+                                    self.lit(shape, i, v)?
+                                ));
+                            }
+                        }
+                        let old_row: Vec<Value> = match old {
+                            Some(o) => o,
+                            None => new
+                                .iter()
+                                .map(|c| match c {
+                                    Cell::Value(v) => v.clone(),
+                                    Cell::Unchanged => Value::Null,
+                                })
+                                .collect(),
+                        };
+                        let pred = self.predicate(shape, &old_row)?;
+                        let stmt = self.one_row_statement(
+                            &t,
+                            &format!("UPDATE {t} SET {}", sets.join(", ")),
+                            &pred,
+                            one_row,
+                        );
+                        self.push(stmt).await.map_err(|e| sql_err(e, &target))?;
+                    }
+                }
+            }
+            RowOp::Delete(old) => {
+                let pred = self.predicate(shape, &old)?;
+                let stmt = self.one_row_statement(&t, &format!("DELETE FROM {t}"), &pred, one_row);
+                self.push(stmt).await.map_err(|e| sql_err(e, &target))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `UPDATE …`/`DELETE …` with a predicate; limited to one row for keyless tables.
+    fn one_row_statement(&self, t: &str, head: &str, pred: &str, one_row: bool) -> String {
+        match (one_row, self.to) {
+            (false, _) => format!("{head} WHERE {pred}"),
+            (true, Engine::MySql) => format!("{head} WHERE {pred} LIMIT 1"),
+            (true, Engine::Postgres) => {
+                format!("{head} WHERE ctid = (SELECT ctid FROM {t} WHERE {pred} LIMIT 1)")
+            }
+        }
+    }
+
+    /// Empties tables (inside the transaction: MySQL's TRUNCATE would commit).
+    pub async fn truncate(&mut self, tables: &[TableId]) -> Result<()> {
+        self.begin_if_needed();
+        for t in tables {
+            let target = self.names.target(t);
+            let stmt = match self.to {
+                Engine::Postgres => format!("TRUNCATE {}", self.qualified(&target)),
+                Engine::MySql => format!("DELETE FROM {}", self.qualified(&target)),
+            };
+            self.push(stmt).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks the end of a source transaction (applied, not yet committed).
+    pub fn end_source_txn(&mut self) {
+        self.open_txns += 1;
+    }
+
+    /// Commits the open target transaction together with `position`.
+    pub async fn commit(&mut self, position: &Position, commit_time_us: Option<i64>) -> Result<()> {
+        self.begin_if_needed();
+        self.flush_insert()?;
+        let now = now_us();
+        let (t, p) = (
+            self.dst.literal(&self.task),
+            self.dst.literal(&position.to_string()),
+        );
+        self.buf.push_str(&format!(
+            "UPDATE ferry.tasks SET position = {p}, phase = 'incremental', updated_at = {} WHERE task = {t};\n",
+            self.dst.literal(&(now / 1_000_000).to_string())
+        ));
+        self.buf.push_str(&format!(
+            "UPDATE ferry.stream SET source_commit_us = {}, applied_at_us = {now}, txns = txns + {}, row_changes = row_changes + {} WHERE task = {t};\n",
+            commit_time_us.map(|v| v.to_string()).unwrap_or_else(|| "source_commit_us".into()),
+            self.open_txns,
+            self.open_rows,
+        ));
+        self.buf.push_str("COMMIT");
+        self.send().await?;
+        self.in_txn = false;
+        self.applied.txns += self.open_txns;
+        self.applied.rows += self.open_rows;
+        self.open_txns = 0;
+        self.open_rows = 0;
+        Ok(())
+    }
+
+    /// Abandons the open target transaction (its source transactions will be read again).
+    pub async fn rollback(&mut self) {
+        self.buf.clear();
+        self.insert = None;
+        if self.in_txn {
+            let _ = self.dst.exec("ROLLBACK").await;
+        }
+        self.in_txn = false;
+        self.open_rows = 0;
+        self.open_txns = 0;
+    }
+
+    /// The target connection (for statements outside the stream).
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.dst
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// The message prefix of a [`restart`] error.
+pub const RESTART: &str = "restarting the stream: ";
+
+/// A transient error asking the run loop to reconnect at once and resume from the
+/// last committed position.
+pub fn restart(why: &str) -> Error {
+    Error::transient(format!("{RESTART}{why}"))
+}
+
+/// Undoes `LOAD DATA` field escaping (`\\`, `\t`, `\n`, `\r`, `\0`).
+fn unescape_load_data(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'\\' && i + 1 < s.len() {
+            out.push(match s[i + 1] {
+                b't' => b'\t',
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b'0' => 0,
+                other => other,
+            });
+            i += 2;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_data_unescape() {
+        let mut out = Vec::new();
+        ferry_mysql::types::encode_field(
+            &Value::Text("a\tb\\n\n\0'".into()),
+            &LogicalType::Text,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(unescape_load_data(&out), b"a\tb\\n\n\0'".to_vec());
+    }
+}

@@ -1,0 +1,517 @@
+//! The incremental phase: stream the source's log into the target until stopped.
+//!
+//! A source task reads the log and sends [`Event`]s through a bounded channel; the
+//! applier commits them with their position (see [`crate::apply`]). Transient faults
+//! (a server restart, a cut or stalled link) end the attempt; the task reports
+//! `recovering`, waits with backoff and starts again from the position the target
+//! holds. Only definite errors fail the task.
+
+use crate::apply::{now_us, Applier, RESTART};
+use crate::checkpoint;
+use crate::conn::{Conn, Role};
+use crate::full::source_tables;
+use crate::mapping::NameMap;
+use crate::metrics::Metrics;
+use ferry_core::change::Event;
+use ferry_core::{Engine, Error, Position, Result, Table, TaskSpec};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Events buffered between the log reader and the applier.
+const CHANNEL_EVENTS: usize = 4096;
+/// A target transaction is committed at a source commit once it holds this many
+/// source transactions, or has been open this long, or the reader has nothing queued.
+const GROUP_TXNS: u64 = 200;
+const GROUP_TIME: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a position reached without changes of ours is recorded on the target.
+const QUIET_SAVE: Duration = Duration::from_secs(5);
+
+/// How the incremental phase runs.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    /// Return once everything the source had committed at the start is applied.
+    pub exit_when_caught_up: bool,
+    /// No periodic progress lines.
+    pub quiet: bool,
+}
+
+/// Why the phase ended.
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    /// Last position committed on the target.
+    pub position: Option<String>,
+    /// Source transactions applied in this run.
+    pub txns: u64,
+    /// Row changes applied in this run.
+    pub rows: u64,
+    /// Ended because caught up (else stopped by a signal).
+    pub caught_up: bool,
+    /// Recoveries from transient faults in this run.
+    pub recoveries: u64,
+}
+
+enum Outcome {
+    CaughtUp,
+    Stopped,
+}
+
+/// The source's current log end: what "caught up" means when the phase starts.
+pub async fn source_head(spec: &TaskSpec) -> Result<Position> {
+    let mut src = Conn::open(spec, Role::Source).await?;
+    match &mut src {
+        Conn::Pg(c) => Ok(Position::PgLsn(ferry_postgres::cdc::current_lsn(c).await?)),
+        Conn::My(c) => ferry_mysql::reader::current_position(c)
+            .await?
+            .ok_or_else(|| {
+                Error::definite("the source has no binary log").with_hint("enable log_bin")
+            }),
+    }
+}
+
+/// Runs the incremental phase until caught up (if asked), stopped, or failed.
+pub async fn run_incremental(
+    spec: &TaskSpec,
+    opts: &StreamOptions,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<StreamSummary> {
+    let goal = if opts.exit_when_caught_up {
+        Some(with_retry(&mut shutdown, || source_head(spec)).await?)
+    } else {
+        None
+    };
+    let mut summary = StreamSummary {
+        position: None,
+        txns: 0,
+        rows: 0,
+        caught_up: false,
+        recoveries: 0,
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        let result = attempt(
+            spec,
+            opts,
+            goal.as_ref(),
+            &metrics,
+            &mut summary,
+            &mut shutdown,
+        )
+        .await;
+        match result {
+            Ok(Outcome::CaughtUp) => {
+                summary.caught_up = true;
+                metrics.set_state("caught_up");
+                best_effort_state(spec, "stopped", None).await;
+                return Ok(summary);
+            }
+            Ok(Outcome::Stopped) => {
+                metrics.set_state("stopped");
+                best_effort_state(spec, "stopped", None).await;
+                return Ok(summary);
+            }
+            Err(e) if e.is_transient() => {
+                if e.message.starts_with(RESTART) {
+                    tracing::info!("{}", e.message);
+                    continue;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                summary.recoveries += 1;
+                metrics.set_state("recovering");
+                metrics.recoveries.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "recovering: {} — retrying in {}s",
+                    e.message,
+                    backoff.as_secs()
+                );
+                best_effort_state(spec, "recovering", Some(&e.message)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {
+                        metrics.set_state("stopped");
+                        return Ok(summary);
+                    }
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                metrics.set_state("incremental_failed");
+                best_effort_state(spec, "incremental_failed", Some(&e.to_string())).await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Retries a startup step through transient faults until it works or we are stopped.
+async fn with_retry<T, F, Fut>(shutdown: &mut watch::Receiver<bool>, f: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match f().await {
+            Err(e) if e.is_transient() => {
+                eprintln!(
+                    "recovering: {} — retrying in {}s",
+                    e.message,
+                    backoff.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Err(Error::definite("stopped")),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn best_effort_state(spec: &TaskSpec, state: &str, reason: Option<&str>) {
+    let work = async {
+        let mut dst = Conn::open(spec, Role::Target).await?;
+        checkpoint::set_stream_state(&mut dst, &spec.name, state, reason).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), work).await;
+}
+
+async fn attempt(
+    spec: &TaskSpec,
+    opts: &StreamOptions,
+    goal: Option<&Position>,
+    metrics: &Arc<Metrics>,
+    summary: &mut StreamSummary,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Outcome> {
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    let start = match checkpoint::task(&mut dst, &spec.name).await? {
+        Some((_, Some(p))) => Position::parse(&p)?,
+        _ => {
+            return Err(Error::definite(format!(
+                "task {} has no start position on the target",
+                spec.name
+            ))
+            .with_hint("run it with mode full+incremental first, or give start_position"))
+        }
+    };
+    checkpoint::set_stream_state(&mut dst, &spec.name, "incremental", None).await?;
+    metrics.set_state("incremental");
+    metrics.set_position(&start.to_string());
+    let mut src = Conn::open(spec, Role::Source).await?;
+    let tables = source_tables(&mut src, spec).await?;
+    let names = NameMap::new(spec, &tables);
+    drop(src);
+    let mut applier = Applier::new(dst, spec.source.engine, &spec.name, names).await?;
+
+    let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_EVENTS);
+    let (ack_tx, ack_rx) = watch::channel(match &start {
+        Position::PgLsn(l) => *l,
+        _ => 0,
+    });
+    let reader = tokio::spawn(read_log(spec.clone(), start.clone(), tables, tx, ack_rx));
+    let result = apply_loop(
+        spec,
+        &mut applier,
+        &mut rx,
+        &ack_tx,
+        goal,
+        &start,
+        opts,
+        metrics,
+        summary,
+        shutdown,
+    )
+    .await;
+    drop(rx);
+    let read_result = reader.await;
+    if result.is_err() || !matches!(result, Ok(Outcome::CaughtUp)) {
+        applier.rollback().await;
+    }
+    match (result, read_result) {
+        // the reader's error explains why the channel closed
+        (Err(e), Ok(Err(re))) if e.message.contains("log reader stopped") => Err(re),
+        (Err(e), Err(j)) if e.message.contains("log reader stopped") => {
+            Err(Error::definite(format!("the log reader crashed: {j}")))
+        }
+        (r, _) => r,
+    }
+}
+
+/// Reads the source log from `start` into `tx`.
+async fn read_log(
+    spec: TaskSpec,
+    start: Position,
+    tables: Vec<Table>,
+    tx: mpsc::Sender<Event>,
+    mut acked: watch::Receiver<u64>,
+) -> Result<()> {
+    match (&start, spec.source.engine) {
+        (Position::PgLsn(lsn), Engine::Postgres) => {
+            let slot = ferry_postgres::cdc::slot_name(&spec.name);
+            let catalog = ferry_postgres::connect(&spec.source).await?;
+            ferry_postgres::cdc::verify_slot(&catalog, &slot).await?;
+            let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
+            ferry_postgres::cdc::stream(&mut repl, &catalog, &slot, *lsn, tables, &tx, &mut acked)
+                .await
+        }
+        (Position::Binlog { .. }, Engine::MySql) => {
+            ferry_mysql::binlog::stream(
+                &spec.source,
+                &spec.name,
+                &start,
+                spec.objects.clone(),
+                tables,
+                &tx,
+            )
+            .await
+        }
+        _ => Err(Error::definite(format!(
+            "the stored position {start} does not belong to a {} source",
+            spec.source.engine
+        ))),
+    }
+}
+
+/// Commits the open group of source transactions with its last position.
+async fn commit_group(
+    applier: &mut Applier,
+    ack: &watch::Sender<u64>,
+    position: &Position,
+    commit_time: Option<i64>,
+    metrics: &Metrics,
+    summary: &mut StreamSummary,
+) -> Result<()> {
+    let rows = applier.open_rows();
+    let txns = applier.open_txns();
+    applier.commit(position, commit_time).await?;
+    if let Position::PgLsn(l) = position {
+        ack.send_replace(*l);
+    }
+    metrics.rows.fetch_add(rows, Ordering::Relaxed);
+    metrics.txns.fetch_add(txns, Ordering::Relaxed);
+    metrics.set_position(&position.to_string());
+    if let Some(ct) = commit_time {
+        metrics
+            .lag_us
+            .store((now_us() - ct).max(0), Ordering::Relaxed);
+    }
+    summary.txns += txns;
+    summary.rows += rows;
+    summary.position = Some(position.to_string());
+    Ok(())
+}
+
+/// Follows `CREATE TABLE` (of a table the task selects) and `DROP TABLE` from a
+/// MySQL/MariaDB binlog; any other schema change on a replicated table stops the task.
+async fn follow_ddl(
+    applier: &mut Applier,
+    spec: &TaskSpec,
+    schema: &str,
+    statement: &str,
+) -> Result<()> {
+    let words = ferry_mysql::binlog::ddl_words(statement);
+    let up: Vec<String> = words
+        .iter()
+        .take(2)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let table = ferry_mysql::binlog::ddl_table(&words, schema);
+    let refuse = || {
+        Error::definite(format!(
+            "the source ran a schema change Ferry does not follow on a replicated table: {statement}"
+        ))
+        .with_hint(
+            "apply the same change to the target by hand, then run the task again with \
+             start_position set after this statement (see `ferry status`), or resync the table",
+        )
+    };
+    let (Some(table), [verb, object]) = (table, up.as_slice()) else {
+        return Err(refuse());
+    };
+    match (verb.as_str(), object.as_str()) {
+        ("CREATE", "TABLE") => {
+            let mut src = Conn::open(spec, Role::Source).await?;
+            let tables = src
+                .tables(
+                    &ferry_core::select::ObjectFilter::new(
+                        &[format!("{}.{}", table.schema, table.name)],
+                        &[],
+                    )?,
+                    None,
+                )
+                .await?;
+            let Some(t) = tables.into_iter().find(|t| t.id == table) else {
+                // dropped again since: nothing to create
+                return Ok(());
+            };
+            let names = NameMap::new(spec, std::slice::from_ref(&t));
+            let ddl =
+                crate::full::plan_all(&mut src, spec, std::slice::from_ref(&t), &names).await?;
+            let target = names.target(&t.id);
+            if applier.conn().table_state(&target).await?.is_none() {
+                for d in &ddl {
+                    for stmt in d.create.iter().chain(&d.post).chain(&d.foreign_keys) {
+                        applier
+                            .conn()
+                            .exec(stmt)
+                            .await
+                            .map_err(|e| e.context(format!("creating {target}")))?;
+                    }
+                }
+                tracing::info!("created {target}, which the source created");
+            }
+            Ok(())
+        }
+        ("DROP", "TABLE") => {
+            let target = NameMap::new(spec, &[]).target(&table);
+            let stmt = format!("DROP TABLE IF EXISTS {}", applier.conn().qualified(&target));
+            applier.conn().exec(&stmt).await?;
+            tracing::info!("dropped {target}, which the source dropped");
+            Ok(())
+        }
+        _ => Err(refuse()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_loop(
+    spec: &TaskSpec,
+    applier: &mut Applier,
+    rx: &mut mpsc::Receiver<Event>,
+    ack: &watch::Sender<u64>,
+    goal: Option<&Position>,
+    start: &Position,
+    opts: &StreamOptions,
+    metrics: &Arc<Metrics>,
+    summary: &mut StreamSummary,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Outcome> {
+    let mut applied = start.clone();
+    if goal.is_some_and(|g| applied.reached(g)) {
+        summary.position = Some(applied.to_string());
+        return Ok(Outcome::CaughtUp);
+    }
+    let mut open_since: Option<Instant> = None;
+    let mut pending: Option<(Position, Option<i64>)> = None;
+    let mut in_source_txn = false;
+    let mut quiet: Option<Position> = None;
+    let mut last_quiet_save = Instant::now();
+    let mut last_log = Instant::now();
+    let (mut logged_rows, mut logged_txns) = (
+        metrics.rows.load(Ordering::Relaxed),
+        metrics.txns.load(Ordering::Relaxed),
+    );
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = shutdown.changed() => return Ok(Outcome::Stopped),
+        };
+        let Some(ev) = ev else {
+            return Err(Error::transient("the log reader stopped"));
+        };
+        match ev {
+            Event::Begin => in_source_txn = true,
+            Event::Row { shape, op } => {
+                applier.row(&shape, op).await?;
+                open_since.get_or_insert_with(Instant::now);
+            }
+            Event::Truncate(tables) => {
+                applier.truncate(&tables).await?;
+                open_since.get_or_insert_with(Instant::now);
+            }
+            Event::Reshape { old, new } => applier.reshape(&old, &new).await?,
+            Event::Ddl {
+                schema,
+                statement,
+                position,
+            } => {
+                if let Some((p, ct)) = pending.take() {
+                    commit_group(applier, ack, &p, ct, metrics, summary).await?;
+                }
+                follow_ddl(applier, spec, &schema, &statement).await?;
+                applier.commit(&position, None).await?;
+                applied = position;
+                open_since = None;
+                summary.position = Some(applied.to_string());
+                continue;
+            }
+            Event::Commit {
+                position,
+                commit_time_us,
+            } => {
+                in_source_txn = false;
+                if applier.has_open_work() || pending.is_some() {
+                    applier.end_source_txn();
+                    pending = Some((position, commit_time_us));
+                } else {
+                    // nothing of ours in it (other tables, other schemas)
+                    quiet = Some(position);
+                }
+            }
+            Event::Idle { position } => {
+                if !in_source_txn && !applier.has_open_work() && pending.is_none() {
+                    quiet = Some(position);
+                }
+            }
+        }
+        // the source has nothing newer for us: let it release its log up to here, and
+        // record the position on the target now and then (an empty transaction)
+        if let Some(position) = quiet.take() {
+            if position.reached(&applied) && position != applied {
+                if let Position::PgLsn(l) = position {
+                    ack.send_replace(l);
+                }
+                let at_goal = goal.is_some_and(|g| position.reached(g));
+                if at_goal || last_quiet_save.elapsed() >= QUIET_SAVE {
+                    applier.commit(&position, Some(now_us())).await?;
+                    last_quiet_save = Instant::now();
+                    metrics.set_position(&position.to_string());
+                    applied = position;
+                    summary.position = Some(applied.to_string());
+                }
+            }
+            metrics.lag_us.store(0, Ordering::Relaxed);
+            if goal.is_some_and(|g| applied.reached(g)) {
+                return Ok(Outcome::CaughtUp);
+            }
+        }
+        // commit at a source transaction boundary when the group is big, old, or
+        // the reader has nothing more right now
+        if let Some((position, commit_time)) = &pending {
+            let due = applier.open_txns() >= GROUP_TXNS
+                || open_since.is_some_and(|t| t.elapsed() >= GROUP_TIME)
+                || rx.is_empty();
+            if due && !in_source_txn {
+                commit_group(applier, ack, position, *commit_time, metrics, summary).await?;
+                applied = position.clone();
+                pending = None;
+                open_since = None;
+                if goal.is_some_and(|g| applied.reached(g)) {
+                    return Ok(Outcome::CaughtUp);
+                }
+            }
+        }
+        if !opts.quiet && last_log.elapsed() >= Duration::from_secs(5) {
+            let secs = last_log.elapsed().as_secs_f64();
+            let rows = metrics.rows.load(Ordering::Relaxed);
+            let txns = metrics.txns.load(Ordering::Relaxed);
+            eprintln!(
+                "incremental: applied {applied}, {:.0} rows/s, {:.0} txn/s, lag {:.1}s",
+                (rows - logged_rows) as f64 / secs,
+                (txns - logged_txns) as f64 / secs,
+                metrics.lag_us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            (logged_rows, logged_txns) = (rows, txns);
+            last_log = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `ferry status`: what the target holds (phase, applied position, totals) against
+//! where the source is now, so lag is measured, not guessed.
+
+use crate::checkpoint;
+use crate::conn::{Conn, Role};
+use ferry_core::{Error, Position, Result, TaskSpec};
+
+/// A task's status.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// `full`, `done` (full copied), `incremental`, `ended`, or `not started`.
+    pub phase: String,
+    /// Incremental state: `incremental`, `recovering`, `stopped`, `incremental_failed`, `ended`.
+    pub state: Option<String>,
+    /// Why (for failures and recoveries).
+    pub reason: Option<String>,
+    /// Last position committed on the target.
+    pub applied: Option<String>,
+    /// The source's current log end.
+    pub source_head: Option<String>,
+    /// Bytes of source log not yet applied (PostgreSQL WAL; MySQL within one file).
+    pub behind_bytes: Option<u64>,
+    /// Seconds between now and the last applied source commit, when behind.
+    pub lag_seconds: Option<f64>,
+    /// Source transactions / row changes applied since the stream began.
+    pub txns: u64,
+    /// Row changes applied.
+    pub rows: u64,
+    /// Seconds since the target last recorded progress.
+    pub updated_seconds_ago: Option<f64>,
+    /// PostgreSQL slot `wal_status` and whether a process streams from it.
+    pub slot: Option<String>,
+}
+
+/// Reads the task's status from the target and the source.
+pub async fn status(spec: &TaskSpec) -> Result<Status> {
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    let mut st = Status::default();
+    let Some((phase, position)) = checkpoint::task(&mut dst, &spec.name).await? else {
+        st.phase = "not started".into();
+        return Ok(st);
+    };
+    st.phase = phase;
+    st.applied = position.clone();
+    let t = dst.literal(&spec.name);
+    let rows = dst
+        .query_text(&format!(
+            "SELECT state, reason, source_commit_us, applied_at_us, txns, row_changes FROM ferry.stream WHERE task = {t}"
+        ))
+        .await?;
+    let now_us = crate::apply::now_us();
+    let mut source_commit = None;
+    if let Some(r) = rows.first() {
+        st.state = r[0].clone();
+        st.reason = r[1].clone();
+        source_commit = r[2].as_deref().and_then(|v| v.parse::<i64>().ok());
+        st.updated_seconds_ago = r[3]
+            .as_deref()
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|a| (now_us - a) as f64 / 1e6);
+        st.txns = r[4].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        st.rows = r[5].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    }
+    let head = match crate::incremental::source_head(spec).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            st.reason
+                .get_or_insert(format!("source unreachable: {}", e.message));
+            None
+        }
+    };
+    let applied = position.as_deref().map(Position::parse).transpose()?;
+    if let (Some(h), Some(a)) = (&head, &applied) {
+        st.behind_bytes = match (h, a) {
+            (Position::PgLsn(h), Position::PgLsn(a)) => Some(h.saturating_sub(*a)),
+            (
+                Position::Binlog {
+                    file: fh, pos: ph, ..
+                },
+                Position::Binlog {
+                    file: fa, pos: pa, ..
+                },
+            ) if fh == fa => Some(ph.saturating_sub(*pa)),
+            _ => None,
+        };
+        let caught_up = a.reached(h) || st.behind_bytes == Some(0);
+        st.lag_seconds = if caught_up {
+            Some(0.0)
+        } else {
+            source_commit.map(|c| ((now_us - c) as f64 / 1e6).max(0.0))
+        };
+    }
+    st.source_head = head.map(|h| h.to_string());
+    if spec.source.engine == ferry_core::Engine::Postgres {
+        if let Ok(Conn::Pg(pg)) = Conn::open(spec, Role::Source).await {
+            let slot = ferry_postgres::cdc::slot_name(&spec.name);
+            st.slot = Some(match ferry_postgres::cdc::slot_state(&pg, &slot).await {
+                Ok(Some(s)) => format!(
+                    "{slot}: wal_status {}, {}",
+                    if s.wal_status.is_empty() {
+                        "?"
+                    } else {
+                        &s.wal_status
+                    },
+                    if s.active {
+                        "streaming"
+                    } else {
+                        "not streaming"
+                    }
+                ),
+                Ok(None) => format!("{slot}: missing"),
+                Err(e) => return Err(Error::definite(e.message)),
+            });
+        }
+    }
+    Ok(st)
+}

@@ -1,0 +1,162 @@
+//! A task's phases in order: the full copy (if the mode has one and it is not done),
+//! then the incremental stream (if the mode has one); and ending a task.
+
+use crate::checkpoint;
+use crate::conn::{Conn, Role};
+use crate::full::{run_full, source_tables, Handoff, RunOptions, Summary};
+use crate::incremental::{run_incremental, source_head, StreamOptions, StreamSummary};
+use crate::metrics::Metrics;
+use ferry_core::{Engine, Error, ExistingData, Mode, Position, Result, TaskSpec};
+use ferry_postgres::cdc;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct TaskOutcome {
+    /// The full phase, when it ran in this invocation.
+    pub full: Option<Summary>,
+    /// The incremental phase, when it ran.
+    pub stream: Option<StreamSummary>,
+    /// Warnings from setting up the stream.
+    pub warnings: Vec<String>,
+}
+
+/// Runs the task's phases.
+pub async fn run_task(
+    spec: &TaskSpec,
+    opts: &RunOptions,
+    stream_opts: &StreamOptions,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<TaskOutcome> {
+    let mut out = TaskOutcome::default();
+    if spec.mode == Mode::Full {
+        metrics.set_state("full");
+        out.full = Some(run_full(spec, opts, None).await?);
+        return Ok(out);
+    }
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    let mut prior = checkpoint::task(&mut dst, &spec.name).await?;
+    if prior.as_ref().is_some_and(|(p, _)| p == "ended") {
+        if matches!(
+            spec.existing_data,
+            ExistingData::Drop | ExistingData::Truncate
+        ) {
+            checkpoint::reset(&mut dst, &spec.name).await?;
+            prior = None;
+        } else {
+            return Err(Error::definite(format!("task {} was ended", spec.name)).with_hint(
+                "to replicate again from scratch set existing_data: drop (the target tables are recreated)",
+            ));
+        }
+    }
+    let phase = prior.as_ref().map(|(p, _)| p.as_str());
+    let streaming = matches!(phase, Some("done" | "incremental"));
+    if !streaming {
+        metrics.set_state("full");
+        match spec.mode {
+            Mode::FullIncremental => {
+                let (summary, warnings) = full_with_handoff(spec, opts, phase.is_some()).await?;
+                out.full = Some(summary);
+                out.warnings = warnings;
+            }
+            _ => {
+                out.warnings = start_without_copy(spec, &mut dst).await?;
+            }
+        }
+    }
+    drop(dst);
+    out.stream = Some(run_incremental(spec, stream_opts, metrics, shutdown).await?);
+    Ok(out)
+}
+
+/// Full copy whose end meets the change stream exactly. For PostgreSQL the slot is
+/// created first and its exported snapshot is what the copy reads; a resumed copy
+/// keeps the slot of the first attempt (its later snapshot overlaps the stream,
+/// which the idempotent apply absorbs).
+async fn full_with_handoff(
+    spec: &TaskSpec,
+    opts: &RunOptions,
+    resuming: bool,
+) -> Result<(Summary, Vec<String>)> {
+    if spec.source.engine != Engine::Postgres {
+        return Ok((run_full(spec, opts, None).await?, vec![]));
+    }
+    let slot = cdc::slot_name(&spec.name);
+    let mut src = Conn::open(spec, Role::Source).await?;
+    let tables = source_tables(&mut src, spec).await?;
+    let Conn::Pg(pg) = &src else {
+        unreachable!("engine checked above")
+    };
+    let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
+    if resuming {
+        cdc::verify_slot(pg, &slot).await?;
+        return Ok((run_full(spec, opts, None).await?, warnings));
+    }
+    if cdc::slot_state(pg, &slot).await?.is_some() {
+        // left by an earlier attempt that never recorded a position: unusable
+        cdc::drop_slot_and_publication(pg, &slot).await?;
+        cdc::ensure_publication(pg, &slot, &tables).await?;
+    }
+    let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
+    let (lsn, snapshot) = cdc::create_slot(&mut repl, &slot).await?;
+    let handoff = Handoff {
+        snapshot,
+        position: Position::PgLsn(lsn),
+    };
+    // `repl` stays open (holding the snapshot) until every worker has joined
+    let summary = run_full(spec, opts, Some(&handoff)).await;
+    drop(repl);
+    Ok((summary?, warnings))
+}
+
+/// `mode: incremental`: no copy; the stream starts at the slot's creation point
+/// (PostgreSQL) or at `start_position` / the current binlog position (MySQL).
+async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<String>> {
+    let mut src = Conn::open(spec, Role::Source).await?;
+    let tables = source_tables(&mut src, spec).await?;
+    let mut warnings = Vec::new();
+    let position = match &src {
+        Conn::Pg(pg) => {
+            let slot = cdc::slot_name(&spec.name);
+            warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
+            if cdc::slot_state(pg, &slot).await?.is_some() {
+                cdc::drop_slot_and_publication(pg, &slot).await?;
+                cdc::ensure_publication(pg, &slot, &tables).await?;
+            }
+            let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
+            Position::PgLsn(cdc::create_slot(&mut repl, &slot).await?.0)
+        }
+        Conn::My(_) => match &spec.start_position {
+            Some(p) => p.clone(),
+            None => source_head(spec).await?,
+        },
+    };
+    checkpoint::set_task(dst, &spec.name, "done", Some(&position.to_string())).await?;
+    Ok(warnings)
+}
+
+/// Ends a task: releases the source's slot and publication and marks it ended.
+pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    if spec.source.engine == Engine::Postgres {
+        let src = Conn::open(spec, Role::Source).await?;
+        if let Conn::Pg(pg) = &src {
+            let slot = cdc::slot_name(&spec.name);
+            cdc::drop_slot_and_publication(pg, &slot).await?;
+            done.push(format!(
+                "dropped replication slot and publication {slot} on the source"
+            ));
+        }
+    }
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    if checkpoint::task(&mut dst, &spec.name).await?.is_some() {
+        checkpoint::set_task(&mut dst, &spec.name, "ended", None).await?;
+        checkpoint::set_stream_state(&mut dst, &spec.name, "ended", None).await?;
+        done.push("marked the task ended on the target".into());
+    }
+    Ok(done)
+}

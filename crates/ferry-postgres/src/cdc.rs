@@ -1,0 +1,436 @@
+//! PostgreSQL as a change source: the task's publication and logical slot, and the
+//! `pgoutput` stream turned into [`Event`]s.
+//!
+//! The slot is created with an exported snapshot, which the full copy reads; the
+//! stream then starts exactly after that snapshot (no gap, no overlap). The server
+//! keeps WAL until Ferry acknowledges it, and Ferry acknowledges only positions whose
+//! changes are committed on the target — also when idle, so an idle task never makes
+//! the source hold WAL.
+
+use crate::catalog::read_tables;
+use crate::conn::{classify, qualified, quote_ident, PgConn};
+use crate::pgoutput::{self, Message, RelColumn, TupleValue};
+use crate::replication::{ReplConn, StreamMessage, PG_EPOCH_OFFSET_US};
+use crate::types::parse_text;
+use ferry_core::change::{Cell, Event, RowOp, Shape};
+use ferry_core::{select::ObjectFilter, Error, Position, Result, Table, TableId, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Slot and publication name of a task (`ferry_<task>`, `-` → `_`).
+pub fn slot_name(task: &str) -> String {
+    format!("ferry_{}", task.replace('-', "_"))
+}
+
+/// State of the task's slot on the source.
+#[derive(Debug, Clone)]
+pub struct SlotState {
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: String,
+    /// Position the source will resume from.
+    pub confirmed_flush: Option<u64>,
+    /// A process is streaming from it right now.
+    pub active: bool,
+}
+
+/// Reads the slot's state, `None` when it does not exist.
+pub async fn slot_state(conn: &PgConn, slot: &str) -> Result<Option<SlotState>> {
+    let rows = conn
+        .client
+        .query(
+            "SELECT coalesce(wal_status, ''), confirmed_flush_lsn::text, active \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(classify)?;
+    Ok(rows.first().map(|r| SlotState {
+        wal_status: r.get(0),
+        confirmed_flush: r
+            .get::<_, Option<String>>(1)
+            .and_then(|s| ferry_core::position::parse_lsn(&s)),
+        active: r.get(2),
+    }))
+}
+
+/// Creates or updates the publication to cover exactly `tables`, and gives tables
+/// without a primary key `REPLICA IDENTITY FULL` (without it the source would refuse
+/// their UPDATEs and DELETEs once they are published). Returns warnings.
+pub async fn ensure_publication(
+    conn: &PgConn,
+    name: &str,
+    tables: &[Table],
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for t in tables.iter().filter(|t| t.primary_key.is_empty()) {
+        let ident: String = conn
+            .client
+            .query_one(
+                "SELECT relreplident::text FROM pg_class WHERE oid = $1::text::regclass",
+                &[&qualified(&t.id)],
+            )
+            .await
+            .map_err(classify)?
+            .get(0);
+        if ident == "d" || ident == "n" {
+            conn.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {} REPLICA IDENTITY FULL",
+                    qualified(&t.id)
+                ))
+                .await
+                .map_err(|e| {
+                    classify(e).context(format!("setting REPLICA IDENTITY FULL on {}", t.id))
+                })?;
+            warnings.push(format!(
+                "{} has no primary key: set REPLICA IDENTITY FULL on the source so its updates and deletes can be replicated \
+                 (rows are matched on every column, one row at a time)",
+                t.id
+            ));
+        }
+    }
+    let list = tables
+        .iter()
+        .map(|t| qualified(&t.id))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let exists = !conn
+        .client
+        .query("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(classify)?
+        .is_empty();
+    let sql = if exists {
+        format!("ALTER PUBLICATION {} SET TABLE {list}", quote_ident(name))
+    } else {
+        format!("CREATE PUBLICATION {} FOR TABLE {list}", quote_ident(name))
+    };
+    conn.client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| classify(e).context("creating the task's publication"))?;
+    Ok(warnings)
+}
+
+/// Creates the slot on a replication connection; returns its consistent point and
+/// the exported snapshot, valid until the next command on `repl`.
+pub async fn create_slot(repl: &mut ReplConn, slot: &str) -> Result<(u64, String)> {
+    let rows = repl
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            quote_ident(slot)
+        ))
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::definite("CREATE_REPLICATION_SLOT returned nothing"))?;
+    let lsn = row
+        .get(1)
+        .cloned()
+        .flatten()
+        .and_then(|s| ferry_core::position::parse_lsn(&s))
+        .ok_or_else(|| Error::definite("CREATE_REPLICATION_SLOT returned no consistent point"))?;
+    let snapshot = row
+        .get(2)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| Error::definite("CREATE_REPLICATION_SLOT exported no snapshot"))?;
+    Ok((lsn, snapshot))
+}
+
+/// Drops the slot and the publication (ending the task). Missing ones are fine.
+pub async fn drop_slot_and_publication(conn: &PgConn, name: &str) -> Result<()> {
+    if let Some(s) = slot_state(conn, name).await? {
+        if s.active {
+            return Err(Error::transient(format!(
+                "replication slot {name} is in use by a running Ferry"
+            ))
+            .with_hint("stop the running `ferry run` first"));
+        }
+        conn.client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&name])
+            .await
+            .map_err(classify)?;
+    }
+    conn.client
+        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
+        .await
+        .map_err(classify)
+}
+
+/// Fails with "full resync needed" when the slot is gone or lost its WAL.
+pub async fn verify_slot(conn: &PgConn, slot: &str) -> Result<SlotState> {
+    match slot_state(conn, slot).await? {
+        None => Err(Error::definite(format!(
+            "the source has no replication slot {slot}: changes since the last applied position are gone"
+        ))
+        .with_hint("a full resync is needed: run the task again with existing_data: drop")),
+        Some(s) if s.wal_status == "lost" => Err(Error::definite(format!(
+            "replication slot {slot} was invalidated (wal_status = lost, the source removed WAL it still needed)"
+        ))
+        .with_hint("a full resync is needed: `ferry end` the task, then run it again with existing_data: drop; \
+                    raise max_slot_wal_keep_size to prevent this")),
+        Some(s) => Ok(s),
+    }
+}
+
+fn column_name_list(cols: &[RelColumn]) -> Vec<&str> {
+    cols.iter().map(|c| c.name.as_str()).collect()
+}
+
+fn make_shape(table: &Table, identity: u8, cols: &[RelColumn]) -> Result<Shape> {
+    let mut columns = Vec::with_capacity(cols.len());
+    for c in cols {
+        let col = table.column(&c.name).ok_or_else(|| {
+            Error::definite(format!(
+                "{}: the log describes column {} which the source catalog no longer has",
+                table.id, c.name
+            ))
+            .with_hint("the column was dropped after this change was logged; a full resync of the table is needed")
+        })?;
+        columns.push(col.clone());
+    }
+    let by_flag: Vec<usize> = (0..cols.len()).filter(|i| cols[*i].key).collect();
+    let pk: Vec<usize> = table
+        .primary_key
+        .iter()
+        .filter_map(|k| cols.iter().position(|c| &c.name == k))
+        .collect();
+    let pk = if pk.len() == table.primary_key.len() {
+        pk
+    } else {
+        vec![]
+    };
+    let key = match identity {
+        b'f' => pk,
+        b'n' => pk,
+        _ => by_flag,
+    };
+    Ok(Shape {
+        table: table.id.clone(),
+        columns,
+        key,
+    })
+}
+
+fn values(shape: &Shape, tuple: Vec<TupleValue>, what: &str) -> Result<Vec<Cell>> {
+    if tuple.len() != shape.columns.len() {
+        return Err(Error::definite(format!(
+            "{}: {what} has {} columns, the relation {}",
+            shape.table,
+            tuple.len(),
+            shape.columns.len()
+        )));
+    }
+    tuple
+        .into_iter()
+        .zip(&shape.columns)
+        .map(|(v, c)| match v {
+            TupleValue::Null => Ok(Cell::Value(Value::Null)),
+            TupleValue::Unchanged => Ok(Cell::Unchanged),
+            TupleValue::Text(t) => parse_text(Some(t), &c.logical)
+                .map(Cell::Value)
+                .map_err(|e| Error::definite(format!("{}.{}: {e}", shape.table, c.name))),
+        })
+        .collect()
+}
+
+fn plain(cells: Vec<Cell>) -> Vec<Value> {
+    cells
+        .into_iter()
+        .map(|c| match c {
+            Cell::Value(v) => v,
+            Cell::Unchanged => Value::Null,
+        })
+        .collect()
+}
+
+/// Converts `pgoutput` messages into events, keeping relation shapes.
+struct Decoder<'a> {
+    catalog: &'a PgConn,
+    tables: HashMap<TableId, Table>,
+    relations: HashMap<u32, Arc<Shape>>,
+}
+
+impl Decoder<'_> {
+    async fn table(&mut self, id: &TableId, cols: &[RelColumn]) -> Result<Table> {
+        let known = self.tables.get(id);
+        let complete = known.is_some_and(|t| cols.iter().all(|c| t.column(&c.name).is_some()));
+        if !complete {
+            let filter = ObjectFilter::new(&[format!("{}.{}", id.schema, id.name)], &[])?;
+            for t in read_tables(self.catalog, &filter).await? {
+                self.tables.insert(t.id.clone(), t);
+            }
+        }
+        self.tables.get(id).cloned().ok_or_else(|| {
+            Error::definite(format!(
+                "{id} is in the publication but not in the source catalog"
+            ))
+        })
+    }
+
+    fn shape(&self, rel: u32) -> Result<Arc<Shape>> {
+        self.relations.get(&rel).cloned().ok_or_else(|| {
+            Error::definite(format!(
+                "change for unknown relation {rel} (no Relation message)"
+            ))
+        })
+    }
+
+    async fn decode(&mut self, msg: Message, out: &mut Vec<Event>) -> Result<()> {
+        match msg {
+            Message::Begin { .. } => out.push(Event::Begin),
+            Message::Commit {
+                end_lsn, commit_ts, ..
+            } => out.push(Event::Commit {
+                position: Position::PgLsn(end_lsn),
+                commit_time_us: Some(commit_ts + PG_EPOCH_OFFSET_US),
+            }),
+            Message::Relation {
+                id,
+                schema,
+                name,
+                replica_identity,
+                columns,
+            } => {
+                let tid = TableId::new(schema, name);
+                let table = self.table(&tid, &columns).await?;
+                let shape = Arc::new(make_shape(&table, replica_identity, &columns)?);
+                if let Some(old) = self.relations.get(&id) {
+                    let before: Vec<&str> = old.columns.iter().map(|c| c.name.as_str()).collect();
+                    if before != column_name_list(&columns) || old.table != shape.table {
+                        out.push(Event::Reshape {
+                            old: old.clone(),
+                            new: shape.clone(),
+                        });
+                    }
+                }
+                self.relations.insert(id, shape);
+            }
+            Message::Insert { rel, new } => {
+                let shape = self.shape(rel)?;
+                let row = plain(values(&shape, new, "an inserted row")?);
+                out.push(Event::Row {
+                    shape,
+                    op: RowOp::Insert(row),
+                });
+            }
+            Message::Update { rel, old, new } => {
+                let shape = self.shape(rel)?;
+                let old = match old {
+                    Some(o) => Some(plain(values(&shape, o, "an old row")?)),
+                    None => None,
+                };
+                let new = values(&shape, new, "an updated row")?;
+                out.push(Event::Row {
+                    shape,
+                    op: RowOp::Update { old, new },
+                });
+            }
+            Message::Delete { rel, old } => {
+                let shape = self.shape(rel)?;
+                let old = plain(values(&shape, old, "a deleted row")?);
+                out.push(Event::Row {
+                    shape,
+                    op: RowOp::Delete(old),
+                });
+            }
+            Message::Truncate { rels } => {
+                let mut ids = Vec::new();
+                for r in rels {
+                    ids.push(self.shape(r)?.table.clone());
+                }
+                out.push(Event::Truncate(ids));
+            }
+            Message::Other(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Streams changes from `start` into `tx` until the channel closes or an error.
+/// `acked` carries the highest position committed on the target; it is reported to
+/// the server as flushed.
+pub async fn stream(
+    repl: &mut ReplConn,
+    catalog: &PgConn,
+    slot: &str,
+    start: u64,
+    tables: Vec<Table>,
+    tx: &mpsc::Sender<Event>,
+    acked: &mut watch::Receiver<u64>,
+) -> Result<()> {
+    repl.start_replication(slot, slot, start).await?;
+    let mut dec = Decoder {
+        catalog,
+        tables: tables.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        relations: HashMap::new(),
+    };
+    let mut reported = start;
+    let mut in_txn = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            m = repl.next() => match m? {
+                StreamMessage::XLogData { data, .. } => {
+                    let msg = pgoutput::parse(data)
+                        .map_err(|e| Error::definite(format!("cannot decode the replication stream: {e}")))?;
+                    match &msg {
+                        Message::Begin { .. } => in_txn = true,
+                        Message::Commit { .. } => in_txn = false,
+                        _ => {}
+                    }
+                    dec.decode(msg, &mut events).await?;
+                    for ev in events.drain(..) {
+                        // keep the server informed while the applier is busy
+                        loop {
+                            tokio::select! {
+                                permit = tx.reserve() => {
+                                    match permit {
+                                        Ok(p) => { p.send(ev); break; }
+                                        Err(_) => return Ok(()),
+                                    }
+                                }
+                                _ = tick.tick() => {
+                                    reported = *acked.borrow();
+                                    repl.send_status(reported).await?;
+                                }
+                            }
+                        }
+                    }
+                }
+                StreamMessage::Keepalive { wal_end, reply } => {
+                    if !in_txn && tx.send(Event::Idle { position: Position::PgLsn(wal_end) }).await.is_err() {
+                        return Ok(());
+                    }
+                    if reply {
+                        reported = *acked.borrow();
+                        repl.send_status(reported).await?;
+                    }
+                }
+            },
+            _ = tick.tick() => {
+                let now = *acked.borrow();
+                if now != reported {
+                    reported = now;
+                    repl.send_status(reported).await?;
+                }
+            }
+        }
+    }
+}
+
+/// The source's current WAL end (for lag and "caught up").
+pub async fn current_lsn(conn: &PgConn) -> Result<u64> {
+    let s: String = conn
+        .client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(classify)?
+        .get(0);
+    ferry_core::position::parse_lsn(&s)
+        .ok_or_else(|| Error::definite(format!("unexpected LSN {s:?}")))
+}
