@@ -8,9 +8,13 @@
 //! fresh database of its own. Servers given by `FERRY_TEST_PG_URL` /
 //! `FERRY_TEST_MYSQL_URL` (admin URLs) are used instead when set.
 
+mod proxy;
 mod server;
 
-pub use server::{mariadb, postgres, Server};
+pub use proxy::Proxy;
+pub use server::{
+    mariadb, postgres, private_postgres, start_mariadb, start_postgres, stop_postgres, Server,
+};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

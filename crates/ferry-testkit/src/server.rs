@@ -205,6 +205,35 @@ pub fn start_postgres(dir: &Path, port: u16) {
         .stdin(Stdio::null()));
 }
 
+/// A PostgreSQL server of the calling test's own (for tests that stop and restart
+/// it); `name` must be unique among tests.
+pub fn private_postgres(name: &str) -> Server {
+    let dir = root_dir().join(format!("pg-private-{name}"));
+    if dir.join("postmaster.pid").exists() {
+        let _ = as_pg_user(pg_bindir().join("pg_ctl"))
+            .arg("-D")
+            .arg(&dir)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = fs::remove_dir_all(&dir);
+    let port = free_port();
+    start_postgres(&dir, port);
+    pg_server(port, dir)
+}
+
+/// Stops the PostgreSQL server in `dir` at once (`immediate`: like a crash).
+pub fn stop_postgres(dir: &Path) {
+    run(as_pg_user(pg_bindir().join("pg_ctl"))
+        .arg("-D")
+        .arg(dir)
+        .args(["-m", "immediate", "-w", "stop"])
+        .stdin(Stdio::null()));
+}
+
 /// The shared MariaDB test server (started on first use).
 pub fn mariadb() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
