@@ -72,7 +72,7 @@ fn oltp_sql(engine: &str, i: u64) -> String {
             " DELETE FROM events WHERE ctid = (SELECT ctid FROM events WHERE kind = 'w' AND amount = {i} LIMIT 1);"
         ));
     }
-    if i % 25 == 0 {
+    if i.is_multiple_of(25) {
         let base = 20_000_000 + i * 1000;
         s.push_str(&if engine == "postgres" {
             format!(
