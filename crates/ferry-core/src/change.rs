@@ -64,8 +64,13 @@ pub enum RowOp {
 /// One item of the change stream.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A source transaction starts.
-    Begin,
+    /// A source transaction starts. `marker` is a log position inside it: a snapshot
+    /// taken at position `W` contains the transaction exactly when `marker < W`
+    /// (PostgreSQL: its commit record's LSN; binlog: the offset of one of its events).
+    Begin {
+        /// Position inside the transaction, when known.
+        marker: Option<Position>,
+    },
     /// A row changed.
     Row {
         /// The table's shape at this point of the log.

@@ -17,6 +17,7 @@ pub async fn ensure(conn: &mut Conn) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS ferry.tasks (task varchar(64) PRIMARY KEY, position text, phase varchar(32) NOT NULL, updated_at varchar(40))",
         "CREATE TABLE IF NOT EXISTS ferry.tables (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, stage varchar(16) NOT NULL, PRIMARY KEY (task, table_name))",
         "CREATE TABLE IF NOT EXISTS ferry.stream (task varchar(64) PRIMARY KEY, state varchar(32) NOT NULL, reason text, source_commit_us bigint, applied_at_us bigint, txns bigint NOT NULL, row_changes bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS ferry.watermarks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, position text NOT NULL, PRIMARY KEY (task, table_name))",
         "CREATE TABLE IF NOT EXISTS ferry.chunks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, chunk int NOT NULL, source_table varchar(400) NOT NULL, key_column varchar(200), lo varchar(48), hi varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name, chunk))",
     ] {
         conn.exec(ddl).await?;
@@ -83,7 +84,7 @@ pub async fn set_task(
 /// Forgets everything recorded for the task (a fresh start).
 pub async fn reset(conn: &mut Conn, task: &str) -> Result<()> {
     let t = conn.literal(task);
-    for table in ["chunks", "tables", "tasks", "stream"] {
+    for table in ["chunks", "tables", "tasks", "stream", "watermarks"] {
         conn.exec(&format!("DELETE FROM ferry.{table} WHERE task = {t}"))
             .await?;
     }
@@ -235,4 +236,36 @@ pub async fn set_stream_state(
         )
     };
     conn.exec(&sql).await
+}
+
+/// Statements recording that a whole-table chunk was copied at `position` (a resumed
+/// copy's later snapshot): the stream then skips that table's changes the copy
+/// already holds. Run inside the chunk's data transaction.
+pub fn watermark_sql(conn: &Conn, task: &str, source_table: &TableId, position: &str) -> String {
+    let (t, n) = (conn.literal(task), conn.literal(&source_table.to_string()));
+    format!(
+        "DELETE FROM ferry.watermarks WHERE task = {t} AND table_name = {n}; \
+         INSERT INTO ferry.watermarks (task, table_name, position) VALUES ({t}, {n}, {})",
+        conn.literal(position)
+    )
+}
+
+/// Watermarks of the task: source table → position its copy was read at.
+pub async fn watermarks(
+    conn: &mut Conn,
+    task: &str,
+) -> Result<std::collections::HashMap<TableId, ferry_core::Position>> {
+    let rows = conn
+        .query_text(&format!(
+            "SELECT table_name, position FROM ferry.watermarks WHERE task = {}",
+            conn.literal(task)
+        ))
+        .await?;
+    let mut out = std::collections::HashMap::new();
+    for r in rows {
+        if let (Some(t), Some(p)) = (&r[0], &r[1]) {
+            out.insert(split_id(t), ferry_core::Position::parse(p)?);
+        }
+    }
+    Ok(out)
 }

@@ -26,6 +26,9 @@ pub struct TableJob {
     pub types: Vec<LogicalType>,
     /// PostgreSQL → PostgreSQL: binary COPY passthrough, nothing decoded.
     pub passthrough: bool,
+    /// Position of this run's snapshot when it differs from the task's recorded
+    /// start (a resumed copy): whole-table chunks record it as their watermark.
+    pub watermark: Option<String>,
 }
 
 impl TableJob {
@@ -38,6 +41,7 @@ impl TableJob {
             passthrough: from == Engine::Postgres && to == Engine::Postgres,
             source,
             target,
+            watermark: None,
         }
     }
 
@@ -144,6 +148,15 @@ pub async fn copy_chunk(
         Ok(rows) => {
             let mark = mark_done_sql(dst, task, chunk, rows);
             dst.exec(&mark).await?;
+            if let (Some(w), None) = (&job.watermark, &chunk.range) {
+                dst.exec(&crate::checkpoint::watermark_sql(
+                    dst,
+                    task,
+                    &job.source.id,
+                    w,
+                ))
+                .await?;
+            }
             dst.exec("COMMIT").await?;
             Ok(rows)
         }

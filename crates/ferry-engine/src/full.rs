@@ -341,10 +341,11 @@ pub async fn run_full(
         let total = totals.get(&target).copied().unwrap_or(0).max(already);
         let tp = progress.table(&target.to_string(), total, already);
         table_progress.insert(target.clone(), tp);
-        table_jobs.insert(
-            target.clone(),
-            TableJob::new(t.clone(), target.clone(), from, to),
-        );
+        let mut job = TableJob::new(t.clone(), target.clone(), from, to);
+        if resuming {
+            job.watermark = position.as_ref().map(|p| p.to_string());
+        }
+        table_jobs.insert(target.clone(), job);
         post.insert(target, ddl.clone());
     }
     for c in &chunks {

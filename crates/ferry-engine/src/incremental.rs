@@ -204,6 +204,7 @@ async fn attempt(
         }
     };
     checkpoint::set_stream_state(&mut dst, &spec.name, "incremental", None).await?;
+    let watermarks = checkpoint::watermarks(&mut dst, &spec.name).await?;
     metrics.set_state("incremental");
     metrics.set_position(&start.to_string());
     let mut src = Conn::open(spec, Role::Source).await?;
@@ -220,6 +221,7 @@ async fn attempt(
     let reader = tokio::spawn(read_log(spec.clone(), start.clone(), tables, tx, ack_rx));
     let result = apply_loop(
         spec,
+        &watermarks,
         &mut applier,
         &mut rx,
         &ack_tx,
@@ -385,6 +387,7 @@ async fn follow_ddl(
 #[allow(clippy::too_many_arguments)]
 async fn apply_loop(
     spec: &TaskSpec,
+    watermarks: &std::collections::HashMap<ferry_core::TableId, Position>,
     applier: &mut Applier,
     rx: &mut mpsc::Receiver<Event>,
     ack: &watch::Sender<u64>,
@@ -403,6 +406,7 @@ async fn apply_loop(
     let mut open_since: Option<Instant> = None;
     let mut pending: Option<(Position, Option<i64>)> = None;
     let mut in_source_txn = false;
+    let mut skip: std::collections::HashSet<ferry_core::TableId> = Default::default();
     let mut quiet: Option<Position> = None;
     let mut last_quiet_save = Instant::now();
     let mut last_log = Instant::now();
@@ -419,12 +423,27 @@ async fn apply_loop(
             return Err(Error::transient("the log reader stopped"));
         };
         match ev {
-            Event::Begin => in_source_txn = true,
+            Event::Begin { marker } => {
+                in_source_txn = true;
+                // tables a resumed copy read after this transaction already hold it
+                skip.clear();
+                if let Some(m) = marker {
+                    skip.extend(
+                        watermarks
+                            .iter()
+                            .filter(|(_, w)| !m.reached(w))
+                            .map(|(t, _)| t.clone()),
+                    );
+                }
+            }
             Event::Row { shape, op } => {
-                applier.row(&shape, op).await?;
-                open_since.get_or_insert_with(Instant::now);
+                if !skip.contains(&shape.table) {
+                    applier.row(&shape, op).await?;
+                    open_since.get_or_insert_with(Instant::now);
+                }
             }
             Event::Truncate(tables) => {
+                let tables: Vec<_> = tables.into_iter().filter(|t| !skip.contains(t)).collect();
                 applier.truncate(&tables).await?;
                 open_since.get_or_insert_with(Instant::now);
             }

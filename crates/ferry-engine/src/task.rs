@@ -92,8 +92,18 @@ async fn full_with_handoff(
     };
     let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
     if resuming {
+        // the rest is copied from a new snapshot whose exact position a temporary
+        // slot gives; whole-table chunks record it so the stream skips what they hold
         cdc::verify_slot(pg, &slot).await?;
-        return Ok((run_full(spec, opts, None).await?, warnings));
+        let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
+        let (lsn, snapshot) = cdc::create_slot(&mut repl, &format!("{slot}_resume"), true).await?;
+        let handoff = Handoff {
+            snapshot,
+            position: Position::PgLsn(lsn),
+        };
+        let summary = run_full(spec, opts, Some(&handoff)).await;
+        drop(repl);
+        return Ok((summary?, warnings));
     }
     if cdc::slot_state(pg, &slot).await?.is_some() {
         // left by an earlier attempt that never recorded a position: unusable
@@ -101,7 +111,7 @@ async fn full_with_handoff(
         cdc::ensure_publication(pg, &slot, &tables).await?;
     }
     let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-    let (lsn, snapshot) = cdc::create_slot(&mut repl, &slot).await?;
+    let (lsn, snapshot) = cdc::create_slot(&mut repl, &slot, false).await?;
     let handoff = Handoff {
         snapshot,
         position: Position::PgLsn(lsn),
@@ -127,7 +137,7 @@ async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<Strin
                 cdc::ensure_publication(pg, &slot, &tables).await?;
             }
             let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-            Position::PgLsn(cdc::create_slot(&mut repl, &slot).await?.0)
+            Position::PgLsn(cdc::create_slot(&mut repl, &slot, false).await?.0)
         }
         Conn::My(_) => match &spec.start_position {
             Some(p) => p.clone(),

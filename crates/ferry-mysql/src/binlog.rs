@@ -196,13 +196,18 @@ impl Decoder {
         &mut self,
         schema: &str,
         sql: &str,
+        start: u64,
         pos: u64,
         out: &mut Vec<Event>,
     ) -> Result<()> {
         let upper = sql.trim_start().to_ascii_uppercase();
         if upper.starts_with("BEGIN") {
-            self.in_txn = true;
-            out.push(Event::Begin);
+            if !self.in_txn {
+                self.in_txn = true;
+                out.push(Event::Begin {
+                    marker: Some(self.position(start)),
+                });
+            }
             return Ok(());
         }
         if upper.starts_with("COMMIT") {
@@ -259,12 +264,16 @@ impl Decoder {
                             });
                             return Ok(());
                         }
-                        out.push(Event::Begin);
+                        out.push(Event::Begin {
+                            marker: Some(self.position(start)),
+                        });
                         out.push(Event::Reshape { old: o, new: n });
                     }
                 }
                 ("TRUNCATE", _) => {
-                    out.push(Event::Begin);
+                    out.push(Event::Begin {
+                        marker: Some(self.position(start)),
+                    });
                     out.push(Event::Truncate(vec![t]));
                 }
                 ("CREATE", "TABLE")
@@ -476,6 +485,7 @@ pub async fn stream(
         };
         let header = ev.header();
         let end = header.log_pos() as u64;
+        let start = end.saturating_sub(header.event_size() as u64);
         if header.event_type_raw() == MARIADB_GTID_EVENT {
             let d = ev.data();
             if d.len() >= 13 {
@@ -486,7 +496,9 @@ pub async fn stream(
                     .insert(domain, format!("{domain}-{}-{seq}", header.server_id()));
                 if !standalone {
                     dec.in_txn = true;
-                    out.push(Event::Begin);
+                    out.push(Event::Begin {
+                        marker: Some(dec.position(start)),
+                    });
                 }
             }
             commit_time = Some(header.timestamp() as i64 * 1_000_000);
@@ -511,7 +523,7 @@ pub async fn stream(
                     commit_time = Some(header.timestamp() as i64 * 1_000_000);
                     let schema = q.schema().to_string();
                     let sql = q.query().to_string();
-                    dec.query(&schema, &sql, end, &mut out).await?;
+                    dec.query(&schema, &sql, start, end, &mut out).await?;
                     if let Some(Event::Commit { commit_time_us, .. }) = out.last_mut() {
                         *commit_time_us = commit_time;
                     }
@@ -524,7 +536,9 @@ pub async fn stream(
                     if let Some(m) = dec.mapping(&tme).await? {
                         if !dec.in_txn {
                             dec.in_txn = true;
-                            out.push(Event::Begin);
+                            out.push(Event::Begin {
+                                marker: Some(dec.position(start)),
+                            });
                         }
                         dec.rows(&m, &tme, &rows, &mut out)?;
                     }

@@ -115,12 +115,18 @@ pub async fn ensure_publication(
 }
 
 /// Creates the slot on a replication connection; returns its consistent point and
-/// the exported snapshot, valid until the next command on `repl`.
-pub async fn create_slot(repl: &mut ReplConn, slot: &str) -> Result<(u64, String)> {
+/// the exported snapshot, valid until the next command on `repl`. A `temporary` slot
+/// only serves its snapshot and disappears with the connection.
+pub async fn create_slot(
+    repl: &mut ReplConn,
+    slot: &str,
+    temporary: bool,
+) -> Result<(u64, String)> {
     let rows = repl
         .simple_query(&format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
-            quote_ident(slot)
+            "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            quote_ident(slot),
+            if temporary { " TEMPORARY" } else { "" }
         ))
         .await?;
     let row = rows
@@ -281,7 +287,9 @@ impl Decoder<'_> {
 
     async fn decode(&mut self, msg: Message, out: &mut Vec<Event>) -> Result<()> {
         match msg {
-            Message::Begin { .. } => out.push(Event::Begin),
+            Message::Begin { final_lsn, .. } => out.push(Event::Begin {
+                marker: Some(Position::PgLsn(final_lsn)),
+            }),
             Message::Commit {
                 end_lsn, commit_ts, ..
             } => out.push(Event::Commit {

@@ -215,6 +215,11 @@ impl ReplConn {
         }
         let text = format!("{message} (SQLSTATE {code}) on {}", self.endpoint);
         // connection-level and resource-busy conditions pass; the rest are definite
+        if code == "53400" {
+            return Error::definite(text).with_hint(
+                "raise max_replication_slots / max_wal_senders on the source, or `ferry end` tasks that are finished",
+            );
+        }
         let transient = code.starts_with("08")
             || code.starts_with("57")
             || code.starts_with("53")

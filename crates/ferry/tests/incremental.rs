@@ -8,7 +8,7 @@
 mod common;
 
 use common::{ferry, fresh, query_lines, text, Db};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,15 +138,27 @@ fn task(dir: &std::path::Path, src: &Db, dst: &Db, extra: &str) -> String {
     path
 }
 
+/// Starts `ferry run` in the background, its output going to `<task>.log` (a pipe
+/// nobody reads could fill up and block it).
 fn spawn_run(task: &str, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{task}.log"))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["run", task, "--quiet"])
         .args(extra)
         .env("FERRY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .expect("spawn ferry")
+}
+
+/// What background runs of `task` printed.
+fn run_log(task: &str) -> String {
+    std::fs::read_to_string(format!("{task}.log")).unwrap_or_default()
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -183,16 +195,20 @@ async fn phase(engine: &str, target: &str, task: &str) -> Option<String> {
     rows.into_iter().next()
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+async fn wait_for(what: &str, task: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
     let t0 = Instant::now();
     while !f().await {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out waiting for {what}; ferry printed:\n{}",
+            run_log(task)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-fn finish(child: Child) -> std::process::Output {
-    child.wait_with_output().expect("wait for ferry")
+fn finish(mut child: Child) -> std::process::ExitStatus {
+    child.wait().expect("wait for ferry")
 }
 
 async fn catch_up_and_compare(task: &str) {
@@ -224,6 +240,7 @@ async fn changes_during_the_copy_arrive_exactly_once(from: &'static str, to: &'s
     // the copy starts while the workload runs
     wait_for(
         "the workload to start",
+        &task,
         Duration::from_secs(30),
         async || done.load(Ordering::Relaxed) >= 5,
     )
@@ -231,24 +248,28 @@ async fn changes_during_the_copy_arrive_exactly_once(from: &'static str, to: &'s
     let child = spawn_run(&task, &[]);
     wait_for(
         "the incremental phase",
+        &task,
         Duration::from_secs(180),
         async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
     )
     .await;
     let at_handoff = done.load(Ordering::Relaxed);
-    wait_for("more transactions", Duration::from_secs(60), async || {
-        done.load(Ordering::Relaxed) >= at_handoff + 60
-    })
+    wait_for(
+        "more transactions",
+        &task,
+        Duration::from_secs(60),
+        async || done.load(Ordering::Relaxed) >= at_handoff + 60,
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     big_transaction(from, &src.url, 20_000).await;
     signal(&child, "-TERM");
-    let o = finish(child);
+    let status = finish(child);
     assert!(
-        o.status.success(),
+        status.success(),
         "a stopped run exits cleanly:\n{}",
-        text(&o)
+        run_log(&task)
     );
     catch_up_and_compare(&task).await;
     let keyless = "SELECT count(*) FROM events";
@@ -285,4 +306,126 @@ async fn mariadb_to_pg_changes_during_the_copy_arrive_exactly_once() {
 #[tokio::test]
 async fn mariadb_to_mariadb_changes_during_the_copy_arrive_exactly_once() {
     changes_during_the_copy_arrive_exactly_once("mysql", "mysql").await;
+}
+
+/// A single-value count on `url`; 0 when the query fails (e.g. the table does not
+/// exist yet).
+async fn count(engine: &str, url: &str, sql: &str) -> u64 {
+    if engine == "postgres" {
+        let Ok((c, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
+            return 0;
+        };
+        tokio::spawn(conn);
+        match c.query_one(sql, &[]).await {
+            Ok(r) => r.get::<_, i64>(0) as u64,
+            Err(_) => 0,
+        }
+    } else {
+        use mysql_async::prelude::Queryable;
+        let Ok(mut c) = mysql_async::Conn::from_url(url).await else {
+            return 0;
+        };
+        let r: Option<u64> = c.query_first(sql).await.ok().flatten();
+        let _ = c.disconnect().await;
+        r.unwrap_or(0)
+    }
+}
+
+/// Ferry holds an open target transaction that has written many rows.
+async fn big_apply_in_flight(engine: &str, dst: &Db) -> bool {
+    let sql = if engine == "postgres" {
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'ferry' AND backend_xid IS NOT NULL AND xact_start < now() - interval '50 milliseconds'"
+            .to_string()
+    } else {
+        format!(
+            "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p \
+             ON p.id = t.trx_mysql_thread_id WHERE p.db = '{}' AND t.trx_rows_modified > 2000",
+            dst.name
+        )
+    };
+    count(engine, &dst.url, &sql).await > 0
+}
+
+/// kill -9 during the full copy, right after the hand-off, and in the middle of
+/// applying a big transaction; each restart resumes, and in the end the target equals
+/// the source with no duplicates in the table without a key.
+async fn kill_9_at_any_moment_loses_and_duplicates_nothing(from: &'static str, to: &'static str) {
+    let src = fresh(from, "kill_src").await;
+    let dst = fresh(to, "kill_dst").await;
+    setup(from, &src.url, 60_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &src, &dst, "chunk_rows: 500\njobs: 1\n");
+    let name = common::task_name(&task);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let load = workload(from, src.url.clone(), stop.clone(), done.clone());
+
+    // 1. during the full copy, after some chunks committed
+    let mut child = spawn_run(&task, &[]);
+    let chunks_done =
+        format!("SELECT count(*) FROM ferry.chunks WHERE task = '{name}' AND done = 1");
+    wait_for(
+        "chunks to commit",
+        &task,
+        Duration::from_secs(120),
+        async || count(to, &dst.url, &chunks_done).await >= 3,
+    )
+    .await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(
+        phase(to, &dst.url, &name).await.as_deref(),
+        Some("full"),
+        "the kill was meant to land in the full phase"
+    );
+
+    // 2. right after the hand-off to the stream
+    child = spawn_run(&task, &[]);
+    wait_for(
+        "the incremental phase",
+        &task,
+        Duration::from_secs(180),
+        async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
+    )
+    .await;
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    // 3. while a 100,000-row transaction is being applied
+    big_transaction(from, &src.url, 100_000).await;
+    child = spawn_run(&task, &[]);
+    wait_for(
+        "the big transaction's apply",
+        &task,
+        Duration::from_secs(180),
+        async || big_apply_in_flight(to, &dst).await,
+    )
+    .await;
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    catch_up_and_compare(&task).await;
+    let keyless = "SELECT count(*) FROM events";
+    assert_eq!(
+        query_lines(from, &src.url, keyless).await,
+        query_lines(to, &dst.url, &target_query(to, &src, keyless)).await
+    );
+}
+
+#[tokio::test]
+async fn pg_to_pg_kill_9_at_any_moment_loses_and_duplicates_nothing() {
+    kill_9_at_any_moment_loses_and_duplicates_nothing("postgres", "postgres").await;
+}
+
+#[tokio::test]
+async fn mariadb_to_mariadb_kill_9_at_any_moment_loses_and_duplicates_nothing() {
+    kill_9_at_any_moment_loses_and_duplicates_nothing("mysql", "mysql").await;
+}
+
+#[tokio::test]
+async fn mariadb_to_pg_kill_9_at_any_moment_loses_and_duplicates_nothing() {
+    kill_9_at_any_moment_loses_and_duplicates_nothing("mysql", "postgres").await;
 }
