@@ -58,7 +58,20 @@ enum Outcome {
     Stopped,
 }
 
-/// The source's current log end: what "caught up" means when the phase starts.
+/// What "caught up" means when the phase starts: a marker written to the
+/// PostgreSQL source's WAL (its commit arrives after everything committed before
+/// it), or the MySQL/MariaDB binlog's current end.
+async fn catch_up_goal(spec: &TaskSpec) -> Result<Position> {
+    let mut src = Conn::open(spec, Role::Source).await?;
+    match &mut src {
+        Conn::Pg(c) => Ok(Position::PgLsn(
+            ferry_postgres::cdc::emit_marker(c, "caught-up probe").await?,
+        )),
+        Conn::My(_) => source_head(spec).await,
+    }
+}
+
+/// The source's current log end.
 pub async fn source_head(spec: &TaskSpec) -> Result<Position> {
     let mut src = Conn::open(spec, Role::Source).await?;
     match &mut src {
@@ -79,7 +92,7 @@ pub async fn run_incremental(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<StreamSummary> {
     let goal = if opts.exit_when_caught_up {
-        Some(with_retry(&mut shutdown, || source_head(spec)).await?)
+        Some(with_retry(&mut shutdown, || catch_up_goal(spec)).await?)
     } else {
         None
     };
@@ -203,14 +216,17 @@ async fn attempt(
             .with_hint("run it with mode full+incremental first, or give start_position"))
         }
     };
+    checkpoint::set_task(&mut dst, &spec.name, "incremental", None).await?;
     checkpoint::set_stream_state(&mut dst, &spec.name, "incremental", None).await?;
     let watermarks = checkpoint::watermarks(&mut dst, &spec.name).await?;
     metrics.set_state("incremental");
     metrics.set_position(&start.to_string());
+    tracing::debug!("stream attempt from {start}");
     let mut src = Conn::open(spec, Role::Source).await?;
     let tables = source_tables(&mut src, spec).await?;
     let names = NameMap::new(spec, &tables);
     drop(src);
+    tracing::debug!("source catalog read: {} tables", tables.len());
     let mut applier = Applier::new(dst, spec.source.engine, &spec.name, names).await?;
 
     let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_EVENTS);
@@ -234,7 +250,18 @@ async fn attempt(
     )
     .await;
     drop(rx);
-    let read_result = reader.await;
+    // the reader ends once it notices the closed channel, unless it is stuck on a
+    // stalled link: it is then abandoned
+    let mut reader = reader;
+    let read_result = match tokio::time::timeout(Duration::from_secs(5), &mut reader).await {
+        Ok(r) => r,
+        Err(_) => {
+            reader.abort();
+            Ok(Err(Error::transient(
+                "the log reader did not stop (stalled link)",
+            )))
+        }
+    };
     if result.is_err() || !matches!(result, Ok(Outcome::CaughtUp)) {
         applier.rollback().await;
     }
@@ -399,7 +426,7 @@ async fn apply_loop(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Outcome> {
     let mut applied = start.clone();
-    if goal.is_some_and(|g| applied.reached(g)) {
+    if goal.is_some_and(|g| applied.reached(g) && applied != *g) {
         summary.position = Some(applied.to_string());
         return Ok(Outcome::CaughtUp);
     }

@@ -455,6 +455,7 @@ pub async fn stream(
         .get_binlog_stream(request)
         .await
         .map_err(|e| classify(e).context("starting the binlog stream"))?;
+    tracing::debug!("binlog stream requested from {file}:{pos}");
     let mut dec = Decoder {
         catalog,
         filter,
@@ -544,6 +545,7 @@ pub async fn stream(
                     }
                 }
                 Some(EventData::XidEvent(_)) => {
+                    tracing::trace!("binlog commit at {}:{end}", dec.file);
                     dec.in_txn = false;
                     out.push(Event::Commit {
                         position: dec.position(end),
@@ -551,6 +553,7 @@ pub async fn stream(
                     });
                 }
                 Some(EventData::HeartbeatEvent) if !dec.in_txn && end > 0 => {
+                    tracing::debug!("binlog heartbeat at {}:{end}", dec.file);
                     out.push(Event::Idle {
                         position: dec.position(end),
                     });

@@ -378,12 +378,15 @@ pub async fn stream(
     };
     let mut reported = start;
     let mut in_txn = false;
+    let mut last_data = std::time::Instant::now();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut events = Vec::new();
     loop {
         tokio::select! {
             m = repl.next() => match m? {
                 StreamMessage::XLogData { data, .. } => {
+                    last_data = std::time::Instant::now();
                     let msg = pgoutput::parse(data)
                         .map_err(|e| Error::definite(format!("cannot decode the replication stream: {e}")))?;
                     match &msg {
@@ -410,16 +413,21 @@ pub async fn stream(
                         }
                     }
                 }
-                StreamMessage::Keepalive { wal_end, reply } => {
-                    if !in_txn && tx.send(Event::Idle { position: Position::PgLsn(wal_end) }).await.is_err() {
-                        return Ok(());
-                    }
+                StreamMessage::Keepalive { reply, .. } => {
+                    // a keepalive's WAL end is not a promise that every transaction
+                    // before it was sent: it is never treated as applied; idle
+                    // progress comes from heartbeat messages (see `heartbeat`)
                     if reply {
                         reported = *acked.borrow();
                         repl.send_status(reported).await?;
                     }
                 }
             },
+            _ = heartbeat.tick() => {
+                if !in_txn && last_data.elapsed() >= HEARTBEAT {
+                    emit_marker(catalog, "heartbeat").await?;
+                }
+            }
             _ = tick.tick() => {
                 let now = *acked.borrow();
                 if now != reported {
@@ -429,6 +437,27 @@ pub async fn stream(
             }
         }
     }
+}
+
+/// How long the stream may deliver nothing before a heartbeat is written.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Writes a transactional logical message (no table touched) to the source's WAL.
+/// It reaches the stream as a transaction in commit order, so its commit proves that
+/// everything committed before it was delivered: the "caught up" barrier, and the
+/// heartbeat that lets an idle task release WAL. Returns the message's LSN.
+pub async fn emit_marker(conn: &PgConn, what: &str) -> Result<u64> {
+    let s: String = conn
+        .client
+        .query_one(
+            "SELECT pg_logical_emit_message(true, 'ferry', $1::text)::text",
+            &[&what],
+        )
+        .await
+        .map_err(classify)?
+        .get(0);
+    ferry_core::position::parse_lsn(&s)
+        .ok_or_else(|| Error::definite(format!("unexpected LSN {s:?}")))
 }
 
 /// The source's current WAL end (for lag and "caught up").

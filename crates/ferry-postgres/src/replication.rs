@@ -51,6 +51,9 @@ pub struct ReplConn {
     buf: BytesMut,
     out: BytesMut,
     endpoint: String,
+    /// When the server last sent anything: a stream read fails once this is
+    /// [`STALL_TIMEOUT`] ago, however often the read is interrupted and restarted.
+    last_rx: std::time::Instant,
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -77,6 +80,7 @@ impl ReplConn {
             buf: BytesMut::with_capacity(64 * 1024),
             out: BytesMut::new(),
             endpoint: ep.to_string(),
+            last_rx: std::time::Instant::now(),
         };
         let db = ep.database.clone().unwrap_or_else(|| "postgres".into());
         let options = format!(
@@ -106,8 +110,14 @@ impl ReplConn {
             .map_err(|e| io_err("write", e))
     }
 
-    /// Reads one backend message (tag, body), waiting at most `wait`.
+    /// Reads one backend message (tag, body), waiting at most `wait` from now.
     async fn read(&mut self, wait: Duration) -> Result<(u8, BytesMut)> {
+        self.last_rx = std::time::Instant::now();
+        self.read_until(wait).await
+    }
+
+    /// Reads one backend message; fails once the server has been silent for `wait`.
+    async fn read_until(&mut self, wait: Duration) -> Result<(u8, BytesMut)> {
         loop {
             if self.buf.len() >= 5 {
                 let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
@@ -120,7 +130,8 @@ impl ReplConn {
                 }
                 self.buf.reserve(len + 1 - self.buf.len());
             }
-            let n = tokio::time::timeout(wait, self.stream.read_buf(&mut self.buf))
+            let left = wait.saturating_sub(self.last_rx.elapsed());
+            let n = tokio::time::timeout(left, self.stream.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| {
                     Error::transient(format!(
@@ -136,6 +147,7 @@ impl ReplConn {
                     self.endpoint
                 )));
             }
+            self.last_rx = std::time::Instant::now();
         }
     }
 
@@ -283,7 +295,7 @@ impl ReplConn {
         start: u64,
     ) -> Result<()> {
         let sql = format!(
-            "START_REPLICATION SLOT {} LOGICAL {:X}/{:X} (proto_version '1', publication_names {})",
+            "START_REPLICATION SLOT {} LOGICAL {:X}/{:X} (proto_version '1', publication_names {}, messages 'true')",
             crate::conn::quote_ident(slot),
             start >> 32,
             start & 0xffff_ffff,
@@ -304,7 +316,7 @@ impl ReplConn {
     /// Next message of the stream; an error if the server is silent too long.
     pub async fn next(&mut self) -> Result<StreamMessage> {
         loop {
-            let (tag, mut body) = self.read(STALL_TIMEOUT).await?;
+            let (tag, mut body) = self.read_until(STALL_TIMEOUT).await?;
             match tag {
                 b'd' => match body.first() {
                     Some(b'w') => {

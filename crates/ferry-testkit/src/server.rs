@@ -191,7 +191,7 @@ pub fn start_postgres(dir: &Path, port: u16) {
     }
     let opts = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical \
-         -c max_replication_slots=40 -c max_wal_senders=40 -c max_connections=300 \
+         -c max_replication_slots=200 -c max_wal_senders=200 -c max_connections=300 \
          -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
          -c shared_buffers=256MB -c max_wal_size=2GB",
         dir.display()

@@ -9,6 +9,7 @@ mod common;
 
 use common::{ferry, fresh, query_lines, text, Db};
 use std::process::{Child, Command};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,9 +139,31 @@ fn task(dir: &std::path::Path, src: &Db, dst: &Db, extra: &str) -> String {
     path
 }
 
+/// A background `ferry run`, killed if the test ends without waiting for it.
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts `ferry run` in the background, its output going to `<task>.log` (a pipe
 /// nobody reads could fill up and block it).
-fn spawn_run(task: &str, extra: &[&str]) -> Child {
+fn spawn_run(task: &str, extra: &[&str]) -> Running {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -149,10 +172,14 @@ fn spawn_run(task: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["run", task, "--quiet"])
         .args(extra)
-        .env("FERRY_LOG", "warn")
+        .env(
+            "FERRY_LOG",
+            std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
+        .map(|c| Running(Some(c)))
         .expect("spawn ferry")
 }
 
@@ -161,7 +188,7 @@ fn run_log(task: &str) -> String {
     std::fs::read_to_string(format!("{task}.log")).unwrap_or_default()
 }
 
-fn signal(child: &Child, sig: &str) {
+fn signal(child: &Running, sig: &str) {
     Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -207,8 +234,13 @@ async fn wait_for(what: &str, task: &str, timeout: Duration, mut f: impl AsyncFn
     }
 }
 
-fn finish(mut child: Child) -> std::process::ExitStatus {
-    child.wait().expect("wait for ferry")
+fn finish(mut child: Running) -> std::process::ExitStatus {
+    child
+        .0
+        .take()
+        .expect("running")
+        .wait()
+        .expect("wait for ferry")
 }
 
 async fn catch_up_and_compare(task: &str) {
@@ -218,8 +250,10 @@ async fn catch_up_and_compare(task: &str) {
     let c = ferry(&["compare", task]);
     assert!(
         c.status.success(),
-        "source and target differ:\n{}",
-        text(&c)
+        "source and target differ:\n{}\ncatch-up run printed:\n{}\nearlier runs printed:\n{}",
+        text(&c),
+        text(&o),
+        run_log(task)
     );
 }
 
@@ -282,7 +316,7 @@ async fn changes_during_the_copy_arrive_exactly_once(from: &'static str, to: &'s
 /// The same query against the table's place on the target.
 fn target_query(to: &str, src: &Db, sql: &str) -> String {
     if to == "postgres" && !src.url.starts_with("postgres") {
-        sql.replace("FROM events", &format!("FROM \"{}\".events", src.name))
+        sql.replace("FROM ", &format!("FROM \"{}\".", src.name))
     } else {
         sql.to_string()
     }
@@ -372,8 +406,7 @@ async fn kill_9_at_any_moment_loses_and_duplicates_nothing(from: &'static str, t
         async || count(to, &dst.url, &chunks_done).await >= 3,
     )
     .await;
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill();
     assert_eq!(
         phase(to, &dst.url, &name).await.as_deref(),
         Some("full"),
@@ -389,8 +422,7 @@ async fn kill_9_at_any_moment_loses_and_duplicates_nothing(from: &'static str, t
         async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
     )
     .await;
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill();
 
     // 3. while a 100,000-row transaction is being applied
     big_transaction(from, &src.url, 100_000).await;
@@ -402,8 +434,7 @@ async fn kill_9_at_any_moment_loses_and_duplicates_nothing(from: &'static str, t
         async || big_apply_in_flight(to, &dst).await,
     )
     .await;
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill();
 
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
@@ -428,4 +459,144 @@ async fn mariadb_to_mariadb_kill_9_at_any_moment_loses_and_duplicates_nothing() 
 #[tokio::test]
 async fn mariadb_to_pg_kill_9_at_any_moment_loses_and_duplicates_nothing() {
     kill_9_at_any_moment_loses_and_duplicates_nothing("mysql", "postgres").await;
+}
+
+async fn insert_batch(engine: &str, url: &str, from: u64, n: u64) {
+    let mut sql = String::new();
+    for i in from..from + n {
+        sql.push_str(&format!(
+            "INSERT INTO acct VALUES ({i}, 'fault', 1, 'x', NULL, NULL);\n"
+        ));
+    }
+    exec(engine, url, &sql).await;
+}
+
+async fn wait_rows(task: &str, engine: &str, url: &str, table: &str, want: u64) {
+    let sql = format!("SELECT count(*) FROM {table}");
+    wait_for(
+        &format!("{want} rows in {table}"),
+        task,
+        Duration::from_secs(180),
+        async || count(engine, url, &sql).await == want,
+    )
+    .await;
+}
+
+/// The server holding source and target is killed and restarted under a running
+/// task: it reports `recovering`, reconnects by itself and misses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_server_is_recovered_from_alone() {
+    let srv = tokio::task::spawn_blocking(|| ferry_testkit::private_postgres("restart"))
+        .await
+        .unwrap();
+    let dir_pg = srv.dir.clone().unwrap();
+    for db in ["rs_src", "rs_dst"] {
+        ferry_testkit::pg_exec(&srv.url_for("postgres"), &format!("CREATE DATABASE {db}")).await;
+    }
+    let src = Db {
+        url: srv.url_for("rs_src"),
+        name: "rs_src".into(),
+    };
+    let dst = Db {
+        url: srv.url_for("rs_dst"),
+        name: "rs_dst".into(),
+    };
+    setup("postgres", &src.url, 1000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &src, &dst, "");
+    let name = common::task_name(&task);
+    let child = spawn_run(&task, &[]);
+    wait_for(
+        "the incremental phase",
+        &task,
+        Duration::from_secs(120),
+        async || phase("postgres", &dst.url, &name).await.as_deref() == Some("incremental"),
+    )
+    .await;
+    insert_batch("postgres", &src.url, 50_000, 100).await;
+    wait_rows(&task, "postgres", &dst.url, "acct", 1100).await;
+
+    let port = srv.port;
+    let d = dir_pg.clone();
+    tokio::task::spawn_blocking(move || {
+        ferry_testkit::stop_postgres(&d);
+        ferry_testkit::start_postgres(&d, port);
+    })
+    .await
+    .unwrap();
+    insert_batch("postgres", &src.url, 60_000, 100).await;
+    wait_rows(&task, "postgres", &dst.url, "acct", 1200).await;
+    assert!(run_log(&task).contains("recovering"), "{}", run_log(&task));
+    signal(&child, "-TERM");
+    assert!(finish(child).success(), "{}", run_log(&task));
+    catch_up_and_compare(&task).await;
+    tokio::task::spawn_blocking(move || ferry_testkit::stop_postgres(&dir_pg))
+        .await
+        .unwrap();
+}
+
+/// The source link goes through a proxy that first resets every connection, then
+/// silently stops forwarding: the task notices the silence within its stated bound
+/// (15 s without even a heartbeat), recovers from both, and misses nothing.
+async fn a_cut_or_stalled_link_is_recovered_from(from: &'static str, to: &'static str) {
+    let src = fresh(from, "net_src").await;
+    let dst = fresh(to, "net_dst").await;
+    setup(from, &src.url, 1000).await;
+    let upstream = url::Url::parse(&src.url).unwrap().port().unwrap();
+    let proxy = ferry_testkit::Proxy::start(upstream).await;
+    let proxied = Db {
+        url: src
+            .url
+            .replace(&format!(":{upstream}/"), &format!(":{}/", proxy.port)),
+        name: src.name.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &proxied, &dst, "");
+    let name = common::task_name(&task);
+    let table = target_query(to, &src, "SELECT count(*) FROM acct")
+        .trim_start_matches("SELECT count(*) FROM ")
+        .to_string();
+    let child = spawn_run(&task, &[]);
+    wait_for(
+        "the incremental phase",
+        &task,
+        Duration::from_secs(120),
+        async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
+    )
+    .await;
+
+    proxy.cut();
+    insert_batch(from, &src.url, 50_000, 100).await;
+    wait_rows(&task, to, &dst.url, &table, 1100).await;
+
+    proxy.stall(true);
+    insert_batch(from, &src.url, 60_000, 100).await;
+    let t0 = Instant::now();
+    wait_for(
+        "the stall to be noticed",
+        &task,
+        Duration::from_secs(40),
+        async || run_log(&task).contains("silent for"),
+    )
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "stall noticed only after {:?}",
+        t0.elapsed()
+    );
+    proxy.stall(false);
+    wait_rows(&task, to, &dst.url, &table, 1200).await;
+    signal(&child, "-TERM");
+    assert!(finish(child).success(), "{}", run_log(&task));
+    catch_up_and_compare(&task).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_source_link_cut_or_stalled_is_recovered_from() {
+    a_cut_or_stalled_link_is_recovered_from("postgres", "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_source_link_cut_or_stalled_is_recovered_from() {
+    a_cut_or_stalled_link_is_recovered_from("mysql", "postgres").await;
 }
