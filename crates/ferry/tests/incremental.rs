@@ -600,3 +600,49 @@ async fn pg_source_link_cut_or_stalled_is_recovered_from() {
 async fn mariadb_source_link_cut_or_stalled_is_recovered_from() {
     a_cut_or_stalled_link_is_recovered_from("mysql", "postgres").await;
 }
+
+/// An UPDATE that leaves a TOASTed value unchanged (PostgreSQL sends no value for
+/// it) keeps the target's value — it is never written as NULL — for both targets.
+async fn unchanged_toast_is_kept(to: &'static str) {
+    let src = fresh("postgres", "toast_src").await;
+    let dst = fresh(to, "toast_dst").await;
+    exec(
+        "postgres",
+        &src.url,
+        "CREATE TABLE doc (id int PRIMARY KEY, body text, n int);
+         INSERT INTO doc VALUES (1, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 2000) g), 0), (2, 'short', 0);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &src, &dst, "");
+    let name = common::task_name(&task);
+    let child = spawn_run(&task, &[]);
+    wait_for(
+        "the incremental phase",
+        &task,
+        Duration::from_secs(120),
+        async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
+    )
+    .await;
+    exec("postgres", &src.url, "UPDATE doc SET n = n + 1").await;
+    signal(&child, "-TERM");
+    assert!(finish(child).success(), "{}", run_log(&task));
+    catch_up_and_compare(&task).await;
+    let rows = query_lines(
+        to,
+        &dst.url,
+        "SELECT id, length(body), n FROM doc ORDER BY id",
+    )
+    .await;
+    assert_eq!(rows, vec!["1|64000|1", "2|5|1"]);
+}
+
+#[tokio::test]
+async fn pg_to_pg_unchanged_toast_is_kept() {
+    unchanged_toast_is_kept("postgres").await;
+}
+
+#[tokio::test]
+async fn pg_to_mariadb_unchanged_toast_is_kept() {
+    unchanged_toast_is_kept("mysql").await;
+}
