@@ -36,7 +36,16 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         Conn::My(c) => ferry_mysql::precheck::source_checks(c).await,
     };
     match source_items {
-        Ok(v) => items.extend(v),
+        // what only the incremental phase needs is a failure when the task has one
+        Ok(v) => items.extend(v.into_iter().map(|mut i| {
+            if spec.mode != ferry_core::Mode::Full
+                && i.name.contains("(for incremental)")
+                && !i.name.contains("metadata")
+            {
+                i.warn_only = false;
+            }
+            i
+        })),
         Err(e) => items.push(Item::new(
             "source settings",
             false,
@@ -120,6 +129,33 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
                     .warning(),
                 );
             }
+        }
+    }
+    if spec.mode != ferry_core::Mode::Full {
+        let keyless: Vec<String> = tables
+            .iter()
+            .filter(|t| t.primary_key.is_empty())
+            .map(|t| t.id.to_string())
+            .collect();
+        if !keyless.is_empty() {
+            items.push(
+                Item::new(
+                    "tables without a primary key (incremental)",
+                    false,
+                    format!(
+                        "{}: changes are matched on every column, one row at a time (slower; \
+                         identical duplicate rows are interchangeable){}",
+                        keyless.join(", "),
+                        if spec.source.engine == ferry_core::Engine::Postgres {
+                            "; Ferry sets REPLICA IDENTITY FULL on them"
+                        } else {
+                            ""
+                        }
+                    ),
+                    "add a primary key on the source where you can",
+                )
+                .warning(),
+            );
         }
     }
     let names = NameMap::new(spec, &tables);
