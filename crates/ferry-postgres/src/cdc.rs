@@ -425,7 +425,13 @@ pub async fn stream(
             },
             _ = heartbeat.tick() => {
                 if !in_txn && last_data.elapsed() >= HEARTBEAT {
-                    emit_marker(catalog, "heartbeat").await?;
+                    tokio::time::timeout(Duration::from_secs(5), emit_marker(catalog, "heartbeat"))
+                        .await
+                        .map_err(|_| {
+                            Error::transient(
+                                "the source did not answer a heartbeat within 5 s (stalled network or server)",
+                            )
+                        })??;
                 }
             }
             _ = tick.tick() => {

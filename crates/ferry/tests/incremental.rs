@@ -389,7 +389,7 @@ async fn kill_9_at_any_moment_loses_and_duplicates_nothing(from: &'static str, t
     let dst = fresh(to, "kill_dst").await;
     setup(from, &src.url, 60_000).await;
     let dir = tempfile::tempdir().unwrap();
-    let task = task(dir.path(), &src, &dst, "chunk_rows: 500\njobs: 1\n");
+    let task = task(dir.path(), &src, &dst, "chunk_rows: 200\njobs: 1\n");
     let name = common::task_name(&task);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
