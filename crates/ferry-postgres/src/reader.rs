@@ -18,14 +18,7 @@ use tokio::sync::mpsc::Sender;
 /// by an idempotent apply — instead of in neither (a gap). The exact hand-off comes
 /// from a replication slot's exported snapshot when the task has an incremental phase.
 pub async fn begin_snapshot(conn: &PgConn) -> Result<(String, Position)> {
-    let lsn: String = conn
-        .client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .map_err(classify)?
-        .get(0);
-    let lsn = ferry_core::position::parse_lsn(&lsn)
-        .ok_or_else(|| Error::definite(format!("unexpected LSN {lsn:?}")))?;
+    let lsn = crate::cdc::current_lsn(conn).await?;
     conn.client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await

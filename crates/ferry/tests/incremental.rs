@@ -183,6 +183,20 @@ fn spawn_run(task: &str, extra: &[&str]) -> Running {
         .expect("spawn ferry")
 }
 
+/// Starts `ferry run` and waits until its change stream runs.
+async fn start_streaming(task: &str, to: &str, dst: &Db) -> Running {
+    let child = spawn_run(task, &[]);
+    let name = common::task_name(task);
+    wait_for(
+        "the incremental phase",
+        task,
+        Duration::from_secs(180),
+        async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
+    )
+    .await;
+    child
+}
+
 /// What background runs of `task` printed.
 fn run_log(task: &str) -> String {
     std::fs::read_to_string(format!("{task}.log")).unwrap_or_default()
@@ -266,7 +280,6 @@ async fn changes_during_the_copy_arrive_exactly_once(from: &'static str, to: &'s
     setup(from, &src.url, 20_000).await;
     let dir = tempfile::tempdir().unwrap();
     let task = task(dir.path(), &src, &dst, "chunk_rows: 2000\njobs: 2\n");
-    let name = common::task_name(&task);
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -279,14 +292,7 @@ async fn changes_during_the_copy_arrive_exactly_once(from: &'static str, to: &'s
         async || done.load(Ordering::Relaxed) >= 5,
     )
     .await;
-    let child = spawn_run(&task, &[]);
-    wait_for(
-        "the incremental phase",
-        &task,
-        Duration::from_secs(180),
-        async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
-    )
-    .await;
+    let child = start_streaming(&task, to, &dst).await;
     let at_handoff = done.load(Ordering::Relaxed);
     wait_for(
         "more transactions",
@@ -504,15 +510,7 @@ async fn a_restarted_server_is_recovered_from_alone() {
     setup("postgres", &src.url, 1000).await;
     let dir = tempfile::tempdir().unwrap();
     let task = task(dir.path(), &src, &dst, "");
-    let name = common::task_name(&task);
-    let child = spawn_run(&task, &[]);
-    wait_for(
-        "the incremental phase",
-        &task,
-        Duration::from_secs(120),
-        async || phase("postgres", &dst.url, &name).await.as_deref() == Some("incremental"),
-    )
-    .await;
+    let child = start_streaming(&task, "postgres", &dst).await;
     insert_batch("postgres", &src.url, 50_000, 100).await;
     wait_rows(&task, "postgres", &dst.url, "acct", 1100).await;
 
@@ -552,18 +550,10 @@ async fn a_cut_or_stalled_link_is_recovered_from(from: &'static str, to: &'stati
     };
     let dir = tempfile::tempdir().unwrap();
     let task = task(dir.path(), &proxied, &dst, "");
-    let name = common::task_name(&task);
     let table = target_query(to, &src, "SELECT count(*) FROM acct")
         .trim_start_matches("SELECT count(*) FROM ")
         .to_string();
-    let child = spawn_run(&task, &[]);
-    wait_for(
-        "the incremental phase",
-        &task,
-        Duration::from_secs(120),
-        async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
-    )
-    .await;
+    let child = start_streaming(&task, to, &dst).await;
 
     proxy.cut();
     insert_batch(from, &src.url, 50_000, 100).await;
@@ -615,15 +605,7 @@ async fn unchanged_toast_is_kept(to: &'static str) {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let task = task(dir.path(), &src, &dst, "");
-    let name = common::task_name(&task);
-    let child = spawn_run(&task, &[]);
-    wait_for(
-        "the incremental phase",
-        &task,
-        Duration::from_secs(120),
-        async || phase(to, &dst.url, &name).await.as_deref() == Some("incremental"),
-    )
-    .await;
+    let child = start_streaming(&task, to, &dst).await;
     exec("postgres", &src.url, "UPDATE doc SET n = n + 1").await;
     signal(&child, "-TERM");
     assert!(finish(child).success(), "{}", run_log(&task));
