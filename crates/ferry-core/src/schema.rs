@@ -243,8 +243,12 @@ impl Table {
 pub struct DdlPlan {
     /// Before the data: schema, types, sequences, the table, comments.
     pub create: Vec<String>,
-    /// After the table's data: keys, indexes, checks, sequence positions.
+    /// After the table's data: keys, indexes, checks.
     pub post: Vec<String>,
+    /// Sequence / AUTO_INCREMENT positions past the copied rows and the source's
+    /// counter: run after the data, and again when an incremental task ends, since
+    /// replicated inserts carry explicit keys and never move the target's counter.
+    pub counters: Vec<String>,
     /// Statements that may fail on a cross-engine copy without failing the task
     /// (translated CHECK constraints); a failure becomes a reported warning.
     pub optional: Vec<String>,

@@ -371,8 +371,13 @@ impl Applier {
             .iter()
             .map(|c| self.ident(&c.name))
             .collect();
+        // the source chose the values, also of GENERATED ALWAYS identity columns
+        let overriding = match self.to {
+            Engine::Postgres => " OVERRIDING SYSTEM VALUE",
+            Engine::MySql => "",
+        };
         let mut sql = format!(
-            "INSERT INTO {} ({}) VALUES {}",
+            "INSERT INTO {} ({}){overriding} VALUES {}",
             self.qualified(&p.target),
             cols.join(", "),
             p.rows.join(", ")

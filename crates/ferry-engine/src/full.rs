@@ -537,7 +537,7 @@ async fn finish_table(
     ddl: &Ddl,
     tolerant: bool,
 ) -> Result<()> {
-    for stmt in &ddl.post {
+    for stmt in ddl.post.iter().chain(&ddl.counters) {
         match conn.exec(stmt).await {
             Ok(()) => {}
             Err(e) if tolerant && already_there(&e) => {}

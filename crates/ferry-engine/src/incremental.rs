@@ -289,8 +289,13 @@ async fn read_log(
             let catalog = ferry_postgres::connect(&spec.source).await?;
             ferry_postgres::cdc::verify_slot(&catalog, &slot).await?;
             let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-            ferry_postgres::cdc::stream(&mut repl, &catalog, &slot, *lsn, tables, &tx, &mut acked)
-                .await
+            let from = ferry_postgres::cdc::StreamFrom {
+                slot: &slot,
+                start: *lsn,
+                tables,
+                native_arrays: spec.target.engine == Engine::Postgres,
+            };
+            ferry_postgres::cdc::stream(&mut repl, &catalog, from, &tx, &mut acked).await
         }
         (Position::Binlog { .. }, Engine::MySql) => {
             ferry_mysql::binlog::stream(
@@ -388,7 +393,13 @@ async fn follow_ddl(
             let target = names.target(&t.id);
             if applier.conn().table_state(&target).await?.is_none() {
                 for d in &ddl {
-                    for stmt in d.create.iter().chain(&d.post).chain(&d.foreign_keys) {
+                    for stmt in d
+                        .create
+                        .iter()
+                        .chain(&d.post)
+                        .chain(&d.counters)
+                        .chain(&d.foreign_keys)
+                    {
                         applier
                             .conn()
                             .exec(stmt)

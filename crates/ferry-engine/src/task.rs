@@ -3,8 +3,9 @@
 
 use crate::checkpoint;
 use crate::conn::{Conn, Role};
-use crate::full::{run_full, source_tables, Handoff, RunOptions, Summary};
+use crate::full::{plan_all, run_full, source_tables, Handoff, RunOptions, Summary};
 use crate::incremental::{run_incremental, source_head, StreamOptions, StreamSummary};
+use crate::mapping::NameMap;
 use crate::metrics::Metrics;
 use ferry_core::{Engine, Error, ExistingData, Mode, Position, Result, TaskSpec};
 use ferry_postgres::cdc;
@@ -151,22 +152,45 @@ async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<Strin
 /// Ends a task: releases the source's slot and publication and marks it ended.
 pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
     let mut done = Vec::new();
-    if spec.source.engine == Engine::Postgres {
-        let src = Conn::open(spec, Role::Source).await?;
-        if let Conn::Pg(pg) = &src {
-            let slot = cdc::slot_name(&spec.name);
-            cdc::drop_slot_and_publication(pg, &slot).await?;
+    let mut src = Conn::open(spec, Role::Source).await?;
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    let known = checkpoint::task(&mut dst, &spec.name).await?.is_some();
+    if known && spec.mode != Mode::Full {
+        // cut-over: replicated inserts carried explicit keys, so the target's
+        // sequences / AUTO_INCREMENT never moved; bring them past the source's
+        let moved = move_counters(&mut src, &mut dst, spec).await?;
+        if moved > 0 {
             done.push(format!(
-                "dropped replication slot and publication {slot} on the source"
+                "moved {moved} sequence/AUTO_INCREMENT counter(s) on the target past the source's"
             ));
         }
     }
-    let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
-    if checkpoint::task(&mut dst, &spec.name).await?.is_some() {
+    if let Conn::Pg(pg) = &src {
+        let slot = cdc::slot_name(&spec.name);
+        cdc::drop_slot_and_publication(pg, &slot).await?;
+        done.push(format!(
+            "dropped replication slot and publication {slot} on the source"
+        ));
+    }
+    if known {
         checkpoint::set_task(&mut dst, &spec.name, "ended", None).await?;
         checkpoint::set_stream_state(&mut dst, &spec.name, "ended", None).await?;
         done.push("marked the task ended on the target".into());
     }
     Ok(done)
+}
+
+/// Runs every selected table's counter statements on the target; returns how many.
+async fn move_counters(src: &mut Conn, dst: &mut Conn, spec: &TaskSpec) -> Result<usize> {
+    let tables = source_tables(src, spec).await?;
+    let names = NameMap::new(spec, &tables);
+    let mut n = 0;
+    for ddl in plan_all(src, spec, &tables, &names).await? {
+        for stmt in &ddl.counters {
+            dst.exec(stmt).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }

@@ -158,11 +158,11 @@ impl Decoder {
         let mut columns = Vec::new();
         let mut slots = Vec::new();
         for c in &table.columns {
-            if matches!(c.logical, ferry_core::LogicalType::Time(1..=4)) {
-                // mysql_common decodes negative TIME(1..4) values wrongly; refuse
-                // rather than replicate a wrong value
+            if matches!(c.logical, ferry_core::LogicalType::Time(1..=2)) {
+                // mysql_common 0.37 decodes negative TIME(1..2) values with an
+                // unsigned underflow; refuse rather than replicate a wrong value
                 return Err(Error::definite(format!(
-                    "{id}.{}: {} columns are not supported by the incremental reader (TIME with 0, 5 or 6 fractional digits is)",
+                    "{id}.{}: {} columns are not supported by the incremental reader (TIME with 0 or 3..6 fractional digits is)",
                     c.name, c.native_type
                 ))
                 .with_hint("ALTER the column to TIME(6) on the source, or exclude the table"));

@@ -85,6 +85,25 @@ fn int_of(v: &My) -> Option<i64> {
     }
 }
 
+/// Reads the low `bytes` bytes of `raw` with the catalog's signedness: the decoder's
+/// own signedness comes from table-map metadata that MariaDB does not always align
+/// with the columns (a signed MEDIUMINT arrived as unsigned), the catalog is exact.
+fn int_value(raw: u64, bytes: u8, unsigned: bool) -> Value {
+    let bits = 8 * u32::from(bytes.clamp(1, 8));
+    let low = if bits == 64 {
+        raw
+    } else {
+        raw & ((1u64 << bits) - 1)
+    };
+    if unsigned {
+        i64::try_from(low).map_or(Value::UInt(low), Value::Int)
+    } else if bits < 64 && low >> (bits - 1) == 1 {
+        Value::Int(low as i64 - (1i64 << bits))
+    } else {
+        Value::Int(low as i64)
+    }
+}
+
 /// Converts one binlog cell of column `col`.
 pub fn convert(v: Option<BinlogValue<'_>>, col: &Column) -> Result<Value, String> {
     let v = match v {
@@ -100,23 +119,14 @@ pub fn convert(v: Option<BinlogValue<'_>>, col: &Column) -> Result<Value, String
     };
     let bad = |v: &My| format!("unexpected binlog value {v:?} for {:?}", col.logical);
     Ok(match &col.logical {
-        LogicalType::Int { bytes, unsigned } => match v {
-            My::UInt(u) => {
-                if *unsigned && *bytes == 8 && u > i64::MAX as u64 {
-                    Value::UInt(u)
-                } else {
-                    Value::Int(u as i64)
-                }
-            }
-            My::Int(i) if *unsigned && i < 0 => {
-                if *bytes == 8 {
-                    Value::UInt(i as u64)
-                } else {
-                    Value::Int(i + (1i64 << (8 * *bytes as u32)))
-                }
-            }
-            ref other => Value::Int(int_of(other).ok_or_else(|| bad(other))?),
-        },
+        LogicalType::Int { bytes, unsigned } => {
+            let raw = match v {
+                My::UInt(u) => u,
+                My::Int(i) => i as u64,
+                ref other => int_of(other).ok_or_else(|| bad(other))? as u64,
+            };
+            int_value(raw, *bytes, *unsigned)
+        }
         LogicalType::Year => Value::Int(int_of(&v).ok_or_else(|| bad(&v))?),
         LogicalType::Bool => Value::Int(int_of(&v).ok_or_else(|| bad(&v))?),
         LogicalType::Decimal { .. } => match v {
@@ -234,6 +244,25 @@ mod tests {
         assert_eq!(
             timestamp_text("951782400.123456", 6).unwrap(),
             "2000-02-29 00:00:00.123456"
+        );
+    }
+
+    #[test]
+    fn integers_take_the_catalogs_signedness() {
+        assert_eq!(int_value(8_388_608, 3, false), Value::Int(-8_388_608));
+        assert_eq!(
+            int_value((-8_388_608i64) as u64, 3, false),
+            Value::Int(-8_388_608)
+        );
+        assert_eq!(int_value((-1i64) as u64, 3, true), Value::Int(16_777_215));
+        assert_eq!(int_value(128, 1, false), Value::Int(-128));
+        assert_eq!(int_value(255, 1, true), Value::Int(255));
+        assert_eq!(int_value(u64::MAX, 8, true), Value::UInt(u64::MAX));
+        assert_eq!(int_value(u64::MAX, 8, false), Value::Int(-1));
+        assert_eq!(int_value(4_294_967_295, 4, true), Value::Int(4_294_967_295));
+        assert_eq!(
+            int_value(2_147_483_647, 4, false),
+            Value::Int(2_147_483_647)
         );
     }
 

@@ -218,7 +218,7 @@ pub fn plan(
         // ALTER TABLE … AUTO_INCREMENT takes no expression: compute it, then run it
         let col = quote_ident(&c.name);
         let alter = quote_literal(&format!("ALTER TABLE {q} AUTO_INCREMENT = "));
-        p.post.push(format!(
+        p.counters.push(format!(
             "SET @ferry_next = (SELECT GREATEST({next}, COALESCE(MAX({col}), 0) + 1) FROM {q}); \
              SET @ferry_sql = CONCAT({alter}, @ferry_next); \
              PREPARE ferry_stmt FROM @ferry_sql; EXECUTE ferry_stmt; DEALLOCATE PREPARE ferry_stmt"

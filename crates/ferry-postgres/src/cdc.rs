@@ -13,7 +13,9 @@ use crate::pgoutput::{self, Message, RelColumn, TupleValue};
 use crate::replication::{ReplConn, StreamMessage, PG_EPOCH_OFFSET_US};
 use crate::types::parse_text;
 use ferry_core::change::{Cell, Event, RowOp, Shape};
-use ferry_core::{select::ObjectFilter, Error, Position, Result, Table, TableId, Value};
+use ferry_core::{
+    select::ObjectFilter, Error, LogicalType, Position, Result, Table, TableId, Value,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,7 +223,14 @@ fn make_shape(table: &Table, identity: u8, cols: &[RelColumn]) -> Result<Shape> 
     })
 }
 
-fn values(shape: &Shape, tuple: Vec<TupleValue>, what: &str) -> Result<Vec<Cell>> {
+/// Decodes a tuple; `native_arrays` keeps arrays in PostgreSQL's own text form (for a
+/// PostgreSQL target) instead of the JSON other targets store them as.
+fn values(
+    shape: &Shape,
+    tuple: Vec<TupleValue>,
+    what: &str,
+    native_arrays: bool,
+) -> Result<Vec<Cell>> {
     if tuple.len() != shape.columns.len() {
         return Err(Error::definite(format!(
             "{}: {what} has {} columns, the relation {}",
@@ -236,6 +245,13 @@ fn values(shape: &Shape, tuple: Vec<TupleValue>, what: &str) -> Result<Vec<Cell>
         .map(|(v, c)| match v {
             TupleValue::Null => Ok(Cell::Value(Value::Null)),
             TupleValue::Unchanged => Ok(Cell::Unchanged),
+            TupleValue::Text(t) if native_arrays && matches!(c.logical, LogicalType::Array(_)) => {
+                String::from_utf8(t)
+                    .map(|t| Cell::Value(Value::Text(t)))
+                    .map_err(|_| {
+                        Error::definite(format!("{}.{}: array is not UTF-8", shape.table, c.name))
+                    })
+            }
             TupleValue::Text(t) => parse_text(Some(t), &c.logical)
                 .map(Cell::Value)
                 .map_err(|e| Error::definite(format!("{}.{}: {e}", shape.table, c.name))),
@@ -258,6 +274,7 @@ struct Decoder<'a> {
     catalog: &'a PgConn,
     tables: HashMap<TableId, Table>,
     relations: HashMap<u32, Arc<Shape>>,
+    native_arrays: bool,
 }
 
 impl Decoder<'_> {
@@ -319,7 +336,7 @@ impl Decoder<'_> {
             }
             Message::Insert { rel, new } => {
                 let shape = self.shape(rel)?;
-                let row = plain(values(&shape, new, "an inserted row")?);
+                let row = plain(values(&shape, new, "an inserted row", self.native_arrays)?);
                 out.push(Event::Row {
                     shape,
                     op: RowOp::Insert(row),
@@ -328,10 +345,10 @@ impl Decoder<'_> {
             Message::Update { rel, old, new } => {
                 let shape = self.shape(rel)?;
                 let old = match old {
-                    Some(o) => Some(plain(values(&shape, o, "an old row")?)),
+                    Some(o) => Some(plain(values(&shape, o, "an old row", self.native_arrays)?)),
                     None => None,
                 };
-                let new = values(&shape, new, "an updated row")?;
+                let new = values(&shape, new, "an updated row", self.native_arrays)?;
                 out.push(Event::Row {
                     shape,
                     op: RowOp::Update { old, new },
@@ -339,7 +356,7 @@ impl Decoder<'_> {
             }
             Message::Delete { rel, old } => {
                 let shape = self.shape(rel)?;
-                let old = plain(values(&shape, old, "a deleted row")?);
+                let old = plain(values(&shape, old, "a deleted row", self.native_arrays)?);
                 out.push(Event::Row {
                     shape,
                     op: RowOp::Delete(old),
@@ -358,23 +375,35 @@ impl Decoder<'_> {
     }
 }
 
-/// Streams changes from `start` into `tx` until the channel closes or an error.
+/// Where a change stream starts and what it decodes.
+pub struct StreamFrom<'a> {
+    /// The task's slot (and publication: they share the name).
+    pub slot: &'a str,
+    /// First LSN wanted.
+    pub start: u64,
+    /// The selected tables as the catalog had them.
+    pub tables: Vec<Table>,
+    /// The target is PostgreSQL: keep arrays in their native text form.
+    pub native_arrays: bool,
+}
+
+/// Streams changes from `from.start` into `tx` until the channel closes or an error.
 /// `acked` carries the highest position committed on the target; it is reported to
 /// the server as flushed.
 pub async fn stream(
     repl: &mut ReplConn,
     catalog: &PgConn,
-    slot: &str,
-    start: u64,
-    tables: Vec<Table>,
+    from: StreamFrom<'_>,
     tx: &mpsc::Sender<Event>,
     acked: &mut watch::Receiver<u64>,
 ) -> Result<()> {
+    let (slot, start) = (from.slot, from.start);
     repl.start_replication(slot, slot, start).await?;
     let mut dec = Decoder {
         catalog,
-        tables: tables.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        tables: from.tables.into_iter().map(|t| (t.id.clone(), t)).collect(),
         relations: HashMap::new(),
+        native_arrays: from.native_arrays,
     };
     let mut reported = start;
     let mut in_txn = false;

@@ -335,7 +335,7 @@ pub fn plan(
             .or(t.next_auto_increment.map(|n| n as i128))
             .unwrap_or(1);
         let col = quote_ident(&c.name);
-        p.post.push(format!(
+        p.counters.push(format!(
             "SELECT setval(pg_get_serial_sequence({}, {}), greatest({next}, coalesce((SELECT max({col}) + 1 FROM {q}), {next}))::bigint, false)",
             quote_literal(&q),
             quote_literal(&c.name),

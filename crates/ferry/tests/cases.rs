@@ -5,6 +5,11 @@
 //! shown as `null`, columns joined by `|`). Every successful case must also pass
 //! `ferry check` before and `ferry compare` after the run. `{src_db}` / `{dst_db}`
 //! stand for the fresh databases' names.
+//!
+//! A case whose `source.sql` has a line `-- ferry:stream` also runs through the
+//! incremental path: what is above the line is loaded and copied by a
+//! `full+incremental` task, what is below runs on the source afterwards and must
+//! reach the target through the change stream — with the same expected content.
 
 mod common;
 
@@ -15,7 +20,25 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases")
 }
 
-async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String> {
+const STREAM_MARKER: &str = "-- ferry:stream";
+
+async fn exec(engine: &str, url: &str, sql: &str) {
+    if engine == "postgres" {
+        ferry_testkit::pg_exec(url, sql).await;
+    } else {
+        ferry_testkit::mysql_exec(url, sql).await;
+    }
+}
+
+fn failed(what: &str, out: &std::process::Output) -> String {
+    format!(
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn run_case(source: &str, target: &str, case: &Path, stream: bool) -> Result<(), String> {
     let name = case.file_name().unwrap().to_string_lossy().to_string();
     let src = fresh(source, &name).await;
     let dst = fresh(target, &name).await;
@@ -24,18 +47,19 @@ async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String>
             .replace("{dst_db}", &dst.name)
     };
     let sql = std::fs::read_to_string(case.join("source.sql")).map_err(|e| e.to_string())?;
-    if source == "postgres" {
-        ferry_testkit::pg_exec(&src.url, &sql).await;
-    } else {
-        ferry_testkit::mysql_exec(&src.url, &sql).await;
-    }
+    let (before, after) = match sql.split_once(STREAM_MARKER) {
+        Some((b, a)) if stream => (b, a),
+        _ => (sql.as_str(), ""),
+    };
+    exec(source, &src.url, before).await;
     let extra = std::fs::read_to_string(case.join("task.yaml"))
         .map(|s| subst(&s))
         .unwrap_or_default();
     let mut task = format!(
-        "name: {}\nkind: migration\nmode: full\nsource: {}\ntarget: {}\n",
+        "name: {}\nkind: migration\nmode: {}\nsource: {}\ntarget: {}\n",
         // checkpoint rows are keyed by task name per target server: keep it unique
         ferry_testkit::unique_name("").replace('_', "-"),
+        if stream { "full+incremental" } else { "full" },
         src.url,
         dst.url
     );
@@ -70,13 +94,25 @@ async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String>
             String::from_utf8_lossy(&check.stdout)
         ));
     }
-    let run = ferry(&["run", "--quiet", "--jobs", "2", file]);
-    if !run.status.success() {
-        return Err(format!(
-            "run failed:\n{}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        ));
+    let mut run = vec!["run", "--quiet", "--jobs", "2", file];
+    if stream {
+        run.push("--exit-when-caught-up");
+    }
+    let out = ferry(&run);
+    if !out.status.success() {
+        return Err(failed("run", &out));
+    }
+    if stream {
+        // the rest of the case reaches the target through the change stream only
+        exec(source, &src.url, after).await;
+        let out = ferry(&run);
+        if !out.status.success() {
+            return Err(failed("catch-up run", &out));
+        }
+        let out = ferry(&["end", file]);
+        if !out.status.success() {
+            return Err(failed("end", &out));
+        }
     }
     let cmp = ferry(&["compare", file]);
     if !cmp.status.success() {
@@ -104,19 +140,24 @@ async fn run_case(source: &str, target: &str, case: &Path) -> Result<(), String>
     Ok(())
 }
 
-async fn run_pair(source: &str, target: &str) {
+async fn run_pair(source: &str, target: &str, stream: bool) {
     let dir = cases_dir().join(format!("{source}-to-{target}"));
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
+        .filter(|p| {
+            !stream
+                || std::fs::read_to_string(p.join("source.sql"))
+                    .is_ok_and(|s| s.contains(STREAM_MARKER))
+        })
         .collect();
     cases.sort();
     assert!(!cases.is_empty(), "no cases in {}", dir.display());
     let mut failures = Vec::new();
     for case in &cases {
-        if let Err(e) = run_case(source, target, case).await {
+        if let Err(e) = run_case(source, target, case, stream).await {
             failures.push(format!("case {}: {e}", case.display()));
         }
     }
@@ -131,20 +172,40 @@ async fn run_pair(source: &str, target: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_to_postgres() {
-    run_pair("mysql", "postgres").await;
+    run_pair("mysql", "postgres", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_to_mysql() {
-    run_pair("mysql", "mysql").await;
+    run_pair("mysql", "mysql", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_postgres() {
-    run_pair("postgres", "postgres").await;
+    run_pair("postgres", "postgres", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_mysql() {
-    run_pair("postgres", "mysql").await;
+    run_pair("postgres", "mysql", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_to_postgres_through_the_stream() {
+    run_pair("mysql", "postgres", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_to_mysql_through_the_stream() {
+    run_pair("mysql", "mysql", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_to_postgres_through_the_stream() {
+    run_pair("postgres", "postgres", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_to_mysql_through_the_stream() {
+    run_pair("postgres", "mysql", true).await;
 }
