@@ -7,6 +7,7 @@ pub mod change;
 pub mod check;
 pub mod chunk;
 pub mod error;
+pub mod lifecycle;
 pub mod position;
 pub mod redact;
 pub mod schema;

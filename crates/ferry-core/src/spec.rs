@@ -6,7 +6,7 @@ use serde::Deserialize;
 use std::{collections::BTreeMap, fmt, path::Path};
 
 /// What kind of task this is (SPEC.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// One-off move: full, then incremental until cut-over.
@@ -15,6 +15,24 @@ pub enum Kind {
     Sync,
     /// Standby kept equal to a primary.
     Dr,
+}
+
+impl Kind {
+    /// The snake_case id (as in the task file and the API).
+    pub fn id(self) -> &'static str {
+        match self {
+            Kind::Migration => "migration",
+            Kind::Sync => "sync",
+            Kind::Dr => "dr",
+        }
+    }
+
+    /// Parses an id.
+    pub fn from_id(id: &str) -> Option<Kind> {
+        [Kind::Migration, Kind::Sync, Kind::Dr]
+            .into_iter()
+            .find(|k| k.id() == id)
+    }
 }
 
 /// Which phases run.
