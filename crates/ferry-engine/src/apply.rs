@@ -55,7 +55,9 @@ pub struct Applier {
     pub applied: Applied,
     /// Target columns per target table, loaded when a table is first seen.
     columns: HashMap<TableId, HashSet<String>>,
-    checked: HashSet<*const Shape>,
+    /// Shapes already checked, by address; holding the Arc keeps the address from
+    /// being reused by a newer shape.
+    checked: HashMap<usize, Arc<Shape>>,
 }
 
 fn sql_err(e: Error, target: &TableId) -> Error {
@@ -87,7 +89,7 @@ impl Applier {
             open_txns: 0,
             applied: Applied::default(),
             columns: HashMap::new(),
-            checked: HashSet::new(),
+            checked: HashMap::new(),
         })
     }
 
@@ -187,7 +189,7 @@ impl Applier {
 
     /// Makes sure the target table has the shape's columns (adds missing ones).
     async fn check_shape(&mut self, shape: &Arc<Shape>) -> Result<()> {
-        if self.checked.contains(&Arc::as_ptr(shape)) {
+        if self.checked.contains_key(&(Arc::as_ptr(shape) as usize)) {
             return Ok(());
         }
         let target = self.names.target(&shape.table);
@@ -232,7 +234,8 @@ impl Applier {
                     .join(", ")
             );
         }
-        self.checked.insert(Arc::as_ptr(shape));
+        self.checked
+            .insert(Arc::as_ptr(shape) as usize, shape.clone());
         Ok(())
     }
 

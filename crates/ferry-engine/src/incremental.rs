@@ -136,6 +136,7 @@ pub async fn run_incremental(
                     backoff = Duration::from_secs(1);
                 }
                 summary.recoveries += 1;
+                metrics.set_reason(&e.message);
                 metrics.set_state("recovering");
                 metrics.recoveries.fetch_add(1, Ordering::Relaxed);
                 eprintln!(

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub recoveries: AtomicU64,
     state: Mutex<String>,
     position: Mutex<String>,
+    reason: Mutex<String>,
 }
 
 impl Metrics {
@@ -38,6 +39,27 @@ impl Metrics {
     /// Records the last applied position.
     pub fn set_position(&self, p: &str) {
         *self.position.lock().unwrap_or_else(|p| p.into_inner()) = p.to_string();
+    }
+
+    /// Why the task is in its state (the fault being recovered from).
+    pub fn set_reason(&self, r: &str) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = r.to_string();
+    }
+
+    /// The last reason set.
+    pub fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The applied position, as text.
+    pub fn position(&self) -> String {
+        self.position
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Current state.

@@ -8,6 +8,8 @@ use ferry_engine::metrics::Metrics;
 use ferry_engine::task::{end_task, run_task};
 use ferry_engine::{compare, full::default_jobs, RunOptions, Summary};
 use std::path::{Path, PathBuf};
+
+mod client;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -60,12 +62,87 @@ enum Command {
         /// Task file (YAML).
         task: PathBuf,
     },
+    /// Runs the service: REST API + a worker, metadata in SQLite under --data-dir
+    /// (or PostgreSQL with --meta, shared by several nodes).
+    Serve {
+        /// API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Runs an extra worker node (no API) on a shared PostgreSQL metadata DB.
+    Worker {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Tasks on a running service (client of the REST API; token from FERRY_TOKEN).
+    Task {
+        #[command(flatten)]
+        client: client::ClientOpts,
+        #[command(subcommand)]
+        cmd: client::TaskCmd,
+    },
+    /// Tenants on a running service (admin token from FERRY_ADMIN_TOKEN).
+    Tenant {
+        #[command(flatten)]
+        client: client::ClientOpts,
+        #[command(subcommand)]
+        cmd: client::TenantCmd,
+    },
     /// Per table: row count + content checksum, source vs target.
     /// Exit 0 all equal, 1 differences, 2 error.
     Compare {
         /// Task file (YAML).
         task: PathBuf,
     },
+}
+
+/// Options of a service node.
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// Metadata, secret key file and admin token file.
+    #[arg(long, default_value = "./ferry-data")]
+    data_dir: PathBuf,
+    /// PostgreSQL metadata URL shared by several nodes (default: SQLite in --data-dir).
+    #[arg(long, env = "FERRY_META")]
+    meta: Option<String>,
+    /// Price charged per task-hour of running tasks.
+    #[arg(long, default_value_t = 1.0)]
+    price_task_hour: f64,
+    /// How often running tasks are charged, in seconds.
+    #[arg(long, default_value_t = 10)]
+    meter_every: u64,
+}
+
+impl NodeArgs {
+    fn config(self, listen: Option<String>) -> ferry_service::server::NodeConfig {
+        ferry_service::server::NodeConfig {
+            data_dir: self.data_dir,
+            meta: self.meta,
+            listen,
+            work: true,
+            prices: ferry_service::billing::Prices {
+                task_hour: self.price_task_hour,
+            },
+            meter_every: std::time::Duration::from_secs(self.meter_every.max(1)),
+        }
+    }
+}
+
+async fn run_node(cfg: ferry_service::server::NodeConfig) -> Result<ExitCode> {
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    match ferry_service::server::run_node(cfg, rx).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {}", redact(&e.to_string()));
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -100,6 +177,10 @@ fn load(task: &Path) -> Result<TaskSpec> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve { listen, node } => run_node(node.config(Some(listen))).await,
+        Command::Worker { node } => run_node(node.config(None)).await,
+        Command::Task { client, cmd } => client::task(&client, cmd).await,
+        Command::Tenant { client, cmd } => client::tenant(&client, cmd).await,
         Command::Check { task } => {
             let spec = load(&task)?;
             let items = ferry_engine::check::check(&spec).await;

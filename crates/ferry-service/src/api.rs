@@ -1,0 +1,516 @@
+//! The REST API (`/api/v1/…`, JSON): tasks and their actions, tenants, health and
+//! metrics. Every error answers with a status and `{error, field?, state?, allowed?}`
+//! so a script or a person can act on it. Passwords are never returned.
+
+use crate::control::{random_hex, token_hash, Caller, Control};
+use crate::error::ServiceError;
+use crate::store::{now_ms, TaskFilter, TaskRow};
+use crate::worker::Worker;
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_core::lifecycle::{self, Action, State};
+use ferry_core::spec::Kind;
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// RFC 3339 text of a stored time.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn parse_time(field: &str, s: &str) -> Result<i64, ServiceError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|d| d.timestamp_millis())
+        .map_err(|e| ServiceError::Invalid {
+            field: field.into(),
+            reason: format!("{s:?} is not an RFC 3339 time ({e}); write e.g. 2026-12-01T02:00:00Z"),
+        })
+}
+
+/// What the handlers share.
+pub struct App {
+    /// Task operations.
+    pub control: Control,
+    /// The admin token (from `FERRY_ADMIN_TOKEN` or the data directory).
+    pub admin_token: String,
+    /// The in-process worker, when this node runs one (for `/metrics`).
+    pub worker: Option<Arc<Worker>>,
+}
+
+type Shared = Arc<App>;
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ServiceError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, json!({"error": self.to_string()}))
+            }
+            ServiceError::Invalid { field, reason } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": self.to_string(), "field": field, "reason": reason}),
+            ),
+            ServiceError::Refused(r) => (
+                StatusCode::CONFLICT,
+                json!({
+                    "error": self.to_string(),
+                    "state": r.state.id(),
+                    "allowed": r.allowed.iter().map(|a| a.id()).collect::<Vec<_>>(),
+                }),
+            ),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, json!({"error": self.to_string()})),
+            ServiceError::Unauthorized(_) => {
+                (StatusCode::UNAUTHORIZED, json!({"error": self.to_string()}))
+            }
+            ServiceError::Forbidden(_) => {
+                (StatusCode::FORBIDDEN, json!({"error": self.to_string()}))
+            }
+            ServiceError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": self.to_string()}),
+            ),
+            ServiceError::Internal(_) => {
+                tracing::error!("{self}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": self.to_string()}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ServiceError>;
+
+async fn caller(app: &App, headers: &HeaderMap) -> ApiResult<Caller> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ServiceError::Unauthorized(
+                "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN)".into(),
+            )
+        })?;
+    if token_hash(token) == token_hash(&app.admin_token) {
+        return Ok(Caller::Admin);
+    }
+    match app
+        .control
+        .store
+        .tenant_by_token(&token_hash(token))
+        .await?
+    {
+        Some(t) => Ok(Caller::Tenant(t.name)),
+        None => Err(ServiceError::Unauthorized("unknown token".into())),
+    }
+}
+
+fn admin_only(c: &Caller) -> ApiResult<()> {
+    match c {
+        Caller::Admin => Ok(()),
+        Caller::Tenant(_) => Err(ServiceError::Forbidden(
+            "this needs the admin token (FERRY_ADMIN_TOKEN of the server)".into(),
+        )),
+    }
+}
+
+/// The task object the API returns (no passwords: the stored spec has none).
+fn task_json(control: &Control, t: &TaskRow) -> Json_ {
+    let spec: Json_ = serde_yaml::from_str::<serde_yaml::Value>(&t.spec)
+        .ok()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or(Json_::Null);
+    let _ = control;
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "tenant": t.tenant,
+        "kind": t.kind.id(),
+        "state": t.state.id(),
+        "state_label": t.state.label_zh(),
+        "reason": t.reason,
+        "allowed_actions": lifecycle::allowed_actions(t.kind, t.state).iter().map(|a| a.id()).collect::<Vec<_>>(),
+        "mode": spec.get("mode"),
+        "source": spec.get("source"),
+        "target": spec.get("target"),
+        "start_at": t.start_at_ms.map(rfc3339),
+        "created_at": rfc3339(t.created_ms),
+        "updated_at": rfc3339(t.updated_ms),
+        "worker": t.lease_owner,
+        "progress": t.progress.as_deref().and_then(|p| serde_json::from_str::<Json_>(p).ok()),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTask {
+    /// The task file's YAML.
+    spec: String,
+    /// Scheduled start (RFC 3339).
+    start_at: Option<String>,
+    /// Admin only: the owning tenant.
+    tenant: Option<String>,
+}
+
+async fn create_task(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<CreateTask>,
+) -> ApiResult<(StatusCode, Json<Json_>)> {
+    let c = caller(&app, &headers).await?;
+    let tenant = match (&c, body.tenant) {
+        (Caller::Tenant(t), None) => t.clone(),
+        (Caller::Tenant(t), Some(x)) if &x == t => x,
+        (Caller::Tenant(_), Some(_)) => {
+            return Err(ServiceError::Forbidden(
+                "a tenant creates tasks for itself only".into(),
+            ))
+        }
+        (Caller::Admin, Some(x)) => {
+            if app.control.store.tenant(&x).await?.is_none() {
+                return Err(ServiceError::Invalid {
+                    field: "tenant".into(),
+                    reason: format!("no tenant {x:?}"),
+                });
+            }
+            x
+        }
+        (Caller::Admin, None) => {
+            return Err(ServiceError::Invalid {
+                field: "tenant".into(),
+                reason: "the admin must say which tenant owns the task".into(),
+            })
+        }
+    };
+    let start_at = body
+        .start_at
+        .as_deref()
+        .map(|s| parse_time("start_at", s))
+        .transpose()?;
+    let t = app.control.create_task(&tenant, &body.spec, None).await?;
+    // a scheduled task is handed to the scheduler once it is configured
+    if let Some(at) = start_at {
+        if at <= now_ms() {
+            return Err(ServiceError::Invalid {
+                field: "start_at".into(),
+                reason: "the scheduled start is in the past".into(),
+            });
+        }
+        app.control.store.set_start_at(&t.id, Some(at)).await?;
+    }
+    let t = app.control.store.task(&t.id).await?.unwrap_or(t);
+    Ok((StatusCode::CREATED, Json(task_json(&app.control, &t))))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    kind: Option<String>,
+    state: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `24h`, `7d`, `30m` → milliseconds ago; otherwise an RFC 3339 time or a date.
+fn since_ms(field: &str, s: &str) -> ApiResult<i64> {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    if let Ok(n) = n.parse::<i64>() {
+        let ms = match unit {
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => 0,
+        };
+        if ms > 0 {
+            return Ok(now_ms() - n * ms);
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis());
+    }
+    parse_time(field, s).map_err(|_| ServiceError::Invalid {
+        field: field.into(),
+        reason: format!("{s:?}: write 24h, 7d, 30d, a date (2026-11-01) or an RFC 3339 time"),
+    })
+}
+
+async fn list_tasks(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Json_>> {
+    let c = caller(&app, &headers).await?;
+    let kind = q
+        .kind
+        .as_deref()
+        .map(|k| {
+            Kind::from_id(k).ok_or_else(|| ServiceError::Invalid {
+                field: "kind".into(),
+                reason: format!("{k:?} is not a kind (migration, sync, dr)"),
+            })
+        })
+        .transpose()?;
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| {
+            State::from_id(s).ok_or_else(|| ServiceError::Invalid {
+                field: "state".into(),
+                reason: format!("{s:?} is not a state"),
+            })
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ServiceError::Invalid {
+            field: "limit".into(),
+            reason: "between 1 and 500".into(),
+        });
+    }
+    let filter = TaskFilter {
+        tenant: match &c {
+            Caller::Admin => None,
+            Caller::Tenant(t) => Some(t.clone()),
+        },
+        kind,
+        state,
+        since_ms: q
+            .since
+            .as_deref()
+            .map(|s| since_ms("since", s))
+            .transpose()?,
+        until_ms: q
+            .until
+            .as_deref()
+            .map(|s| since_ms("until", s))
+            .transpose()?,
+        limit,
+        offset: q.offset.unwrap_or(0).max(0),
+    };
+    let (rows, total) = app.control.store.tasks(&filter).await?;
+    Ok(Json(json!({
+        "tasks": rows.iter().map(|t| task_json(&app.control, t)).collect::<Vec<_>>(),
+        "total": total,
+        "limit": filter.limit,
+        "offset": filter.offset,
+    })))
+}
+
+async fn show_task(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Json_>> {
+    let c = caller(&app, &headers).await?;
+    let t = app.control.visible_task(&c, &id).await?;
+    let mut v = task_json(&app.control, &t);
+    let events: Vec<Json_> = app
+        .control
+        .store
+        .events(&id)
+        .await?
+        .into_iter()
+        .map(|e| json!({"at": rfc3339(e.at_ms), "from": e.from_state, "to": e.to_state, "reason": e.reason}))
+        .collect();
+    v["events"] = Json_::Array(events);
+    Ok(Json(v))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    start_at: Option<String>,
+}
+
+async fn act(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> ApiResult<Response> {
+    let c = caller(&app, &headers).await?;
+    let a = Action::from_id(&action)
+        .filter(|a| *a != Action::Delete)
+        .ok_or_else(|| ServiceError::NotFound(format!("action {action:?} (start, schedule, pause, resume, end, edit, switchover, failover)")))?;
+    let start_at = body
+        .and_then(|b| b.0.start_at)
+        .map(|s| parse_time("start_at", &s))
+        .transpose()?;
+    match app.control.act(&c, &id, a, start_at).await? {
+        Some(t) => Ok((StatusCode::ACCEPTED, Json(task_json(&app.control, &t))).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn delete_task(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let c = caller(&app, &headers).await?;
+    app.control.act(&c, &id, Action::Delete, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    name: String,
+    #[serde(default)]
+    balance: f64,
+}
+
+fn micros(field: &str, x: f64) -> ApiResult<i64> {
+    if !x.is_finite() || x.abs() > 1e12 {
+        return Err(ServiceError::Invalid {
+            field: field.into(),
+            reason: "not a usable amount".into(),
+        });
+    }
+    Ok((x * 1e6).round() as i64)
+}
+
+async fn create_tenant(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Json_>)> {
+    admin_only(&caller(&app, &headers).await?)?;
+    if body.name.is_empty()
+        || body.name.len() > 40
+        || !body
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(ServiceError::Invalid {
+            field: "name".into(),
+            reason: "1–40 lower-case letters, digits, '-' or '_'".into(),
+        });
+    }
+    let token = format!("fy_{}", random_hex(24));
+    app.control
+        .store
+        .create_tenant(
+            &body.name,
+            &token_hash(&token),
+            micros("balance", body.balance)?,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": body.name, "balance": body.balance, "token": token})),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Topup {
+    amount: f64,
+}
+
+async fn topup(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<Topup>,
+) -> ApiResult<Json<Json_>> {
+    admin_only(&caller(&app, &headers).await?)?;
+    let balance = app
+        .control
+        .store
+        .add_balance(&name, micros("amount", body.amount)?, 0)
+        .await?;
+    crate::billing::settle(&app.control, &name, balance).await?;
+    tenant_json(&app, &name).await.map(Json)
+}
+
+async fn tenant_json(app: &App, name: &str) -> ApiResult<Json_> {
+    let t = app
+        .control
+        .store
+        .tenant(name)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("tenant {name:?}")))?;
+    let (tasks, _) = app
+        .control
+        .store
+        .tasks(&TaskFilter {
+            tenant: Some(name.into()),
+            limit: 100_000,
+            ..TaskFilter::default()
+        })
+        .await?;
+    let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
+    for t in &tasks {
+        *by_state.entry(t.state.id()).or_default() += 1;
+    }
+    Ok(json!({
+        "name": t.name,
+        "balance": t.balance_micros as f64 / 1e6,
+        "usage": t.usage_micros as f64 / 1e6,
+        "webhook": t.webhook,
+        "tasks_by_state": by_state,
+    }))
+}
+
+async fn show_tenant(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Json_>> {
+    let c = caller(&app, &headers).await?;
+    if !c.sees(&name) {
+        return Err(ServiceError::NotFound(format!("tenant {name:?}")));
+    }
+    tenant_json(&app, &name).await.map(Json)
+}
+
+async fn healthz(AxState(app): AxState<Shared>) -> ApiResult<&'static str> {
+    app.control.store.tenants().await?;
+    Ok("ok\n")
+}
+
+async fn metrics(AxState(app): AxState<Shared>) -> ApiResult<String> {
+    let mut out = String::new();
+    let tasks = app.control.store.live_tasks().await?;
+    let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for t in &tasks {
+        *counts.entry((t.kind.id(), t.state.id())).or_default() += 1;
+    }
+    out.push_str("# HELP ferry_tasks Tasks by kind and state.\n# TYPE ferry_tasks gauge\n");
+    for ((k, s), n) in counts {
+        out.push_str(&format!("ferry_tasks{{kind=\"{k}\",state=\"{s}\"}} {n}\n"));
+    }
+    if let Some(w) = &app.worker {
+        let running: Vec<_> = w.metrics.lock().unwrap().values().cloned().collect();
+        for m in running {
+            out.push_str(&m.render());
+        }
+    }
+    Ok(out)
+}
+
+/// The API's routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/tasks", post(create_task).get(list_tasks))
+        .route("/api/v1/tasks/{id}", get(show_task).delete(delete_task))
+        .route("/api/v1/tasks/{id}/{action}", post(act))
+        .route("/api/v1/tenants", post(create_tenant))
+        .route("/api/v1/tenants/{name}", get(show_tenant))
+        .route("/api/v1/tenants/{name}/topup", post(topup))
+        .with_state(app)
+}

@@ -1,0 +1,268 @@
+//! Operations on tasks and tenants shared by the API and the workers: creating a task
+//! (passwords sealed, never stored in the spec), moving it through the lifecycle
+//! table with compare-and-set so concurrent actors always leave a valid state, and
+//! rebuilding the runnable spec for a worker.
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::secrets::Secrets;
+use crate::store::{now_ms, Store, TaskRow};
+use ferry_core::lifecycle::{self, Action, Cause, State};
+use ferry_core::TaskSpec;
+use sha2::{Digest, Sha256};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token: every tenant's tasks, tenant management.
+    Admin,
+    /// A tenant's token: its own tasks only.
+    Tenant(String),
+}
+
+impl Caller {
+    /// Whether this caller may see tasks of `tenant`.
+    pub fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Caller::Admin => true,
+            Caller::Tenant(t) => t == tenant,
+        }
+    }
+}
+
+/// Hash under which a token is stored (tokens themselves are never stored).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token / id part.
+pub fn random_hex(bytes: usize) -> String {
+    let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(v)
+}
+
+/// Stored passwords of a task.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Sealed {
+    source: Option<String>,
+    target: Option<String>,
+}
+
+/// Takes the password out of a URL: (URL without it, password).
+fn strip_password(url_text: &str) -> (String, Option<String>) {
+    match url::Url::parse(url_text) {
+        Ok(mut u) => {
+            let pw = u.password().map(|p| {
+                url::form_urlencoded::parse(format!("x={p}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            });
+            if pw.is_some() {
+                let _ = u.set_password(None);
+            }
+            (u.to_string(), pw)
+        }
+        Err(_) => (url_text.to_string(), None),
+    }
+}
+
+/// Task operations over the store.
+#[derive(Clone)]
+pub struct Control {
+    /// The metadata store.
+    pub store: Store,
+    secrets: Secrets,
+}
+
+impl Control {
+    /// Operations over `store`, sealing with `secrets`.
+    pub fn new(store: Store, secrets: Secrets) -> Control {
+        Control { store, secrets }
+    }
+
+    /// Validates and stores a task from its YAML; it starts in `creating` (a worker
+    /// validates the endpoints next).
+    pub async fn create_task(
+        &self,
+        tenant: &str,
+        yaml: &str,
+        start_at_ms: Option<i64>,
+    ) -> ServiceResult<TaskRow> {
+        let spec = TaskSpec::from_yaml(yaml).map_err(|e| ServiceError::Invalid {
+            field: "spec".into(),
+            reason: e.to_string(),
+        })?;
+        if let Some(at) = start_at_ms {
+            if at <= now_ms() {
+                return Err(ServiceError::Invalid {
+                    field: "start_at".into(),
+                    reason: "the scheduled start is in the past; omit it to start by hand".into(),
+                });
+            }
+        }
+        let mut doc: serde_yaml::Value =
+            serde_yaml::from_str(yaml).map_err(|e| ServiceError::Invalid {
+                field: "spec".into(),
+                reason: e.to_string(),
+            })?;
+        let mut sealed = Sealed::default();
+        for (key, slot) in [
+            ("source", &mut sealed.source),
+            ("target", &mut sealed.target),
+        ] {
+            if let Some(serde_yaml::Value::String(u)) = doc.get_mut(key) {
+                let (clean, pw) = strip_password(u);
+                *u = clean;
+                *slot = pw.map(|p| self.secrets.seal(&p));
+            }
+        }
+        let t = TaskRow {
+            id: format!("t{}", random_hex(6)),
+            tenant: tenant.to_string(),
+            name: spec.name.clone(),
+            kind: spec.kind,
+            state: State::Creating,
+            reason: Some("validating the endpoints".into()),
+            spec: serde_yaml::to_string(&doc).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            secrets: serde_json::to_string(&sealed).expect("serialisable"),
+            start_at_ms,
+            frozen_from: None,
+            lease_owner: None,
+            lease_until_ms: None,
+            progress: None,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+        };
+        self.store.insert_task(&t).await?;
+        Ok(t)
+    }
+
+    /// The runnable spec of a task: its stored YAML, named after the task id (which
+    /// names the checkpoint rows and the replication slot), with the passwords.
+    pub fn spec(&self, t: &TaskRow) -> ServiceResult<TaskSpec> {
+        let mut spec = TaskSpec::from_yaml(&t.spec)
+            .map_err(|e| ServiceError::Internal(format!("stored spec of {}: {e}", t.id)))?;
+        spec.name = t.id.clone();
+        let sealed: Sealed = serde_json::from_str(&t.secrets)
+            .map_err(|e| ServiceError::Internal(format!("stored secrets of {}: {e}", t.id)))?;
+        if let Some(s) = &sealed.source {
+            spec.source.password = Some(self.secrets.open(s)?);
+        }
+        if let Some(s) = &sealed.target {
+            spec.target.password = Some(self.secrets.open(s)?);
+        }
+        Ok(spec)
+    }
+
+    /// A task the caller may see.
+    pub async fn visible_task(&self, caller: &Caller, id: &str) -> ServiceResult<TaskRow> {
+        match self.store.task(id).await? {
+            Some(t) if caller.sees(&t.tenant) => Ok(t),
+            // another tenant's id looks exactly like a missing one
+            _ => Err(ServiceError::NotFound(format!("task {id}"))),
+        }
+    }
+
+    /// Applies `cause` to task `id`: the lifecycle table decides, a compare-and-set
+    /// records it (retried when another actor changed the task in between).
+    pub async fn apply(
+        &self,
+        id: &str,
+        cause: Cause,
+        reason: Option<&str>,
+    ) -> ServiceResult<TaskRow> {
+        for _ in 0..20 {
+            let t = self
+                .store
+                .task(id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("task {id}")))?;
+            // a frozen task returns to where it was when frozen
+            let cause = match cause {
+                Cause::Unfreeze(_) => Cause::Unfreeze(t.frozen_from.unwrap_or(State::Configuring)),
+                c => c,
+            };
+            let to = lifecycle::next(t.kind, t.state, cause).map_err(ServiceError::Refused)?;
+            let frozen_from = (to == State::Frozen).then_some(t.state);
+            if self
+                .store
+                .set_state(id, t.state, to, reason, frozen_from)
+                .await?
+            {
+                tracing::info!(task = id, from = %t.state, to = %to, reason = reason.unwrap_or(""), "state");
+                return Ok(TaskRow {
+                    state: to,
+                    reason: reason.map(String::from),
+                    frozen_from,
+                    ..t
+                });
+            }
+        }
+        Err(ServiceError::Conflict(format!(
+            "task {id} kept changing under this action; try again"
+        )))
+    }
+
+    /// A user action on a visible task.
+    pub async fn act(
+        &self,
+        caller: &Caller,
+        id: &str,
+        action: Action,
+        start_at_ms: Option<i64>,
+    ) -> ServiceResult<Option<TaskRow>> {
+        let t = self.visible_task(caller, id).await?;
+        match action {
+            Action::Delete => {
+                lifecycle::next(t.kind, t.state, Cause::User(Action::Delete))
+                    .map_err(ServiceError::Refused)?;
+                if !self.store.delete_task(id, t.state).await? {
+                    return Err(ServiceError::Conflict(format!(
+                        "task {id} changed while being deleted; look at it again"
+                    )));
+                }
+                Ok(None)
+            }
+            Action::Schedule => {
+                let at = start_at_ms.ok_or_else(|| ServiceError::Invalid {
+                    field: "start_at".into(),
+                    reason: "schedule needs a start time (RFC 3339)".into(),
+                })?;
+                if at <= now_ms() {
+                    return Err(ServiceError::Invalid {
+                        field: "start_at".into(),
+                        reason: "the scheduled start is in the past".into(),
+                    });
+                }
+                lifecycle::next(t.kind, t.state, Cause::User(Action::Schedule))
+                    .map_err(ServiceError::Refused)?;
+                self.store.set_start_at(id, Some(at)).await?;
+                let reason = format!("scheduled for {}", crate::api::rfc3339(at));
+                self.apply(id, Cause::User(Action::Schedule), Some(&reason))
+                    .await
+                    .map(Some)
+            }
+            a => {
+                let reason = format!("{} requested", a.id());
+                self.apply(id, Cause::User(a), Some(&reason))
+                    .await
+                    .map(Some)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_leave_the_url() {
+        let (u, p) = strip_password("mysql://app:s%40cret@db:3306/shop");
+        assert_eq!(u, "mysql://app@db:3306/shop");
+        assert_eq!(p.as_deref(), Some("s@cret"));
+        let (u, p) = strip_password("postgres://postgres@h/db");
+        assert_eq!(u, "postgres://postgres@h/db");
+        assert_eq!(p, None);
+    }
+}

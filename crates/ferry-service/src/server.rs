@@ -1,0 +1,129 @@
+//! `ferry serve` / `ferry worker`: wires the store, the secrets, the API and the
+//! workers of one node together and stops them gracefully.
+
+use crate::api::{router, App};
+use crate::billing::{meter, Prices};
+use crate::control::{random_hex, Control};
+use crate::error::{ServiceError, ServiceResult};
+use crate::secrets::Secrets;
+use crate::store::Store;
+use crate::worker::Worker;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where SQLite metadata, the secret key and the admin token live.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL metadata URL shared by several nodes (default: SQLite in data_dir).
+    pub meta: Option<String>,
+    /// API address (`None`: a worker-only node).
+    pub listen: Option<String>,
+    /// Run a worker on this node.
+    pub work: bool,
+    /// Prices for metering.
+    pub prices: Prices,
+    /// How often running tasks are charged.
+    pub meter_every: Duration,
+}
+
+fn admin_token(dir: &std::path::Path) -> ServiceResult<String> {
+    if let Ok(t) = std::env::var("FERRY_ADMIN_TOKEN") {
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let path = dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let t = format!("fa_{}", random_hex(24));
+    let io = |e: std::io::Error| ServiceError::Unavailable(format!("{}: {e}", path.display()));
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(t.as_bytes()))
+            .map_err(io)?;
+    }
+    #[cfg(not(unix))]
+    std::fs::write(&path, &t).map_err(io)?;
+    eprintln!(
+        "FERRY_ADMIN_TOKEN is not set: the admin token was written to {}",
+        path.display()
+    );
+    Ok(t)
+}
+
+/// Runs a node until `stop` turns true.
+pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceResult<()> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        ServiceError::Unavailable(format!("data directory {}: {e}", cfg.data_dir.display()))
+    })?;
+    let meta = cfg
+        .meta
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", cfg.data_dir.join("ferry.db").display()));
+    let store = Store::open(&meta).await?;
+    let secrets = Secrets::load(&cfg.data_dir.join("secret.key"))?;
+    let control = Control::new(store, secrets);
+    let node = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+        random_hex(3)
+    );
+    let worker = cfg.work.then(|| Worker::new(control.clone(), node.clone()));
+    let mut jobs = Vec::new();
+    if let Some(w) = &worker {
+        jobs.push(tokio::spawn(w.clone().run(stop.clone())));
+        jobs.push(tokio::spawn(meter(
+            control.clone(),
+            node.clone(),
+            cfg.prices,
+            cfg.meter_every,
+            stop.clone(),
+        )));
+    }
+    if let Some(addr) = &cfg.listen {
+        let app = Arc::new(App {
+            control: control.clone(),
+            admin_token: admin_token(&cfg.data_dir)?,
+            worker: worker.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            ServiceError::Unavailable(format!(
+                "cannot listen on {addr}: {e} (choose another with --listen)"
+            ))
+        })?;
+        eprintln!(
+            "ferry serve: API on http://{addr} (node {node}, metadata {})",
+            ferry_core::redact::redact(&meta)
+        );
+        let mut stop2 = stop.clone();
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(async move {
+                let _ = stop2.changed().await;
+            })
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("API server: {e}")))?;
+    } else {
+        eprintln!(
+            "ferry worker: node {node}, metadata {}",
+            ferry_core::redact::redact(&meta)
+        );
+        let mut s = stop.clone();
+        let _ = s.changed().await;
+    }
+    for j in jobs {
+        let _ = j.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! A worker: takes tasks by lease and does what their state asks — validates new
+//! tasks, starts scheduled ones when their time comes, runs the engine for running
+//! states (reporting its phases as lifecycle causes), stops it on pause / end /
+//! freeze, releases resources on end. A task whose worker stopped renewing its lease
+//! is taken over by any worker and resumes from its target-side checkpoint.
+
+use crate::control::Control;
+use crate::error::ServiceResult;
+use crate::store::{now_ms, TaskRow};
+use ferry_core::lifecycle::{Cause, State};
+use ferry_core::{Mode, TaskSpec};
+use ferry_engine::conn::{Conn, Role};
+use ferry_engine::incremental::StreamOptions;
+use ferry_engine::metrics::Metrics;
+use ferry_engine::RunOptions;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long a lease lasts without renewal: a dead worker's tasks move after this.
+pub const LEASE: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_millis(500);
+
+/// The engine running one task here.
+struct Runner {
+    shutdown: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+    metrics: Arc<Metrics>,
+    /// Set when the runner finished: the engine's outcome.
+    outcome: Arc<Mutex<Option<Outcome>>>,
+    stopping_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Done(String),
+    Transient(String),
+    Failed(String),
+}
+
+/// One worker node.
+pub struct Worker {
+    control: Control,
+    /// This node's id (lease owner).
+    pub id: String,
+    runners: Mutex<HashMap<String, Runner>>,
+    retry_at: Mutex<HashMap<String, (Instant, Duration)>>,
+    /// Live metrics of the tasks running here, for `/metrics`.
+    pub metrics: Mutex<HashMap<String, Arc<Metrics>>>,
+}
+
+impl Worker {
+    /// A worker named `id`.
+    pub fn new(control: Control, id: String) -> Arc<Worker> {
+        Arc::new(Worker {
+            control,
+            id,
+            runners: Mutex::new(HashMap::new()),
+            retry_at: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs until `stop` turns true, then stops every runner gracefully.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        tracing::info!(worker = %self.id, "worker started");
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(worker = %self.id, "worker pass failed: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        let runners: Vec<(String, Runner)> = self.runners.lock().unwrap().drain().collect();
+        for (id, r) in runners {
+            let _ = r.shutdown.send(true);
+            if tokio::time::timeout(Duration::from_secs(5), r.handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(task = %id, "runner did not stop in 5 s; abandoned (its checkpoint stays)");
+            }
+            let _ = self.control.store.release(&id, &self.id).await;
+        }
+    }
+
+    async fn tick(&self) -> ServiceResult<()> {
+        let tasks = self.control.store.live_tasks().await?;
+        let now = now_ms();
+        let until = now + LEASE.as_millis() as i64;
+        for t in tasks {
+            if self.runners.lock().unwrap().contains_key(&t.id) {
+                self.tend(&t, until).await?;
+                continue;
+            }
+            let due = match t.state {
+                State::Creating | State::Ending => true,
+                State::WaitingToStart => t.start_at_ms.is_some_and(|at| at <= now),
+                s => s.runs() && self.retry_due(&t.id),
+            };
+            if due && self.control.store.lease(&t.id, &self.id, until).await? {
+                self.take(t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn retry_due(&self, id: &str) -> bool {
+        self.retry_at
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_none_or(|(at, _)| Instant::now() >= *at)
+    }
+
+    /// A task this worker just leased.
+    async fn take(&self, t: TaskRow) -> ServiceResult<()> {
+        let c = &self.control;
+        match t.state {
+            State::Creating => {
+                let cause = match c.spec(&t) {
+                    Ok(spec) => match validate(&spec).await {
+                        Ok(()) => (
+                            Cause::Validated,
+                            "endpoints reachable; ready to start".to_string(),
+                        ),
+                        Err(e) => (Cause::ValidationFailed, e),
+                    },
+                    Err(e) => (Cause::ValidationFailed, e.to_string()),
+                };
+                let t = c.apply(&t.id, cause.0, Some(&cause.1)).await?;
+                if let (State::Configuring, Some(at)) = (t.state, t.start_at_ms) {
+                    let why = format!("scheduled for {}", crate::api::rfc3339(at));
+                    c.apply(
+                        &t.id,
+                        Cause::User(ferry_core::lifecycle::Action::Schedule),
+                        Some(&why),
+                    )
+                    .await?;
+                }
+                c.store.release(&t.id, &self.id).await?;
+            }
+            State::Ending => {
+                let result = match c.spec(&t) {
+                    Ok(spec) => end(&spec).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match result {
+                    Ok(done) => c.apply(&t.id, Cause::Released, Some(&done)).await?,
+                    Err(e) => c.apply(&t.id, Cause::ReleaseFailed, Some(&e)).await?,
+                };
+                c.store.release(&t.id, &self.id).await?;
+            }
+            State::WaitingToStart => {
+                let t = c
+                    .apply(
+                        &t.id,
+                        Cause::StartTimeReached,
+                        Some("the scheduled start time passed"),
+                    )
+                    .await?;
+                self.start(&t)?;
+            }
+            s if s.runs() => {
+                let mut t = t;
+                if !matches!(s, State::Starting | State::Recovering) {
+                    // it was running elsewhere (or here, before a restart)
+                    let why = format!(
+                        "the worker running the task ({}) stopped renewing its lease; resuming from the checkpoint on {}",
+                        t.lease_owner.as_deref().unwrap_or("unknown"),
+                        self.id
+                    );
+                    t = c.apply(&t.id, Cause::Fault, Some(&why)).await?;
+                }
+                self.start(&t)?;
+            }
+            _ => c.store.release(&t.id, &self.id).await?,
+        }
+        Ok(())
+    }
+
+    fn start(&self, t: &TaskRow) -> ServiceResult<()> {
+        let spec = self.control.spec(t)?;
+        let metrics = Arc::new(Metrics::new(&t.id));
+        let (shutdown, rx) = watch::channel(false);
+        let outcome = Arc::new(Mutex::new(None));
+        let out = outcome.clone();
+        let m = metrics.clone();
+        let handle = tokio::spawn(async move {
+            let r = run(&spec, m, rx).await;
+            *out.lock().unwrap() = Some(r);
+        });
+        self.metrics
+            .lock()
+            .unwrap()
+            .insert(t.id.clone(), metrics.clone());
+        self.runners.lock().unwrap().insert(
+            t.id.clone(),
+            Runner {
+                shutdown,
+                handle,
+                metrics,
+                outcome,
+                stopping_since: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// A task running here: keep the lease, follow the engine's phases, stop it
+    /// when its state no longer runs, settle its outcome when it finished.
+    async fn tend(&self, t: &TaskRow, until: i64) -> ServiceResult<()> {
+        let c = &self.control;
+        if !c.store.lease(&t.id, &self.id, until).await? {
+            // another worker took it over (this one stalled): stop at once
+            if let Some(r) = self.runners.lock().unwrap().remove(&t.id) {
+                r.handle.abort();
+            }
+            tracing::warn!(task = %t.id, "lease lost; runner aborted");
+            return Ok(());
+        }
+        let (phase, reason, finished, outcome, stopping) = {
+            let runners = self.runners.lock().unwrap();
+            let r = &runners[&t.id];
+            let outcome = r.outcome.lock().unwrap().clone();
+            (
+                r.metrics.state(),
+                r.metrics.reason(),
+                r.handle.is_finished(),
+                outcome,
+                r.stopping_since,
+            )
+        };
+        if !t.state.runs() {
+            // paused, ending, frozen: stop the engine (a full copy is cut off; its
+            // finished chunks are committed and the rest resumes later)
+            let since = stopping.unwrap_or_else(Instant::now);
+            let gone = {
+                let mut runners = self.runners.lock().unwrap();
+                let r = runners.get_mut(&t.id).expect("tended runner");
+                if r.stopping_since.is_none() {
+                    let _ = r.shutdown.send(true);
+                    r.stopping_since = Some(since);
+                }
+                let stop_now = finished || since.elapsed() > Duration::from_secs(3);
+                if stop_now {
+                    r.handle.abort();
+                    runners.remove(&t.id);
+                }
+                stop_now
+            };
+            if gone {
+                self.metrics.lock().unwrap().remove(&t.id);
+                if t.state != State::Ending {
+                    c.store.release(&t.id, &self.id).await?;
+                }
+            }
+            return Ok(());
+        }
+        if finished {
+            self.runners.lock().unwrap().remove(&t.id);
+            self.metrics.lock().unwrap().remove(&t.id);
+            match outcome {
+                Some(Outcome::Done(summary)) if t.state == State::Full => {
+                    c.apply(&t.id, Cause::Completed, Some(&summary)).await?;
+                    c.store.release(&t.id, &self.id).await?;
+                }
+                Some(Outcome::Done(summary)) | Some(Outcome::Transient(summary)) => {
+                    c.apply(&t.id, Cause::Fault, Some(&summary)).await?;
+                    self.back_off(&t.id);
+                }
+                Some(Outcome::Failed(e)) => {
+                    if phase == "full" && matches!(t.state, State::Starting | State::Recovering) {
+                        // the failure belongs to the full phase
+                        c.apply(&t.id, Cause::FullStarted, Some("copying the tables"))
+                            .await?;
+                    }
+                    c.apply(&t.id, Cause::Failed, Some(&e)).await?;
+                    c.store.release(&t.id, &self.id).await?;
+                }
+                None => {
+                    c.apply(&t.id, Cause::Fault, Some("the engine stopped unexpectedly"))
+                        .await?;
+                    self.back_off(&t.id);
+                }
+            }
+            return Ok(());
+        }
+        let cause = match phase.as_str() {
+            "full" if matches!(t.state, State::Starting | State::Recovering) => {
+                Some(Cause::FullStarted)
+            }
+            "incremental" | "caught_up"
+                if matches!(
+                    t.state,
+                    State::Starting
+                        | State::Recovering
+                        | State::Full
+                        | State::Initializing
+                        | State::Initialized
+                ) =>
+            {
+                Some(Cause::IncrementalStarted)
+            }
+            "recovering" if t.state != State::Recovering => Some(Cause::Fault),
+            _ => None,
+        };
+        if let Some(cause) = cause {
+            let why = match cause {
+                Cause::Fault => reason,
+                Cause::FullStarted => "copying the tables".into(),
+                _ => "streaming changes from the source log".into(),
+            };
+            let _ = c.apply(&t.id, cause, Some(&why)).await;
+        }
+        Ok(())
+    }
+
+    fn back_off(&self, id: &str) {
+        let mut m = self.retry_at.lock().unwrap();
+        let next = m
+            .get(id)
+            .map(|(_, d)| (*d * 2).min(Duration::from_secs(30)))
+            .unwrap_or(Duration::from_secs(1));
+        m.insert(id.to_string(), (Instant::now() + next, next));
+    }
+}
+
+/// Releases the task's source resources; a slot still held by the connection of a
+/// runner that was just stopped frees up within moments, so transient errors retry.
+async fn end(spec: &TaskSpec) -> Result<String, String> {
+    let mut attempt = 0;
+    loop {
+        match ferry_engine::task::end_task(spec).await {
+            Ok(done) => return Ok(done.join("; ")),
+            Err(e) if e.is_transient() && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Both endpoints answer with the given credentials.
+async fn validate(spec: &TaskSpec) -> Result<(), String> {
+    for role in [Role::Source, Role::Target] {
+        Conn::open(spec, role).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs the engine for one task until it ends or is told to stop.
+async fn run(spec: &TaskSpec, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Outcome {
+    let opts = RunOptions {
+        jobs: spec.jobs.unwrap_or_else(ferry_engine::full::default_jobs),
+        quiet: true,
+    };
+    let stream = StreamOptions {
+        exit_when_caught_up: false,
+        quiet: true,
+    };
+    match ferry_engine::task::run_task(spec, &opts, &stream, metrics, shutdown).await {
+        Ok(out) => match (&out.full, spec.mode) {
+            (Some(s), Mode::Full) => Outcome::Done(format!(
+                "full copy finished: {} rows in {} tables",
+                s.rows_this_run,
+                s.tables.len()
+            )),
+            _ => Outcome::Done("the stream stopped".into()),
+        },
+        Err(e) if e.is_transient() => Outcome::Transient(e.to_string()),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}

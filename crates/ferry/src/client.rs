@@ -1,0 +1,394 @@
+//! `ferry task …` / `ferry tenant …`: a thin client of the REST API. Text output for
+//! people, `-o json` prints the API's JSON for scripts.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where the API is and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// The service's address.
+    #[arg(
+        long,
+        env = "FERRY_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text", global = true)]
+    pub output: Output,
+}
+
+/// Output format.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// The API's JSON.
+    Json,
+}
+
+/// `ferry task …`
+#[derive(Subcommand, Debug)]
+pub enum TaskCmd {
+    /// Creates a task from a task file.
+    Create {
+        /// Task file (YAML).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Start automatically at this time (RFC 3339, e.g. 2026-12-01T02:00:00Z).
+        #[arg(long)]
+        start_at: Option<String>,
+        /// Admin only: the owning tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Lists tasks.
+    List {
+        /// migration | sync | dr
+        #[arg(long)]
+        kind: Option<String>,
+        /// A state id, e.g. incremental.
+        #[arg(long)]
+        state: Option<String>,
+        /// Created within (24h, 7d, 30d) or since a date/time, or a range FROM..TO.
+        #[arg(long)]
+        since: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Rows skipped.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// State, reason, progress, events.
+    Show {
+        /// Task id.
+        id: String,
+    },
+    /// Starts a configured (or failed) task now.
+    Start {
+        /// Task id.
+        id: String,
+    },
+    /// Starts a configured task at a given time.
+    Schedule {
+        /// Task id.
+        id: String,
+        /// RFC 3339 time.
+        #[arg(long)]
+        at: String,
+    },
+    /// Pauses a running task (positions kept).
+    Pause {
+        /// Task id.
+        id: String,
+    },
+    /// Resumes a paused task.
+    Resume {
+        /// Task id.
+        id: String,
+    },
+    /// Ends a task: releases slot, publication and worker.
+    End {
+        /// Task id.
+        id: String,
+    },
+    /// Deletes an ended (or never started) task.
+    Delete {
+        /// Task id.
+        id: String,
+    },
+}
+
+/// `ferry tenant …` (admin token)
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Creates a tenant and prints its API token.
+    Create {
+        /// Tenant name.
+        name: String,
+        /// Starting balance.
+        #[arg(long, default_value_t = 0.0)]
+        balance: f64,
+    },
+    /// Adds to the balance (negative: a charge).
+    Topup {
+        /// Tenant name.
+        name: String,
+        /// Amount.
+        #[arg(allow_negative_numbers = true)]
+        amount: f64,
+    },
+    /// Balance, usage and tasks by state.
+    Show {
+        /// Tenant name.
+        name: String,
+    },
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    /// The first of `token_envs` that is set gives the token.
+    fn new(opts: &ClientOpts, token_envs: &[&str]) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: opts.server.trim_end_matches('/').to_string(),
+            token: token_envs
+                .iter()
+                .filter_map(|e| std::env::var(e).ok())
+                .find(|t| !t.is_empty()),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Ferry service at {} (is `ferry serve` running? --server / FERRY_SERVER)", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if !status.is_success() {
+            let msg = v
+                .get("error")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string());
+            bail!("{} ({})", msg, status.as_u16());
+        }
+        Ok(v)
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(o) => o.to_string(),
+    }
+}
+
+fn print_task(v: &Value) {
+    println!("{}  {}  ({})", s(v, "id"), s(v, "name"), s(v, "kind"));
+    println!("  state:    {} {}", s(v, "state"), s(v, "state_label"));
+    if v.get("reason").is_some_and(|r| !r.is_null()) {
+        println!("  reason:   {}", s(v, "reason"));
+    }
+    println!("  source:   {}", s(v, "source"));
+    println!("  target:   {}", s(v, "target"));
+    println!("  mode:     {}", s(v, "mode"));
+    if v.get("start_at").is_some_and(|r| !r.is_null()) {
+        println!("  start at: {}", s(v, "start_at"));
+    }
+    println!(
+        "  created:  {}   updated: {}",
+        s(v, "created_at"),
+        s(v, "updated_at")
+    );
+    if let Some(p) = v.get("progress").filter(|p| !p.is_null()) {
+        println!("  progress: {p}");
+    }
+    if let Some(a) = v.get("allowed_actions").and_then(Value::as_array) {
+        let a: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+        println!("  actions:  {}", a.join(", "));
+    }
+    if let Some(ev) = v.get("events").and_then(Value::as_array) {
+        println!("  events:");
+        for e in ev {
+            println!(
+                "    {}  {} → {}  {}",
+                s(e, "at"),
+                s(e, "from"),
+                s(e, "to"),
+                s(e, "reason")
+            );
+        }
+    }
+}
+
+/// Runs `ferry task …`.
+pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
+    let api = Api::new(opts, &["FERRY_TOKEN", "FERRY_ADMIN_TOKEN"]);
+    use reqwest::Method as M;
+    let v = match cmd {
+        TaskCmd::Create {
+            file,
+            start_at,
+            tenant,
+        } => {
+            let spec = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read task file {}", file.display()))?;
+            api.call(
+                M::POST,
+                "/api/v1/tasks",
+                Some(json!({"spec": spec, "start_at": start_at, "tenant": tenant})),
+            )
+            .await?
+        }
+        TaskCmd::List {
+            kind,
+            state,
+            since,
+            limit,
+            offset,
+        } => {
+            let mut q = vec![format!("limit={limit}"), format!("offset={offset}")];
+            if let Some(k) = kind {
+                q.push(format!("kind={k}"));
+            }
+            if let Some(st) = state {
+                q.push(format!("state={st}"));
+            }
+            if let Some(si) = since {
+                match si.split_once("..") {
+                    Some((a, b)) => {
+                        q.push(format!("since={a}"));
+                        q.push(format!("until={b}"));
+                    }
+                    None => q.push(format!("since={si}")),
+                }
+            }
+            let v = api
+                .call(M::GET, &format!("/api/v1/tasks?{}", q.join("&")), None)
+                .await?;
+            if opts.output == Output::Text {
+                println!(
+                    "{:<14} {:<24} {:<10} {:<20} REASON",
+                    "ID", "NAME", "KIND", "STATE"
+                );
+                for t in v["tasks"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<14} {:<24} {:<10} {:<20} {}",
+                        s(t, "id"),
+                        s(t, "name"),
+                        s(t, "kind"),
+                        s(t, "state"),
+                        s(t, "reason")
+                    );
+                }
+                println!(
+                    "({} of {})",
+                    v["tasks"].as_array().map_or(0, Vec::len),
+                    s(&v, "total")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            v
+        }
+        TaskCmd::Show { id } => {
+            api.call(M::GET, &format!("/api/v1/tasks/{id}"), None)
+                .await?
+        }
+        TaskCmd::Schedule { id, at } => {
+            api.call(
+                M::POST,
+                &format!("/api/v1/tasks/{id}/schedule"),
+                Some(json!({"start_at": at})),
+            )
+            .await?
+        }
+        TaskCmd::Start { id } => {
+            api.call(M::POST, &format!("/api/v1/tasks/{id}/start"), None)
+                .await?
+        }
+        TaskCmd::Pause { id } => {
+            api.call(M::POST, &format!("/api/v1/tasks/{id}/pause"), None)
+                .await?
+        }
+        TaskCmd::Resume { id } => {
+            api.call(M::POST, &format!("/api/v1/tasks/{id}/resume"), None)
+                .await?
+        }
+        TaskCmd::End { id } => {
+            api.call(M::POST, &format!("/api/v1/tasks/{id}/end"), None)
+                .await?
+        }
+        TaskCmd::Delete { id } => {
+            api.call(M::DELETE, &format!("/api/v1/tasks/{id}"), None)
+                .await?;
+            if opts.output == Output::Text {
+                println!("task {id} deleted");
+            } else {
+                println!("{}", json!({"id": id, "deleted": true}));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    match opts.output {
+        Output::Json => println!("{v}"),
+        Output::Text => print_task(&v),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ferry tenant …` (needs FERRY_ADMIN_TOKEN, or the tenant's own token for `show`).
+pub async fn tenant(opts: &ClientOpts, cmd: TenantCmd) -> Result<ExitCode> {
+    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"]);
+    use reqwest::Method as M;
+    let v = match cmd {
+        TenantCmd::Create { name, balance } => {
+            api.call(
+                M::POST,
+                "/api/v1/tenants",
+                Some(json!({"name": name, "balance": balance})),
+            )
+            .await?
+        }
+        TenantCmd::Topup { name, amount } => {
+            api.call(
+                M::POST,
+                &format!("/api/v1/tenants/{name}/topup"),
+                Some(json!({"amount": amount})),
+            )
+            .await?
+        }
+        TenantCmd::Show { name } => {
+            api.call(M::GET, &format!("/api/v1/tenants/{name}"), None)
+                .await?
+        }
+    };
+    match opts.output {
+        Output::Json => println!("{v}"),
+        Output::Text => {
+            println!("tenant {}", s(&v, "name"));
+            if v.get("token").is_some() {
+                println!(
+                    "  token:   {}   (shown once; the tenant uses it as FERRY_TOKEN)",
+                    s(&v, "token")
+                );
+            }
+            println!("  balance: {}", s(&v, "balance"));
+            if v.get("usage").is_some() {
+                println!("  usage:   {}", s(&v, "usage"));
+                println!("  tasks:   {}", v["tasks_by_state"]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
