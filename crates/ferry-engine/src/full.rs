@@ -389,7 +389,7 @@ pub async fn run_full(
             stop.clone(),
             task_name.clone(),
         );
-        handles.push(tokio::spawn(async move {
+        handles.push(crate::abort_on_drop::AbortOnDrop::spawn(async move {
             let mut copied = 0u64;
             loop {
                 if stop.load(Ordering::Relaxed) {

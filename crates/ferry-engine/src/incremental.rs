@@ -235,7 +235,13 @@ async fn attempt(
         Position::PgLsn(l) => *l,
         _ => 0,
     });
-    let reader = tokio::spawn(read_log(spec.clone(), start.clone(), tables, tx, ack_rx));
+    let reader = crate::abort_on_drop::AbortOnDrop::spawn(read_log(
+        spec.clone(),
+        start.clone(),
+        tables,
+        tx,
+        ack_rx,
+    ));
     let result = apply_loop(
         spec,
         &watermarks,
@@ -251,17 +257,17 @@ async fn attempt(
     )
     .await;
     drop(rx);
-    // the reader ends once it notices the closed channel, unless it is stuck on a
-    // stalled link: it is then abandoned
-    let mut reader = reader;
-    let read_result = match tokio::time::timeout(Duration::from_secs(5), &mut reader).await {
-        Ok(r) => r,
-        Err(_) => {
-            reader.abort();
-            Ok(Err(Error::transient(
-                "the log reader did not stop (stalled link)",
-            )))
+    // a reader that stopped by itself explains why the channel closed; one still
+    // running (idle, or stuck on a stalled link) has nothing more to say: stop it now
+    let reader_ended = matches!(&result, Err(e) if e.message.contains("log reader stopped"));
+    let read_result = if reader_ended || reader.0.is_finished() {
+        match tokio::time::timeout(Duration::from_secs(5), reader).await {
+            Ok(r) => r,
+            Err(_) => Ok(Err(Error::transient("the log reader did not stop"))),
         }
+    } else {
+        drop(reader);
+        Ok(Err(Error::transient("the log reader was stopped")))
     };
     if result.is_err() || !matches!(result, Ok(Outcome::CaughtUp)) {
         applier.rollback().await;

@@ -2,6 +2,7 @@
 //! checkpoints on the target, post-data DDL, the incremental change stream, status
 //! and compare.
 
+pub mod abort_on_drop;
 pub mod apply;
 pub mod check;
 pub mod checkpoint;

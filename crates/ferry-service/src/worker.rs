@@ -35,7 +35,10 @@ struct Runner {
 
 #[derive(Debug, Clone)]
 enum Outcome {
-    Done(String),
+    /// A `mode: full` task copied everything.
+    Completed(String),
+    /// The stream returned without being asked to.
+    Stopped,
     Transient(String),
     Failed(String),
 }
@@ -264,13 +267,32 @@ impl Worker {
         if finished {
             self.runners.lock().unwrap().remove(&t.id);
             self.metrics.lock().unwrap().remove(&t.id);
+            if stopping.is_some() {
+                // stopped on request (pause, freeze) and wanted again since: the next
+                // pass starts it anew
+                return Ok(());
+            }
             match outcome {
-                Some(Outcome::Done(summary)) if t.state == State::Full => {
+                Some(Outcome::Completed(summary)) => {
+                    if t.state != State::Full {
+                        // finished before a pass saw the phase
+                        c.apply(&t.id, Cause::FullStarted, Some("copying the tables"))
+                            .await?;
+                    }
                     c.apply(&t.id, Cause::Completed, Some(&summary)).await?;
                     c.store.release(&t.id, &self.id).await?;
                 }
-                Some(Outcome::Done(summary)) | Some(Outcome::Transient(summary)) => {
-                    c.apply(&t.id, Cause::Fault, Some(&summary)).await?;
+                Some(Outcome::Stopped) => {
+                    c.apply(
+                        &t.id,
+                        Cause::Fault,
+                        Some("the change stream stopped unexpectedly"),
+                    )
+                    .await?;
+                    self.back_off(&t.id);
+                }
+                Some(Outcome::Transient(e)) => {
+                    c.apply(&t.id, Cause::Fault, Some(&e)).await?;
                     self.back_off(&t.id);
                 }
                 Some(Outcome::Failed(e)) => {
@@ -366,12 +388,12 @@ async fn run(spec: &TaskSpec, metrics: Arc<Metrics>, shutdown: watch::Receiver<b
     };
     match ferry_engine::task::run_task(spec, &opts, &stream, metrics, shutdown).await {
         Ok(out) => match (&out.full, spec.mode) {
-            (Some(s), Mode::Full) => Outcome::Done(format!(
+            (Some(s), Mode::Full) => Outcome::Completed(format!(
                 "full copy finished: {} rows in {} tables",
                 s.rows_this_run,
                 s.tables.len()
             )),
-            _ => Outcome::Done("the stream stopped".into()),
+            _ => Outcome::Stopped,
         },
         Err(e) if e.is_transient() => Outcome::Transient(e.to_string()),
         Err(e) => Outcome::Failed(e.to_string()),

@@ -1,0 +1,568 @@
+//! `ferry serve` over real HTTP with real databases: each state is reached through
+//! its real cause (a start, a pause, a scheduled time passing, a killed service, a
+//! balance running out, an unreachable endpoint), illegal actions answer 409, tenants
+//! see only their own tasks, and no change is lost across any of it.
+//!
+//! Tests wait on states the API reports, never on fixed sleeps.
+
+mod common;
+
+use common::{ferry, fresh, text, Db};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `ferry serve` process on a free port, killed when dropped.
+struct Service {
+    child: Option<Child>,
+    base: String,
+    dir: std::path::PathBuf,
+    port: u16,
+    extra: Vec<String>,
+}
+
+const ADMIN: &str = "test-admin-token";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Service {
+    async fn start(dir: &std::path::Path, extra: &[&str]) -> Service {
+        let port = free_port();
+        let mut s = Service {
+            child: None,
+            base: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("serve.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .args(&self.extra)
+            .env("FERRY_ADMIN_TOKEN", ADMIN)
+            .env("FERRY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferry serve");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while reqwest::get(format!("{}/healthz", self.base))
+            .await
+            .is_err()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "serve did not come up:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// kill -9: the node dies without releasing anything.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let c = reqwest::Client::new();
+        let mut r = c
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn tenant(&self, name: &str, balance: f64) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/tenants",
+                ADMIN,
+                Some(json!({"name": name, "balance": balance})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    async fn create(&self, token: &str, spec: &str, start_at: Option<String>) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/tasks",
+                token,
+                Some(json!({"spec": spec, "start_at": start_at})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert!(
+            !v.to_string().contains("s3cret"),
+            "a password came back: {v}"
+        );
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn act(&self, token: &str, id: &str, action: &str) -> (u16, Value) {
+        self.call("POST", &format!("/api/v1/tasks/{id}/{action}"), token, None)
+            .await
+    }
+
+    /// Waits until the task is in `want`, failing early if it lands in a failure state.
+    async fn wait_state(&self, token: &str, id: &str, want: &str, timeout: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (s, v) = self
+                .call("GET", &format!("/api/v1/tasks/{id}"), token, None)
+                .await;
+            assert_eq!(s, 200, "{v}");
+            let state = v["state"].as_str().unwrap_or_default().to_string();
+            if state == want {
+                return v;
+            }
+            assert!(
+                !state.ends_with("_failed") || want.ends_with("_failed"),
+                "task went {state} waiting for {want}: {v:#}\n{}",
+                self.log()
+            );
+            assert!(
+                t0.elapsed() < timeout,
+                "timed out waiting for {want}; task: {v:#}\nserve log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A PostgreSQL source with `rows` rows in `acct` and an empty target; the spec's
+/// URLs carry a password (trust auth ignores it) that must never come back.
+async fn databases(rows: u64) -> (Db, Db) {
+    let src = fresh("postgres", "svc_src").await;
+    let dst = fresh("postgres", "svc_dst").await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        &format!(
+            "CREATE TABLE acct (id bigint PRIMARY KEY, owner text, balance int);
+             INSERT INTO acct SELECT g, 'o' || g, 1 FROM generate_series(1, {rows}) g;"
+        ),
+    )
+    .await;
+    (src, dst)
+}
+
+fn with_password(url: &str) -> String {
+    url.replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1)
+}
+
+fn spec(name: &str, mode: &str, src: &Db, dst: &Db) -> String {
+    format!(
+        "name: {name}\nkind: migration\nmode: {mode}\nsource: {}\ntarget: {}\n",
+        with_password(&src.url),
+        with_password(&dst.url)
+    )
+}
+
+/// `ferry compare` over the same databases (a task file of its own).
+fn compare_equal(dir: &std::path::Path, src: &Db, dst: &Db) {
+    let f = common::task_file(dir, &src.url, &dst.url, "");
+    let c = ferry(&["compare", &f]);
+    assert!(
+        c.status.success(),
+        "source and target differ:\n{}",
+        text(&c)
+    );
+}
+
+const T: Duration = Duration::from_secs(60);
+
+/// creating → configuring → starting → incremental → paused → starting →
+/// incremental → ending → ended → deleted, with changes made while it streamed and
+/// while it was paused all arriving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("acme", 100.0).await;
+    let (src, dst) = databases(20_000).await;
+    let id = svc
+        .create(&tok, &spec("shop", "full+incremental", &src, &dst), None)
+        .await;
+    let v = svc.wait_state(&tok, &id, "configuring", T).await;
+    assert_eq!(
+        v["allowed_actions"],
+        json!(["start", "schedule", "end", "delete"])
+    );
+
+    let (s, _) = svc.act(&tok, &id, "start").await;
+    assert_eq!(s, 202);
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        "INSERT INTO acct VALUES (1000001, 'live', 1); DELETE FROM acct WHERE id = 7;",
+    )
+    .await;
+
+    let (s, _) = svc.act(&tok, &id, "pause").await;
+    assert_eq!(s, 202);
+    svc.wait_state(&tok, &id, "paused", T).await;
+    // a paused task cannot be started or deleted: 409 with what is allowed
+    let (s, v) = svc.act(&tok, &id, "start").await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["state"], "paused");
+    assert_eq!(v["allowed"], json!(["resume", "end"]));
+    let (s, _) = svc
+        .call("DELETE", &format!("/api/v1/tasks/{id}"), &tok, None)
+        .await;
+    assert_eq!(s, 409);
+    ferry_testkit::pg_exec(&src.url, "UPDATE acct SET balance = 5 WHERE id <= 100; INSERT INTO acct VALUES (1000002, 'paused', 2);").await;
+
+    let (s, _) = svc.act(&tok, &id, "resume").await;
+    assert_eq!(s, 202);
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    // the changes made while paused arrive: wait for the last of them on the target
+    let t0 = Instant::now();
+    while common::query_lines(
+        "postgres",
+        &dst.url,
+        "SELECT count(*) FROM acct WHERE id = 1000002",
+    )
+    .await
+        != ["1"]
+    {
+        assert!(
+            t0.elapsed() < T,
+            "changes made while paused never arrived\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, _) = svc.act(&tok, &id, "end").await;
+    assert_eq!(s, 202);
+    let v = svc.wait_state(&tok, &id, "ended", T).await;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("dropped replication slot"),
+        "{v}"
+    );
+    compare_equal(dir.path(), &src, &dst);
+
+    // the events tell the whole story, in order
+    let states: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    let want = [
+        "creating",
+        "configuring",
+        "starting",
+        "incremental",
+        "paused",
+        "starting",
+        "incremental",
+        "ending",
+        "ended",
+    ];
+    let mut it = states.iter();
+    for w in want {
+        assert!(it.any(|s| *s == w), "events {states:?} lack {w} in order");
+    }
+    let (s, _) = svc
+        .call("DELETE", &format!("/api/v1/tasks/{id}"), &tok, None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = svc
+        .call("GET", &format!("/api/v1/tasks/{id}"), &tok, None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, list) = svc.call("GET", "/api/v1/tasks", &tok, None).await;
+    assert_eq!(list["total"], 0, "deleted tasks vanish from lists: {list}");
+    // the stored metadata holds no password
+    let db = std::fs::read(dir.path().join("data/ferry.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("s3cret"));
+    assert!(!svc.log().contains("s3cret"));
+}
+
+/// Tenants see only their own tasks; bad input is a 422 naming the field; an
+/// unreachable endpoint ends in create_failed with the reason; concurrent pause and
+/// end leave a valid state.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_are_isolated_and_bad_input_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let a = svc.tenant("alpha", 10.0).await;
+    let b = svc.tenant("beta", 10.0).await;
+    let (src, dst) = databases(100).await;
+    let id = svc
+        .create(&a, &spec("mine", "full+incremental", &src, &dst), None)
+        .await;
+    svc.wait_state(&a, &id, "configuring", T).await;
+
+    let (s, _) = svc
+        .call("GET", &format!("/api/v1/tasks/{id}"), &b, None)
+        .await;
+    assert_eq!(s, 404, "another tenant's task looks missing");
+    let (s, _) = svc.act(&b, &id, "start").await;
+    assert_eq!(s, 404);
+    let (_, list) = svc.call("GET", "/api/v1/tasks", &b, None).await;
+    assert_eq!(list["total"], 0);
+    let (_, list) = svc
+        .call("GET", "/api/v1/tasks?kind=migration&since=24h", ADMIN, None)
+        .await;
+    assert_eq!(list["total"], 1, "the admin sees all: {list}");
+    let (s, _) = svc.call("GET", "/api/v1/tasks", "nope", None).await;
+    assert_eq!(s, 401);
+    let (s, _) = svc
+        .call("POST", "/api/v1/tenants", &a, Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(s, 403, "only the admin creates tenants");
+
+    let (s, v) = svc
+        .call(
+            "POST",
+            "/api/v1/tasks",
+            &a,
+            Some(json!({"spec": "name: x\nkind: migration\n"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["field"], "spec");
+    let (s, v) = svc.call("GET", "/api/v1/tasks?state=bogus", &a, None).await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("state")));
+
+    // nothing listens on port 1: validation fails with the reason
+    let bad = spec("unreachable", "full", &src, &dst).replace(
+        &format!(":{}/", url::Url::parse(&src.url).unwrap().port().unwrap()),
+        ":1/",
+    );
+    let bad_id = svc.create(&a, &bad, None).await;
+    let v = svc.wait_state(&a, &bad_id, "create_failed", T).await;
+    assert!(v["reason"].as_str().unwrap().contains("source"), "{v}");
+    assert!(!v.to_string().contains("s3cret"));
+
+    // pause and end at once: whichever wins, the task ends up in a valid state
+    let (s, _) = svc.act(&a, &id, "start").await;
+    assert_eq!(s, 202);
+    svc.wait_state(&a, &id, "incremental", T).await;
+    let (p, e) = tokio::join!(svc.act(&a, &id, "pause"), svc.act(&a, &id, "end"));
+    assert!(p.0 == 202 || p.0 == 409, "{p:?}");
+    assert_eq!(
+        e.0, 202,
+        "end is allowed from incremental and from paused: {e:?}"
+    );
+    svc.wait_state(&a, &id, "ended", T).await;
+}
+
+/// A scheduled start survives a restart of the service; a full-only migration ends by
+/// itself once copied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_start_survives_a_service_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("acme", 100.0).await;
+    let (src, dst) = databases(5_000).await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(6);
+    let id = svc
+        .create(
+            &tok,
+            &spec("later", "full", &src, &dst),
+            Some(at.to_rfc3339()),
+        )
+        .await;
+    svc.wait_state(&tok, &id, "waiting_to_start", T).await;
+    svc.kill();
+    svc.spawn().await;
+    let v = svc.wait_state(&tok, &id, "ended", T).await;
+    assert!(
+        v["reason"].as_str().unwrap().contains("full copy finished"),
+        "{v}"
+    );
+    let started = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to"] == "starting")
+        .expect("a starting event");
+    let when = chrono::DateTime::parse_from_rfc3339(started["at"].as_str().unwrap()).unwrap();
+    assert!(when >= at, "started at {when}, before its time {at}");
+    assert_eq!(started["reason"], "the scheduled start time passed");
+    compare_equal(dir.path(), &src, &dst);
+}
+
+/// kill -9 of the node running a task: on restart the task shows `recovering`,
+/// then streams again from its checkpoint, losing and duplicating nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_s_task_recovers_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("acme", 100.0).await;
+    let (src, dst) = databases(10_000).await;
+    let id = svc
+        .create(&tok, &spec("crash", "full+incremental", &src, &dst), None)
+        .await;
+    svc.wait_state(&tok, &id, "configuring", T).await;
+    svc.act(&tok, &id, "start").await;
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        "INSERT INTO acct SELECT g, 'before', 1 FROM generate_series(2000001, 2001000) g;",
+    )
+    .await;
+    svc.kill();
+    ferry_testkit::pg_exec(
+        &src.url,
+        "UPDATE acct SET balance = 9 WHERE id > 2000500; DELETE FROM acct WHERE id < 50;",
+    )
+    .await;
+    let t0 = Instant::now();
+    svc.spawn().await;
+    // the dead node's lease runs out and the new node takes the task over
+    let v = svc.wait_state(&tok, &id, "recovering", T).await;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stopped renewing its lease"),
+        "{v:#}"
+    );
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?} to resume",
+        t0.elapsed()
+    );
+    let t0 = Instant::now();
+    while common::query_lines(
+        "postgres",
+        &dst.url,
+        "SELECT count(*) FROM acct WHERE balance = 9",
+    )
+    .await
+        != ["500"]
+    {
+        assert!(
+            t0.elapsed() < T,
+            "changes made while the worker was dead never arrived\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    svc.act(&tok, &id, "end").await;
+    svc.wait_state(&tok, &id, "ended", T).await;
+    compare_equal(dir.path(), &src, &dst);
+}
+
+/// A balance that runs out freezes the tenant's running task (positions kept); an
+/// admin top-up sends it back to streaming, and changes made while frozen arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_balance_running_out_freezes_and_a_top_up_thaws() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3,600 per task-hour = 1 per second, charged every second
+    let svc = Service::start(
+        dir.path(),
+        &["--price-task-hour", "3600", "--meter-every", "1"],
+    )
+    .await;
+    let tok = svc.tenant("poor", 4.0).await;
+    let (src, dst) = databases(1_000).await;
+    let id = svc
+        .create(&tok, &spec("meter", "full+incremental", &src, &dst), None)
+        .await;
+    svc.wait_state(&tok, &id, "configuring", T).await;
+    svc.act(&tok, &id, "start").await;
+    let v = svc.wait_state(&tok, &id, "frozen", T).await;
+    assert!(v["reason"].as_str().unwrap().contains("balance"), "{v}");
+    let (_, t) = svc.call("GET", "/api/v1/tenants/poor", &tok, None).await;
+    assert!(t["balance"].as_f64().unwrap() <= 0.0, "{t}");
+    assert!(t["usage"].as_f64().unwrap() >= 4.0, "{t}");
+    ferry_testkit::pg_exec(&src.url, "INSERT INTO acct VALUES (3000001, 'frozen', 1);").await;
+    let (s, _) = svc
+        .call(
+            "POST",
+            "/api/v1/tenants/poor/topup",
+            ADMIN,
+            Some(json!({"amount": 1000})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let v = svc.wait_state(&tok, &id, "incremental", T).await;
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["from"] == "frozen"),
+        "{v:#}"
+    );
+    let t0 = Instant::now();
+    while common::query_lines(
+        "postgres",
+        &dst.url,
+        "SELECT count(*) FROM acct WHERE id = 3000001",
+    )
+    .await
+        != ["1"]
+    {
+        assert!(
+            t0.elapsed() < T,
+            "the change made while frozen never arrived\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    svc.act(&tok, &id, "end").await;
+    svc.wait_state(&tok, &id, "ended", T).await;
+}
