@@ -74,6 +74,15 @@ pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceRe
         .unwrap_or_else(|| format!("sqlite://{}", cfg.data_dir.join("ferry.db").display()));
     let store = Store::open(&meta).await?;
     let secrets = Secrets::load(&cfg.data_dir.join("secret.key"))?;
+    // every node must seal with the same key, or one cannot read what another stored
+    let canary = store.kv_init("key_check", &secrets.seal("ferry")).await?;
+    if secrets.open(&canary).is_err() {
+        return Err(ServiceError::Unavailable(
+            "this node's secret key differs from the one the metadata was written with; \
+             give every node the same FERRY_SECRET_KEY (or the same key file)"
+                .into(),
+        ));
+    }
     let control = Control::new(store, secrets);
     let node = format!(
         "{}-{}",

@@ -39,6 +39,7 @@ fn migrations(postgres: bool) -> Vec<String> {
                from_state TEXT, to_state TEXT NOT NULL, reason TEXT)"
         ),
         "CREATE INDEX events_task ON events (task_id, id)".into(),
+        "CREATE TABLE meta_kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)".into(),
     ]
 }
 
@@ -211,6 +212,21 @@ impl Store {
     }
 
     async fn migrate(&self, postgres: bool) -> ServiceResult<()> {
+        // nodes starting together race for the same versions: the loser rereads
+        let mut attempt = 0;
+        loop {
+            match self.migrate_once(postgres).await {
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!("migration attempt {attempt} lost a race: {e}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn migrate_once(&self, postgres: bool) -> ServiceResult<()> {
         sqlx::query("CREATE TABLE IF NOT EXISTS meta_migrations (version BIGINT PRIMARY KEY)")
             .execute(&self.pool)
             .await?;
@@ -235,6 +251,28 @@ impl Store {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// A small setting shared by all nodes.
+    pub async fn kv(&self, k: &str) -> ServiceResult<Option<String>> {
+        Ok(sqlx::query("SELECT v FROM meta_kv WHERE k = $1")
+            .bind(k)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?)
+    }
+
+    /// Sets `k` unless it is set; returns the value now stored.
+    pub async fn kv_init(&self, k: &str, v: &str) -> ServiceResult<String> {
+        let _ = sqlx::query("INSERT INTO meta_kv (k, v) VALUES ($1, $2)")
+            .bind(k)
+            .bind(v)
+            .execute(&self.pool)
+            .await;
+        self.kv(k)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("setting {k} was not stored")))
     }
 
     // ---- tenants ----

@@ -68,6 +68,9 @@ enum Command {
         /// API address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Serve the API only; tasks run on `ferry worker` nodes.
+        #[arg(long)]
+        no_worker: bool,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -177,7 +180,15 @@ fn load(task: &Path) -> Result<TaskSpec> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, node } => run_node(node.config(Some(listen))).await,
+        Command::Serve {
+            listen,
+            no_worker,
+            node,
+        } => {
+            let mut cfg = node.config(Some(listen));
+            cfg.work = !no_worker;
+            run_node(cfg).await
+        }
         Command::Worker { node } => run_node(node.config(None)).await,
         Command::Task { client, cmd } => client::task(&client, cmd).await,
         Command::Tenant { client, cmd } => client::tenant(&client, cmd).await,

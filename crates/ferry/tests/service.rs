@@ -19,6 +19,7 @@ struct Service {
     dir: std::path::PathBuf,
     port: u16,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 const ADMIN: &str = "test-admin-token";
@@ -33,6 +34,10 @@ fn free_port() -> u16 {
 
 impl Service {
     async fn start(dir: &std::path::Path, extra: &[&str]) -> Service {
+        Service::start_with(dir, extra, &[]).await
+    }
+
+    async fn start_with(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Service {
         let port = free_port();
         let mut s = Service {
             child: None,
@@ -40,6 +45,10 @@ impl Service {
             dir: dir.to_path_buf(),
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn().await;
         s
@@ -58,6 +67,7 @@ impl Service {
             .args(&self.extra)
             .env("FERRY_ADMIN_TOKEN", ADMIN)
             .env("FERRY_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -565,4 +575,131 @@ async fn a_balance_running_out_freezes_and_a_top_up_thaws() {
     }
     svc.act(&tok, &id, "end").await;
     svc.wait_state(&tok, &id, "ended", T).await;
+}
+
+/// A `ferry worker` node (no API), killed when dropped; `id` is its lease-owner name.
+struct WorkerNode {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl WorkerNode {
+    fn start(dir: &std::path::Path, name: &str, meta: &str, key: &str) -> WorkerNode {
+        let log = dir.join(format!("{name}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["worker", "--meta", meta, "--data-dir"])
+            .arg(dir.join(name))
+            .env("FERRY_SECRET_KEY", key)
+            .env("FERRY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("spawn ferry worker");
+        WorkerNode { child, log }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Several nodes on one PostgreSQL metadata DB: an API-only node and two workers.
+/// kill -9 of the worker running a task mid-stream → the other worker takes it over
+/// within 30 s (it shows `recovering`), resumes from the checkpoint, and the target
+/// ends up equal to the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_share_postgres_metadata_and_one_takes_over_from_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = fresh("postgres", "meta").await;
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let svc = Service::start_with(
+        dir.path(),
+        &["--meta", &meta.url, "--no-worker"],
+        &[("FERRY_SECRET_KEY", key)],
+    )
+    .await;
+    let mut workers = vec![
+        WorkerNode::start(dir.path(), "w1", &meta.url, key),
+        WorkerNode::start(dir.path(), "w2", &meta.url, key),
+    ];
+    // a node with another key refuses to start rather than misread the secrets
+    let other = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["worker", "--meta", &meta.url, "--data-dir"])
+        .arg(dir.path().join("w3"))
+        .env("FERRY_SECRET_KEY", "another key")
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(
+        text(&other).contains("same FERRY_SECRET_KEY"),
+        "{}",
+        text(&other)
+    );
+
+    let tok = svc.tenant("acme", 100.0).await;
+    let (src, dst) = databases(20_000).await;
+    let id = svc
+        .create(&tok, &spec("shared", "full+incremental", &src, &dst), None)
+        .await;
+    svc.wait_state(&tok, &id, "configuring", T).await;
+    svc.act(&tok, &id, "start").await;
+    let v = svc.wait_state(&tok, &id, "incremental", T).await;
+    let owner = v["worker"]
+        .as_str()
+        .expect("a worker holds the task")
+        .to_string();
+    let i = workers
+        .iter()
+        .position(|w| w.text().contains(&owner))
+        .unwrap_or_else(|| panic!("no worker is {owner}"));
+    ferry_testkit::pg_exec(
+        &src.url,
+        "INSERT INTO acct SELECT g, 'before', 1 FROM generate_series(2000001, 2001000) g;",
+    )
+    .await;
+    let dead = workers.remove(i);
+    let t0 = Instant::now();
+    drop(dead); // kill -9
+    ferry_testkit::pg_exec(
+        &src.url,
+        "UPDATE acct SET balance = 9 WHERE id > 2000500; DELETE FROM acct WHERE id < 50;",
+    )
+    .await;
+    let v = svc.wait_state(&tok, &id, "recovering", T).await;
+    assert!(v["reason"].as_str().unwrap().contains(&owner), "{v:#}");
+    let v = svc.wait_state(&tok, &id, "incremental", T).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_ne!(v["worker"].as_str(), Some(owner.as_str()), "{v:#}");
+    let t0 = Instant::now();
+    while common::query_lines(
+        "postgres",
+        &dst.url,
+        "SELECT count(*) FROM acct WHERE balance = 9",
+    )
+    .await
+        != ["500"]
+    {
+        assert!(
+            t0.elapsed() < T,
+            "changes never arrived\n{}",
+            workers[0].text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    svc.act(&tok, &id, "end").await;
+    svc.wait_state(&tok, &id, "ended", T).await;
+    compare_equal(dir.path(), &src, &dst);
 }
