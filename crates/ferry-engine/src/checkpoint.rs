@@ -113,6 +113,44 @@ pub async fn stages(
         .collect())
 }
 
+/// Copy progress of one table, as the target's checkpoint rows record it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableProgress {
+    /// Target table.
+    pub table: String,
+    /// `created`, `indexed`, `done` (none before the table exists).
+    pub stage: Option<String>,
+    /// Chunks committed.
+    pub chunks_done: u64,
+    /// Chunks planned.
+    pub chunks: u64,
+    /// Rows committed by the done chunks.
+    pub rows: u64,
+}
+
+/// Per-table copy progress of `task`.
+pub async fn table_progress(conn: &mut Conn, task: &str) -> Result<Vec<TableProgress>> {
+    let rows = conn
+        .query_text(&format!(
+            "SELECT c.table_name, MAX(t.stage), SUM(c.done), COUNT(*), SUM(c.rows_copied) \
+             FROM ferry.chunks c LEFT JOIN ferry.tables t ON t.task = c.task AND t.table_name = c.table_name \
+             WHERE c.task = {} GROUP BY c.table_name ORDER BY c.table_name",
+            conn.literal(task)
+        ))
+        .await?;
+    let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok(rows
+        .iter()
+        .map(|r| TableProgress {
+            table: r[0].clone().unwrap_or_default(),
+            stage: r[1].clone(),
+            chunks_done: num(&r[2]),
+            chunks: num(&r[3]),
+            rows: num(&r[4]),
+        })
+        .collect())
+}
+
 /// Records a table's stage (`created`, `indexed`, `done`).
 pub async fn set_stage(conn: &mut Conn, task: &str, table: &TableId, stage: &str) -> Result<()> {
     let (t, n) = (conn.literal(task), conn.literal(&table.to_string()));

@@ -459,7 +459,7 @@ async fn tenant_json(app: &App, name: &str) -> ApiResult<Json_> {
         "name": t.name,
         "balance": t.balance_micros as f64 / 1e6,
         "usage": t.usage_micros as f64 / 1e6,
-        "webhook": t.webhook,
+        "webhook": t.webhook.as_deref().and_then(|w| serde_json::from_str::<Json_>(w).ok()),
         "tasks_by_state": by_state,
     }))
 }
@@ -473,6 +473,25 @@ async fn show_tenant(
     if !c.sees(&name) {
         return Err(ServiceError::NotFound(format!("tenant {name:?}")));
     }
+    tenant_json(&app, &name).await.map(Json)
+}
+
+async fn set_webhook(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(hook): Json<crate::notify::Webhook>,
+) -> ApiResult<Json<Json_>> {
+    let c = caller(&app, &headers).await?;
+    if !c.sees(&name) {
+        return Err(ServiceError::NotFound(format!("tenant {name:?}")));
+    }
+    hook.validate().map_err(|reason| ServiceError::Invalid {
+        field: "url".into(),
+        reason,
+    })?;
+    let text = serde_json::to_string(&hook).expect("serialisable");
+    app.control.store.set_webhook(&name, Some(&text)).await?;
     tenant_json(&app, &name).await.map(Json)
 }
 
@@ -512,5 +531,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/tenants", post(create_tenant))
         .route("/api/v1/tenants/{name}", get(show_tenant))
         .route("/api/v1/tenants/{name}/topup", post(topup))
+        .route(
+            "/api/v1/tenants/{name}/webhook",
+            axum::routing::put(set_webhook),
+        )
         .with_state(app)
 }

@@ -190,12 +190,22 @@ impl Control {
                 .await?
             {
                 tracing::info!(task = id, from = %t.state, to = %to, reason = reason.unwrap_or(""), "state");
-                return Ok(TaskRow {
+                let from = t.state;
+                let t = TaskRow {
                     state: to,
                     reason: reason.map(String::from),
                     frozen_from,
                     ..t
-                });
+                };
+                if to.is_failure() && from != to {
+                    crate::notify::send(
+                        self.store.clone(),
+                        &t,
+                        "task_failed",
+                        serde_json::json!({"from": from.id()}),
+                    );
+                }
+                return Ok(t);
             }
         }
         Err(ServiceError::Conflict(format!(

@@ -6,6 +6,7 @@ pub mod api;
 pub mod billing;
 pub mod control;
 pub mod error;
+pub mod notify;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -31,6 +31,11 @@ struct Runner {
     /// Set when the runner finished: the engine's outcome.
     outcome: Arc<Mutex<Option<Outcome>>>,
     stopping_since: Option<Instant>,
+    /// When progress was last written to the store.
+    reported: Option<Instant>,
+    /// Since when the lag is above the tenant's threshold, and whether that was
+    /// already reported.
+    lag_high: Option<(Instant, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +214,8 @@ impl Worker {
                 metrics,
                 outcome,
                 stopping_since: None,
+                reported: None,
+                lag_high: None,
             },
         );
         Ok(())
@@ -312,6 +319,7 @@ impl Worker {
             }
             return Ok(());
         }
+        self.report(t).await;
         let cause = match phase.as_str() {
             "full" if matches!(t.state, State::Starting | State::Recovering) => {
                 Some(Cause::FullStarted)
@@ -340,6 +348,81 @@ impl Worker {
             let _ = c.apply(&t.id, cause, Some(&why)).await;
         }
         Ok(())
+    }
+
+    /// Writes the task's live progress (every 2 s): phase, applied position, lag,
+    /// totals, and during the full phase the per-table chunk progress.
+    async fn report(&self, t: &TaskRow) {
+        let m = {
+            let mut runners = self.runners.lock().unwrap();
+            let Some(r) = runners.get_mut(&t.id) else {
+                return;
+            };
+            if r.reported
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(2))
+            {
+                return;
+            }
+            r.reported = Some(Instant::now());
+            r.metrics.clone()
+        };
+        let mut p = serde_json::json!({
+            "phase": m.state(),
+            "position": m.position(),
+            "lag_seconds": m.lag_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6,
+            "transactions_applied": m.txns.load(std::sync::atomic::Ordering::Relaxed),
+            "rows_applied": m.rows.load(std::sync::atomic::Ordering::Relaxed),
+            "recoveries": m.recoveries.load(std::sync::atomic::Ordering::Relaxed),
+            "at": crate::api::rfc3339(now_ms()),
+        });
+        if matches!(
+            t.state,
+            State::Starting | State::Full | State::Initializing | State::Recovering
+        ) {
+            if let Ok(spec) = self.control.spec(t) {
+                if let Ok(mut dst) = Conn::open(&spec, Role::Target).await {
+                    if let Ok(tables) =
+                        ferry_engine::checkpoint::table_progress(&mut dst, &t.id).await
+                    {
+                        p["tables"] = serde_json::to_value(tables).unwrap_or_default();
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.control.store.set_progress(&t.id, &p.to_string()).await {
+            tracing::debug!(task = %t.id, "progress not stored: {e}");
+        }
+        let lag = p["lag_seconds"].as_f64().unwrap_or(0.0);
+        if let Some(hook) = crate::notify::webhook_of(&self.control.store, &t.tenant).await {
+            if let Some(limit) = hook.lag_seconds {
+                let for_secs = hook.lag_for_seconds.unwrap_or(0.0);
+                let fire = {
+                    let mut runners = self.runners.lock().unwrap();
+                    let Some(r) = runners.get_mut(&t.id) else {
+                        return;
+                    };
+                    if lag <= limit {
+                        r.lag_high = None;
+                        false
+                    } else {
+                        let (since, sent) = *r.lag_high.get_or_insert((Instant::now(), false));
+                        let due = !sent && since.elapsed().as_secs_f64() >= for_secs;
+                        if due {
+                            r.lag_high = Some((since, true));
+                        }
+                        due
+                    }
+                };
+                if fire {
+                    crate::notify::send(
+                        self.control.store.clone(),
+                        t,
+                        "lag_high",
+                        serde_json::json!({"lag_seconds": lag, "threshold_seconds": limit, "for_seconds": for_secs}),
+                    );
+                }
+            }
+        }
     }
 
     fn back_off(&self, id: &str) {

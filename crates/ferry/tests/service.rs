@@ -222,6 +222,52 @@ fn spec(name: &str, mode: &str, src: &Db, dst: &Db) -> String {
     )
 }
 
+/// A local HTTP endpoint that hands every POSTed body to the returned channel.
+async fn webhook_sink() -> (String, tokio::sync::mpsc::Receiver<Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let body = &buf[end + 4..end + 4 + len];
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                                .await;
+                            let _ = tx
+                                .send(serde_json::from_slice(body).unwrap_or(Value::Null))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
 /// `ferry compare` over the same databases (a task file of its own).
 fn compare_equal(dir: &std::path::Path, src: &Db, dst: &Db) {
     let f = common::task_file(dir, &src.url, &dst.url, "");
@@ -294,6 +340,19 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
             "changes made while paused never arrived\n{}",
             svc.log()
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // progress: the phase and what was applied, as the worker last wrote it
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = svc
+            .call("GET", &format!("/api/v1/tasks/{id}"), &tok, None)
+            .await;
+        let p = &v["progress"];
+        if p["phase"] == "incremental" && p["rows_applied"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(t0.elapsed() < T, "no progress reported: {v:#}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (s, _) = svc.act(&tok, &id, "end").await;
@@ -393,6 +452,27 @@ async fn tenants_are_isolated_and_bad_input_is_explained() {
     let (s, v) = svc.call("GET", "/api/v1/tasks?state=bogus", &a, None).await;
     assert_eq!((s, v["field"].as_str()), (422, Some("state")));
 
+    // the tenant's webhook hears about failures
+    let (hook, mut heard) = webhook_sink().await;
+    let (s, v) = svc
+        .call(
+            "PUT",
+            "/api/v1/tenants/alpha/webhook",
+            &a,
+            Some(json!({"url": hook, "lag_seconds": 30, "lag_for_seconds": 60})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = svc
+        .call(
+            "PUT",
+            "/api/v1/tenants/alpha/webhook",
+            &a,
+            Some(json!({"url": "ftp://x"})),
+        )
+        .await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("url")), "{v}");
+
     // nothing listens on port 1: validation fails with the reason
     let bad = spec("unreachable", "full", &src, &dst).replace(
         &format!(":{}/", url::Url::parse(&src.url).unwrap().port().unwrap()),
@@ -402,6 +482,14 @@ async fn tenants_are_isolated_and_bad_input_is_explained() {
     let v = svc.wait_state(&a, &bad_id, "create_failed", T).await;
     assert!(v["reason"].as_str().unwrap().contains("source"), "{v}");
     assert!(!v.to_string().contains("s3cret"));
+    let note = tokio::time::timeout(T, heard.recv())
+        .await
+        .expect("webhook called")
+        .unwrap();
+    assert_eq!(note["event"], "task_failed", "{note}");
+    assert_eq!(note["task"]["id"], bad_id.as_str());
+    assert_eq!(note["task"]["state"], "create_failed");
+    assert!(!note.to_string().contains("s3cret"));
 
     // pause and end at once: whichever wins, the task ends up in a valid state
     let (s, _) = svc.act(&a, &id, "start").await;
