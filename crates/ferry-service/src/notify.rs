@@ -30,7 +30,7 @@ impl Webhook {
                 "only http:// webhooks are supported (put a TLS proxy in front for https)".into(),
             );
         }
-        if self.lag_seconds.is_some_and(|s| !(s > 0.0))
+        if self.lag_seconds.is_some_and(|s| s.is_nan() || s <= 0.0)
             || self.lag_for_seconds.is_some_and(|s| s < 0.0)
         {
             return Err("lag_seconds must be > 0 and lag_for_seconds ≥ 0".into());
