@@ -520,9 +520,26 @@ async fn metrics(AxState(app): AxState<Shared>) -> ApiResult<String> {
     Ok(out)
 }
 
-/// The API's routes.
+/// The OpenAPI document (kept beside the routes; a test checks they match).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// The API's routes, with Swagger UI at `/api/v1/docs`.
 pub fn router(app: Arc<App>) -> Router {
+    let doc: utoipa::openapi::OpenApi =
+        serde_json::from_str(OPENAPI).expect("openapi.json is a valid OpenAPI document");
+    let docs =
+        utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs").url("/api/v1/docs/openapi.json", doc);
     Router::new()
+        .merge(docs)
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/tasks", post(create_task).get(list_tasks))
@@ -536,4 +553,13 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::put(set_webhook),
         )
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_parses() {
+        let doc: utoipa::openapi::OpenApi = serde_json::from_str(super::OPENAPI).unwrap();
+        assert!(doc.paths.paths.contains_key("/api/v1/tasks/{id}/{action}"));
+    }
 }
