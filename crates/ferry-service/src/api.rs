@@ -523,6 +523,13 @@ async fn metrics(AxState(app): AxState<Shared>) -> ApiResult<String> {
 /// The OpenAPI document (kept beside the routes; a test checks they match).
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The web console: one static page over this API (the token stays in the browser).
+const CONSOLE: &str = include_str!("console.html");
+
+async fn console() -> axum::response::Html<&'static str> {
+    axum::response::Html(CONSOLE)
+}
+
 async fn openapi() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -539,6 +546,7 @@ pub fn router(app: Arc<App>) -> Router {
         utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs").url("/api/v1/docs/openapi.json", doc);
     Router::new()
         .merge(docs)
+        .route("/", get(console))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

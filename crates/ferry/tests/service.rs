@@ -834,4 +834,8 @@ async fn the_openapi_document_matches_the_routes() {
         .unwrap();
     assert_eq!(ui.status().as_u16(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"), "Swagger UI");
+    let console = reqwest::get(format!("{}/", svc.base)).await.unwrap();
+    assert_eq!(console.status().as_u16(), 200);
+    let html = console.text().await.unwrap();
+    assert!(html.contains("/api/v1/tasks") && html.contains("waiting_to_start"), "console page");
 }
