@@ -71,6 +71,10 @@ impl IntoResponse for ServiceError {
             ServiceError::Forbidden(_) => {
                 (StatusCode::FORBIDDEN, json!({"error": self.to_string()}))
             }
+            ServiceError::NotImplemented(_) => (
+                StatusCode::NOT_IMPLEMENTED,
+                json!({"error": self.to_string()}),
+            ),
             ServiceError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": self.to_string()}),

@@ -252,6 +252,15 @@ impl Control {
                     .await
                     .map(Some)
             }
+            Action::Edit | Action::Switchover | Action::Failover => {
+                // refuse what the state does not allow first, then say what is missing
+                lifecycle::next(t.kind, t.state, Cause::User(action))
+                    .map_err(ServiceError::Refused)?;
+                Err(ServiceError::NotImplemented(format!(
+                    "{} is not implemented in this build yet; the task is unchanged",
+                    action.id()
+                )))
+            }
             a => {
                 let reason = format!("{} requested", a.id());
                 self.apply(id, Cause::User(a), Some(&reason))

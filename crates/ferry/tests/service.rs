@@ -308,6 +308,10 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
     )
     .await;
 
+    // a migration has no object edits
+    let (s, v) = svc.act(&tok, &id, "edit").await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["allowed"], json!(["pause", "end"]));
     let (s, _) = svc.act(&tok, &id, "pause").await;
     assert_eq!(s, 202);
     svc.wait_state(&tok, &id, "paused", T).await;
@@ -837,5 +841,8 @@ async fn the_openapi_document_matches_the_routes() {
     let console = reqwest::get(format!("{}/", svc.base)).await.unwrap();
     assert_eq!(console.status().as_u16(), 200);
     let html = console.text().await.unwrap();
-    assert!(html.contains("/api/v1/tasks") && html.contains("waiting_to_start"), "console page");
+    assert!(
+        html.contains("/api/v1/tasks") && html.contains("waiting_to_start"),
+        "console page"
+    );
 }
