@@ -363,6 +363,7 @@ fn table(kind: Kind, from: State, cause: Cause) -> Option<State> {
             | S::StartFailed
             | S::FullFailed
             | S::IncrementalFailed
+            | S::ChangeFailed
             | S::Abnormal,
             C::User(A::Start),
         ) => Some(S::Starting),

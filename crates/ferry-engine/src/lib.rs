@@ -3,6 +3,7 @@
 //! and compare.
 
 pub mod abort_on_drop;
+pub mod add_tables;
 pub mod apply;
 pub mod check;
 pub mod checkpoint;

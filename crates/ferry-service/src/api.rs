@@ -333,7 +333,10 @@ async fn show_task(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
+    /// schedule: when.
     start_at: Option<String>,
+    /// edit: the new `objects` section.
+    objects: Option<Json_>,
 }
 
 async fn act(
@@ -346,8 +349,17 @@ async fn act(
     let a = Action::from_id(&action)
         .filter(|a| *a != Action::Delete)
         .ok_or_else(|| ServiceError::NotFound(format!("action {action:?} (start, schedule, pause, resume, end, edit, switchover, failover)")))?;
+    let body = body.map(|b| b.0).unwrap_or_default();
+    if a == Action::Edit {
+        let objects = body.objects.ok_or_else(|| ServiceError::Invalid {
+            field: "objects".into(),
+            reason: "an edit needs the new objects: {include, exclude, rename}".into(),
+        })?;
+        let t = app.control.edit(&c, &id, objects).await?;
+        return Ok((StatusCode::ACCEPTED, Json(task_json(&app.control, &t))).into_response());
+    }
     let start_at = body
-        .and_then(|b| b.0.start_at)
+        .start_at
         .map(|s| parse_time("start_at", &s))
         .transpose()?;
     match app.control.act(&c, &id, a, start_at).await? {

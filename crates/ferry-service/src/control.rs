@@ -130,6 +130,7 @@ impl Control {
             lease_owner: None,
             lease_until_ms: None,
             progress: None,
+            pending_spec: None,
             created_ms: now_ms(),
             updated_ms: now_ms(),
         };
@@ -140,7 +141,12 @@ impl Control {
     /// The runnable spec of a task: its stored YAML, named after the task id (which
     /// names the checkpoint rows and the replication slot), with the passwords.
     pub fn spec(&self, t: &TaskRow) -> ServiceResult<TaskSpec> {
-        let mut spec = TaskSpec::from_yaml(&t.spec)
+        self.spec_from(t, &t.spec)
+    }
+
+    /// The runnable spec of `t` from `yaml` (its stored spec or a pending edit).
+    pub fn spec_from(&self, t: &TaskRow, yaml: &str) -> ServiceResult<TaskSpec> {
+        let mut spec = TaskSpec::from_yaml(yaml)
             .map_err(|e| ServiceError::Internal(format!("stored spec of {}: {e}", t.id)))?;
         spec.name = t.id.clone();
         let sealed: Sealed = serde_json::from_str(&t.secrets)
@@ -252,7 +258,11 @@ impl Control {
                     .await
                     .map(Some)
             }
-            Action::Edit | Action::Switchover | Action::Failover => {
+            Action::Edit => Err(ServiceError::Invalid {
+                field: "objects".into(),
+                reason: "an edit needs the new objects: {include, exclude, rename}".into(),
+            }),
+            Action::Switchover | Action::Failover => {
                 // refuse what the state does not allow first, then say what is missing
                 lifecycle::next(t.kind, t.state, Cause::User(action))
                     .map_err(ServiceError::Refused)?;
@@ -266,6 +276,56 @@ impl Control {
                 self.apply(id, Cause::User(a), Some(&reason))
                     .await
                     .map(Some)
+            }
+        }
+    }
+}
+
+impl Control {
+    /// A sync edit: the task's objects become `objects` (the task file's `objects:`
+    /// section). Validated now; a worker applies it while the task shows `changing`.
+    pub async fn edit(
+        &self,
+        caller: &Caller,
+        id: &str,
+        objects: serde_json::Value,
+    ) -> ServiceResult<TaskRow> {
+        let t = self.visible_task(caller, id).await?;
+        lifecycle::next(t.kind, t.state, Cause::User(Action::Edit))
+            .map_err(ServiceError::Refused)?;
+        let invalid = |reason: String| ServiceError::Invalid {
+            field: "objects".into(),
+            reason,
+        };
+        let objects: ferry_core::spec::ObjectsSpec =
+            serde_json::from_value(objects).map_err(|e| invalid(e.to_string()))?;
+        let mut doc: serde_yaml::Value =
+            serde_yaml::from_str(&t.spec).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let value = serde_yaml::to_value(serde_json::json!({
+            "include": objects.include,
+            "exclude": objects.exclude,
+            "rename": objects.rename,
+        }))
+        .map_err(|e| invalid(e.to_string()))?;
+        if let serde_yaml::Value::Mapping(m) = &mut doc {
+            m.insert("objects".into(), value);
+        }
+        let yaml =
+            serde_yaml::to_string(&doc).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        TaskSpec::from_yaml(&yaml).map_err(|e| invalid(e.to_string()))?;
+        self.store.set_pending_spec(id, Some(&yaml)).await?;
+        match self
+            .apply(
+                id,
+                Cause::User(Action::Edit),
+                Some("applying the edited objects"),
+            )
+            .await
+        {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                self.store.set_pending_spec(id, None).await?;
+                Err(e)
             }
         }
     }

@@ -40,6 +40,7 @@ fn migrations(postgres: bool) -> Vec<String> {
         ),
         "CREATE INDEX events_task ON events (task_id, id)".into(),
         "CREATE TABLE meta_kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)".into(),
+        "ALTER TABLE tasks ADD COLUMN pending_spec TEXT".into(),
     ]
 }
 
@@ -85,6 +86,8 @@ pub struct TaskRow {
     pub lease_until_ms: Option<i64>,
     /// Progress JSON written by the worker.
     pub progress: Option<String>,
+    /// An edited spec waiting to be applied (sync edits).
+    pub pending_spec: Option<String>,
     /// Created.
     pub created_ms: i64,
     /// Last change.
@@ -130,7 +133,7 @@ pub struct Store {
 }
 
 const TASK_COLUMNS: &str = "id, tenant, name, kind, state, reason, spec, secrets, start_at_ms, \
-    frozen_from, lease_owner, lease_until_ms, progress, created_ms, updated_ms";
+    frozen_from, lease_owner, lease_until_ms, progress, pending_spec, created_ms, updated_ms";
 
 fn state_of(s: &str) -> ServiceResult<State> {
     State::from_id(s).ok_or_else(|| ServiceError::Internal(format!("unknown state {s:?} in store")))
@@ -156,6 +159,7 @@ fn task_of(r: &AnyRow) -> ServiceResult<TaskRow> {
         lease_owner: r.try_get("lease_owner")?,
         lease_until_ms: r.try_get("lease_until_ms")?,
         progress: r.try_get("progress")?,
+        pending_spec: r.try_get("pending_spec")?,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
     })
@@ -556,6 +560,27 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Stores (or clears) an edited spec waiting to be applied.
+    pub async fn set_pending_spec(&self, id: &str, spec: Option<&str>) -> ServiceResult<()> {
+        sqlx::query("UPDATE tasks SET pending_spec = $1 WHERE id = $2")
+            .bind(spec)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes the pending spec the task's spec.
+    pub async fn commit_pending_spec(&self, id: &str) -> ServiceResult<()> {
+        sqlx::query(
+            "UPDATE tasks SET spec = pending_spec, pending_spec = NULL WHERE id = $1 AND pending_spec IS NOT NULL",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -55,6 +55,8 @@ pub struct Worker {
     pub id: String,
     runners: Mutex<HashMap<String, Runner>>,
     retry_at: Mutex<HashMap<String, (Instant, Duration)>>,
+    /// Edits being applied here (task id → job).
+    edits: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Live metrics of the tasks running here, for `/metrics`.
     pub metrics: Mutex<HashMap<String, Arc<Metrics>>>,
 }
@@ -67,6 +69,7 @@ impl Worker {
             id,
             runners: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
+            edits: Mutex::new(HashMap::new()),
             metrics: Mutex::new(HashMap::new()),
         })
     }
@@ -100,9 +103,14 @@ impl Worker {
         let tasks = self.control.store.live_tasks().await?;
         let now = now_ms();
         let until = now + LEASE.as_millis() as i64;
+        self.edits.lock().unwrap().retain(|_, j| !j.is_finished());
         for t in tasks {
             if self.runners.lock().unwrap().contains_key(&t.id) {
                 self.tend(&t, until).await?;
+                continue;
+            }
+            if self.edits.lock().unwrap().contains_key(&t.id) {
+                self.control.store.lease(&t.id, &self.id, until).await?;
                 continue;
             }
             let due = match t.state {
@@ -173,9 +181,20 @@ impl Worker {
                     .await?;
                 self.start(&t)?;
             }
+            State::Changing => {
+                let control = c.clone();
+                let id = t.id.clone();
+                let job = tokio::spawn(async move {
+                    if let Err(e) = apply_edit(&control, &t).await {
+                        tracing::warn!(task = %t.id, "edit not applied: {e}");
+                    }
+                });
+                self.edits.lock().unwrap().insert(id, job);
+            }
             s if s.runs() => {
                 let mut t = t;
-                if !matches!(s, State::Starting | State::Recovering) {
+                let mine = t.lease_owner.as_deref() == Some(self.id.as_str());
+                if !matches!(s, State::Starting | State::Recovering) && !mine {
                     // it was running elsewhere (or here, before a restart)
                     let why = format!(
                         "the worker running the task ({}) stopped renewing its lease; resuming from the checkpoint on {}",
@@ -245,8 +264,8 @@ impl Worker {
                 r.stopping_since,
             )
         };
-        if !t.state.runs() {
-            // paused, ending, frozen: stop the engine (a full copy is cut off; its
+        if !t.state.runs() || t.state == State::Changing {
+            // paused, ending, frozen, being edited: stop the engine (a full copy is cut off; its
             // finished chunks are committed and the rest resumes later)
             let since = stopping.unwrap_or_else(Instant::now);
             let gone = {
@@ -433,6 +452,49 @@ impl Worker {
             .unwrap_or(Duration::from_secs(1));
         m.insert(id.to_string(), (Instant::now() + next, next));
     }
+}
+
+/// Applies a sync edit: copies the newly selected tables (the stream of the others
+/// resumes from its own position afterwards), then makes the edited spec the task's.
+async fn apply_edit(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()> {
+    let Some(pending) = t.pending_spec.as_deref() else {
+        c.apply(
+            &t.id,
+            Cause::EditFailed,
+            Some("the edit was lost; edit again"),
+        )
+        .await?;
+        return Ok(());
+    };
+    let result = async {
+        let old = c.spec(t).map_err(|e| e.to_string())?;
+        let new = c.spec_from(t, pending).map_err(|e| e.to_string())?;
+        let opts = RunOptions {
+            jobs: new.jobs.unwrap_or_else(ferry_engine::full::default_jobs),
+            quiet: true,
+        };
+        ferry_engine::add_tables::add_tables(&old, &new, &opts)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(added) => {
+            c.store.commit_pending_spec(&t.id).await?;
+            let why = if added.is_empty() {
+                "objects changed; no table to add".to_string()
+            } else {
+                let names: Vec<String> = added.iter().map(|t| t.to_string()).collect();
+                format!("added and copied {}", names.join(", "))
+            };
+            c.apply(&t.id, Cause::EditApplied, Some(&why)).await?;
+        }
+        Err(e) => {
+            c.store.set_pending_spec(&t.id, None).await?;
+            c.apply(&t.id, Cause::EditFailed, Some(&e)).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Releases the task's source resources; a slot still held by the connection of a

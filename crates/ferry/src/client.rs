@@ -98,6 +98,15 @@ pub enum TaskCmd {
         /// Task id.
         id: String,
     },
+    /// Sync: replaces the task's objects (a YAML file with include / exclude /
+    /// rename); added tables are copied while the others keep streaming.
+    Edit {
+        /// Task id.
+        id: String,
+        /// YAML file holding the new `objects` section.
+        #[arg(long)]
+        objects: PathBuf,
+    },
     /// Deletes an ended (or never started) task.
     Delete {
         /// Task id.
@@ -310,6 +319,21 @@ pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
                 M::POST,
                 &format!("/api/v1/tasks/{id}/schedule"),
                 Some(json!({"start_at": at})),
+            )
+            .await?
+        }
+        TaskCmd::Edit { id, objects } => {
+            let text = std::fs::read_to_string(&objects)
+                .with_context(|| format!("cannot read {}", objects.display()))?;
+            let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+                .with_context(|| format!("{} is not YAML", objects.display()))?;
+            // accept the section alone or a file with an `objects:` key
+            let yaml = yaml.get("objects").cloned().unwrap_or(yaml);
+            let objects = serde_json::to_value(yaml)?;
+            api.call(
+                M::POST,
+                &format!("/api/v1/tasks/{id}/edit"),
+                Some(json!({"objects": objects})),
             )
             .await?
         }
