@@ -399,7 +399,11 @@ fn table(kind: Kind, from: State, cause: Cause) -> Option<State> {
             Some(S::Changing)
         }
         (S::Changing, C::EditApplied) => Some(S::Incremental),
-        (S::Replicating, C::User(A::Switchover | A::Failover)) if dr => Some(S::Replicating),
+        (S::Replicating, C::User(A::Switchover)) if dr => Some(S::Replicating),
+        (
+            S::Replicating | S::Abnormal | S::Recovering | S::Initializing | S::Initialized,
+            C::User(A::Failover),
+        ) if dr => Some(S::Ending),
         (
             S::CreateFailed
             | S::Configuring

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod conn;
 pub mod copy;
+pub mod dr;
 pub mod full;
 pub mod incremental;
 pub mod mapping;

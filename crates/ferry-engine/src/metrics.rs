@@ -20,6 +20,7 @@ pub struct Metrics {
     state: Mutex<String>,
     position: Mutex<String>,
     reason: Mutex<String>,
+    seen: Mutex<Vec<String>>,
 }
 
 impl Metrics {
@@ -34,6 +35,20 @@ impl Metrics {
     /// Records the task state (`full`, `incremental`, `recovering`, …).
     pub fn set_state(&self, s: &str) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s.to_string();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.iter().any(|x| x == s) {
+            seen.push(s.to_string());
+        }
+    }
+
+    /// Whether the task was in state `s` at some point of this run (a watcher that
+    /// samples `state()` can miss a short phase).
+    pub fn saw(&self, s: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|x| x == s)
     }
 
     /// Records the last applied position.

@@ -123,6 +123,16 @@ async fn full_with_handoff(
     Ok((summary?, warnings))
 }
 
+/// Fixes where the task's stream will start — now — without copying: the slot is
+/// created (PostgreSQL) or the binlog position read (MySQL) and recorded on the
+/// target. A DR switchover calls this before opening the new primary to writes, so
+/// nothing written there can precede the stream.
+pub async fn start_stream_here(spec: &TaskSpec) -> Result<Vec<String>> {
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    start_without_copy(spec, &mut dst).await
+}
+
 /// `mode: incremental`: no copy; the stream starts at the slot's creation point
 /// (PostgreSQL) or at `start_position` / the current binlog position (MySQL).
 async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<String>> {

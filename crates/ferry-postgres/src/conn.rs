@@ -41,7 +41,8 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
             "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
              SET extra_float_digits = 3; SET bytea_output = 'hex'; SET TimeZone = 'UTC'; \
              SET client_encoding = 'UTF8'; SET statement_timeout = 0; SET client_min_messages = warning; \
-             SET idle_in_transaction_session_timeout = 0",
+             SET idle_in_transaction_session_timeout = 0; \
+             SET default_transaction_read_only = off",
         )
         .await
         .map_err(classify)?;

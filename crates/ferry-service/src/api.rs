@@ -71,10 +71,6 @@ impl IntoResponse for ServiceError {
             ServiceError::Forbidden(_) => {
                 (StatusCode::FORBIDDEN, json!({"error": self.to_string()}))
             }
-            ServiceError::NotImplemented(_) => (
-                StatusCode::NOT_IMPLEMENTED,
-                json!({"error": self.to_string()}),
-            ),
             ServiceError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": self.to_string()}),
@@ -351,10 +347,7 @@ async fn act(
         .ok_or_else(|| ServiceError::NotFound(format!("action {action:?} (start, schedule, pause, resume, end, edit, switchover, failover)")))?;
     let body = body.map(|b| b.0).unwrap_or_default();
     if a == Action::Edit {
-        let objects = body.objects.ok_or_else(|| ServiceError::Invalid {
-            field: "objects".into(),
-            reason: "an edit needs the new objects: {include, exclude, rename}".into(),
-        })?;
+        let objects = body.objects.unwrap_or(Json_::Null);
         let t = app.control.edit(&c, &id, objects).await?;
         return Ok((StatusCode::ACCEPTED, Json(task_json(&app.control, &t))).into_response());
     }

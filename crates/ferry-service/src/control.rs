@@ -42,9 +42,9 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// Stored passwords of a task.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Sealed {
-    source: Option<String>,
-    target: Option<String>,
+pub(crate) struct Sealed {
+    pub(crate) source: Option<String>,
+    pub(crate) target: Option<String>,
 }
 
 /// Takes the password out of a URL: (URL without it, password).
@@ -131,6 +131,7 @@ impl Control {
             lease_until_ms: None,
             progress: None,
             pending_spec: None,
+            pending_action: None,
             created_ms: now_ms(),
             updated_ms: now_ms(),
         };
@@ -263,13 +264,26 @@ impl Control {
                 reason: "an edit needs the new objects: {include, exclude, rename}".into(),
             }),
             Action::Switchover | Action::Failover => {
-                // refuse what the state does not allow first, then say what is missing
                 lifecycle::next(t.kind, t.state, Cause::User(action))
                     .map_err(ServiceError::Refused)?;
-                Err(ServiceError::NotImplemented(format!(
-                    "{} is not implemented in this build yet; the task is unchanged",
-                    action.id()
-                )))
+                if action == Action::Switchover && !self.spec(&t)?.rename.is_empty() {
+                    return Err(ServiceError::Invalid {
+                        field: "objects.rename".into(),
+                        reason: "a switchover reverses the direction; a task that renames schemas cannot be reversed".into(),
+                    });
+                }
+                self.store.set_pending_action(id, Some(action.id())).await?;
+                let reason = match action {
+                    Action::Switchover => "switchover requested: fencing the primary, then waiting for the standby to apply everything",
+                    _ => "failover requested: promoting the standby without waiting for the primary",
+                };
+                match self.apply(id, Cause::User(action), Some(reason)).await {
+                    Ok(t) => Ok(Some(t)),
+                    Err(e) => {
+                        self.store.set_pending_action(id, None).await?;
+                        Err(e)
+                    }
+                }
             }
             a => {
                 let reason = format!("{} requested", a.id());
@@ -297,6 +311,11 @@ impl Control {
             field: "objects".into(),
             reason,
         };
+        if objects.is_null() {
+            return Err(invalid(
+                "an edit needs the new objects: {include, exclude, rename}".into(),
+            ));
+        }
         let objects: ferry_core::spec::ObjectsSpec =
             serde_json::from_value(objects).map_err(|e| invalid(e.to_string()))?;
         let mut doc: serde_yaml::Value =

@@ -29,9 +29,6 @@ pub enum ServiceError {
     /// Admin-only: 403.
     #[error("forbidden: {0}")]
     Forbidden(String),
-    /// An action this build does not perform yet: 501.
-    #[error("{0}")]
-    NotImplemented(String),
     /// The metadata store cannot be reached: 503.
     #[error("{0}")]
     Unavailable(String),

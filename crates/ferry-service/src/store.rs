@@ -41,6 +41,7 @@ fn migrations(postgres: bool) -> Vec<String> {
         "CREATE INDEX events_task ON events (task_id, id)".into(),
         "CREATE TABLE meta_kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)".into(),
         "ALTER TABLE tasks ADD COLUMN pending_spec TEXT".into(),
+        "ALTER TABLE tasks ADD COLUMN pending_action TEXT".into(),
     ]
 }
 
@@ -88,6 +89,8 @@ pub struct TaskRow {
     pub progress: Option<String>,
     /// An edited spec waiting to be applied (sync edits).
     pub pending_spec: Option<String>,
+    /// A DR action waiting for the worker (`switchover`, `failover`).
+    pub pending_action: Option<String>,
     /// Created.
     pub created_ms: i64,
     /// Last change.
@@ -133,7 +136,7 @@ pub struct Store {
 }
 
 const TASK_COLUMNS: &str = "id, tenant, name, kind, state, reason, spec, secrets, start_at_ms, \
-    frozen_from, lease_owner, lease_until_ms, progress, pending_spec, created_ms, updated_ms";
+    frozen_from, lease_owner, lease_until_ms, progress, pending_spec, pending_action, created_ms, updated_ms";
 
 fn state_of(s: &str) -> ServiceResult<State> {
     State::from_id(s).ok_or_else(|| ServiceError::Internal(format!("unknown state {s:?} in store")))
@@ -160,6 +163,7 @@ fn task_of(r: &AnyRow) -> ServiceResult<TaskRow> {
         lease_until_ms: r.try_get("lease_until_ms")?,
         progress: r.try_get("progress")?,
         pending_spec: r.try_get("pending_spec")?,
+        pending_action: r.try_get("pending_action")?,
         created_ms: r.try_get("created_ms")?,
         updated_ms: r.try_get("updated_ms")?,
     })
@@ -567,6 +571,27 @@ impl Store {
     pub async fn set_pending_spec(&self, id: &str, spec: Option<&str>) -> ServiceResult<()> {
         sqlx::query("UPDATE tasks SET pending_spec = $1 WHERE id = $2")
             .bind(spec)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores (or clears) a DR action for the worker.
+    pub async fn set_pending_action(&self, id: &str, action: Option<&str>) -> ServiceResult<()> {
+        sqlx::query("UPDATE tasks SET pending_action = $1 WHERE id = $2")
+            .bind(action)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces the task's spec and sealed passwords (a reversed DR direction).
+    pub async fn set_spec(&self, id: &str, spec: &str, secrets: &str) -> ServiceResult<()> {
+        sqlx::query("UPDATE tasks SET spec = $1, secrets = $2 WHERE id = $3")
+            .bind(spec)
+            .bind(secrets)
             .bind(id)
             .execute(&self.pool)
             .await?;

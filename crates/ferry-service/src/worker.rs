@@ -160,6 +160,28 @@ impl Worker {
                 }
                 c.store.release(&t.id, &self.id).await?;
             }
+            State::Ending if t.pending_action.as_deref() == Some("failover") => {
+                let result = match c.spec(&t) {
+                    Ok(spec) => failover(&spec).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                c.store.set_pending_action(&t.id, None).await?;
+                match result {
+                    Ok(done) => c.apply(&t.id, Cause::Released, Some(&done)).await?,
+                    Err(e) => c.apply(&t.id, Cause::ReleaseFailed, Some(&e)).await?,
+                };
+                c.store.release(&t.id, &self.id).await?;
+            }
+            State::Replicating if t.pending_action.as_deref() == Some("switchover") => {
+                let control = c.clone();
+                let id = t.id.clone();
+                let job = tokio::spawn(async move {
+                    if let Err(e) = switchover(&control, &t).await {
+                        tracing::warn!(task = %t.id, "switchover: {e}");
+                    }
+                });
+                self.edits.lock().unwrap().insert(id, job);
+            }
             State::Ending => {
                 let result = match c.spec(&t) {
                     Ok(spec) => end(&spec).await,
@@ -252,7 +274,7 @@ impl Worker {
             tracing::warn!(task = %t.id, "lease lost; runner aborted");
             return Ok(());
         }
-        let (phase, reason, finished, outcome, stopping) = {
+        let (phase, reason, finished, outcome, stopping, saw_full) = {
             let runners = self.runners.lock().unwrap();
             let r = &runners[&t.id];
             let outcome = r.outcome.lock().unwrap().clone();
@@ -262,9 +284,10 @@ impl Worker {
                 r.handle.is_finished(),
                 outcome,
                 r.stopping_since,
+                r.metrics.saw("full"),
             )
         };
-        if !t.state.runs() || t.state == State::Changing {
+        if !t.state.runs() || t.state == State::Changing || t.pending_action.is_some() {
             // paused, ending, frozen, being edited: stop the engine (a full copy is cut off; its
             // finished chunks are committed and the rest resumes later)
             let since = stopping.unwrap_or_else(Instant::now);
@@ -358,6 +381,24 @@ impl Worker {
             "recovering" if t.state != State::Recovering => Some(Cause::Fault),
             _ => None,
         };
+        if cause == Some(Cause::IncrementalStarted) {
+            // a copy shorter than a pass still shows in the history
+            let mut state = t.state;
+            if matches!(state, State::Starting | State::Recovering) && saw_full {
+                if let Ok(t) = c
+                    .apply(&t.id, Cause::FullStarted, Some("copying the tables"))
+                    .await
+                {
+                    state = t.state;
+                }
+            }
+            if state == State::Initializing {
+                // DR: the initialisation finished before the stream began
+                let _ = c
+                    .apply(&t.id, Cause::FullDone, Some("initialisation finished"))
+                    .await;
+            }
+        }
         if let Some(cause) = cause {
             let why = match cause {
                 Cause::Fault => reason,
@@ -495,6 +536,121 @@ async fn apply_edit(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
         }
     }
     Ok(())
+}
+
+/// A planned DR switchover: fence the primary, let the standby apply everything,
+/// release the old direction, then replicate the other way from the new primary's
+/// current position (nothing can be written in between: the old primary is fenced).
+async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()> {
+    let result = async {
+        let old = c.spec(t).map_err(|e| e.to_string())?;
+        ferry_engine::dr::set_read_only(&old.source, true)
+            .await
+            .map_err(|e| format!("fencing the primary {}: {e}", old.source))?;
+        let fenced = format!(
+            "; the primary {} was made read-only (undo: ALTER DATABASE … RESET default_transaction_read_only / SET GLOBAL read_only = OFF)",
+            old.source
+        );
+        let opts = RunOptions { jobs: 1, quiet: true };
+        let stream = StreamOptions { exit_when_caught_up: true, quiet: true };
+        let (_keep, never) = watch::channel(false);
+        ferry_engine::task::run_task(&old, &opts, &stream, Arc::new(Metrics::new(&t.id)), never)
+            .await
+            .map_err(|e| format!("catching up before the switch: {e}{fenced}"))?;
+        ferry_engine::task::end_task(&old)
+            .await
+            .map_err(|e| format!("releasing the old direction: {e}{fenced}"))?;
+        // the old primary becomes the target: a fresh checkpoint there
+        let mut dst = Conn::connect(&old.source).await.map_err(|e| e.to_string())?;
+        ferry_engine::checkpoint::ensure(&mut dst).await.map_err(|e| e.to_string())?;
+        ferry_engine::checkpoint::reset(&mut dst, &t.id).await.map_err(|e| e.to_string())?;
+        // the reverse stream starts before the new primary takes writes
+        let mut reversed = old.clone();
+        std::mem::swap(&mut reversed.source, &mut reversed.target);
+        reversed.mode = ferry_core::Mode::Incremental;
+        reversed.start_position = None;
+        ferry_engine::task::start_stream_here(&reversed)
+            .await
+            .map_err(|e| format!("starting the reverse stream: {e}{fenced}"))?;
+        ferry_engine::dr::set_read_only(&old.target, false)
+            .await
+            .map_err(|e| format!("making the standby {} writable: {e}{fenced}", old.target))?;
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&t.spec).map_err(|e| e.to_string())?;
+        if let serde_yaml::Value::Mapping(m) = &mut doc {
+            let (s, d) = (m.get("source").cloned(), m.get("target").cloned());
+            if let (Some(s), Some(d)) = (s, d) {
+                m.insert("source".into(), d);
+                m.insert("target".into(), s);
+            }
+            m.insert("mode".into(), "incremental".into());
+            m.remove("start_position");
+        }
+        let spec = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+        let mut sealed: crate::control::Sealed =
+            serde_json::from_str(&t.secrets).map_err(|e| e.to_string())?;
+        std::mem::swap(&mut sealed.source, &mut sealed.target);
+        let secrets = serde_json::to_string(&sealed).map_err(|e| e.to_string())?;
+        Ok::<_, String>((spec, secrets, old))
+    }
+    .await;
+    c.store.set_pending_action(&t.id, None).await?;
+    match result {
+        Ok((spec, secrets, old)) => {
+            c.store.set_spec(&t.id, &spec, &secrets).await?;
+            let why = format!(
+                "switchover done: {} is the primary now, {} is read-only and receives its changes",
+                old.target, old.source
+            );
+            c.apply(&t.id, Cause::IncrementalStarted, Some(&why))
+                .await?;
+        }
+        Err(e) => {
+            c.apply(
+                &t.id,
+                Cause::Failed,
+                Some(&format!("switchover failed: {e}")),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// An unplanned DR failover: the primary may be gone. The standby is made writable
+/// and the last position it applied (and its commit time) is reported: changes the
+/// primary committed after it may be lost.
+async fn failover(spec: &TaskSpec) -> Result<String, ferry_core::Error> {
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    ferry_engine::checkpoint::ensure(&mut dst).await?;
+    let position = ferry_engine::checkpoint::task(&mut dst, &spec.name)
+        .await?
+        .and_then(|(_, p)| p)
+        .unwrap_or_else(|| "none (the standby never finished initialising)".into());
+    let commit = dst
+        .query_text(&format!(
+            "SELECT source_commit_us FROM ferry.stream WHERE task = {}",
+            dst.literal(&spec.name)
+        ))
+        .await?
+        .first()
+        .and_then(|r| r[0].as_deref().and_then(|v| v.parse::<i64>().ok()))
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| "unknown".into());
+    ferry_engine::checkpoint::set_task(&mut dst, &spec.name, "ended", None).await?;
+    ferry_engine::dr::set_read_only(&spec.target, false).await?;
+    let mut done = format!(
+        "failover done: {} is promoted (writable); it holds every change up to {position} \
+         (committed on the primary at {commit}); later changes on the primary may be missing",
+        spec.target
+    );
+    if spec.source.engine == ferry_core::Engine::Postgres {
+        done.push_str(&format!(
+            ". The old primary keeps replication slot ferry_{} and its publication: drop them when it is back",
+            spec.name
+        ));
+    }
+    Ok(done)
 }
 
 /// Releases the task's source resources; a slot still held by the connection of a

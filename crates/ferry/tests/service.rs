@@ -991,3 +991,123 @@ async fn postgres_sync_edit_adds_a_table_while_writes_continue() {
 async fn mariadb_sync_edit_adds_a_table_while_writes_continue() {
     a_sync_edit_adds_a_table_while_writes_continue("mysql").await;
 }
+
+/// Tries a write; returns the error text when it is refused.
+async fn try_write(url: &str, sql: &str) -> Option<String> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(sql).await.err().map(|e| format!("{e:?}"))
+}
+
+/// DR: initializing → initialized → replicating; a switchover fences the primary,
+/// waits for the standby and reverses the direction with no change lost; a failover
+/// then promotes the (new) standby and reports what it holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("acme", 100.0).await;
+    let (primary, standby) = databases(5_000).await;
+    let spec = format!(
+        "name: dr\nkind: dr\nmode: full+incremental\nsource: {}\ntarget: {}\n",
+        primary.url, standby.url
+    );
+    let id = svc.create(&tok, &spec, None).await;
+    svc.wait_state(&tok, &id, "configuring", T).await;
+    svc.act(&tok, &id, "start").await;
+    let v = svc.wait_state(&tok, &id, "replicating", T).await;
+    let seen: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert!(seen.contains(&"initialized"), "{seen:?}");
+    // migration-only actions are refused on DR and vice versa
+    let (s, _) = svc.act(&tok, &id, "edit").await;
+    assert_eq!(s, 409);
+
+    ferry_testkit::pg_exec(&primary.url, "INSERT INTO acct VALUES (7000001, 'before switch', 1); UPDATE acct SET balance = 2 WHERE id <= 10;").await;
+    let (s, v) = svc.act(&tok, &id, "switchover").await;
+    assert_eq!(s, 202, "{v}");
+    let t0 = Instant::now();
+    let v = loop {
+        let (_, v) = svc
+            .call("GET", &format!("/api/v1/tasks/{id}"), &tok, None)
+            .await;
+        if v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("switchover done")
+            && v["state"] == "replicating"
+        {
+            break v;
+        }
+        assert!(
+            v["state"] != "abnormal",
+            "switchover failed: {v:#}\n{}",
+            svc.log()
+        );
+        assert!(t0.elapsed() < T, "no switchover: {v:#}\n{}", svc.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        v["source"].as_str().unwrap().ends_with(&standby.name),
+        "{v:#}"
+    );
+    // the old primary is fenced; the new one takes writes, which flow back
+    let refused = try_write(
+        &primary.url,
+        "INSERT INTO acct VALUES (7000002, 'fenced', 1)",
+    )
+    .await;
+    assert!(
+        refused.as_deref().unwrap_or_default().contains("read-only"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        try_write(
+            &standby.url,
+            "INSERT INTO acct VALUES (7000003, 'after switch', 1); DELETE FROM acct WHERE id = 20;"
+        )
+        .await,
+        None
+    );
+    let t0 = Instant::now();
+    while common::query_lines(
+        "postgres",
+        &primary.url,
+        "SELECT count(*) FROM acct WHERE id = 7000003",
+    )
+    .await
+        != ["1"]
+    {
+        assert!(
+            t0.elapsed() < T,
+            "changes on the new primary never reached the old one\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    compare_equal(dir.path(), &standby, &primary);
+
+    // failover: the standby (the old primary) is promoted and says what it holds
+    let (s, v) = svc.act(&tok, &id, "failover").await;
+    assert_eq!(s, 202, "{v}");
+    let v = svc.wait_state(&tok, &id, "ended", T).await;
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("failover done") && reason.contains("holds every change up to"),
+        "{reason}"
+    );
+    assert_eq!(
+        try_write(
+            &primary.url,
+            "INSERT INTO acct VALUES (7000004, 'promoted', 1)"
+        )
+        .await,
+        None
+    );
+}
