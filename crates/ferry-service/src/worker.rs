@@ -239,8 +239,9 @@ impl Worker {
         let outcome = Arc::new(Mutex::new(None));
         let out = outcome.clone();
         let m = metrics.clone();
+        let precheck = t.state == State::Starting;
         let handle = tokio::spawn(async move {
-            let r = run(&spec, m, rx).await;
+            let r = run(&spec, m, rx, precheck).await;
             *out.lock().unwrap() = Some(r);
         });
         self.metrics
@@ -345,10 +346,19 @@ impl Worker {
                     self.back_off(&t.id);
                 }
                 Some(Outcome::Failed(e)) => {
-                    if phase == "full" && matches!(t.state, State::Starting | State::Recovering) {
-                        // the failure belongs to the full phase
-                        c.apply(&t.id, Cause::FullStarted, Some("copying the tables"))
+                    if matches!(t.state, State::Starting | State::Recovering) {
+                        // the failure belongs to the phase the engine was in
+                        if phase == "full" {
+                            c.apply(&t.id, Cause::FullStarted, Some("copying the tables"))
+                                .await?;
+                        } else if phase.starts_with("incremental") {
+                            c.apply(
+                                &t.id,
+                                Cause::IncrementalStarted,
+                                Some("streaming changes from the source log"),
+                            )
                             .await?;
+                        }
                     }
                     c.apply(&t.id, Cause::Failed, Some(&e)).await?;
                     c.store.release(&t.id, &self.id).await?;
@@ -678,7 +688,35 @@ async fn validate(spec: &TaskSpec) -> Result<(), String> {
 }
 
 /// Runs the engine for one task until it ends or is told to stop.
-async fn run(spec: &TaskSpec, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> Outcome {
+async fn run(
+    spec: &TaskSpec,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    precheck: bool,
+) -> Outcome {
+    if precheck {
+        // what `ferry check` fails is a start failure, with the fix
+        let failed: Vec<String> = ferry_engine::check::check(spec)
+            .await
+            .into_iter()
+            .filter(|i| !i.ok && !i.warn_only)
+            .map(|i| {
+                let fix = if i.fix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (fix: {})", i.fix)
+                };
+                format!(
+                    "{} — {}{fix}",
+                    i.name,
+                    ferry_core::redact::redact(&i.detail)
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Outcome::Failed(format!("precheck failed: {}", failed.join("; ")));
+        }
+    }
     let opts = RunOptions {
         jobs: spec.jobs.unwrap_or_else(ferry_engine::full::default_jobs),
         quiet: true,

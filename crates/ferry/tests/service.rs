@@ -1111,3 +1111,187 @@ async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
         None
     );
 }
+
+async fn create_and_start(svc: &Service, tok: &str, spec: &str) -> String {
+    let id = svc.create(tok, spec, None).await;
+    svc.wait_state(tok, &id, "configuring", T).await;
+    let (s, v) = svc.act(tok, &id, "start").await;
+    assert_eq!(s, 202, "{v}");
+    id
+}
+
+async fn drop_slot_when_idle(src: &Db, id: &str) {
+    let slot = format!("ferry_{id}");
+    let t0 = Instant::now();
+    loop {
+        let rows = common::query_lines(
+            "postgres",
+            &src.url,
+            &format!("SELECT pg_drop_replication_slot(slot_name)::text FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT active"),
+        )
+        .await;
+        if !rows.is_empty() {
+            return;
+        }
+        assert!(t0.elapsed() < T, "slot {slot} stayed active");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The failure states, each through its real cause: a failed precheck
+/// (start_failed), a value the target cannot hold (full_failed), a replication slot
+/// lost while paused (incremental_failed, and abnormal for DR), an edit adding a table
+/// the target already holds (change_failed, then `start` resumes with the old
+/// objects), and ending while the source server is down (end_failed, then ended once
+/// it is back; meanwhile the stream shows recovering).
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_states_are_reached_by_their_real_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("acme", 100.0).await;
+
+    // start_failed: the target already holds the table
+    let (src, dst) = databases(100).await;
+    ferry_testkit::pg_exec(
+        &dst.url,
+        "CREATE TABLE acct (id bigint PRIMARY KEY); INSERT INTO acct VALUES (1);",
+    )
+    .await;
+    let id = create_and_start(
+        &svc,
+        &tok,
+        &spec("occupied", "full+incremental", &src, &dst),
+    )
+    .await;
+    let v = svc.wait_state(&tok, &id, "start_failed", T).await;
+    let r = v["reason"].as_str().unwrap();
+    assert!(
+        r.contains("precheck failed") && r.contains("existing_data"),
+        "{r}"
+    );
+
+    // full_failed: NaN cannot go to MySQL/MariaDB
+    let src2 = fresh("postgres", "nan_src").await;
+    let dst2 = fresh("mysql", "nan_dst").await;
+    ferry_testkit::pg_exec(&src2.url, "CREATE TABLE m (id int PRIMARY KEY, v double precision); INSERT INTO m VALUES (1, 1.5), (42, 'NaN');").await;
+    let s2 = format!(
+        "name: nan\nkind: migration\nmode: full\nsource: {}\ntarget: {}\n",
+        src2.url, dst2.url
+    );
+    let id = create_and_start(&svc, &tok, &s2).await;
+    let v = svc.wait_state(&tok, &id, "full_failed", T).await;
+    assert!(v["reason"].as_str().unwrap().contains("row id=42"), "{v:#}");
+
+    // incremental_failed: the slot is dropped while the task is paused
+    let (src3, dst3) = databases(100).await;
+    let id = create_and_start(&svc, &tok, &spec("lost", "full+incremental", &src3, &dst3)).await;
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    svc.act(&tok, &id, "pause").await;
+    svc.wait_state(&tok, &id, "paused", T).await;
+    drop_slot_when_idle(&src3, &id).await;
+    svc.act(&tok, &id, "resume").await;
+    let v = svc.wait_state(&tok, &id, "incremental_failed", T).await;
+    assert!(
+        v["reason"].as_str().unwrap().contains("full resync"),
+        "{v:#}"
+    );
+
+    // abnormal: the same for DR
+    let (src4, dst4) = databases(100).await;
+    let s4 = format!(
+        "name: drlost\nkind: dr\nmode: full+incremental\nsource: {}\ntarget: {}\n",
+        src4.url, dst4.url
+    );
+    let id = create_and_start(&svc, &tok, &s4).await;
+    svc.wait_state(&tok, &id, "replicating", T).await;
+    svc.act(&tok, &id, "pause").await;
+    svc.wait_state(&tok, &id, "paused", T).await;
+    drop_slot_when_idle(&src4, &id).await;
+    svc.act(&tok, &id, "resume").await;
+    let v = svc.wait_state(&tok, &id, "abnormal", T).await;
+    assert!(
+        v["reason"].as_str().unwrap().contains("full resync"),
+        "{v:#}"
+    );
+
+    // change_failed: the added table already exists with rows on the target
+    let (src5, dst5) = databases(100).await;
+    ferry_testkit::pg_exec(
+        &src5.url,
+        "CREATE TABLE extra (id int PRIMARY KEY); INSERT INTO extra VALUES (1);",
+    )
+    .await;
+    ferry_testkit::pg_exec(
+        &dst5.url,
+        "CREATE TABLE extra (id int PRIMARY KEY); INSERT INTO extra VALUES (99);",
+    )
+    .await;
+    let s5 = format!(
+        "name: edit\nkind: sync\nmode: full+incremental\nsource: {}\ntarget: {}\nobjects:\n  include: [\"public.acct\"]\n",
+        src5.url, dst5.url
+    );
+    let id = create_and_start(&svc, &tok, &s5).await;
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    let (s, v) = svc
+        .call(
+            "POST",
+            &format!("/api/v1/tasks/{id}/edit"),
+            &tok,
+            Some(json!({"objects": {"include": ["public.*"]}})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let v = svc.wait_state(&tok, &id, "change_failed", T).await;
+    assert!(v["reason"].as_str().unwrap().contains("extra"), "{v:#}");
+    svc.act(&tok, &id, "start").await;
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    ferry_testkit::pg_exec(&src5.url, "INSERT INTO acct VALUES (5000001, 'after', 1);").await;
+    let t0 = Instant::now();
+    while common::query_lines(
+        "postgres",
+        &dst5.url,
+        "SELECT count(*) FROM acct WHERE id = 5000001",
+    )
+    .await
+        != ["1"]
+    {
+        assert!(
+            t0.elapsed() < T,
+            "the old objects did not resume\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        common::query_lines("postgres", &dst5.url, "SELECT id FROM extra").await,
+        ["99"],
+        "the user's table is untouched"
+    );
+
+    // recovering, then end_failed while the source server is down, ended once it is back
+    let server = ferry_testkit::private_postgres("svc_end");
+    let src6_url = server.url_for("postgres");
+    ferry_testkit::pg_exec(
+        &src6_url,
+        "CREATE TABLE acct (id bigint PRIMARY KEY, v int); INSERT INTO acct VALUES (1, 1);",
+    )
+    .await;
+    let dst6 = fresh("postgres", "end_dst").await;
+    let s6 = format!(
+        "name: down\nkind: migration\nmode: full+incremental\nsource: {src6_url}\ntarget: {}\n",
+        dst6.url
+    );
+    let id = create_and_start(&svc, &tok, &s6).await;
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    let data = server.dir.clone().unwrap();
+    ferry_testkit::stop_postgres(&data);
+    svc.wait_state(&tok, &id, "recovering", T).await;
+    svc.act(&tok, &id, "end").await;
+    let v = svc.wait_state(&tok, &id, "end_failed", T).await;
+    assert!(v["reason"].as_str().unwrap().contains("source"), "{v:#}");
+    ferry_testkit::start_postgres(&data, server.port);
+    let (s, _) = svc.act(&tok, &id, "end").await;
+    assert_eq!(s, 202);
+    svc.wait_state(&tok, &id, "ended", T).await;
+    ferry_testkit::stop_postgres(&data);
+}
