@@ -84,35 +84,86 @@ impl Metrics {
 
     /// Prometheus exposition text.
     pub fn render(&self) -> String {
-        let task = self.task.replace('"', "");
-        let state = self.state();
-        let position = self
-            .position
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace('"', "");
-        format!(
-            "# HELP ferry_applied_rows_total Row changes applied to the target.\n\
-             # TYPE ferry_applied_rows_total counter\n\
-             ferry_applied_rows_total{{task=\"{task}\"}} {}\n\
-             # HELP ferry_applied_transactions_total Source transactions applied to the target.\n\
-             # TYPE ferry_applied_transactions_total counter\n\
-             ferry_applied_transactions_total{{task=\"{task}\"}} {}\n\
-             # HELP ferry_lag_seconds Age of the last applied source commit when it was applied (0 when caught up).\n\
-             # TYPE ferry_lag_seconds gauge\n\
-             ferry_lag_seconds{{task=\"{task}\"}} {:.3}\n\
-             # HELP ferry_recoveries_total Recoveries from transient faults.\n\
-             # TYPE ferry_recoveries_total counter\n\
-             ferry_recoveries_total{{task=\"{task}\"}} {}\n\
-             # HELP ferry_task_info Task state and applied position.\n\
-             # TYPE ferry_task_info gauge\n\
-             ferry_task_info{{task=\"{task}\",state=\"{state}\",position=\"{position}\"}} 1\n",
-            self.rows.load(Ordering::Relaxed),
-            self.txns.load(Ordering::Relaxed),
-            self.lag_us.load(Ordering::Relaxed) as f64 / 1e6,
-            self.recoveries.load(Ordering::Relaxed),
-        )
+        render_all(std::slice::from_ref(&self))
     }
+
+    fn label(&self) -> String {
+        self.task.replace(['"', '\\', '\n'], "")
+    }
+}
+
+/// Prometheus exposition text for several tasks: each metric family once, one
+/// sample per task (the format refuses repeated HELP/TYPE lines).
+pub fn render_all(tasks: &[&Metrics]) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, sample: &dyn Fn(&Metrics) -> String| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for m in tasks {
+            out.push_str(&sample(m));
+        }
+    };
+    family(
+        "ferry_applied_rows_total",
+        "counter",
+        "Row changes applied to the target.",
+        &|m| {
+            format!(
+                "ferry_applied_rows_total{{task=\"{}\"}} {}\n",
+                m.label(),
+                m.rows.load(Ordering::Relaxed)
+            )
+        },
+    );
+    family(
+        "ferry_applied_transactions_total",
+        "counter",
+        "Source transactions applied to the target.",
+        &|m| {
+            format!(
+                "ferry_applied_transactions_total{{task=\"{}\"}} {}\n",
+                m.label(),
+                m.txns.load(Ordering::Relaxed)
+            )
+        },
+    );
+    family(
+        "ferry_lag_seconds",
+        "gauge",
+        "Age of the last applied source commit when it was applied (0 when caught up).",
+        &|m| {
+            format!(
+                "ferry_lag_seconds{{task=\"{}\"}} {:.3}\n",
+                m.label(),
+                m.lag_us.load(Ordering::Relaxed) as f64 / 1e6
+            )
+        },
+    );
+    family(
+        "ferry_recoveries_total",
+        "counter",
+        "Recoveries from transient faults.",
+        &|m| {
+            format!(
+                "ferry_recoveries_total{{task=\"{}\"}} {}\n",
+                m.label(),
+                m.recoveries.load(Ordering::Relaxed)
+            )
+        },
+    );
+    family(
+        "ferry_task_info",
+        "gauge",
+        "Task state and applied position.",
+        &|m| {
+            format!(
+                "ferry_task_info{{task=\"{}\",state=\"{}\",position=\"{}\"}} 1\n",
+                m.label(),
+                m.state().replace('"', ""),
+                m.position().replace('"', "")
+            )
+        },
+    );
+    out
 }
 
 /// Serves `GET /metrics` (any path) on `addr` until the process ends.

@@ -522,9 +522,9 @@ async fn metrics(AxState(app): AxState<Shared>) -> ApiResult<String> {
     }
     if let Some(w) = &app.worker {
         let running: Vec<_> = w.metrics.lock().unwrap().values().cloned().collect();
-        for m in running {
-            out.push_str(&m.render());
-        }
+        let refs: Vec<&ferry_engine::metrics::Metrics> =
+            running.iter().map(|m| m.as_ref()).collect();
+        out.push_str(&ferry_engine::metrics::render_all(&refs));
     }
     Ok(out)
 }

@@ -308,6 +308,22 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
     )
     .await;
 
+    // Prometheus: state counts, and the running task's lag, each family once
+    let m = reqwest::get(format!("{}/metrics", svc.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("ferry_tasks{kind=\"migration\",state=\"incremental\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("ferry_lag_seconds{{task=\"{id}\"}}")),
+        "{m}"
+    );
+    assert_eq!(m.matches("# HELP ferry_lag_seconds").count(), 1, "{m}");
     // a migration has no object edits
     let (s, v) = svc.act(&tok, &id, "edit").await;
     assert_eq!(s, 409, "{v}");
@@ -1294,4 +1310,93 @@ async fn failure_states_are_reached_by_their_real_causes() {
     assert_eq!(s, 202);
     svc.wait_state(&tok, &id, "ended", T).await;
     ferry_testkit::stop_postgres(&data);
+}
+
+/// The CLI is a client of the API: `ferry tenant …` with the admin token, `ferry task
+/// …` with the tenant's, `-o json` for scripts, errors with the API's reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_drives_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let cli = |args: &[&str], token: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.args(args)
+            .env("FERRY_SERVER", &svc.base)
+            .env_remove("FERRY_TOKEN")
+            .env_remove("FERRY_ADMIN_TOKEN");
+        match token {
+            Some(t) if t == ADMIN => c.env("FERRY_ADMIN_TOKEN", t),
+            Some(t) => c.env("FERRY_TOKEN", t),
+            None => &mut c,
+        };
+        c.output().unwrap()
+    };
+    let o = cli(
+        &["tenant", "create", "cli", "--balance", "10", "-o", "json"],
+        Some(ADMIN),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let tenant: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tok = tenant["token"].as_str().unwrap().to_string();
+    let o = cli(&["tenant", "create", "other"], Some(&tok));
+    assert!(
+        !o.status.success() && text(&o).contains("403"),
+        "{}",
+        text(&o)
+    );
+
+    let (src, dst) = databases(100).await;
+    let file = dir.path().join("task.yaml");
+    std::fs::write(&file, spec("viacli", "full", &src, &dst)).unwrap();
+    let o = cli(
+        &["task", "create", "-f", file.to_str().unwrap(), "-o", "json"],
+        Some(&tok),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let task: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    assert_eq!(task["state"], "creating");
+    assert!(!text(&o).contains("s3cret"));
+    svc.wait_state(&tok, &id, "configuring", T).await;
+    let o = cli(&["task", "start", &id], Some(&tok));
+    assert!(o.status.success(), "{}", text(&o));
+    svc.wait_state(&tok, &id, "ended", T).await;
+    let o = cli(
+        &[
+            "task",
+            "list",
+            "--kind",
+            "migration",
+            "--since",
+            "24h",
+            "-o",
+            "json",
+        ],
+        Some(&tok),
+    );
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    let o = cli(&["task", "show", &id], Some(&tok));
+    let shown = text(&o);
+    assert!(
+        shown.contains("full copy finished") && shown.contains("events:"),
+        "{shown}"
+    );
+    let o = cli(&["task", "pause", &id], Some(&tok));
+    assert!(
+        !o.status.success() && text(&o).contains("allowed: delete") && text(&o).contains("(409)"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["task", "delete", &id], Some(&tok));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["tenant", "show", "cli", "-o", "json"], Some(&tok));
+    let t: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["name"], "cli");
+    let o = cli(&["task", "list"], None);
+    assert!(
+        !o.status.success() && text(&o).contains("401"),
+        "{}",
+        text(&o)
+    );
 }
