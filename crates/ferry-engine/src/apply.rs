@@ -51,6 +51,8 @@ pub struct Applier {
     /// Rows applied in the open target transaction (not yet committed).
     open_rows: u64,
     open_txns: u64,
+    /// Statement bytes sent in the open target transaction (what metering counts).
+    open_bytes: u64,
     /// Committed totals.
     pub applied: Applied,
     /// Target columns per target table, loaded when a table is first seen.
@@ -87,6 +89,7 @@ impl Applier {
             insert: None,
             open_rows: 0,
             open_txns: 0,
+            open_bytes: 0,
             applied: Applied::default(),
             columns: HashMap::new(),
             checked: HashMap::new(),
@@ -101,6 +104,11 @@ impl Applier {
     /// Rows waiting in the open target transaction.
     pub fn open_rows(&self) -> u64 {
         self.open_rows
+    }
+
+    /// Bytes of statements sent in the open target transaction; read, then reset.
+    pub fn take_open_bytes(&mut self) -> u64 {
+        std::mem::take(&mut self.open_bytes)
     }
 
     /// Source transactions waiting in the open target transaction.
@@ -357,6 +365,7 @@ impl Applier {
             return Ok(());
         }
         let sql = std::mem::take(&mut self.buf);
+        self.open_bytes += sql.len() as u64;
         if let Err(e) = self.dst.exec(&sql).await {
             self.rollback().await;
             return Err(e);
@@ -609,6 +618,7 @@ impl Applier {
         }
         self.in_txn = false;
         self.open_rows = 0;
+        self.open_bytes = 0;
         self.open_txns = 0;
     }
 

@@ -334,6 +334,9 @@ async fn commit_group(
     let rows = applier.open_rows();
     let txns = applier.open_txns();
     applier.commit(position, commit_time).await?;
+    metrics
+        .bytes
+        .fetch_add(applier.take_open_bytes(), Ordering::Relaxed);
     if let Position::PgLsn(l) = position {
         ack.send_replace(*l);
     }

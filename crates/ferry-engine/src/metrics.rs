@@ -17,6 +17,8 @@ pub struct Metrics {
     pub lag_us: AtomicI64,
     /// Recoveries from transient faults.
     pub recoveries: AtomicU64,
+    /// Bytes moved: the full copy's tables (source size) and the applied changes.
+    pub bytes: AtomicU64,
     state: Mutex<String>,
     position: Mutex<String>,
     reason: Mutex<String>,

@@ -34,7 +34,9 @@ pub async fn run_task(
     let mut out = TaskOutcome::default();
     if spec.mode == Mode::Full {
         metrics.set_state("full");
-        out.full = Some(run_full(spec, opts, None).await?);
+        let summary = run_full(spec, opts, None).await?;
+        count_copied(&metrics, &summary);
+        out.full = Some(summary);
         return Ok(out);
     }
     let mut dst = Conn::open(spec, Role::Target).await?;
@@ -60,6 +62,7 @@ pub async fn run_task(
         match spec.mode {
             Mode::FullIncremental => {
                 let (summary, warnings) = full_with_handoff(spec, opts, phase.is_some()).await?;
+                count_copied(&metrics, &summary);
                 out.full = Some(summary);
                 out.warnings = warnings;
             }
@@ -71,6 +74,14 @@ pub async fn run_task(
     drop(dst);
     out.stream = Some(run_incremental(spec, stream_opts, metrics, shutdown).await?);
     Ok(out)
+}
+
+/// Adds the copied tables' size to the bytes moved.
+fn count_copied(metrics: &Metrics, s: &Summary) {
+    let bytes: u64 = s.tables.iter().map(|t| t.bytes).sum();
+    metrics
+        .bytes
+        .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Full copy whose end meets the change stream exactly. For PostgreSQL the slot is

@@ -5,8 +5,11 @@
 use crate::control::Control;
 use crate::error::ServiceResult;
 use crate::store::TaskFilter;
+use crate::worker::Worker;
 use ferry_core::lifecycle::{Cause, State};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -15,6 +18,8 @@ use tokio::sync::watch;
 pub struct Prices {
     /// Charged per hour a task runs.
     pub task_hour: f64,
+    /// Charged per GB (10⁹ bytes) moved to the target.
+    pub gb: f64,
 }
 
 /// Freezes or unfreezes the tenant's tasks to match `balance_micros`.
@@ -46,15 +51,18 @@ pub async fn settle(control: &Control, tenant: &str, balance_micros: i64) -> Ser
     Ok(())
 }
 
-/// Charges the running tasks this worker holds every `every`, until `stop`.
+/// Charges the running tasks this worker holds every `every`, until `stop`: their
+/// running time, and the bytes their engines moved since the last charge.
 pub async fn meter(
     control: Control,
-    worker_id: String,
+    worker: Arc<Worker>,
     prices: Prices,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let worker_id = worker.id.clone();
     let mut last = Instant::now();
+    let mut charged_bytes: HashMap<String, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -65,13 +73,49 @@ pub async fn meter(
         let Ok(tasks) = control.store.live_tasks().await else {
             continue;
         };
+        let moved: HashMap<String, u64> = worker
+            .metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, m)| (id.clone(), m.bytes.load(Ordering::Relaxed)))
+            .collect();
         let mut per_tenant: HashMap<String, i64> = HashMap::new();
-        for t in tasks {
-            if t.state.runs() && t.lease_owner.as_deref() == Some(worker_id.as_str()) {
-                *per_tenant.entry(t.tenant).or_default() +=
+        let running_here: std::collections::HashSet<String> = tasks
+            .iter()
+            .filter(|t| t.state.runs() && t.lease_owner.as_deref() == Some(worker_id.as_str()))
+            .map(|t| t.id.clone())
+            .collect();
+        for t in &tasks {
+            if running_here.contains(&t.id) {
+                *per_tenant.entry(t.tenant.clone()).or_default() +=
                     (prices.task_hour * hours * 1e6).round() as i64;
             }
         }
+        // bytes: every runner this node had since the last pass, finished ones too
+        for (id, now) in &moved {
+            // a restarted runner counts from zero again
+            let before = charged_bytes
+                .get(id)
+                .copied()
+                .filter(|b| b <= now)
+                .unwrap_or(0);
+            charged_bytes.insert(id.clone(), *now);
+            let charge = (prices.gb * (now - before) as f64 / 1e9 * 1e6).round() as i64;
+            if charge == 0 {
+                continue;
+            }
+            if let Ok(Some(t)) = control.store.task(id).await {
+                *per_tenant.entry(t.tenant).or_default() += charge;
+            }
+        }
+        // finished runners were charged above: forget them
+        worker
+            .metrics
+            .lock()
+            .unwrap()
+            .retain(|id, _| running_here.contains(id));
+        charged_bytes.retain(|id, _| running_here.contains(id));
         for (tenant, charge) in per_tenant {
             if charge == 0 {
                 continue;

@@ -95,7 +95,7 @@ pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceRe
         jobs.push(tokio::spawn(w.clone().run(stop.clone())));
         jobs.push(tokio::spawn(meter(
             control.clone(),
-            node.clone(),
+            w.clone(),
             cfg.prices,
             cfg.meter_every,
             stop.clone(),

@@ -307,7 +307,7 @@ impl Worker {
                 stop_now
             };
             if gone {
-                self.metrics.lock().unwrap().remove(&t.id);
+                // its metrics stay until the meter charged what it moved
                 if t.state != State::Ending {
                     c.store.release(&t.id, &self.id).await?;
                 }
@@ -316,7 +316,7 @@ impl Worker {
         }
         if finished {
             self.runners.lock().unwrap().remove(&t.id);
-            self.metrics.lock().unwrap().remove(&t.id);
+            // its metrics stay until the meter charged what it moved
             if stopping.is_some() {
                 // stopped on request (pause, freeze) and wanted again since: the next
                 // pass starts it anew

@@ -113,6 +113,9 @@ struct NodeArgs {
     /// Price charged per task-hour of running tasks.
     #[arg(long, default_value_t = 1.0)]
     price_task_hour: f64,
+    /// Price charged per GB moved to a target.
+    #[arg(long, default_value_t = 0.1)]
+    price_gb: f64,
     /// How often running tasks are charged, in seconds.
     #[arg(long, default_value_t = 10)]
     meter_every: u64,
@@ -127,6 +130,7 @@ impl NodeArgs {
             work: true,
             prices: ferry_service::billing::Prices {
                 task_hour: self.price_task_hour,
+                gb: self.price_gb,
             },
             meter_every: std::time::Duration::from_secs(self.meter_every.max(1)),
         }

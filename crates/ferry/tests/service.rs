@@ -1400,3 +1400,29 @@ async fn the_cli_drives_the_service() {
         text(&o)
     );
 }
+
+/// Bytes moved are metered too: at one unit per byte, copying a table uses up a
+/// balance of 50,000 and freezes the task; the tenant's usage shows the charge.
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_data_is_metered_per_gb() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(
+        dir.path(),
+        &[
+            "--price-task-hour",
+            "0",
+            "--price-gb",
+            "1000000000",
+            "--meter-every",
+            "1",
+        ],
+    )
+    .await;
+    let tok = svc.tenant("bytes", 50_000.0).await;
+    let (src, dst) = databases(20_000).await;
+    let id = create_and_start(&svc, &tok, &spec("heavy", "full+incremental", &src, &dst)).await;
+    let v = svc.wait_state(&tok, &id, "frozen", T).await;
+    assert!(v["reason"].as_str().unwrap().contains("balance"), "{v}");
+    let (_, t) = svc.call("GET", "/api/v1/tenants/bytes", &tok, None).await;
+    assert!(t["usage"].as_f64().unwrap() >= 50_000.0, "{t}");
+}
