@@ -1426,3 +1426,45 @@ async fn moving_data_is_metered_per_gb() {
     let (_, t) = svc.call("GET", "/api/v1/tenants/bytes", &tok, None).await;
     assert!(t["usage"].as_f64().unwrap() >= 50_000.0, "{t}");
 }
+
+/// A task whose lag stays above the tenant's threshold is reported to its webhook.
+#[tokio::test(flavor = "multi_thread")]
+async fn sustained_lag_is_reported_to_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("laggy", 100.0).await;
+    let (hook, mut heard) = webhook_sink().await;
+    // any lag at all, for no time: the first sample with lag fires
+    let (s, v) = svc
+        .call(
+            "PUT",
+            "/api/v1/tenants/laggy/webhook",
+            &tok,
+            Some(json!({"url": hook, "lag_seconds": 0.000001, "lag_for_seconds": 0})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (src, dst) = databases(100).await;
+    let id = create_and_start(&svc, &tok, &spec("lag", "full+incremental", &src, &dst)).await;
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    let t0 = Instant::now();
+    let mut i = 0;
+    let note = loop {
+        i += 1;
+        ferry_testkit::pg_exec(
+            &src.url,
+            &format!("UPDATE acct SET balance = {i} WHERE id = 1;"),
+        )
+        .await;
+        if let Ok(Some(n)) = tokio::time::timeout(Duration::from_millis(50), heard.recv()).await {
+            break n;
+        }
+        assert!(t0.elapsed() < T, "no lag notification\n{}", svc.log());
+    };
+    assert_eq!(note["event"], "lag_high", "{note}");
+    assert_eq!(note["task"]["id"], id.as_str());
+    assert!(
+        note["detail"]["lag_seconds"].as_f64().unwrap() > 0.0,
+        "{note}"
+    );
+}
