@@ -268,6 +268,22 @@ async fn webhook_sink() -> (String, tokio::sync::mpsc::Receiver<Value>) {
     (url, rx)
 }
 
+/// Waits until `sql` on `url` returns `want` (a change reached the target).
+async fn wait_rows(
+    engine: &str,
+    url: &str,
+    sql: &str,
+    want: &[&str],
+    what: &str,
+    log: impl Fn() -> String,
+) {
+    let t0 = Instant::now();
+    while common::query_lines(engine, url, sql).await != want {
+        assert!(t0.elapsed() < T, "{what}\n{}", log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `ferry compare` over the same databases (a task file of its own).
 fn compare_equal(dir: &std::path::Path, src: &Db, dst: &Db) {
     let f = common::task_file(dir, &src.url, &dst.url, "");
@@ -346,22 +362,15 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
     assert_eq!(s, 202);
     svc.wait_state(&tok, &id, "incremental", T).await;
     // the changes made while paused arrive: wait for the last of them on the target
-    let t0 = Instant::now();
-    while common::query_lines(
+    wait_rows(
         "postgres",
         &dst.url,
         "SELECT count(*) FROM acct WHERE id = 1000002",
+        &["1"],
+        "changes made while paused never arrived",
+        || svc.log(),
     )
-    .await
-        != ["1"]
-    {
-        assert!(
-            t0.elapsed() < T,
-            "changes made while paused never arrived\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    .await;
     // progress: the phase and what was applied, as the worker last wrote it
     let t0 = Instant::now();
     loop {
@@ -602,22 +611,15 @@ async fn a_killed_worker_s_task_recovers_from_its_checkpoint() {
         "took {:?} to resume",
         t0.elapsed()
     );
-    let t0 = Instant::now();
-    while common::query_lines(
+    wait_rows(
         "postgres",
         &dst.url,
         "SELECT count(*) FROM acct WHERE balance = 9",
+        &["500"],
+        "changes made while the worker was dead never arrived",
+        || svc.log(),
     )
-    .await
-        != ["500"]
-    {
-        assert!(
-            t0.elapsed() < T,
-            "changes made while the worker was dead never arrived\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    .await;
     svc.act(&tok, &id, "end").await;
     svc.wait_state(&tok, &id, "ended", T).await;
     compare_equal(dir.path(), &src, &dst);
@@ -665,22 +667,15 @@ async fn a_balance_running_out_freezes_and_a_top_up_thaws() {
             .any(|e| e["from"] == "frozen"),
         "{v:#}"
     );
-    let t0 = Instant::now();
-    while common::query_lines(
+    wait_rows(
         "postgres",
         &dst.url,
         "SELECT count(*) FROM acct WHERE id = 3000001",
+        &["1"],
+        "the change made while frozen never arrived",
+        || svc.log(),
     )
-    .await
-        != ["1"]
-    {
-        assert!(
-            t0.elapsed() < T,
-            "the change made while frozen never arrived\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    .await;
     svc.act(&tok, &id, "end").await;
     svc.wait_state(&tok, &id, "ended", T).await;
 }
@@ -791,22 +786,15 @@ async fn two_workers_share_postgres_metadata_and_one_takes_over_from_the_other()
         t0.elapsed()
     );
     assert_ne!(v["worker"].as_str(), Some(owner.as_str()), "{v:#}");
-    let t0 = Instant::now();
-    while common::query_lines(
+    wait_rows(
         "postgres",
         &dst.url,
         "SELECT count(*) FROM acct WHERE balance = 9",
+        &["500"],
+        "changes never arrived",
+        || workers[0].text(),
     )
-    .await
-        != ["500"]
-    {
-        assert!(
-            t0.elapsed() < T,
-            "changes never arrived\n{}",
-            workers[0].text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    .await;
     svc.act(&tok, &id, "end").await;
     svc.wait_state(&tok, &id, "ended", T).await;
     compare_equal(dir.path(), &src, &dst);
@@ -969,22 +957,15 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
     writer.await.unwrap();
     // a last change; once it is on the target, everything before it is too
     exec("INSERT INTO acct VALUES (9999999, 'last', 0);".into()).await;
-    let t0 = Instant::now();
-    while common::query_lines(
+    wait_rows(
         engine,
         &dst.url,
         "SELECT count(*) FROM acct WHERE id = 9999999",
+        &["1"],
+        "the last change never arrived",
+        || svc.log(),
     )
-    .await
-        != ["1"]
-    {
-        assert!(
-            t0.elapsed() < T,
-            "the last change never arrived\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    .await;
     let f = common::task_file(dir.path(), &src.url, &dst.url, "");
     let c = ferry(&["compare", &f]);
     assert!(
@@ -1091,22 +1072,15 @@ async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
         .await,
         None
     );
-    let t0 = Instant::now();
-    while common::query_lines(
+    wait_rows(
         "postgres",
         &primary.url,
         "SELECT count(*) FROM acct WHERE id = 7000003",
+        &["1"],
+        "changes on the new primary never reached the old one",
+        || svc.log(),
     )
-    .await
-        != ["1"]
-    {
-        assert!(
-            t0.elapsed() < T,
-            "changes on the new primary never reached the old one\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    .await;
     compare_equal(dir.path(), &standby, &primary);
 
     // failover: the standby (the old primary) is promoted and says what it holds
@@ -1262,22 +1236,15 @@ async fn failure_states_are_reached_by_their_real_causes() {
     svc.act(&tok, &id, "start").await;
     svc.wait_state(&tok, &id, "incremental", T).await;
     ferry_testkit::pg_exec(&src5.url, "INSERT INTO acct VALUES (5000001, 'after', 1);").await;
-    let t0 = Instant::now();
-    while common::query_lines(
+    wait_rows(
         "postgres",
         &dst5.url,
         "SELECT count(*) FROM acct WHERE id = 5000001",
+        &["1"],
+        "the old objects did not resume",
+        || svc.log(),
     )
-    .await
-        != ["1"]
-    {
-        assert!(
-            t0.elapsed() < T,
-            "the old objects did not resume\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    .await;
     assert_eq!(
         common::query_lines("postgres", &dst5.url, "SELECT id FROM extra").await,
         ["99"],
