@@ -107,6 +107,16 @@ pub enum TaskCmd {
         #[arg(long)]
         objects: PathBuf,
     },
+    /// DR: planned swap of primary and standby (no change lost).
+    Switchover {
+        /// Task id.
+        id: String,
+    },
+    /// DR: promote the standby now; reports what it holds.
+    Failover {
+        /// Task id.
+        id: String,
+    },
     /// Deletes an ended (or never started) task.
     Delete {
         /// Task id.
@@ -336,6 +346,14 @@ pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
                 Some(json!({"objects": objects})),
             )
             .await?
+        }
+        TaskCmd::Switchover { id } => {
+            api.call(M::POST, &format!("/api/v1/tasks/{id}/switchover"), None)
+                .await?
+        }
+        TaskCmd::Failover { id } => {
+            api.call(M::POST, &format!("/api/v1/tasks/{id}/failover"), None)
+                .await?
         }
         TaskCmd::Start { id } => {
             api.call(M::POST, &format!("/api/v1/tasks/{id}/start"), None)
