@@ -975,6 +975,33 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
         svc.log()
     );
     assert!(text(&c).contains("extra"), "{}", text(&c));
+
+    // removing a table stops its replication; the others go on
+    let (s, v) = svc
+        .call(
+            "POST",
+            &format!("/api/v1/tasks/{id}/edit"),
+            &tok,
+            Some(json!({"objects": {"include": [format!("{schema}.extra")]}})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    svc.wait_state(&tok, &id, "incremental", T).await;
+    exec("UPDATE acct SET owner = 'removed' WHERE id = 1; INSERT INTO extra VALUES (9999999, 'kept', 0);".into()).await;
+    wait_rows(
+        engine,
+        &dst.url,
+        "SELECT count(*) FROM extra WHERE id = 9999999",
+        &["1"],
+        "extra stopped replicating",
+        || svc.log(),
+    )
+    .await;
+    assert_eq!(
+        common::query_lines(engine, &dst.url, "SELECT owner FROM acct WHERE id = 1").await,
+        ["o"],
+        "a removed table still replicates"
+    );
     svc.act(&tok, &id, "end").await;
     svc.wait_state(&tok, &id, "ended", T).await;
 }
