@@ -105,13 +105,22 @@ impl Worker {
         let until = now + LEASE.as_millis() as i64;
         self.edits.lock().unwrap().retain(|_, j| !j.is_finished());
         for t in tasks {
+            // one task's trouble never holds up the others
+            if let Err(e) = self.handle(t, now, until).await {
+                tracing::warn!(worker = %self.id, "{e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, t: TaskRow, now: i64, until: i64) -> ServiceResult<()> {
+        {
             if self.runners.lock().unwrap().contains_key(&t.id) {
-                self.tend(&t, until).await?;
-                continue;
+                return self.tend(&t, until).await;
             }
             if self.edits.lock().unwrap().contains_key(&t.id) {
                 self.control.store.lease(&t.id, &self.id, until).await?;
-                continue;
+                return Ok(());
             }
             let due = match t.state {
                 State::Creating | State::Ending => true,
@@ -218,11 +227,16 @@ impl Worker {
                 let mine = t.lease_owner.as_deref() == Some(self.id.as_str());
                 if !matches!(s, State::Starting | State::Recovering) && !mine {
                     // it was running elsewhere (or here, before a restart)
-                    let why = format!(
-                        "the worker running the task ({}) stopped renewing its lease; resuming from the checkpoint on {}",
-                        t.lease_owner.as_deref().unwrap_or("unknown"),
-                        self.id
-                    );
+                    let why = match t.lease_owner.as_deref() {
+                        Some(owner) => format!(
+                            "the worker running the task ({owner}) stopped renewing its lease; resuming from the checkpoint on {}",
+                            self.id
+                        ),
+                        None => format!(
+                            "the worker running the task stopped (service restart); resuming from the checkpoint on {}",
+                            self.id
+                        ),
+                    };
                     t = c.apply(&t.id, Cause::Fault, Some(&why)).await?;
                 }
                 self.start(&t)?;

@@ -566,7 +566,8 @@ async fn a_cut_or_stalled_link_is_recovered_from(from: &'static str, to: &'stati
         "the stall to be noticed",
         &task,
         Duration::from_secs(40),
-        async || run_log(&task).contains("silent for"),
+        // the replication link's silence or an unanswered heartbeat, whichever first
+        async || run_log(&task).contains("(stalled network or server)"),
     )
     .await;
     assert!(
