@@ -55,7 +55,7 @@ pub struct Worker {
     pub id: String,
     runners: Mutex<HashMap<String, Runner>>,
     retry_at: Mutex<HashMap<String, (Instant, Duration)>>,
-    /// Edits being applied here (task id → job).
+    /// Background jobs here (validation, ending, edits, switchovers): task id → job.
     edits: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Live metrics of the tasks running here, for `/metrics`.
     pub metrics: Mutex<HashMap<String, Arc<Metrics>>>,
@@ -142,11 +142,30 @@ impl Worker {
             .is_none_or(|(at, _)| Instant::now() >= *at)
     }
 
+    /// Runs `job` for task `id` in the background (slow endpoint I/O must never delay
+    /// the lease renewals of the other tasks); the lease is kept while it runs.
+    fn spawn_job(
+        &self,
+        id: &str,
+        what: &'static str,
+        job: impl std::future::Future<Output = ServiceResult<()>> + Send + 'static,
+    ) {
+        let task = id.to_string();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = job.await {
+                tracing::warn!(task = %task, "{what}: {e}");
+            }
+        });
+        self.edits.lock().unwrap().insert(id.to_string(), handle);
+    }
+
     /// A task this worker just leased.
     async fn take(&self, t: TaskRow) -> ServiceResult<()> {
         let c = &self.control;
+        let (control, me) = (c.clone(), self.id.clone());
         match t.state {
-            State::Creating => {
+            State::Creating => self.spawn_job(&t.id.clone(), "validation", async move {
+                let c = &control;
                 let cause = match c.spec(&t) {
                     Ok(spec) => match validate(&spec).await {
                         Ok(()) => (
@@ -167,41 +186,29 @@ impl Worker {
                     )
                     .await?;
                 }
-                c.store.release(&t.id, &self.id).await?;
-            }
-            State::Ending if t.pending_action.as_deref() == Some("failover") => {
+                c.store.release(&t.id, &me).await
+            }),
+            State::Ending => self.spawn_job(&t.id.clone(), "ending", async move {
+                let c = &control;
+                let failover_wanted = t.pending_action.as_deref() == Some("failover");
                 let result = match c.spec(&t) {
-                    Ok(spec) => failover(&spec).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                c.store.set_pending_action(&t.id, None).await?;
-                match result {
-                    Ok(done) => c.apply(&t.id, Cause::Released, Some(&done)).await?,
-                    Err(e) => c.apply(&t.id, Cause::ReleaseFailed, Some(&e)).await?,
-                };
-                c.store.release(&t.id, &self.id).await?;
-            }
-            State::Replicating if t.pending_action.as_deref() == Some("switchover") => {
-                let control = c.clone();
-                let id = t.id.clone();
-                let job = tokio::spawn(async move {
-                    if let Err(e) = switchover(&control, &t).await {
-                        tracing::warn!(task = %t.id, "switchover: {e}");
-                    }
-                });
-                self.edits.lock().unwrap().insert(id, job);
-            }
-            State::Ending => {
-                let result = match c.spec(&t) {
+                    Ok(spec) if failover_wanted => failover(&spec).await.map_err(|e| e.to_string()),
                     Ok(spec) => end(&spec).await,
                     Err(e) => Err(e.to_string()),
                 };
+                if failover_wanted {
+                    c.store.set_pending_action(&t.id, None).await?;
+                }
                 match result {
                     Ok(done) => c.apply(&t.id, Cause::Released, Some(&done)).await?,
                     Err(e) => c.apply(&t.id, Cause::ReleaseFailed, Some(&e)).await?,
                 };
-                c.store.release(&t.id, &self.id).await?;
-            }
+                c.store.release(&t.id, &me).await
+            }),
+            State::Replicating if t.pending_action.as_deref() == Some("switchover") => self
+                .spawn_job(&t.id.clone(), "switchover", async move {
+                    switchover(&control, &t).await
+                }),
             State::WaitingToStart => {
                 let t = c
                     .apply(
@@ -212,16 +219,9 @@ impl Worker {
                     .await?;
                 self.start(&t)?;
             }
-            State::Changing => {
-                let control = c.clone();
-                let id = t.id.clone();
-                let job = tokio::spawn(async move {
-                    if let Err(e) = apply_edit(&control, &t).await {
-                        tracing::warn!(task = %t.id, "edit not applied: {e}");
-                    }
-                });
-                self.edits.lock().unwrap().insert(id, job);
-            }
+            State::Changing => self.spawn_job(&t.id.clone(), "edit not applied", async move {
+                apply_edit(&control, &t).await
+            }),
             s if s.runs() => {
                 let mut t = t;
                 let mine = t.lease_owner.as_deref() == Some(self.id.as_str());
