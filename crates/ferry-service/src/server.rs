@@ -65,9 +65,16 @@ fn admin_token(dir: &std::path::Path) -> ServiceResult<String> {
 
 /// Runs a node until `stop` turns true.
 pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceResult<()> {
+    let fresh_dir = !cfg.data_dir.exists();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         ServiceError::Unavailable(format!("data directory {}: {e}", cfg.data_dir.display()))
     })?;
+    #[cfg(unix)]
+    if fresh_dir {
+        // metadata, key and token files: only the service's user reads them
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
     let meta = cfg
         .meta
         .clone()
