@@ -344,6 +344,10 @@ pub async fn run_full(
         let mut job = TableJob::new(t.clone(), target.clone(), from, to);
         if resuming {
             job.watermark = position.as_ref().map(|p| p.to_string());
+            tracing::info!(
+                "{target}: remaining chunks read at {}",
+                job.watermark.as_deref().unwrap_or("?")
+            );
         }
         table_jobs.insert(target.clone(), job);
         post.insert(target, ddl.clone());

@@ -222,7 +222,18 @@ async fn attempt(
     let watermarks = checkpoint::watermarks(&mut dst, &spec.name).await?;
     metrics.set_state("incremental");
     metrics.set_position(&start.to_string());
-    tracing::debug!("stream attempt from {start}");
+    tracing::info!(
+        "stream from {start}; watermarks: {}",
+        if watermarks.is_empty() {
+            "none".to_string()
+        } else {
+            watermarks
+                .iter()
+                .map(|(t, p)| format!("{t} at {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     let mut src = Conn::open(spec, Role::Source).await?;
     let tables = source_tables(&mut src, spec).await?;
     let names = NameMap::new(spec, &tables);

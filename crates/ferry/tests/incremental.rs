@@ -174,7 +174,8 @@ fn spawn_run(task: &str, extra: &[&str]) -> Running {
         .args(extra)
         .env(
             "FERRY_LOG",
-            std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            // info: positions and watermarks of every run, shown when a test fails
+            std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "info".into()),
         )
         .stdout(log.try_clone().unwrap())
         .stderr(log)
