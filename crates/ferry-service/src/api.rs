@@ -4,7 +4,7 @@
 
 use crate::control::{random_hex, token_hash, Caller, Control};
 use crate::error::ServiceError;
-use crate::store::{now_ms, TaskFilter, TaskRow};
+use crate::store::{now_ms, rfc3339, TaskFilter, TaskRow};
 use crate::worker::Worker;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,13 +17,6 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// RFC 3339 text of a stored time.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
 
 fn parse_time(field: &str, s: &str) -> Result<i64, ServiceError> {
     chrono::DateTime::parse_from_rfc3339(s)
@@ -124,12 +117,11 @@ fn admin_only(c: &Caller) -> ApiResult<()> {
 }
 
 /// The task object the API returns (no passwords: the stored spec has none).
-fn task_json(control: &Control, t: &TaskRow) -> Json_ {
+fn task_json(t: &TaskRow) -> Json_ {
     let spec: Json_ = serde_yaml::from_str::<serde_yaml::Value>(&t.spec)
         .ok()
         .and_then(|v| serde_json::to_value(v).ok())
         .unwrap_or(Json_::Null);
-    let _ = control;
     json!({
         "id": t.id,
         "name": t.name,
@@ -208,7 +200,7 @@ async fn create_task(
         app.control.store.set_start_at(&t.id, Some(at)).await?;
     }
     let t = app.control.store.task(&t.id).await?.unwrap_or(t);
-    Ok((StatusCode::CREATED, Json(task_json(&app.control, &t))))
+    Ok((StatusCode::CREATED, Json(task_json(&t))))
 }
 
 #[derive(Deserialize)]
@@ -299,7 +291,7 @@ async fn list_tasks(
     };
     let (rows, total) = app.control.store.tasks(&filter).await?;
     Ok(Json(json!({
-        "tasks": rows.iter().map(|t| task_json(&app.control, t)).collect::<Vec<_>>(),
+        "tasks": rows.iter().map(task_json).collect::<Vec<_>>(),
         "total": total,
         "limit": filter.limit,
         "offset": filter.offset,
@@ -313,7 +305,7 @@ async fn show_task(
 ) -> ApiResult<Json<Json_>> {
     let c = caller(&app, &headers).await?;
     let t = app.control.visible_task(&c, &id).await?;
-    let mut v = task_json(&app.control, &t);
+    let mut v = task_json(&t);
     let events: Vec<Json_> = app
         .control
         .store
@@ -349,14 +341,14 @@ async fn act(
     if a == Action::Edit {
         let objects = body.objects.unwrap_or(Json_::Null);
         let t = app.control.edit(&c, &id, objects).await?;
-        return Ok((StatusCode::ACCEPTED, Json(task_json(&app.control, &t))).into_response());
+        return Ok((StatusCode::ACCEPTED, Json(task_json(&t))).into_response());
     }
     let start_at = body
         .start_at
         .map(|s| parse_time("start_at", &s))
         .transpose()?;
     match app.control.act(&c, &id, a, start_at).await? {
-        Some(t) => Ok((StatusCode::ACCEPTED, Json(task_json(&app.control, &t))).into_response()),
+        Some(t) => Ok((StatusCode::ACCEPTED, Json(task_json(&t))).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }

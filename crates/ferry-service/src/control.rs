@@ -254,7 +254,7 @@ impl Control {
                 lifecycle::next(t.kind, t.state, Cause::User(Action::Schedule))
                     .map_err(ServiceError::Refused)?;
                 self.store.set_start_at(id, Some(at)).await?;
-                let reason = format!("scheduled for {}", crate::api::rfc3339(at));
+                let reason = format!("scheduled for {}", crate::store::rfc3339(at));
                 self.apply(id, Cause::User(Action::Schedule), Some(&reason))
                     .await
                     .map(Some)

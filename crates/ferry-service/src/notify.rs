@@ -57,7 +57,7 @@ pub fn send(store: Store, task: &TaskRow, event: &str, detail: serde_json::Value
             "reason": task.reason,
         },
         "detail": detail,
-        "at": crate::api::rfc3339(crate::store::now_ms()),
+        "at": crate::store::rfc3339(crate::store::now_ms()),
     });
     let tenant = task.tenant.clone();
     tokio::spawn(async move {

@@ -15,6 +15,13 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// RFC 3339 text of a stored time (how the API and notifications show it).
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 /// Versioned schema; each entry runs once, in order, at start.
 fn migrations(postgres: bool) -> Vec<String> {
     let serial = if postgres {

@@ -178,7 +178,7 @@ impl Worker {
                 };
                 let t = c.apply(&t.id, cause.0, Some(&cause.1)).await?;
                 if let (State::Configuring, Some(at)) = (t.state, t.start_at_ms) {
-                    let why = format!("scheduled for {}", crate::api::rfc3339(at));
+                    let why = format!("scheduled for {}", crate::store::rfc3339(at));
                     c.apply(
                         &t.id,
                         Cause::User(ferry_core::lifecycle::Action::Schedule),
@@ -457,7 +457,7 @@ impl Worker {
             "transactions_applied": m.txns.load(std::sync::atomic::Ordering::Relaxed),
             "rows_applied": m.rows.load(std::sync::atomic::Ordering::Relaxed),
             "recoveries": m.recoveries.load(std::sync::atomic::Ordering::Relaxed),
-            "at": crate::api::rfc3339(now_ms()),
+            "at": crate::store::rfc3339(now_ms()),
         });
         if matches!(
             t.state,
@@ -658,8 +658,7 @@ async fn failover(spec: &TaskSpec) -> Result<String, ferry_core::Error> {
         .await?
         .first()
         .and_then(|r| r[0].as_deref().and_then(|v| v.parse::<i64>().ok()))
-        .and_then(chrono::DateTime::from_timestamp_micros)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .map(|us| crate::store::rfc3339(us / 1000))
         .unwrap_or_else(|| "unknown".into());
     ferry_engine::checkpoint::set_task(&mut dst, &spec.name, "ended", None).await?;
     ferry_engine::dr::set_read_only(&spec.target, false).await?;
