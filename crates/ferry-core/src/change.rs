@@ -70,6 +70,9 @@ pub enum Event {
     Begin {
         /// Position inside the transaction, when known.
         marker: Option<Position>,
+        /// PostgreSQL transaction id: a chunk read under an MVCC snapshot holds the
+        /// transaction exactly when the snapshot sees this id.
+        xid: Option<u32>,
     },
     /// A row changed.
     Row {

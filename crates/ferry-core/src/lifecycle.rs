@@ -289,6 +289,9 @@ pub enum Cause {
     Unfreeze(State),
     /// A sync edit was applied.
     EditApplied,
+    /// The engine (re)started in the middle of a sync edit: it copies the added
+    /// tables again.
+    EditResumed,
     /// A sync edit failed.
     EditFailed,
 }
@@ -390,6 +393,7 @@ fn table(kind: Kind, from: State, cause: Cause) -> Option<State> {
             | S::Full
             | S::Incremental
             | S::Recovering
+            | S::Changing
             | S::Initializing
             | S::Initialized
             | S::Replicating,
@@ -399,6 +403,7 @@ fn table(kind: Kind, from: State, cause: Cause) -> Option<State> {
             Some(S::Changing)
         }
         (S::Changing, C::EditApplied) => Some(S::Incremental),
+        (S::Starting | S::Recovering, C::EditResumed) if kind == Kind::Sync => Some(S::Changing),
         (S::Replicating, C::User(A::Switchover)) if dr => Some(S::Replicating),
         (
             S::Replicating | S::Abnormal | S::Recovering | S::Initializing | S::Initialized,
@@ -417,6 +422,7 @@ fn table(kind: Kind, from: State, cause: Cause) -> Option<State> {
             | S::Paused
             | S::EndFailed
             | S::ChangeFailed
+            | S::Changing
             | S::Initializing
             | S::Initialized
             | S::Replicating
@@ -458,6 +464,7 @@ mod tests {
             Cause::ReleaseFailed,
             Cause::Freeze,
             Cause::EditApplied,
+            Cause::EditResumed,
             Cause::EditFailed,
         ]);
         c.extend(STATES.into_iter().map(Cause::Unfreeze));

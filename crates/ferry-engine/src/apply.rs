@@ -575,6 +575,13 @@ impl Applier {
         Ok(())
     }
 
+    /// Adds a statement of Ferry's own (a checkpoint row) to the open target
+    /// transaction, so it commits or rolls back with the changes it describes.
+    pub async fn statement(&mut self, sql: &str) -> Result<()> {
+        self.begin_if_needed();
+        self.push(sql.to_string()).await
+    }
+
     /// Marks the end of a source transaction (applied, not yet committed).
     pub fn end_source_txn(&mut self) {
         self.open_txns += 1;

@@ -18,6 +18,7 @@ pub async fn ensure(conn: &mut Conn) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS ferry.tables (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, stage varchar(16) NOT NULL, PRIMARY KEY (task, table_name))",
         "CREATE TABLE IF NOT EXISTS ferry.stream (task varchar(64) PRIMARY KEY, state varchar(32) NOT NULL, reason text, source_commit_us bigint, applied_at_us bigint, txns bigint NOT NULL, row_changes bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS ferry.watermarks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, position text NOT NULL, PRIMARY KEY (task, table_name))",
+        "CREATE TABLE IF NOT EXISTS ferry.backfill (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, next_key varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name))",
         "CREATE TABLE IF NOT EXISTS ferry.chunks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, chunk int NOT NULL, source_table varchar(400) NOT NULL, key_column varchar(200), lo varchar(48), hi varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name, chunk))",
     ] {
         conn.exec(ddl).await?;
@@ -84,7 +85,14 @@ pub async fn set_task(
 /// Forgets everything recorded for the task (a fresh start).
 pub async fn reset(conn: &mut Conn, task: &str) -> Result<()> {
     let t = conn.literal(task);
-    for table in ["chunks", "tables", "tasks", "stream", "watermarks"] {
+    for table in [
+        "chunks",
+        "tables",
+        "tasks",
+        "stream",
+        "watermarks",
+        "backfill",
+    ] {
         conn.exec(&format!("DELETE FROM ferry.{table} WHERE task = {t}"))
             .await?;
     }
@@ -306,4 +314,73 @@ pub async fn watermarks(
         }
     }
     Ok(out)
+}
+
+/// How far the snapshot of a table added to a running stream has got (see
+/// [`crate::backfill`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackfillRow {
+    /// Source table.
+    pub table: String,
+    /// Keys below this are on the target (`None`: none yet, unless `done`).
+    pub next_key: Option<String>,
+    /// Every row is on the target; from here on the table streams like the others.
+    pub done: bool,
+    /// Rows copied so far.
+    pub rows: u64,
+}
+
+/// The task's backfill rows.
+pub async fn backfills(conn: &mut Conn, task: &str) -> Result<Vec<BackfillRow>> {
+    let rows = conn
+        .query_text(&format!(
+            "SELECT table_name, next_key, done, rows_copied FROM ferry.backfill WHERE task = {} ORDER BY table_name",
+            conn.literal(task)
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| BackfillRow {
+            table: r[0].clone().unwrap_or_default(),
+            next_key: r[1].clone(),
+            done: r[2].as_deref() == Some("1"),
+            rows: r[3].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0),
+        })
+        .collect())
+}
+
+/// Plans the backfill of `table` (nothing copied yet).
+pub async fn add_backfill(conn: &mut Conn, task: &str, table: &TableId) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO ferry.backfill (task, table_name, next_key, done, rows_copied) VALUES ({}, {}, NULL, 0, 0)",
+        conn.literal(task),
+        conn.literal(&table.to_string())
+    );
+    conn.exec(&sql).await
+}
+
+/// Forgets the backfill of `table`.
+pub async fn drop_backfill(conn: &mut Conn, task: &str, table: &str) -> Result<()> {
+    let sql = format!(
+        "DELETE FROM ferry.backfill WHERE task = {} AND table_name = {}",
+        conn.literal(task),
+        conn.literal(table)
+    );
+    conn.exec(&sql).await
+}
+
+/// The statement recording a backfill's progress; run inside the transaction that
+/// holds the chunk's rows.
+pub fn backfill_sql(conn: &Conn, task: &str, row: &BackfillRow) -> String {
+    format!(
+        "UPDATE ferry.backfill SET next_key = {}, done = {}, rows_copied = {} WHERE task = {} AND table_name = {}",
+        row.next_key
+            .as_deref()
+            .map(|k| conn.literal(k))
+            .unwrap_or_else(|| "NULL".into()),
+        u8::from(row.done),
+        row.rows,
+        conn.literal(task),
+        conn.literal(&row.table)
+    )
 }

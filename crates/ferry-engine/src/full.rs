@@ -176,39 +176,12 @@ pub async fn run_full(
         let mut refused = Vec::new();
         for t in &tables {
             let target = names.target(&t.id);
-            let Some(has_rows) = dst.table_state(&target).await? else {
-                continue;
-            };
-            match spec.existing_data {
-                ExistingData::Fail => refused.push(format!(
-                    "{target} ({})",
-                    if has_rows {
-                        "has rows"
-                    } else {
-                        "exists, empty"
-                    }
-                )),
-                ExistingData::Drop => {
-                    let cascade = if to == Engine::Postgres {
-                        " CASCADE"
-                    } else {
-                        ""
-                    };
-                    dst.exec(&format!("DROP TABLE {}{cascade}", dst.qualified(&target)))
-                        .await?;
-                }
-                ExistingData::Truncate | ExistingData::Append => {
-                    if spec.existing_data == ExistingData::Truncate {
-                        let stmt = match to {
-                            Engine::Postgres => {
-                                format!("TRUNCATE {} CASCADE", dst.qualified(&target))
-                            }
-                            Engine::MySql => format!("DELETE FROM {}", dst.qualified(&target)),
-                        };
-                        dst.exec(&stmt).await?;
-                    }
+            match make_room(&mut dst, spec.existing_data, &target).await? {
+                Room::Free => {}
+                Room::Kept => {
                     stages.insert(target.to_string(), "kept".into());
                 }
+                Room::Refused(why) => refused.push(why),
             }
         }
         if !refused.is_empty() {
@@ -530,6 +503,89 @@ pub async fn run_full(
         chunks_skipped,
         warnings,
     })
+}
+
+/// What became of a target table that may already exist.
+pub(crate) enum Room {
+    /// No such table: create it.
+    Free,
+    /// Kept (emptied for `truncate`): the copy goes into it.
+    Kept,
+    /// `existing_data: fail` and the table exists: why.
+    Refused(String),
+}
+
+/// Applies `existing_data` to `target` before a copy creates it.
+pub(crate) async fn make_room(
+    dst: &mut Conn,
+    policy: ExistingData,
+    target: &TableId,
+) -> Result<Room> {
+    let Some(has_rows) = dst.table_state(target).await? else {
+        return Ok(Room::Free);
+    };
+    let to = dst.engine();
+    Ok(match policy {
+        ExistingData::Fail => Room::Refused(format!(
+            "{target} ({})",
+            if has_rows {
+                "has rows"
+            } else {
+                "exists, empty"
+            }
+        )),
+        ExistingData::Drop => {
+            let cascade = if to == Engine::Postgres {
+                " CASCADE"
+            } else {
+                ""
+            };
+            dst.exec(&format!("DROP TABLE {}{cascade}", dst.qualified(target)))
+                .await?;
+            Room::Free
+        }
+        ExistingData::Truncate | ExistingData::Append => {
+            if policy == ExistingData::Truncate {
+                let stmt = match to {
+                    Engine::Postgres => format!("TRUNCATE {} CASCADE", dst.qualified(target)),
+                    Engine::MySql => format!("DELETE FROM {}", dst.qualified(target)),
+                };
+                dst.exec(&stmt).await?;
+            }
+            Room::Kept
+        }
+    })
+}
+
+/// Creates a table with its keys, indexes and foreign keys at once, for a table that
+/// joins a task that already streams (created on the source, added by an edit): its
+/// rows arrive as upserts, which need the key. Returns what could not be carried.
+pub(crate) async fn create_table_now(
+    dst: &mut Conn,
+    target: &TableId,
+    ddl: &Ddl,
+) -> Result<Vec<String>> {
+    for stmt in ddl
+        .create
+        .iter()
+        .chain(&ddl.post)
+        .chain(&ddl.counters)
+        .chain(&ddl.foreign_keys)
+    {
+        dst.exec(stmt)
+            .await
+            .map_err(|e| e.context(format!("creating {target}")))?;
+    }
+    let mut warnings = ddl.warnings.clone();
+    for stmt in &ddl.optional {
+        if let Err(e) = dst.exec(stmt).await {
+            warnings.push(format!(
+                "{target}: could not recreate `{stmt}`: {}",
+                e.message
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// Post-data DDL of one table (keys, indexes, checks, sequence positions), then its

@@ -104,6 +104,7 @@ pub async fn run_incremental(
         recoveries: 0,
     };
     let mut backoff = Duration::from_secs(1);
+    let mut hold: Option<Position> = None;
     loop {
         let started = Instant::now();
         let result = attempt(
@@ -113,6 +114,7 @@ pub async fn run_incremental(
             &metrics,
             &mut summary,
             &mut shutdown,
+            &mut hold,
         )
         .await;
         match result {
@@ -204,6 +206,7 @@ async fn attempt(
     metrics: &Arc<Metrics>,
     summary: &mut StreamSummary,
     shutdown: &mut watch::Receiver<bool>,
+    hold: &mut Option<Position>,
 ) -> Result<Outcome> {
     let mut dst = Conn::open(spec, Role::Target).await?;
     checkpoint::ensure(&mut dst).await?;
@@ -220,7 +223,6 @@ async fn attempt(
     checkpoint::set_task(&mut dst, &spec.name, "incremental", None).await?;
     checkpoint::set_stream_state(&mut dst, &spec.name, "incremental", None).await?;
     let watermarks = checkpoint::watermarks(&mut dst, &spec.name).await?;
-    metrics.set_state("incremental");
     metrics.set_position(&start.to_string());
     tracing::info!(
         "stream from {start}; watermarks: {}",
@@ -236,9 +238,25 @@ async fn attempt(
     );
     let mut src = Conn::open(spec, Role::Source).await?;
     let tables = source_tables(&mut src, spec).await?;
+    if let Conn::Pg(pg) = &src {
+        // the slot carries exactly the selected tables (an abandoned edit may have
+        // left others in the publication)
+        ferry_postgres::cdc::sync_publication(
+            pg,
+            &ferry_postgres::cdc::slot_name(&spec.name),
+            &tables,
+        )
+        .await?;
+    }
     let names = NameMap::new(spec, &tables);
     drop(src);
     tracing::debug!("source catalog read: {} tables", tables.len());
+    let mut backfill = crate::backfill::Backfill::load(spec, &mut dst, &tables).await?;
+    metrics.set_state(if backfill.is_idle() {
+        "incremental"
+    } else {
+        "backfill"
+    });
     let mut applier = Applier::new(dst, spec.source.engine, &spec.name, names).await?;
 
     let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_EVENTS);
@@ -256,6 +274,8 @@ async fn attempt(
     let result = apply_loop(
         spec,
         &watermarks,
+        &mut backfill,
+        hold,
         &mut applier,
         &mut rx,
         &ack_tx,
@@ -414,18 +434,8 @@ async fn follow_ddl(
             let target = names.target(&t.id);
             if applier.conn().table_state(&target).await?.is_none() {
                 for d in &ddl {
-                    for stmt in d
-                        .create
-                        .iter()
-                        .chain(&d.post)
-                        .chain(&d.counters)
-                        .chain(&d.foreign_keys)
-                    {
-                        applier
-                            .conn()
-                            .exec(stmt)
-                            .await
-                            .map_err(|e| e.context(format!("creating {target}")))?;
+                    for w in crate::full::create_table_now(applier.conn(), &target, d).await? {
+                        tracing::warn!("{w}");
                     }
                 }
                 tracing::info!("created {target}, which the source created");
@@ -447,6 +457,8 @@ async fn follow_ddl(
 async fn apply_loop(
     spec: &TaskSpec,
     watermarks: &std::collections::HashMap<ferry_core::TableId, Position>,
+    backfill: &mut crate::backfill::Backfill,
+    hold: &mut Option<Position>,
     applier: &mut Applier,
     rx: &mut mpsc::Receiver<Event>,
     ack: &watch::Sender<u64>,
@@ -473,7 +485,21 @@ async fn apply_loop(
         metrics.rows.load(Ordering::Relaxed),
         metrics.txns.load(Ordering::Relaxed),
     );
+    // where the log was last seen to be, between transactions
+    let mut seen_to = start.clone();
     loop {
+        // a table added to the task: its next chunk, between two source transactions
+        if !in_source_txn
+            && goal.is_none()
+            && !backfill.is_idle()
+            && hold.as_ref().is_none_or(|h| seen_to.reached(h))
+            && backfill.copy_next(applier).await?
+        {
+            open_since.get_or_insert_with(Instant::now);
+            if pending.is_none() && backfill.may_commit(&seen_to) && seen_to != applied {
+                pending = Some((seen_to.clone(), None));
+            }
+        }
         let ev = tokio::select! {
             ev = rx.recv() => ev,
             _ = shutdown.changed() => return Ok(Outcome::Stopped),
@@ -482,8 +508,9 @@ async fn apply_loop(
             return Err(Error::transient("the log reader stopped"));
         };
         match ev {
-            Event::Begin { marker } => {
+            Event::Begin { marker, xid } => {
                 in_source_txn = true;
+                backfill.begin(marker.as_ref(), xid);
                 // tables a resumed copy read after this transaction already hold it
                 skip.clear();
                 if let Some(m) = marker {
@@ -497,12 +524,15 @@ async fn apply_loop(
             }
             Event::Row { shape, op } => {
                 if !skip.contains(&shape.table) {
-                    applier.row(&shape, op).await?;
-                    open_since.get_or_insert_with(Instant::now);
+                    if let Some(op) = backfill.filter(&shape, op)? {
+                        applier.row(&shape, op).await?;
+                        open_since.get_or_insert_with(Instant::now);
+                    }
                 }
             }
             Event::Truncate(tables) => {
                 let tables: Vec<_> = tables.into_iter().filter(|t| !skip.contains(t)).collect();
+                let tables = backfill.truncate(tables)?;
                 applier.truncate(&tables).await?;
                 open_since.get_or_insert_with(Instant::now);
             }
@@ -512,8 +542,17 @@ async fn apply_loop(
                 statement,
                 position,
             } => {
+                let before = pending.as_ref().map(|(p, _)| p).unwrap_or(&applied);
+                if !backfill.may_commit(before) {
+                    // the chunk cannot commit before the statement: read it again after
+                    *hold = Some(position);
+                    return Err(crate::apply::restart(
+                        "a schema change arrived while a copied chunk waited for the stream",
+                    ));
+                }
                 if let Some((p, ct)) = pending.take() {
                     commit_group(applier, ack, &p, ct, metrics, summary).await?;
+                    backfill.committed(&p);
                 }
                 follow_ddl(applier, spec, &schema, &statement).await?;
                 applier.commit(&position, None).await?;
@@ -527,6 +566,7 @@ async fn apply_loop(
                 commit_time_us,
             } => {
                 in_source_txn = false;
+                seen_to = position.clone();
                 if applier.has_open_work() || pending.is_some() {
                     applier.end_source_txn();
                     pending = Some((position, commit_time_us));
@@ -536,8 +576,15 @@ async fn apply_loop(
                 }
             }
             Event::Idle { position } => {
-                if !in_source_txn && !applier.has_open_work() && pending.is_none() {
-                    quiet = Some(position);
+                if !in_source_txn {
+                    seen_to = position.clone();
+                    if !applier.has_open_work() && pending.is_none() {
+                        quiet = Some(position);
+                    } else if backfill.in_flight() {
+                        // nothing more up to here: the chunk may commit at it
+                        let ct = pending.take().and_then(|(_, ct)| ct);
+                        pending = Some((position, ct));
+                    }
                 }
             }
         }
@@ -568,8 +615,13 @@ async fn apply_loop(
             let due = applier.open_txns() >= GROUP_TXNS
                 || open_since.is_some_and(|t| t.elapsed() >= GROUP_TIME)
                 || rx.is_empty();
-            if due && !in_source_txn {
+            if due && !in_source_txn && backfill.may_commit(position) {
                 commit_group(applier, ack, position, *commit_time, metrics, summary).await?;
+                backfill.committed(position);
+                if backfill.is_idle() && metrics.state() == "backfill" {
+                    tracing::info!("the added tables are copied; they stream like the others now");
+                    metrics.set_state("incremental");
+                }
                 applied = position.clone();
                 pending = None;
                 open_since = None;

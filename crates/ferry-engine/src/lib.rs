@@ -3,8 +3,8 @@
 //! and compare.
 
 pub mod abort_on_drop;
-pub mod add_tables;
 pub mod apply;
+pub mod backfill;
 pub mod check;
 pub mod checkpoint;
 pub mod compare;

@@ -206,6 +206,7 @@ impl Decoder {
                 self.in_txn = true;
                 out.push(Event::Begin {
                     marker: Some(self.position(start)),
+                    xid: None,
                 });
             }
             return Ok(());
@@ -266,6 +267,7 @@ impl Decoder {
                         }
                         out.push(Event::Begin {
                             marker: Some(self.position(start)),
+                            xid: None,
                         });
                         out.push(Event::Reshape { old: o, new: n });
                     }
@@ -273,6 +275,7 @@ impl Decoder {
                 ("TRUNCATE", _) => {
                     out.push(Event::Begin {
                         marker: Some(self.position(start)),
+                        xid: None,
                     });
                     out.push(Event::Truncate(vec![t]));
                 }
@@ -499,6 +502,7 @@ pub async fn stream(
                     dec.in_txn = true;
                     out.push(Event::Begin {
                         marker: Some(dec.position(start)),
+                        xid: None,
                     });
                 }
             }
@@ -539,6 +543,7 @@ pub async fn stream(
                             dec.in_txn = true;
                             out.push(Event::Begin {
                                 marker: Some(dec.position(start)),
+                                xid: None,
                             });
                         }
                         dec.rows(&m, &tme, &rows, &mut out)?;

@@ -116,6 +116,28 @@ pub async fn ensure_publication(
     Ok(warnings)
 }
 
+/// [`ensure_publication`] when the publication does not hold exactly `tables` (an
+/// existing publication is left alone otherwise: no lock, no catalog change).
+pub async fn sync_publication(conn: &PgConn, name: &str, tables: &[Table]) -> Result<()> {
+    let rows = conn
+        .client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(classify)?;
+    let have: std::collections::HashSet<TableId> = rows
+        .iter()
+        .map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect();
+    let want: std::collections::HashSet<TableId> = tables.iter().map(|t| t.id.clone()).collect();
+    if have != want && !have.is_empty() {
+        ensure_publication(conn, name, tables).await?;
+    }
+    Ok(())
+}
+
 /// Creates the slot on a replication connection; returns its consistent point and
 /// the exported snapshot, valid until the next command on `repl`. A `temporary` slot
 /// only serves its snapshot and disappears with the connection.
@@ -304,8 +326,9 @@ impl Decoder<'_> {
 
     async fn decode(&mut self, msg: Message, out: &mut Vec<Event>) -> Result<()> {
         match msg {
-            Message::Begin { final_lsn, .. } => out.push(Event::Begin {
+            Message::Begin { final_lsn, xid, .. } => out.push(Event::Begin {
                 marker: Some(Position::PgLsn(final_lsn)),
+                xid: Some(xid),
             }),
             Message::Commit {
                 end_lsn, commit_ts, ..

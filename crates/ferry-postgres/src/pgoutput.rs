@@ -34,6 +34,8 @@ pub enum Message {
         final_lsn: u64,
         /// Commit timestamp, microseconds since 2000-01-01.
         commit_ts: i64,
+        /// Transaction id (what a snapshot's visibility is decided on).
+        xid: u32,
     },
     /// Transaction end.
     Commit {
@@ -141,9 +143,11 @@ pub fn parse(mut b: Bytes) -> Result<Message, String> {
             need(&b, 20, "BEGIN")?;
             let final_lsn = b.get_u64();
             let commit_ts = b.get_i64();
+            let xid = b.get_u32();
             Message::Begin {
                 final_lsn,
                 commit_ts,
+                xid,
             }
         }
         b'C' => {

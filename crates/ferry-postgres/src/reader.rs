@@ -121,6 +121,29 @@ pub async fn read_rows(
     tx: &Sender<Batch>,
     batch_rows: usize,
 ) -> Result<()> {
+    read_rows_as(conn, t, range, tx, batch_rows, false).await
+}
+
+/// [`read_rows`] for a PostgreSQL target: arrays stay in PostgreSQL's own text form
+/// (as the change stream sends them to such a target) instead of becoming JSON.
+pub async fn read_rows_native_arrays(
+    conn: &PgConn,
+    t: &Table,
+    range: Option<&KeyRange>,
+    tx: &Sender<Batch>,
+    batch_rows: usize,
+) -> Result<()> {
+    read_rows_as(conn, t, range, tx, batch_rows, true).await
+}
+
+async fn read_rows_as(
+    conn: &PgConn,
+    t: &Table,
+    range: Option<&KeyRange>,
+    tx: &Sender<Batch>,
+    batch_rows: usize,
+    native_arrays: bool,
+) -> Result<()> {
     let cols: Vec<&Column> = t.copied_columns().collect();
     let sql = format!("COPY ({}) TO STDOUT", select_sql(t, range));
     let stream = conn.client.copy_out(&sql).await.map_err(classify)?;
@@ -139,9 +162,22 @@ pub async fn read_rows(
         let row = fields
             .into_iter()
             .zip(&cols)
-            .map(|(f, c)| {
-                parse_text(f, &c.logical)
-                    .map_err(|e| Error::definite(format!("table {}, column {}: {e}", t.id, c.name)))
+            .map(|(f, c)| match f {
+                Some(text)
+                    if native_arrays && matches!(c.logical, ferry_core::LogicalType::Array(_)) =>
+                {
+                    String::from_utf8(text)
+                        .map(ferry_core::Value::Text)
+                        .map_err(|_| {
+                            Error::definite(format!(
+                                "table {}, column {}: array is not UTF-8",
+                                t.id, c.name
+                            ))
+                        })
+                }
+                f => parse_text(f, &c.logical).map_err(|e| {
+                    Error::definite(format!("table {}, column {}: {e}", t.id, c.name))
+                }),
             })
             .collect::<Result<Vec<_>>>()?;
         rows.push(row);

@@ -36,6 +36,8 @@ struct Runner {
     /// Since when the lag is above the tenant's threshold, and whether that was
     /// already reported.
     lag_high: Option<(Instant, bool)>,
+    /// Runs a pending sync edit's objects (the added tables are being copied).
+    edit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -219,13 +221,13 @@ impl Worker {
                     .await?;
                 self.start(&t)?;
             }
-            State::Changing => self.spawn_job(&t.id.clone(), "edit not applied", async move {
-                apply_edit(&control, &t).await
-            }),
             s if s.runs() => {
                 let mut t = t;
                 let mine = t.lease_owner.as_deref() == Some(self.id.as_str());
-                if !matches!(s, State::Starting | State::Recovering) && !mine {
+                // an edit stops the engine and hands the task back (no owner): that
+                // is no fault
+                let edit_restart = s == State::Changing && t.lease_owner.is_none();
+                if !matches!(s, State::Starting | State::Recovering) && !mine && !edit_restart {
                     // it was running elsewhere (or here, before a restart)
                     let why = match t.lease_owner.as_deref() {
                         Some(owner) => format!(
@@ -247,7 +249,14 @@ impl Worker {
     }
 
     fn start(&self, t: &TaskRow) -> ServiceResult<()> {
-        let spec = self.control.spec(t)?;
+        let current = self.control.spec(t)?;
+        // a pending sync edit runs with its objects: the stream copies the added
+        // tables while it goes on
+        let (spec, edited_from) = match &t.pending_spec {
+            Some(p) => (self.control.spec_from(t, p)?, Some(current)),
+            None => (current, None),
+        };
+        let edit = edited_from.is_some();
         let metrics = Arc::new(Metrics::new(&t.id));
         let (shutdown, rx) = watch::channel(false);
         let outcome = Arc::new(Mutex::new(None));
@@ -255,7 +264,7 @@ impl Worker {
         let m = metrics.clone();
         let precheck = t.state == State::Starting;
         let handle = tokio::spawn(async move {
-            let r = run(&spec, m, rx, precheck).await;
+            let r = run(&spec, edited_from.as_ref(), m, rx, precheck).await;
             *out.lock().unwrap() = Some(r);
         });
         self.metrics
@@ -272,6 +281,7 @@ impl Worker {
                 stopping_since: None,
                 reported: None,
                 lag_high: None,
+                edit,
             },
         );
         Ok(())
@@ -289,7 +299,7 @@ impl Worker {
             tracing::warn!(task = %t.id, "lease lost; runner aborted");
             return Ok(());
         }
-        let (phase, reason, finished, outcome, stopping, saw_full) = {
+        let (phase, reason, finished, outcome, stopping, saw_full, edit) = {
             let runners = self.runners.lock().unwrap();
             let r = &runners[&t.id];
             let outcome = r.outcome.lock().unwrap().clone();
@@ -300,11 +310,13 @@ impl Worker {
                 outcome,
                 r.stopping_since,
                 r.metrics.saw("full"),
+                r.edit,
             )
         };
-        if !t.state.runs() || t.state == State::Changing || t.pending_action.is_some() {
-            // paused, ending, frozen, being edited: stop the engine (a full copy is cut off; its
-            // finished chunks are committed and the rest resumes later)
+        if !t.state.runs() || t.pending_action.is_some() || t.pending_spec.is_some() != edit {
+            // paused, ending, frozen, edited (or an edit given up): stop the engine (a
+            // full copy is cut off; its finished chunks are committed and the rest
+            // resumes later; an edit's copy resumes from its last chunk)
             let since = stopping.unwrap_or_else(Instant::now);
             let gone = {
                 let mut runners = self.runners.lock().unwrap();
@@ -360,11 +372,25 @@ impl Worker {
                     self.back_off(&t.id);
                 }
                 Some(Outcome::Failed(e)) => {
+                    let e = if edit {
+                        // the task goes on with its objects from before the edit
+                        c.store.set_pending_spec(&t.id, None).await?;
+                        format!("the edit was not applied: {e}; `start` resumes with the objects from before it (tables it created on the target stay there)")
+                    } else {
+                        e
+                    };
                     if matches!(t.state, State::Starting | State::Recovering) {
                         // the failure belongs to the phase the engine was in
                         if phase == "full" {
                             c.apply(&t.id, Cause::FullStarted, Some("copying the tables"))
                                 .await?;
+                        } else if edit && (phase == "backfill" || phase.is_empty()) {
+                            c.apply(
+                                &t.id,
+                                Cause::EditResumed,
+                                Some("copying the added tables while the others stream"),
+                            )
+                            .await?;
                         } else if phase.starts_with("incremental") {
                             c.apply(
                                 &t.id,
@@ -386,6 +412,31 @@ impl Worker {
             return Ok(());
         }
         self.report(t).await;
+        if edit && phase == "incremental" {
+            // every added table is copied: the edited objects are the task's now
+            c.store.commit_pending_spec(&t.id).await?;
+            if let Some(r) = self.runners.lock().unwrap().get_mut(&t.id) {
+                r.edit = false;
+            }
+            if t.state == State::Changing {
+                c.apply(
+                    &t.id,
+                    Cause::EditApplied,
+                    Some("edit applied: the added tables are copied and stream with the others"),
+                )
+                .await?;
+                return Ok(());
+            }
+        }
+        if phase == "backfill" && matches!(t.state, State::Starting | State::Recovering) {
+            c.apply(
+                &t.id,
+                Cause::EditResumed,
+                Some("copying the added tables while the others stream"),
+            )
+            .await?;
+            return Ok(());
+        }
         let cause = match phase.as_str() {
             "full" if matches!(t.state, State::Starting | State::Recovering) => {
                 Some(Cause::FullStarted)
@@ -473,6 +524,16 @@ impl Worker {
                 }
             }
         }
+        if t.pending_spec.is_some() {
+            // a sync edit: how far the copy of each added table has got
+            if let Ok(spec) = self.control.spec(t) {
+                if let Ok(mut dst) = Conn::open(&spec, Role::Target).await {
+                    if let Ok(rows) = ferry_engine::checkpoint::backfills(&mut dst, &t.id).await {
+                        p["added_tables"] = serde_json::to_value(rows).unwrap_or_default();
+                    }
+                }
+            }
+        }
         if let Err(e) = self.control.store.set_progress(&t.id, &p.to_string()).await {
             tracing::debug!(task = %t.id, "progress not stored: {e}");
         }
@@ -517,49 +578,6 @@ impl Worker {
             .unwrap_or(Duration::from_secs(1));
         m.insert(id.to_string(), (Instant::now() + next, next));
     }
-}
-
-/// Applies a sync edit: copies the newly selected tables (the stream of the others
-/// resumes from its own position afterwards), then makes the edited spec the task's.
-async fn apply_edit(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()> {
-    let Some(pending) = t.pending_spec.as_deref() else {
-        c.apply(
-            &t.id,
-            Cause::EditFailed,
-            Some("the edit was lost; edit again"),
-        )
-        .await?;
-        return Ok(());
-    };
-    let result = async {
-        let old = c.spec(t).map_err(|e| e.to_string())?;
-        let new = c.spec_from(t, pending).map_err(|e| e.to_string())?;
-        let opts = RunOptions {
-            jobs: new.jobs.unwrap_or_else(ferry_engine::full::default_jobs),
-            quiet: true,
-        };
-        ferry_engine::add_tables::add_tables(&old, &new, &opts)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    match result {
-        Ok(added) => {
-            c.store.commit_pending_spec(&t.id).await?;
-            let why = if added.is_empty() {
-                "objects changed; no table to add".to_string()
-            } else {
-                let names: Vec<String> = added.iter().map(|t| t.to_string()).collect();
-                format!("added and copied {}", names.join(", "))
-            };
-            c.apply(&t.id, Cause::EditApplied, Some(&why)).await?;
-        }
-        Err(e) => {
-            c.store.set_pending_spec(&t.id, None).await?;
-            c.apply(&t.id, Cause::EditFailed, Some(&e)).await?;
-        }
-    }
-    Ok(())
 }
 
 /// A planned DR switchover: fence the primary, let the standby apply everything,
@@ -703,10 +721,22 @@ async fn validate(spec: &TaskSpec) -> Result<(), String> {
 /// Runs the engine for one task until it ends or is told to stop.
 async fn run(
     spec: &TaskSpec,
+    edited_from: Option<&TaskSpec>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     precheck: bool,
 ) -> Outcome {
+    if let Some(old) = edited_from {
+        // the added tables exist on the target and are planned before the stream
+        // starts copying them (again after a restart: planning is idempotent)
+        if let Err(e) = ferry_engine::backfill::prepare(old, spec).await {
+            return if e.is_transient() {
+                Outcome::Transient(e.to_string())
+            } else {
+                Outcome::Failed(e.to_string())
+            };
+        }
+    }
     if precheck {
         // what `ferry check` fails is a start failure, with the fix
         let failed: Vec<String> = ferry_engine::check::check(spec)

@@ -851,22 +851,26 @@ async fn the_openapi_document_matches_the_routes() {
     );
 }
 
-/// A running sync gets a table added: only the new table is copied (from a snapshot
-/// of its own) while writes continue on both tables, the task shows `changing` and
-/// returns to `incremental`, and afterwards source and target are equal — no lost or
-/// stale rows in either table.
+/// A running sync gets tables added: only the new tables are copied, chunk by chunk
+/// inside the running stream, while writes continue on every table and the old
+/// table's changes keep arriving; the task shows `changing` and returns to
+/// `incremental`, and afterwards source and target are equal — no lost or stale rows.
 async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]).await;
+    let mut svc = Service::start(dir.path(), &[]).await;
     let tok = svc.tenant("acme", 100.0).await;
     let src = fresh(engine, "sync_src").await;
     let dst = fresh(engine, "sync_dst").await;
-    let (series, schema) = if engine == "postgres" {
-        ("generate_series(1, 5000) AS g(seq)", "public".to_string())
+    let (acct_rows, extra_rows, schema) = if engine == "postgres" {
+        (
+            "generate_series(1, 5000) AS g(seq)",
+            "generate_series(1, 40000) AS g(seq)",
+            "public".to_string(),
+        )
     } else {
-        ("seq_1_to_5000", src.name.clone())
+        ("seq_1_to_5000", "seq_1_to_40000", src.name.clone())
     };
     let src_url = src.url.clone();
     let exec = move |sql: String| {
@@ -879,15 +883,18 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
             }
         }
     };
+    // `extra` is copied in 80 chunks of 500 keys; `notes` has no key (one chunk)
     exec(format!(
         "CREATE TABLE acct (id bigint PRIMARY KEY, owner varchar(40), balance int);
-         INSERT INTO acct SELECT seq, 'o', 1 FROM {series};
+         INSERT INTO acct SELECT seq, 'o', 1 FROM {acct_rows};
          CREATE TABLE extra (id bigint PRIMARY KEY, note varchar(40), n int);
-         INSERT INTO extra SELECT seq, 'x', 0 FROM {series};"
+         INSERT INTO extra SELECT seq, 'x', 0 FROM {extra_rows};
+         CREATE TABLE notes (v varchar(20), n int);
+         INSERT INTO notes SELECT concat('n', seq), seq FROM {acct_rows};"
     ))
     .await;
     let spec = format!(
-        "name: grow\nkind: sync\nmode: full+incremental\nsource: {}\ntarget: {}\nobjects:\n  include: [\"{schema}.acct\"]\n",
+        "name: grow\nkind: sync\nmode: full+incremental\nchunk_rows: 500\nsource: {}\ntarget: {}\nobjects:\n  include: [\"{schema}.acct\"]\n",
         src.url, dst.url
     );
     let id = svc.create(&tok, &spec, None).await;
@@ -895,7 +902,9 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
     svc.act(&tok, &id, "start").await;
     svc.wait_state(&tok, &id, "incremental", T).await;
 
-    // writes on both tables before, during and after the edit
+    // writes on every table before, during and after the edit: updates all over
+    // `extra`, inserts past its end, deletes, and key changes both ways across the
+    // part already copied
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let writer = {
@@ -904,14 +913,22 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let k = 1 + (i * 37) % 5000;
+                let k = 1 + (i * 37) % 40000;
                 exec(format!(
-                    "UPDATE acct SET balance = balance + 1 WHERE id = {k};
+                    "UPDATE acct SET balance = balance + 1 WHERE id = {};
                      UPDATE extra SET n = n + 1, note = 'w{i}' WHERE id = {k};
                      INSERT INTO extra VALUES ({}, 'new', {i});
-                     DELETE FROM extra WHERE id = {};",
+                     DELETE FROM extra WHERE id = {};
+                     UPDATE extra SET id = id + 1000000 WHERE id = {};
+                     UPDATE extra SET id = -id WHERE id = {};
+                     INSERT INTO notes VALUES ('w{i}', {i});
+                     DELETE FROM notes WHERE v = 'n{}';",
+                    1 + i % 5000,
                     100_000 + i,
-                    1 + (i * 101) % 5000
+                    1 + (i * 101) % 40000,
+                    1 + (i * 53) % 40000,
+                    100_000 + i - 1,
+                    1 + i % 5000
                 ))
                 .await;
                 done.store(i, Ordering::Relaxed);
@@ -935,22 +952,65 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
             "POST",
             &format!("/api/v1/tasks/{id}/edit"),
             &tok,
-            Some(json!({"objects": {"include": [format!("{schema}.acct"), format!("{schema}.extra")]}})),
+            Some(json!({"objects": {"include": [
+                format!("{schema}.acct"), format!("{schema}.extra"), format!("{schema}.notes")
+            ]}})),
         )
         .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["state"], "changing");
-    let v = svc.wait_state(&tok, &id, "incremental", T).await;
+    // while `extra` is being copied, `acct`'s changes keep arriving on the target;
+    // midway the service is killed -9: the copy resumes from its last chunk
+    let (mut samples, mut killed, t0) = (Vec::new(), false, Instant::now());
+    loop {
+        let copying = common::query_lines(
+            engine,
+            &dst.url,
+            &format!("SELECT count(*) FROM ferry.backfill WHERE task = '{id}' AND done = 0 AND rows_copied > 0 AND table_name LIKE '%extra'"),
+        )
+        .await
+            == ["1"];
+        let balance = common::query_lines(engine, &dst.url, "SELECT sum(balance) FROM acct").await;
+        let (_, v) = svc
+            .call("GET", &format!("/api/v1/tasks/{id}"), &tok, None)
+            .await;
+        match v["state"].as_str() {
+            Some("incremental") => break,
+            Some("changing" | "recovering") | None => {}
+            Some(other) => panic!("the edit went {other}: {v:#}\n{}", svc.log()),
+        }
+        if copying && !killed {
+            samples.push(balance);
+            samples.dedup();
+            if samples.len() >= 2 {
+                svc.kill();
+                svc.spawn().await;
+                killed = true;
+            }
+        }
+        assert!(
+            t0.elapsed() < 2 * T,
+            "the edit never finished: {v:#}\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
-        v["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("streaming")
-            || v["events"].as_array().unwrap().iter().any(|e| e["reason"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("added and copied")),
-        "{v:#}"
+        killed,
+        "no change of acct reached the target while extra was being copied (balances seen: {samples:?})\n{}",
+        svc.log()
+    );
+    let v = svc.wait_state(&tok, &id, "incremental", T).await;
+    let path: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap_or_default())
+        .collect();
+    let edit_start = path.iter().position(|s| *s == "changing").unwrap();
+    assert!(
+        path[edit_start..].contains(&"recovering") && path.last() == Some(&"incremental"),
+        "the kill should show as recovering within the edit: {path:?}\n{v:#}"
     );
     wait_writes(20).await;
     stop.store(true, Ordering::Relaxed);
@@ -974,7 +1034,11 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
         text(&c),
         svc.log()
     );
-    assert!(text(&c).contains("extra"), "{}", text(&c));
+    assert!(
+        text(&c).contains("extra") && text(&c).contains("notes"),
+        "{}",
+        text(&c)
+    );
 
     // removing a table stops its replication; the others go on
     let (s, v) = svc

@@ -1,0 +1,643 @@
+//! Snapshotting tables added to a task that already streams, without pausing the
+//! replication of the others (the DBLog / Debezium "incremental snapshot" idea).
+//!
+//! The stream itself copies the new tables, one key-range chunk at a time, at a
+//! boundary between two source transactions:
+//!
+//! 1. a fresh snapshot is opened on the source and its *visibility* noted — for
+//!    PostgreSQL the MVCC snapshot (`pg_current_snapshot()`: which transaction ids it
+//!    sees), for MariaDB the exact binlog position of the snapshot
+//!    (`Binlog_snapshot_*`);
+//! 2. the chunk's rows are read under it and upserted into the applier's open target
+//!    transaction, together with the table's new progress row;
+//! 3. the stream goes on. A change to a key of the chunk is skipped when the
+//!    snapshot already saw its transaction, applied otherwise; a change to a key no
+//!    chunk has reached yet is skipped (a later chunk reads the row as it is then);
+//!    a change to a key already copied is applied as usual;
+//! 4. the target transaction holding the chunk commits only once the stream has
+//!    passed every transaction the snapshot saw (a marker written to the WAL after
+//!    the snapshot, or the snapshot's binlog position), so a restart never finds the
+//!    chunk without the position that makes the rules above exact.
+//!
+//! Before taking a PostgreSQL snapshot, Ferry checks that it sees every transaction
+//! the stream has already handed on (a transaction can be in the WAL a moment before
+//! other sessions see it); if not, the chunk waits for the next boundary.
+
+use crate::apply::{restart, Applier};
+use crate::checkpoint::{self, BackfillRow};
+use crate::conn::{Conn, Role};
+use crate::full::{create_table_now, make_room, plan_all, source_tables, Room};
+use crate::mapping::NameMap;
+use ferry_core::change::{Cell, RowOp, Shape};
+use ferry_core::chunk::{Batch, KeyRange};
+use ferry_core::{Engine, Error, Position, Result, Table, TableId, TaskSpec, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Upper bound on a backfill chunk: the stream waits while one is read.
+const MAX_CHUNK_ROWS: u64 = 10_000;
+/// Transaction ids the stream has handed on that a new snapshot must see.
+const RECENT_XIDS: usize = 100_000;
+
+/// Plans a sync edit: creates the tables `new` selects and `old` did not on the
+/// target and records their backfill, which the stream of `new` then carries out.
+/// Idempotent (a planned table is left as it is); forgets plans of tables no longer
+/// being added. Returns the added source tables.
+pub async fn prepare(old: &TaskSpec, new: &TaskSpec) -> Result<Vec<TableId>> {
+    let mut src = Conn::open(new, Role::Source).await?;
+    let before: HashSet<TableId> = match source_tables(&mut src, old).await {
+        Ok(t) => t.into_iter().map(|t| t.id).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let all = source_tables(&mut src, new).await?;
+    let added: Vec<Table> = all
+        .iter()
+        .filter(|t| !before.contains(&t.id))
+        .cloned()
+        .collect();
+    let mut dst = Conn::open(new, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    let planned = checkpoint::backfills(&mut dst, &new.name).await?;
+    let wanted: HashSet<String> = added.iter().map(|t| t.id.to_string()).collect();
+    for row in planned.iter().filter(|r| !wanted.contains(&r.table)) {
+        checkpoint::drop_backfill(&mut dst, &new.name, &row.table).await?;
+    }
+    let planned: HashSet<String> = planned.into_iter().map(|r| r.table).collect();
+    let fresh: Vec<Table> = added
+        .iter()
+        .filter(|t| !planned.contains(&t.id.to_string()))
+        .cloned()
+        .collect();
+    let names = NameMap::new(new, &all);
+    let ddls = plan_all(&mut src, new, &fresh, &names).await?;
+    let mut refused = Vec::new();
+    for (t, ddl) in fresh.iter().zip(&ddls) {
+        let target = names.target(&t.id);
+        match make_room(&mut dst, new.existing_data, &target).await? {
+            Room::Free => {
+                for w in create_table_now(&mut dst, &target, ddl).await? {
+                    tracing::warn!("{w}");
+                }
+            }
+            Room::Kept => {}
+            Room::Refused(why) => {
+                refused.push(why);
+                continue;
+            }
+        }
+        checkpoint::add_backfill(&mut dst, &new.name, &t.id).await?;
+    }
+    if !refused.is_empty() {
+        return Err(Error::definite(format!(
+            "the target already has tables the edit would add: {}",
+            refused.join(", ")
+        ))
+        .with_hint(
+            "drop them on the target, or set existing_data: drop / truncate / append in the task",
+        ));
+    }
+    if let Conn::Pg(pg) = &src {
+        // from here on the slot carries the new tables' changes (and no longer the
+        // removed ones')
+        ferry_postgres::cdc::ensure_publication(
+            pg,
+            &ferry_postgres::cdc::slot_name(&new.name),
+            &all,
+        )
+        .await?;
+    }
+    Ok(added.into_iter().map(|t| t.id).collect())
+}
+
+/// Which keys of a table are on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    Nothing,
+    /// Every key below this one.
+    Below(i128),
+    All,
+}
+
+impl Coverage {
+    fn holds(self, key: Option<i128>) -> bool {
+        match (self, key) {
+            (Coverage::All, _) => true,
+            (Coverage::Below(h), Some(k)) => k < h,
+            _ => false,
+        }
+    }
+}
+
+/// One table being backfilled.
+struct Filling {
+    table: Table,
+    /// How its chunk rows reach the applier (the copied columns, the key).
+    shape: Arc<Shape>,
+    /// The integer key column it is chunked by; `None`: one chunk for the whole table.
+    key: Option<String>,
+    covered: Coverage,
+    rows: u64,
+}
+
+/// What a snapshot saw.
+#[derive(Debug, Clone)]
+enum Seen {
+    /// MariaDB: every transaction before this binlog position.
+    Binlog(Position),
+    /// PostgreSQL: the committed transactions of an MVCC snapshot.
+    Pg(PgSnapshot),
+}
+
+/// `pg_current_snapshot()`: ids below `xmin` are settled, ids from `xmax` on had not
+/// started, ids in `xip` were running.
+#[derive(Debug, Clone, PartialEq)]
+struct PgSnapshot {
+    xmin: u64,
+    xmax: u64,
+    xip: HashSet<u64>,
+}
+
+impl PgSnapshot {
+    fn parse(s: &str) -> Option<PgSnapshot> {
+        let mut parts = s.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = parts
+            .next()?
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| x.parse().ok())
+            .collect::<Option<HashSet<u64>>>()?;
+        Some(PgSnapshot { xmin, xmax, xip })
+    }
+
+    /// The 64-bit id of a 32-bit transaction id: the one within 2^31 of `xmax` (no
+    /// live id is ever further away).
+    fn widen(&self, xid: u32) -> u64 {
+        let x = (self.xmax & !0xffff_ffff) | u64::from(xid);
+        if x > self.xmax.saturating_add(1 << 31) && x >= 1 << 32 {
+            x - (1 << 32)
+        } else if x + (1 << 31) < self.xmax {
+            x + (1 << 32)
+        } else {
+            x
+        }
+    }
+
+    /// Whether the snapshot sees the (committed) transaction `xid`.
+    fn sees(&self, xid: u32) -> bool {
+        let x = self.widen(xid);
+        x < self.xmin || (x < self.xmax && !self.xip.contains(&x))
+    }
+}
+
+/// The chunk in the open target transaction.
+struct InFlight {
+    table: usize,
+    lo: Option<i128>,
+    hi: Option<i128>,
+    seen: Seen,
+    /// The target transaction may commit once the stream has reached this.
+    until: Position,
+}
+
+impl InFlight {
+    fn contains(&self, key: Option<i128>) -> bool {
+        match key {
+            None => true,
+            Some(k) => self.lo.is_none_or(|l| k >= l) && self.hi.is_none_or(|h| k < h),
+        }
+    }
+}
+
+/// The backfills of one stream attempt (rebuilt from the target's checkpoint rows
+/// at every attempt, so a rolled-back chunk is simply read again).
+pub struct Backfill {
+    spec: TaskSpec,
+    tables: Vec<Filling>,
+    by_id: HashMap<TableId, usize>,
+    in_flight: Option<InFlight>,
+    /// Whether the in-flight chunk's snapshot saw the transaction being streamed.
+    txn_seen: bool,
+    recent: VecDeque<u32>,
+    recent_set: HashMap<u32, u32>,
+    src: Option<Conn>,
+    chunk_rows: u64,
+}
+
+impl Backfill {
+    /// Loads the task's unfinished backfills of tables it still selects (and forgets
+    /// the others).
+    pub async fn load(spec: &TaskSpec, dst: &mut Conn, tables: &[Table]) -> Result<Backfill> {
+        let mut out = Backfill {
+            spec: spec.clone(),
+            tables: Vec::new(),
+            by_id: HashMap::new(),
+            in_flight: None,
+            txn_seen: false,
+            recent: VecDeque::new(),
+            recent_set: HashMap::new(),
+            src: None,
+            chunk_rows: spec.chunk_rows.clamp(1, MAX_CHUNK_ROWS),
+        };
+        let selected: HashMap<String, &Table> =
+            tables.iter().map(|t| (t.id.to_string(), t)).collect();
+        for row in checkpoint::backfills(dst, &spec.name).await? {
+            let Some(t) = selected.get(&row.table) else {
+                checkpoint::drop_backfill(dst, &spec.name, &row.table).await?;
+                continue;
+            };
+            if row.done {
+                continue;
+            }
+            let key = t.integer_key().map(|c| c.name.clone());
+            let covered = match (&row.next_key, &key) {
+                (Some(k), Some(_)) => Coverage::Below(k.parse().map_err(|_| {
+                    Error::definite(format!("backfill of {}: bad stored key {k:?}", row.table))
+                })?),
+                _ => Coverage::Nothing,
+            };
+            let columns: Vec<ferry_core::Column> = t.copied_columns().cloned().collect();
+            let shape = Shape {
+                table: t.id.clone(),
+                key: t
+                    .primary_key
+                    .iter()
+                    .filter_map(|k| columns.iter().position(|c| &c.name == k))
+                    .collect(),
+                columns,
+            };
+            out.by_id.insert(t.id.clone(), out.tables.len());
+            out.tables.push(Filling {
+                table: (*t).clone(),
+                shape: Arc::new(shape),
+                key,
+                covered,
+                rows: row.rows,
+            });
+        }
+        Ok(out)
+    }
+
+    /// True while nothing is left to copy or commit.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_none() && self.tables.iter().all(|f| f.covered == Coverage::All)
+    }
+
+    /// A source transaction starts.
+    pub fn begin(&mut self, marker: Option<&Position>, xid: Option<u32>) {
+        if let Some(x) = xid {
+            if !self.tables.is_empty() {
+                self.recent.push_back(x);
+                *self.recent_set.entry(x).or_default() += 1;
+                if self.recent.len() > RECENT_XIDS {
+                    if let Some(old) = self.recent.pop_front() {
+                        if let Some(n) = self.recent_set.get_mut(&old) {
+                            *n -= 1;
+                            if *n == 0 {
+                                self.recent_set.remove(&old);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.txn_seen = match self.in_flight.as_ref().map(|f| &f.seen) {
+            None => false,
+            Some(Seen::Binlog(w)) => marker.is_some_and(|m| !m.reached(w)),
+            Some(Seen::Pg(s)) => xid.is_some_and(|x| s.sees(x)),
+        };
+    }
+
+    fn key_of(shape: &Shape, key: &Option<String>, row: &[Value]) -> Option<i128> {
+        let k = key.as_ref()?;
+        let i = shape.columns.iter().position(|c| &c.name == k)?;
+        match row.get(i)? {
+            Value::Int(v) => Some(i128::from(*v)),
+            Value::UInt(v) => Some(i128::from(*v)),
+            _ => None,
+        }
+    }
+
+    /// Whether a change of the streamed transaction to `key` of table `t` goes to
+    /// the target.
+    fn applies(&self, t: usize, key: Option<i128>) -> bool {
+        let f = &self.tables[t];
+        if !f.covered.holds(key) {
+            return false;
+        }
+        !matches!(&self.in_flight, Some(fl) if fl.table == t && fl.contains(key) && self.txn_seen)
+    }
+
+    /// What of a row change reaches the target (`None`: skip it).
+    pub fn filter(&self, shape: &Shape, op: RowOp) -> Result<Option<RowOp>> {
+        let Some(&t) = self.by_id.get(&shape.table) else {
+            return Ok(Some(op));
+        };
+        let key = &self.tables[t].key;
+        Ok(match op {
+            RowOp::Insert(row) => self
+                .applies(t, Self::key_of(shape, key, &row))
+                .then_some(RowOp::Insert(row)),
+            RowOp::Delete(row) => self
+                .applies(t, Self::key_of(shape, key, &row))
+                .then_some(RowOp::Delete(row)),
+            RowOp::Update { old, new } => {
+                let new_values: Vec<Value> = new
+                    .iter()
+                    .map(|c| match c {
+                        Cell::Value(v) => v.clone(),
+                        Cell::Unchanged => Value::Null,
+                    })
+                    .collect();
+                let k_new = Self::key_of(shape, key, &new_values);
+                let k_old = match &old {
+                    Some(o) => Self::key_of(shape, key, o),
+                    None => k_new,
+                };
+                match (self.applies(t, k_old), self.applies(t, k_new)) {
+                    (true, true) => Some(RowOp::Update { old, new }),
+                    (false, false) => None,
+                    // the row moves out of what the target holds
+                    (true, false) => Some(RowOp::Delete(old.unwrap_or(new_values))),
+                    // the row moves into it: the new image is the whole row
+                    (false, true) => {
+                        if new.iter().any(|c| matches!(c, Cell::Unchanged)) {
+                            return Err(Error::definite(format!(
+                                "{}: an update moved a row into the part already copied while its \
+                                 unchanged TOASTed values were not sent",
+                                shape.table
+                            ))
+                            .with_hint("set REPLICA IDENTITY FULL on the table, then edit the task again to remove and re-add it"));
+                        }
+                        Some(RowOp::Insert(new_values))
+                    }
+                }
+            }
+        })
+    }
+
+    /// Which of the truncated tables are emptied on the target.
+    pub fn truncate(&self, tables: Vec<TableId>) -> Result<Vec<TableId>> {
+        let mut out = Vec::new();
+        for id in tables {
+            let Some(&t) = self.by_id.get(&id) else {
+                out.push(id);
+                continue;
+            };
+            if self.tables[t].covered == Coverage::Nothing {
+                continue;
+            }
+            if matches!(&self.in_flight, Some(fl) if fl.table == t) && self.txn_seen {
+                // the open chunk already reflects the truncation but the copied part
+                // before it does not: read the chunk again after it
+                return Err(restart(&format!(
+                    "{id} was truncated while it was being copied"
+                )));
+            }
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    /// Whether the open target transaction may commit at `position`.
+    pub fn may_commit(&self, position: &Position) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_none_or(|f| position.reached(&f.until))
+    }
+
+    /// The open target transaction committed at `position`.
+    pub fn committed(&mut self, position: &Position) {
+        if self.may_commit(position) {
+            self.in_flight = None;
+        }
+    }
+
+    /// Whether a chunk is waiting for the stream to pass its snapshot.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// At a boundary between source transactions: reads the next chunk into the
+    /// applier's open transaction. Returns whether it did (a PostgreSQL snapshot that
+    /// misses a transaction the stream already handed on is given up and retried).
+    pub async fn copy_next(&mut self, applier: &mut Applier) -> Result<bool> {
+        if self.in_flight.is_some() {
+            return Ok(false);
+        }
+        let Some(t) = self.tables.iter().position(|f| f.covered != Coverage::All) else {
+            return Ok(false);
+        };
+        if self.src.is_none() {
+            self.src = Some(Conn::open(&self.spec, Role::Source).await?);
+        }
+        let src = self.src.as_mut().expect("opened above");
+        let seen = match src {
+            Conn::Pg(c) => {
+                c.client
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(ferry_postgres::conn::classify)?;
+                let text: String = c
+                    .client
+                    .query_one("SELECT pg_current_snapshot()::text", &[])
+                    .await
+                    .map_err(ferry_postgres::conn::classify)?
+                    .get(0);
+                let snap = PgSnapshot::parse(&text)
+                    .ok_or_else(|| Error::definite(format!("unexpected snapshot {text:?}")))?;
+                let missed = snap
+                    .xip
+                    .iter()
+                    .any(|x| self.recent_set.contains_key(&(*x as u32)));
+                if missed {
+                    src.exec("ROLLBACK").await?;
+                    tracing::debug!("backfill snapshot misses a streamed transaction; retrying");
+                    return Ok(false);
+                }
+                Seen::Pg(snap)
+            }
+            Conn::My(c) => match ferry_mysql::reader::begin_single_snapshot(c).await? {
+                Some(p) => Seen::Binlog(p),
+                None => return Err(Error::definite("the source has no binary log")),
+            },
+        };
+        let f = &self.tables[t];
+        let lo = match f.covered {
+            Coverage::Below(h) => Some(h),
+            _ => None,
+        };
+        // the chunk: the next `chunk_rows` keys (all rows with the last of them)
+        let hi = match &f.key {
+            None => None,
+            Some(k) => {
+                let col = match src {
+                    Conn::Pg(_) => ferry_postgres::quote_ident(k),
+                    Conn::My(_) => ferry_mysql::conn::quote_ident(k),
+                };
+                let from = lo
+                    .map(|l| format!(" WHERE {col} >= {l}"))
+                    .unwrap_or_default();
+                let sql = format!(
+                    "SELECT count(*), max(k) FROM (SELECT {col} AS k FROM {}{from} ORDER BY {col} LIMIT {}) s",
+                    src.qualified(&f.table.id),
+                    self.chunk_rows
+                );
+                let r = src.query_text(&sql).await?;
+                let count: u64 = r
+                    .first()
+                    .and_then(|r| r[0].as_deref())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let max: Option<i128> = r
+                    .first()
+                    .and_then(|r| r[1].as_deref())
+                    .and_then(|v| v.parse().ok());
+                match max {
+                    Some(m) if count >= self.chunk_rows => Some(m + 1),
+                    _ => None,
+                }
+            }
+        };
+        let range = f.key.as_ref().map(|k| KeyRange {
+            column: k.clone(),
+            lo,
+            hi,
+        });
+        let (table, shape) = (f.table.clone(), f.shape.clone());
+        let native_arrays = self.spec.target.engine == Engine::Postgres;
+        let (tx, mut rx) = mpsc::channel::<Batch>(4);
+        let read = async {
+            let tx = tx;
+            match src {
+                Conn::Pg(c) if native_arrays => {
+                    ferry_postgres::reader::read_rows_native_arrays(
+                        c,
+                        &table,
+                        range.as_ref(),
+                        &tx,
+                        1000,
+                    )
+                    .await
+                }
+                Conn::Pg(c) => {
+                    ferry_postgres::reader::read_rows(c, &table, range.as_ref(), &tx, 1000).await
+                }
+                Conn::My(c) => {
+                    ferry_mysql::reader::read_rows(c, &table, range.as_ref(), &tx, 1000).await
+                }
+            }
+        };
+        let write = async {
+            let mut n = 0u64;
+            while let Some(batch) = rx.recv().await {
+                if let Batch::Rows(rows) = batch {
+                    for row in rows {
+                        applier.row(&shape, RowOp::Insert(row)).await?;
+                        n += 1;
+                    }
+                }
+            }
+            Ok::<u64, Error>(n)
+        };
+        let (read, written) = tokio::join!(read, write);
+        let n = match (read, written) {
+            (Ok(()), Ok(n)) => n,
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = src.exec("ROLLBACK").await;
+                return Err(e.context(format!("backfilling {}", table.id)));
+            }
+        };
+        src.exec("COMMIT").await?;
+        let until = match (&seen, &*src) {
+            (Seen::Binlog(p), _) => p.clone(),
+            (Seen::Pg(_), Conn::Pg(c)) => {
+                // written after the snapshot: its commit follows everything it saw
+                Position::PgLsn(ferry_postgres::cdc::emit_marker(c, "backfill chunk").await?)
+            }
+            (Seen::Pg(_), Conn::My(_)) => {
+                unreachable!("a PostgreSQL snapshot comes from PostgreSQL")
+            }
+        };
+        let f = &mut self.tables[t];
+        f.covered = match hi {
+            Some(h) => Coverage::Below(h),
+            None => Coverage::All,
+        };
+        f.rows += n;
+        let row = BackfillRow {
+            table: f.table.id.to_string(),
+            next_key: hi.map(|h| h.to_string()),
+            done: hi.is_none(),
+            rows: f.rows,
+        };
+        let sql = checkpoint::backfill_sql(applier.conn(), &self.spec.name, &row);
+        applier.statement(&sql).await?;
+        tracing::debug!(
+            "backfill {}: {n} rows of keys {lo:?}..{hi:?}, commit after {until}",
+            f.table.id
+        );
+        self.in_flight = Some(InFlight {
+            table: t,
+            lo,
+            hi,
+            seen,
+            until,
+        });
+        // the chunk itself was read under its own snapshot: nothing of the next
+        // transaction is decided yet
+        self.txn_seen = false;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_sees_settled_and_finished_transactions_only() {
+        let s = PgSnapshot::parse("100:110:102,105").unwrap();
+        assert!(s.sees(99));
+        assert!(s.sees(101));
+        assert!(!s.sees(102));
+        assert!(!s.sees(105));
+        assert!(s.sees(109));
+        assert!(!s.sees(110));
+        assert!(!s.sees(4_000_000_000));
+        let empty = PgSnapshot::parse("7:7:").unwrap();
+        assert!(empty.sees(6) && !empty.sees(7));
+    }
+
+    #[test]
+    fn ids_from_before_an_epoch_wrap_are_widened_into_the_previous_epoch() {
+        // xmax just past the wrap: 32-bit ids near u32::MAX belong to epoch 0
+        let s = PgSnapshot::parse(&format!("{}:{}:", (1u64 << 32) - 10, (1u64 << 32) + 5)).unwrap();
+        assert!(s.sees(u32::MAX - 1));
+        assert!(s.sees(3));
+        assert!(!s.sees(5), "an id equal to xmax had not started");
+        // xmax just before the wrap: small 32-bit ids are from the next epoch
+        let s = PgSnapshot::parse(&format!("{}:{}:", (1u64 << 32) - 10, (1u64 << 32) - 5)).unwrap();
+        assert!(!s.sees(2));
+        assert!(s.sees(u32::MAX - 20));
+    }
+
+    #[test]
+    fn coverage_and_chunk_membership() {
+        assert!(!Coverage::Nothing.holds(Some(1)));
+        assert!(Coverage::Below(10).holds(Some(9)));
+        assert!(!Coverage::Below(10).holds(Some(10)));
+        assert!(Coverage::All.holds(None));
+        let f = InFlight {
+            table: 0,
+            lo: Some(10),
+            hi: Some(20),
+            seen: Seen::Binlog(Position::PgLsn(0)),
+            until: Position::PgLsn(0),
+        };
+        assert!(f.contains(Some(10)) && f.contains(Some(19)));
+        assert!(!f.contains(Some(9)) && !f.contains(Some(20)));
+    }
+}
