@@ -26,7 +26,7 @@
 use crate::apply::{restart, Applier};
 use crate::checkpoint::{self, BackfillRow};
 use crate::conn::{Conn, Role};
-use crate::full::{create_table_now, make_room, plan_all, source_tables, Room};
+use crate::full::{add_foreign_keys, create_table_now, make_room, plan_all, source_tables, Room};
 use crate::mapping::NameMap;
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::chunk::{Batch, KeyRange};
@@ -40,45 +40,44 @@ const MAX_CHUNK_ROWS: u64 = 10_000;
 /// Transaction ids the stream has handed on that a new snapshot must see.
 const RECENT_XIDS: usize = 100_000;
 
-/// Plans a sync edit: creates the tables `new` selects and `old` did not on the
-/// target and records their backfill, which the stream of `new` then carries out.
-/// Idempotent (a planned table is left as it is); forgets plans of tables no longer
-/// being added. Returns the added source tables.
-pub async fn prepare(old: &TaskSpec, new: &TaskSpec) -> Result<Vec<TableId>> {
-    let mut src = Conn::open(new, Role::Source).await?;
-    let before: HashSet<TableId> = match source_tables(&mut src, old).await {
-        Ok(t) => t.into_iter().map(|t| t.id).collect(),
-        Err(_) => HashSet::new(),
-    };
-    let all = source_tables(&mut src, new).await?;
+/// Finds the tables the task selects but never copied — added to its objects since
+/// its full copy (a sync edit, an edited task file) — creates them on the target and
+/// plans their backfill, which the stream then carries out. Tables no longer selected
+/// are forgotten, so selecting one again copies it anew. Idempotent. Returns the
+/// added source tables.
+pub async fn adopt_added_tables(spec: &TaskSpec) -> Result<Vec<TableId>> {
+    let mut src = Conn::open(spec, Role::Source).await?;
+    let all = source_tables(&mut src, spec).await?;
+    let names = NameMap::new(spec, &all);
+    let mut dst = Conn::open(spec, Role::Target).await?;
+    checkpoint::ensure(&mut dst).await?;
+    let selected: HashSet<String> = all
+        .iter()
+        .map(|t| names.target(&t.id).to_string())
+        .collect();
+    let stages = checkpoint::stages(&mut dst, &spec.name).await?;
+    for target in stages.keys().filter(|t| !selected.contains(*t)) {
+        checkpoint::forget_stage(&mut dst, &spec.name, target).await?;
+    }
     let added: Vec<Table> = all
         .iter()
-        .filter(|t| !before.contains(&t.id))
+        .filter(|t| !stages.contains_key(&names.target(&t.id).to_string()))
         .cloned()
         .collect();
-    let mut dst = Conn::open(new, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
-    let planned = checkpoint::backfills(&mut dst, &new.name).await?;
-    let wanted: HashSet<String> = added.iter().map(|t| t.id.to_string()).collect();
-    for row in planned.iter().filter(|r| !wanted.contains(&r.table)) {
-        checkpoint::drop_backfill(&mut dst, &new.name, &row.table).await?;
+    if added.is_empty() {
+        return Ok(Vec::new());
     }
-    let planned: HashSet<String> = planned.into_iter().map(|r| r.table).collect();
-    let fresh: Vec<Table> = added
-        .iter()
-        .filter(|t| !planned.contains(&t.id.to_string()))
-        .cloned()
-        .collect();
-    let names = NameMap::new(new, &all);
-    let ddls = plan_all(&mut src, new, &fresh, &names).await?;
+    let ddls = plan_all(&mut src, spec, &added, &names).await?;
     let mut refused = Vec::new();
-    for (t, ddl) in fresh.iter().zip(&ddls) {
+    let mut created = Vec::new();
+    for (t, ddl) in added.iter().zip(&ddls) {
         let target = names.target(&t.id);
-        match make_room(&mut dst, new.existing_data, &target).await? {
+        match make_room(&mut dst, spec.existing_data, &target).await? {
             Room::Free => {
                 for w in create_table_now(&mut dst, &target, ddl).await? {
                     tracing::warn!("{w}");
                 }
+                created.push((target.clone(), ddl));
             }
             Room::Kept => {}
             Room::Refused(why) => {
@@ -86,11 +85,20 @@ pub async fn prepare(old: &TaskSpec, new: &TaskSpec) -> Result<Vec<TableId>> {
                 continue;
             }
         }
-        checkpoint::add_backfill(&mut dst, &new.name, &t.id).await?;
+        checkpoint::drop_backfill(&mut dst, &spec.name, &t.id.to_string()).await?;
+        checkpoint::add_backfill(&mut dst, &spec.name, &t.id).await?;
+        checkpoint::set_stage(&mut dst, &spec.name, &target, "backfill").await?;
+        tracing::info!(
+            "{} was added to the task: it is copied while the stream goes on",
+            t.id
+        );
+    }
+    for (target, ddl) in created {
+        add_foreign_keys(&mut dst, &target, ddl).await?;
     }
     if !refused.is_empty() {
         return Err(Error::definite(format!(
-            "the target already has tables the edit would add: {}",
+            "the target already has tables the task would add: {}",
             refused.join(", ")
         ))
         .with_hint(
@@ -98,11 +106,10 @@ pub async fn prepare(old: &TaskSpec, new: &TaskSpec) -> Result<Vec<TableId>> {
         ));
     }
     if let Conn::Pg(pg) = &src {
-        // from here on the slot carries the new tables' changes (and no longer the
-        // removed ones')
+        // from here on the slot carries the new tables' changes
         ferry_postgres::cdc::ensure_publication(
             pg,
-            &ferry_postgres::cdc::slot_name(&new.name),
+            &ferry_postgres::cdc::slot_name(&spec.name),
             &all,
         )
         .await?;

@@ -173,6 +173,16 @@ pub async fn set_stage(conn: &mut Conn, task: &str, table: &TableId, stage: &str
     .await
 }
 
+/// Forgets a target table's stage (the task no longer selects it).
+pub async fn forget_stage(conn: &mut Conn, task: &str, target: &str) -> Result<()> {
+    let sql = format!(
+        "DELETE FROM ferry.tables WHERE task = {} AND table_name = {}",
+        conn.literal(task),
+        conn.literal(target)
+    );
+    conn.exec(&sql).await
+}
+
 /// Stores a table's chunk plan (all not done).
 pub async fn save_plan(conn: &mut Conn, task: &str, chunks: &[Chunk]) -> Result<()> {
     for part in chunks.chunks(500) {

@@ -456,13 +456,7 @@ pub async fn run_full(
         if stages_now.get(&target.to_string()).map(String::as_str) == Some("done") {
             continue;
         }
-        for fk in &ddl.foreign_keys {
-            match dst.exec(fk).await {
-                Ok(()) => {}
-                Err(e) if already_there(&e) => {}
-                Err(e) => return Err(e.context(format!("adding a foreign key to {target}"))),
-            }
-        }
+        add_foreign_keys(&mut dst, target, ddl).await?;
         for stmt in &ddl.optional {
             if let Err(e) = dst.exec(stmt).await {
                 if !already_there(&e) {
@@ -557,21 +551,16 @@ pub(crate) async fn make_room(
     })
 }
 
-/// Creates a table with its keys, indexes and foreign keys at once, for a table that
-/// joins a task that already streams (created on the source, added by an edit): its
-/// rows arrive as upserts, which need the key. Returns what could not be carried.
+/// Creates a table with its keys and indexes at once, for a table that joins a task
+/// that already streams (created on the source, added by an edit): its rows arrive
+/// as upserts, which need the key. Foreign keys come once every such table exists
+/// ([`add_foreign_keys`]). Returns what could not be carried.
 pub(crate) async fn create_table_now(
     dst: &mut Conn,
     target: &TableId,
     ddl: &Ddl,
 ) -> Result<Vec<String>> {
-    for stmt in ddl
-        .create
-        .iter()
-        .chain(&ddl.post)
-        .chain(&ddl.counters)
-        .chain(&ddl.foreign_keys)
-    {
+    for stmt in ddl.create.iter().chain(&ddl.post).chain(&ddl.counters) {
         dst.exec(stmt)
             .await
             .map_err(|e| e.context(format!("creating {target}")))?;
@@ -586,6 +575,18 @@ pub(crate) async fn create_table_now(
         }
     }
     Ok(warnings)
+}
+
+/// The foreign keys of a table created by [`create_table_now`].
+pub(crate) async fn add_foreign_keys(dst: &mut Conn, target: &TableId, ddl: &Ddl) -> Result<()> {
+    for fk in &ddl.foreign_keys {
+        match dst.exec(fk).await {
+            Ok(()) => {}
+            Err(e) if already_there(&e) => {}
+            Err(e) => return Err(e.context(format!("adding a foreign key to {target}"))),
+        }
+    }
+    Ok(())
 }
 
 /// Post-data DDL of one table (keys, indexes, checks, sequence positions), then its

@@ -437,7 +437,10 @@ async fn follow_ddl(
                     for w in crate::full::create_table_now(applier.conn(), &target, d).await? {
                         tracing::warn!("{w}");
                     }
+                    crate::full::add_foreign_keys(applier.conn(), &target, d).await?;
                 }
+                // its rows all come through the stream: nothing to copy later
+                checkpoint::set_stage(applier.conn(), &spec.name, &target, "streamed").await?;
                 tracing::info!("created {target}, which the source created");
             }
             Ok(())
@@ -470,7 +473,7 @@ async fn apply_loop(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Outcome> {
     let mut applied = start.clone();
-    if goal.is_some_and(|g| applied.reached(g) && applied != *g) {
+    if backfill.is_idle() && goal.is_some_and(|g| applied.reached(g) && applied != *g) {
         summary.position = Some(applied.to_string());
         return Ok(Outcome::CaughtUp);
     }
@@ -487,103 +490,109 @@ async fn apply_loop(
     );
     // where the log was last seen to be, between transactions
     let mut seen_to = start.clone();
+    let mut commit_now = false;
     loop {
         // a table added to the task: its next chunk, between two source transactions
         if !in_source_txn
-            && goal.is_none()
             && !backfill.is_idle()
             && hold.as_ref().is_none_or(|h| seen_to.reached(h))
             && backfill.copy_next(applier).await?
         {
             open_since.get_or_insert_with(Instant::now);
-            if pending.is_none() && backfill.may_commit(&seen_to) && seen_to != applied {
-                pending = Some((seen_to.clone(), None));
+            if backfill.may_commit(&seen_to) {
+                // its snapshot saw nothing the stream has not passed (an idle source)
+                let ct = pending.take().and_then(|(_, ct)| ct);
+                pending = Some((seen_to.clone(), ct));
+                commit_now = true;
             }
         }
-        let ev = tokio::select! {
-            ev = rx.recv() => ev,
-            _ = shutdown.changed() => return Ok(Outcome::Stopped),
-        };
-        let Some(ev) = ev else {
-            return Err(Error::transient("the log reader stopped"));
-        };
-        match ev {
-            Event::Begin { marker, xid } => {
-                in_source_txn = true;
-                backfill.begin(marker.as_ref(), xid);
-                // tables a resumed copy read after this transaction already hold it
-                skip.clear();
-                if let Some(m) = marker {
-                    skip.extend(
-                        watermarks
-                            .iter()
-                            .filter(|(_, w)| !m.reached(w))
-                            .map(|(t, _)| t.clone()),
-                    );
-                }
-            }
-            Event::Row { shape, op } => {
-                if !skip.contains(&shape.table) {
-                    if let Some(op) = backfill.filter(&shape, op)? {
-                        applier.row(&shape, op).await?;
-                        open_since.get_or_insert_with(Instant::now);
+        // a chunk that may commit right away does not wait for the next event
+        if !commit_now {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = shutdown.changed() => return Ok(Outcome::Stopped),
+            };
+            let Some(ev) = ev else {
+                return Err(Error::transient("the log reader stopped"));
+            };
+            match ev {
+                Event::Begin { marker, xid } => {
+                    in_source_txn = true;
+                    backfill.begin(marker.as_ref(), xid);
+                    // tables a resumed copy read after this transaction already hold it
+                    skip.clear();
+                    if let Some(m) = marker {
+                        skip.extend(
+                            watermarks
+                                .iter()
+                                .filter(|(_, w)| !m.reached(w))
+                                .map(|(t, _)| t.clone()),
+                        );
                     }
                 }
-            }
-            Event::Truncate(tables) => {
-                let tables: Vec<_> = tables.into_iter().filter(|t| !skip.contains(t)).collect();
-                let tables = backfill.truncate(tables)?;
-                applier.truncate(&tables).await?;
-                open_since.get_or_insert_with(Instant::now);
-            }
-            Event::Reshape { old, new } => applier.reshape(&old, &new).await?,
-            Event::Ddl {
-                schema,
-                statement,
-                position,
-            } => {
-                let before = pending.as_ref().map(|(p, _)| p).unwrap_or(&applied);
-                if !backfill.may_commit(before) {
-                    // the chunk cannot commit before the statement: read it again after
-                    *hold = Some(position);
-                    return Err(crate::apply::restart(
-                        "a schema change arrived while a copied chunk waited for the stream",
-                    ));
+                Event::Row { shape, op } => {
+                    if !skip.contains(&shape.table) {
+                        if let Some(op) = backfill.filter(&shape, op)? {
+                            applier.row(&shape, op).await?;
+                            open_since.get_or_insert_with(Instant::now);
+                        }
+                    }
                 }
-                if let Some((p, ct)) = pending.take() {
-                    commit_group(applier, ack, &p, ct, metrics, summary).await?;
-                    backfill.committed(&p);
+                Event::Truncate(tables) => {
+                    let tables: Vec<_> = tables.into_iter().filter(|t| !skip.contains(t)).collect();
+                    let tables = backfill.truncate(tables)?;
+                    applier.truncate(&tables).await?;
+                    open_since.get_or_insert_with(Instant::now);
                 }
-                follow_ddl(applier, spec, &schema, &statement).await?;
-                applier.commit(&position, None).await?;
-                applied = position;
-                open_since = None;
-                summary.position = Some(applied.to_string());
-                continue;
-            }
-            Event::Commit {
-                position,
-                commit_time_us,
-            } => {
-                in_source_txn = false;
-                seen_to = position.clone();
-                if applier.has_open_work() || pending.is_some() {
-                    applier.end_source_txn();
-                    pending = Some((position, commit_time_us));
-                } else {
-                    // nothing of ours in it (other tables, other schemas)
-                    quiet = Some(position);
+                Event::Reshape { old, new } => applier.reshape(&old, &new).await?,
+                Event::Ddl {
+                    schema,
+                    statement,
+                    position,
+                } => {
+                    let before = pending.as_ref().map(|(p, _)| p).unwrap_or(&applied);
+                    if !backfill.may_commit(before) {
+                        // the chunk cannot commit before the statement: read it again after
+                        *hold = Some(position);
+                        return Err(crate::apply::restart(
+                            "a schema change arrived while a copied chunk waited for the stream",
+                        ));
+                    }
+                    if let Some((p, ct)) = pending.take() {
+                        commit_group(applier, ack, &p, ct, metrics, summary).await?;
+                        backfill.committed(&p);
+                    }
+                    follow_ddl(applier, spec, &schema, &statement).await?;
+                    applier.commit(&position, None).await?;
+                    applied = position;
+                    open_since = None;
+                    summary.position = Some(applied.to_string());
+                    continue;
                 }
-            }
-            Event::Idle { position } => {
-                if !in_source_txn {
+                Event::Commit {
+                    position,
+                    commit_time_us,
+                } => {
+                    in_source_txn = false;
                     seen_to = position.clone();
-                    if !applier.has_open_work() && pending.is_none() {
+                    if applier.has_open_work() || pending.is_some() {
+                        applier.end_source_txn();
+                        pending = Some((position, commit_time_us));
+                    } else {
+                        // nothing of ours in it (other tables, other schemas)
                         quiet = Some(position);
-                    } else if backfill.in_flight() {
-                        // nothing more up to here: the chunk may commit at it
-                        let ct = pending.take().and_then(|(_, ct)| ct);
-                        pending = Some((position, ct));
+                    }
+                }
+                Event::Idle { position } => {
+                    if !in_source_txn {
+                        seen_to = position.clone();
+                        if !applier.has_open_work() && pending.is_none() {
+                            quiet = Some(position);
+                        } else if backfill.in_flight() {
+                            // nothing more up to here: the chunk may commit at it
+                            let ct = pending.take().and_then(|(_, ct)| ct);
+                            pending = Some((position, ct));
+                        }
                     }
                 }
             }
@@ -605,19 +614,21 @@ async fn apply_loop(
                 }
             }
             metrics.lag_us.store(0, Ordering::Relaxed);
-            if goal.is_some_and(|g| applied.reached(g)) {
+            if backfill.is_idle() && goal.is_some_and(|g| applied.reached(g)) {
                 return Ok(Outcome::CaughtUp);
             }
         }
         // commit at a source transaction boundary when the group is big, old, or
         // the reader has nothing more right now
         if let Some((position, commit_time)) = &pending {
-            let due = applier.open_txns() >= GROUP_TXNS
+            let due = commit_now
+                || applier.open_txns() >= GROUP_TXNS
                 || open_since.is_some_and(|t| t.elapsed() >= GROUP_TIME)
                 || rx.is_empty();
             if due && !in_source_txn && backfill.may_commit(position) {
                 commit_group(applier, ack, position, *commit_time, metrics, summary).await?;
                 backfill.committed(position);
+                commit_now = false;
                 if backfill.is_idle() && metrics.state() == "backfill" {
                     tracing::info!("the added tables are copied; they stream like the others now");
                     metrics.set_state("incremental");
@@ -625,7 +636,7 @@ async fn apply_loop(
                 applied = position.clone();
                 pending = None;
                 open_since = None;
-                if goal.is_some_and(|g| applied.reached(g)) {
+                if backfill.is_idle() && goal.is_some_and(|g| applied.reached(g)) {
                     return Ok(Outcome::CaughtUp);
                 }
             }

@@ -72,6 +72,10 @@ pub async fn run_task(
         }
     }
     drop(dst);
+    if streaming && spec.mode == Mode::FullIncremental {
+        // tables added to the objects since the copy: the stream copies them
+        crate::backfill::adopt_added_tables(spec).await?;
+    }
     out.stream = Some(run_incremental(spec, stream_opts, metrics, shutdown).await?);
     Ok(out)
 }

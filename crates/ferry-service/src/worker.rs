@@ -252,11 +252,10 @@ impl Worker {
         let current = self.control.spec(t)?;
         // a pending sync edit runs with its objects: the stream copies the added
         // tables while it goes on
-        let (spec, edited_from) = match &t.pending_spec {
-            Some(p) => (self.control.spec_from(t, p)?, Some(current)),
-            None => (current, None),
+        let (spec, edit) = match &t.pending_spec {
+            Some(p) => (self.control.spec_from(t, p)?, true),
+            None => (current, false),
         };
-        let edit = edited_from.is_some();
         let metrics = Arc::new(Metrics::new(&t.id));
         let (shutdown, rx) = watch::channel(false);
         let outcome = Arc::new(Mutex::new(None));
@@ -264,7 +263,7 @@ impl Worker {
         let m = metrics.clone();
         let precheck = t.state == State::Starting;
         let handle = tokio::spawn(async move {
-            let r = run(&spec, edited_from.as_ref(), m, rx, precheck).await;
+            let r = run(&spec, m, rx, precheck).await;
             *out.lock().unwrap() = Some(r);
         });
         self.metrics
@@ -721,22 +720,10 @@ async fn validate(spec: &TaskSpec) -> Result<(), String> {
 /// Runs the engine for one task until it ends or is told to stop.
 async fn run(
     spec: &TaskSpec,
-    edited_from: Option<&TaskSpec>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     precheck: bool,
 ) -> Outcome {
-    if let Some(old) = edited_from {
-        // the added tables exist on the target and are planned before the stream
-        // starts copying them (again after a restart: planning is idempotent)
-        if let Err(e) = ferry_engine::backfill::prepare(old, spec).await {
-            return if e.is_transient() {
-                Outcome::Transient(e.to_string())
-            } else {
-                Outcome::Failed(e.to_string())
-            };
-        }
-    }
     if precheck {
         // what `ferry check` fails is a start failure, with the fix
         let failed: Vec<String> = ferry_engine::check::check(spec)

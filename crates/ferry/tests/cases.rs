@@ -10,6 +10,10 @@
 //! incremental path: what is above the line is loaded and copied by a
 //! `full+incremental` task, what is below runs on the source afterwards and must
 //! reach the target through the change stream — with the same expected content.
+//! Such a case also runs as an *added* set of tables: a task first streams only an
+//! anchor table, the whole case is loaded, then the task's objects grow to the case's
+//! tables, which the running stream copies chunk by chunk (backfill) — again with the
+//! same expected content.
 
 mod common;
 
@@ -21,6 +25,18 @@ fn cases_dir() -> PathBuf {
 }
 
 const STREAM_MARKER: &str = "-- ferry:stream";
+
+/// How a case's data reaches the target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Route {
+    /// One full copy.
+    Full,
+    /// A full copy, then the rest of the case through the change stream.
+    Stream,
+    /// The tables join a task that streams already (backfill), then the rest through
+    /// the stream.
+    Added,
+}
 
 async fn exec(engine: &str, url: &str, sql: &str) {
     if engine == "postgres" {
@@ -38,7 +54,8 @@ fn failed(what: &str, out: &std::process::Output) -> String {
     )
 }
 
-async fn run_case(source: &str, target: &str, case: &Path, stream: bool) -> Result<(), String> {
+async fn run_case(source: &str, target: &str, case: &Path, path: Route) -> Result<(), String> {
+    let stream = path != Route::Full;
     let name = case.file_name().unwrap().to_string_lossy().to_string();
     let src = fresh(source, &name).await;
     let dst = fresh(target, &name).await;
@@ -55,14 +72,16 @@ async fn run_case(source: &str, target: &str, case: &Path, stream: bool) -> Resu
     let extra = std::fs::read_to_string(case.join("task.yaml"))
         .map(|s| subst(&s))
         .unwrap_or_default();
-    let mut task = format!(
+    let name = ferry_testkit::unique_name("").replace('_', "-");
+    let header = format!(
         "name: {}\nkind: migration\nmode: {}\nsource: {}\ntarget: {}\n",
         // checkpoint rows are keyed by task name per target server: keep it unique
-        ferry_testkit::unique_name("").replace('_', "-"),
+        name,
         if stream { "full+incremental" } else { "full" },
         src.url,
         dst.url
     );
+    let mut task = header.clone();
     if source == "mysql" && target == "postgres" && !extra.contains("objects:") {
         task.push_str(&format!(
             "objects:\n  rename:\n    \"{}\": shop\n",
@@ -98,13 +117,43 @@ async fn run_case(source: &str, target: &str, case: &Path, stream: bool) -> Resu
     if stream {
         run.push("--exit-when-caught-up");
     }
+    if path == Route::Added {
+        // first the task streams an anchor table only; the run below adds the rest
+        exec(
+            source,
+            &src.url,
+            "CREATE TABLE ferry_anchor (id int PRIMARY KEY);",
+        )
+        .await;
+        let schema = if source == "postgres" {
+            "public"
+        } else {
+            &src.name
+        };
+        let mut objects = format!("objects:\n  include: [\"{schema}.ferry_anchor\"]\n");
+        if source == "mysql" && target == "postgres" {
+            objects.push_str(&format!("  rename:\n    \"{}\": shop\n", src.name));
+        }
+        let first = dir.path().join("anchor.yaml");
+        std::fs::write(&first, format!("{header}{objects}{extra}")).unwrap();
+        let first = first.to_str().unwrap().to_string();
+        let out = ferry(&["run", "--quiet", &first, "--exit-when-caught-up"]);
+        if !out.status.success() {
+            return Err(failed("the anchor run", &out));
+        }
+        // the case's rows are there before its tables join the task: the stream
+        // copies them (backfill)
+        exec(source, &src.url, after).await;
+    }
     let out = ferry(&run);
     if !out.status.success() {
         return Err(failed("run", &out));
     }
     if stream {
         // the rest of the case reaches the target through the change stream only
-        exec(source, &src.url, after).await;
+        if path == Route::Stream {
+            exec(source, &src.url, after).await;
+        }
         let out = ferry(&run);
         if !out.status.success() {
             return Err(failed("catch-up run", &out));
@@ -140,7 +189,7 @@ async fn run_case(source: &str, target: &str, case: &Path, stream: bool) -> Resu
     Ok(())
 }
 
-async fn run_pair(source: &str, target: &str, stream: bool) {
+async fn run_pair(source: &str, target: &str, path: Route) {
     let dir = cases_dir().join(format!("{source}-to-{target}"));
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -148,16 +197,20 @@ async fn run_pair(source: &str, target: &str, stream: bool) {
         .map(|e| e.path())
         .filter(|p| p.is_dir())
         .filter(|p| {
-            !stream
-                || std::fs::read_to_string(p.join("source.sql"))
-                    .is_ok_and(|s| s.contains(STREAM_MARKER))
+            let sql = std::fs::read_to_string(p.join("source.sql")).unwrap_or_default();
+            let task = std::fs::read_to_string(p.join("task.yaml")).unwrap_or_default();
+            match path {
+                Route::Full => true,
+                Route::Stream => sql.contains(STREAM_MARKER),
+                Route::Added => sql.contains(STREAM_MARKER) && !task.contains("objects:"),
+            }
         })
         .collect();
     cases.sort();
     assert!(!cases.is_empty(), "no cases in {}", dir.display());
     let mut failures = Vec::new();
     for case in &cases {
-        if let Err(e) = run_case(source, target, case, stream).await {
+        if let Err(e) = run_case(source, target, case, path).await {
             failures.push(format!("case {}: {e}", case.display()));
         }
     }
@@ -172,40 +225,60 @@ async fn run_pair(source: &str, target: &str, stream: bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_to_postgres() {
-    run_pair("mysql", "postgres", false).await;
+    run_pair("mysql", "postgres", Route::Full).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_to_mysql() {
-    run_pair("mysql", "mysql", false).await;
+    run_pair("mysql", "mysql", Route::Full).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_postgres() {
-    run_pair("postgres", "postgres", false).await;
+    run_pair("postgres", "postgres", Route::Full).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_mysql() {
-    run_pair("postgres", "mysql", false).await;
+    run_pair("postgres", "mysql", Route::Full).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_to_postgres_through_the_stream() {
-    run_pair("mysql", "postgres", true).await;
+    run_pair("mysql", "postgres", Route::Stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_to_mysql_through_the_stream() {
-    run_pair("mysql", "mysql", true).await;
+    run_pair("mysql", "mysql", Route::Stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_postgres_through_the_stream() {
-    run_pair("postgres", "postgres", true).await;
+    run_pair("postgres", "postgres", Route::Stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_mysql_through_the_stream() {
-    run_pair("postgres", "mysql", true).await;
+    run_pair("postgres", "mysql", Route::Stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_to_postgres_added_to_a_running_task() {
+    run_pair("mysql", "postgres", Route::Added).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_to_mysql_added_to_a_running_task() {
+    run_pair("mysql", "mysql", Route::Added).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_to_postgres_added_to_a_running_task() {
+    run_pair("postgres", "postgres", Route::Added).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_to_mysql_added_to_a_running_task() {
+    run_pair("postgres", "mysql", Route::Added).await;
 }
