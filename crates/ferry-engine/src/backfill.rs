@@ -36,7 +36,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Upper bound on a backfill chunk: the stream waits while one is read.
-const MAX_CHUNK_ROWS: u64 = 10_000;
+const MAX_CHUNK_ROWS: u64 = 50_000;
 /// Transaction ids the stream has handed on that a new snapshot must see.
 const RECENT_XIDS: usize = 100_000;
 
@@ -466,10 +466,23 @@ impl Backfill {
                 }
                 Seen::Pg(snap)
             }
-            Conn::My(c) => match ferry_mysql::reader::begin_single_snapshot(c).await? {
-                Some(p) => Seen::Binlog(p),
-                None => return Err(Error::definite("the source has no binary log")),
-            },
+            Conn::My(c) => {
+                let position = match ferry_mysql::reader::begin_single_snapshot(c).await {
+                    Ok(p) => p,
+                    Err(e) if e.message.contains("cannot report the binlog position") => {
+                        // MySQL: line the snapshot up with the binlog under a brief
+                        // global read lock taken on a second connection
+                        c.exec("ROLLBACK").await?;
+                        let mut lock = ferry_mysql::connect(&self.spec.source).await?;
+                        ferry_mysql::reader::begin_snapshot(&mut lock, std::slice::from_mut(c))
+                            .await?
+                    }
+                    Err(e) => return Err(e),
+                };
+                Seen::Binlog(position.ok_or_else(|| {
+                    Error::definite("the source has no binary log").with_hint("enable log_bin")
+                })?)
+            }
         };
         let f = &self.tables[t];
         let lo = match f.covered {
