@@ -269,6 +269,20 @@ fn my_server(port: u16, dir: PathBuf) -> Server {
     }
 }
 
+/// A MariaDB server of the calling test's own (for tests that change server-wide
+/// settings such as `read_only`); `name` must be unique among tests.
+pub fn private_mariadb(name: &str) -> Server {
+    let dir = root_dir().join(format!("mariadb-private-{name}"));
+    if let Ok(pid) = fs::read_to_string(dir.join("mysqld.pid")) {
+        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = fs::remove_dir_all(&dir);
+    let port = free_port();
+    start_mariadb(&dir, port);
+    my_server(port, dir)
+}
+
 /// Initialises (if needed) and starts a MariaDB server in `dir` on `port`, with the
 /// settings change capture needs (ROW binlog, full row image and metadata).
 pub fn start_mariadb(dir: &Path, port: u16) {

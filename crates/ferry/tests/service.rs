@@ -1193,6 +1193,129 @@ async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
     );
 }
 
+/// Tries a write as `user` (password `user`) on a MariaDB server; returns the error
+/// text when it is refused.
+async fn try_write_mariadb(srv: &ferry_testkit::Server, user: &str, sql: &str) -> Option<String> {
+    use mysql_async::prelude::Queryable;
+    let url = format!("mysql://{user}:{user}@{}:{}/shop", srv.host, srv.port);
+    let mut c = mysql_async::Conn::from_url(url).await.unwrap();
+    let r = c.query_drop(sql).await.err().map(|e| e.to_string());
+    c.disconnect().await.ok();
+    r
+}
+
+/// DR between two MariaDB servers: the switchover fences the old primary with
+/// `read_only` (an application user's writes are refused there; Ferry's reversed
+/// stream still applies), and the changes written on the new primary flow back.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_dr_switchover_fences_the_old_primary_with_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("acme", 100.0).await;
+    let (primary, standby) = tokio::task::spawn_blocking(|| {
+        (
+            ferry_testkit::private_mariadb("dr_primary"),
+            ferry_testkit::private_mariadb("dr_standby"),
+        )
+    })
+    .await
+    .unwrap();
+    for srv in [&primary, &standby] {
+        ferry_testkit::mysql_exec(
+            &srv.url_for(""),
+            "CREATE DATABASE shop; CREATE USER app@'%' IDENTIFIED BY 'app'; GRANT ALL ON shop.* TO app@'%';",
+        )
+        .await;
+    }
+    ferry_testkit::mysql_exec(
+        &primary.url_for("shop"),
+        "CREATE TABLE acct (id bigint PRIMARY KEY, owner varchar(40), balance int);
+         INSERT INTO acct SELECT seq, 'o', 1 FROM seq_1_to_5000;",
+    )
+    .await;
+    let spec = format!(
+        "name: drm\nkind: dr\nmode: full+incremental\nsource: {}\ntarget: {}\n",
+        primary.url_for("shop"),
+        standby.url_for("shop")
+    );
+    let id = svc.create(&tok, &spec, None).await;
+    svc.wait_state(&tok, &id, "configuring", T).await;
+    svc.act(&tok, &id, "start").await;
+    svc.wait_state(&tok, &id, "replicating", T).await;
+    assert_eq!(
+        try_write_mariadb(
+            &primary,
+            "app",
+            "INSERT INTO acct VALUES (7000001, 'before switch', 1)"
+        )
+        .await,
+        None
+    );
+    let (s, v) = svc.act(&tok, &id, "switchover").await;
+    assert_eq!(s, 202, "{v}");
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = svc
+            .call("GET", &format!("/api/v1/tasks/{id}"), &tok, None)
+            .await;
+        if v["state"] == "replicating"
+            && v["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("switchover done")
+        {
+            break;
+        }
+        assert!(
+            v["state"] != "abnormal",
+            "switchover failed: {v:#}\n{}",
+            svc.log()
+        );
+        assert!(t0.elapsed() < T, "no switchover: {v:#}\n{}", svc.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = try_write_mariadb(
+        &primary,
+        "app",
+        "INSERT INTO acct VALUES (7000002, 'fenced', 1)",
+    )
+    .await;
+    assert!(
+        refused.as_deref().unwrap_or_default().contains("read-only"),
+        "the old primary still takes application writes: {refused:?}"
+    );
+    assert_eq!(
+        try_write_mariadb(
+            &standby,
+            "app",
+            "INSERT INTO acct VALUES (7000003, 'after switch', 1); DELETE FROM acct WHERE id = 20;"
+        )
+        .await,
+        None
+    );
+    wait_rows(
+        "mysql",
+        &primary.url_for("shop"),
+        "SELECT count(*) FROM acct WHERE id IN (7000001, 7000003)",
+        &["2"],
+        "changes on the new primary never reached the old one",
+        || svc.log(),
+    )
+    .await;
+    let f = common::task_file(
+        dir.path(),
+        &standby.url_for("shop"),
+        &primary.url_for("shop"),
+        "",
+    );
+    let c = ferry(&["compare", &f]);
+    assert!(
+        c.status.success(),
+        "source and target differ:\n{}",
+        text(&c)
+    );
+}
+
 async fn create_and_start(svc: &Service, tok: &str, spec: &str) -> String {
     let id = svc.create(tok, spec, None).await;
     svc.wait_state(tok, &id, "configuring", T).await;
