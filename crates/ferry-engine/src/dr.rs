@@ -7,7 +7,8 @@
 //! reversed stream.
 
 use crate::conn::Conn;
-use ferry_core::{Endpoint, Error, Result};
+use ferry_core::{Endpoint, Error, Result, TaskSpec};
+use std::time::Duration;
 
 /// Fences (`on`) or unfences the database of `ep`.
 pub async fn set_read_only(ep: &Endpoint, on: bool) -> Result<()> {
@@ -47,4 +48,32 @@ pub async fn set_read_only(ep: &Endpoint, on: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The name of the task's replication slot (and publication) on a PostgreSQL source.
+pub fn slot_of(spec: &TaskSpec) -> String {
+    ferry_postgres::cdc::slot_name(&spec.name)
+}
+
+/// After a failover: drops the task's replication slot and publication on the old
+/// PostgreSQL primary, which may be gone — a few short tries (a stopped stream's
+/// walsender lets go of the slot within moments). Without it the old primary would
+/// keep WAL for a slot nobody reads.
+pub async fn release_old_primary(spec: &TaskSpec) -> Result<()> {
+    let slot = slot_of(spec);
+    let mut last = None;
+    for _ in 0..5 {
+        let attempt = async {
+            let c = ferry_postgres::connect(&spec.source).await?;
+            ferry_postgres::cdc::drop_slot_and_publication(&c, &slot).await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if e.is_transient() => last = Some(e),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Error::transient("no answer within 3 s")),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(last.unwrap_or_else(|| Error::transient("the slot stayed in use")))
 }

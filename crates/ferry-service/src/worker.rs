@@ -685,10 +685,15 @@ async fn failover(spec: &TaskSpec) -> Result<String, ferry_core::Error> {
         spec.target
     );
     if spec.source.engine == ferry_core::Engine::Postgres {
-        done.push_str(&format!(
-            ". The old primary keeps replication slot ferry_{} and its publication: drop them when it is back",
-            spec.name
-        ));
+        let slot = ferry_engine::dr::slot_of(spec);
+        done.push_str(&match ferry_engine::dr::release_old_primary(spec).await {
+            Ok(()) => format!(". Dropped replication slot and publication {slot} on the old primary"),
+            Err(e) => format!(
+                ". The old primary keeps replication slot {slot} and its publication (not reachable: {e}): \
+                 drop them when it is back (SELECT pg_drop_replication_slot('{slot}'); DROP PUBLICATION {slot};) \
+                 or it keeps WAL"
+            ),
+        });
     }
     Ok(done)
 }

@@ -1183,6 +1183,17 @@ async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
         reason.contains("failover done") && reason.contains("holds every change up to"),
         "{reason}"
     );
+    // the old primary (reachable here) no longer keeps the task's slot
+    assert_eq!(
+        common::query_lines(
+            "postgres",
+            &standby.url,
+            &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_{id}'"),
+        )
+        .await,
+        ["0"],
+        "{reason}"
+    );
     assert_eq!(
         try_write(
             &primary.url,
