@@ -564,6 +564,7 @@ async fn apply_loop(
                     }
                     follow_ddl(applier, spec, &schema, &statement).await?;
                     applier.commit(&position, None).await?;
+                    seen_to = position.clone();
                     applied = position;
                     open_since = None;
                     summary.position = Some(applied.to_string());

@@ -249,12 +249,11 @@ impl Worker {
     }
 
     fn start(&self, t: &TaskRow) -> ServiceResult<()> {
-        let current = self.control.spec(t)?;
         // a pending sync edit runs with its objects: the stream copies the added
         // tables while it goes on
         let (spec, edit) = match &t.pending_spec {
             Some(p) => (self.control.spec_from(t, p)?, true),
-            None => (current, false),
+            None => (self.control.spec(t)?, false),
         };
         let metrics = Arc::new(Metrics::new(&t.id));
         let (shutdown, rx) = watch::channel(false);
