@@ -6,6 +6,10 @@ use serde::Deserialize;
 use std::{collections::BTreeMap, fmt, path::Path};
 
 /// What kind of task this is (SPEC.md §1).
+/// Most parallel copy workers a task may ask for (each is a connection on both ends,
+/// and the target tracks each one's writes).
+pub const MAX_JOBS: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -294,8 +298,10 @@ impl TaskSpec {
         if raw.chunk_rows == Some(0) {
             return Err(Error::definite("chunk_rows must be at least 1"));
         }
-        if raw.jobs == Some(0) {
-            return Err(Error::definite("jobs must be at least 1"));
+        if raw.jobs == Some(0) || raw.jobs.is_some_and(|j| j > MAX_JOBS) {
+            return Err(Error::definite(format!(
+                "jobs must be between 1 and {MAX_JOBS}"
+            )));
         }
         let source = Endpoint::parse(&raw.source, "FERRY_SOURCE_PASSWORD")
             .map_err(|e| e.context("source"))?;

@@ -326,6 +326,87 @@ pub async fn watermarks(
     Ok(out)
 }
 
+/// Writer slots a MySQL/MariaDB target knows for one task: the stream's and those of
+/// up to this many copy workers.
+const WRITER_SLOTS: usize = ferry_core::spec::MAX_JOBS;
+
+fn task_key(task: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    task.hash(&mut h);
+    format!("ferry:{:016x}", h.finish())
+}
+
+/// A session that writes the task's data and checkpoints says so (`slot`: the
+/// stream's `None`, a copy worker's index), so that a later run can wait for it.
+/// PostgreSQL: a shared advisory lock per task; MySQL/MariaDB: a named lock per slot.
+pub async fn join_writers(conn: &mut Conn, task: &str, slot: Option<usize>) -> Result<()> {
+    let key = task_key(task);
+    match conn.engine() {
+        Engine::Postgres => {
+            let sql = format!(
+                "SELECT pg_advisory_lock_shared(hashtextextended({}, 0))",
+                conn.literal(&key)
+            );
+            conn.query_text(&sql).await?;
+        }
+        Engine::MySql => {
+            let name = format!(
+                "{key}:{}",
+                slot.map(|s| s.to_string()).unwrap_or("s".into())
+            );
+            let sql = format!("SELECT GET_LOCK({}, 60)", conn.literal(&name));
+            let got = conn.query_text(&sql).await?;
+            if got.first().and_then(|r| r[0].as_deref()) != Some("1") {
+                return Err(ferry_core::Error::transient(format!(
+                    "another session of task {task} still writes to the target"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until no session of an earlier run of `task` writes to the target any more.
+/// A killed Ferry's sessions live on in the server until their last statement ends —
+/// and one of them may still COMMIT a batch it had sent; reading the checkpoint
+/// before that commit would replay what it holds (duplicates in a table without a
+/// key). Call before reading the checkpoint.
+pub async fn fence_writers(conn: &mut Conn, task: &str) -> Result<()> {
+    let key = task_key(task);
+    let sql = match conn.engine() {
+        Engine::Postgres => {
+            let k = format!("hashtextextended({}, 0)", conn.literal(&key));
+            format!(
+                "SELECT CASE WHEN pg_try_advisory_lock({k}) THEN pg_advisory_unlock({k})::int ELSE 0 END"
+            )
+        }
+        Engine::MySql => {
+            let mut names = vec![format!("{key}:s")];
+            names.extend((0..WRITER_SLOTS).map(|i| format!("{key}:{i}")));
+            let used: Vec<String> = names
+                .iter()
+                .map(|n| format!("IS_USED_LOCK({}) IS NULL", conn.literal(n)))
+                .collect();
+            format!("SELECT ({})", used.join(" AND "))
+        }
+    };
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = conn.query_text(&sql).await?;
+        if r.first().and_then(|r| r[0].as_deref()) == Some("1") {
+            return Ok(());
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(ferry_core::Error::transient(format!(
+                "a session of an earlier run of task {task} still writes to the target"
+            ))
+            .with_hint("a killed Ferry's last statement is still running there; it ends by itself (or end it: pg_terminate_backend / KILL)"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// How far the snapshot of a table added to a running stream has got (see
 /// [`crate::backfill`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

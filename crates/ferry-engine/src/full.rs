@@ -144,6 +144,7 @@ pub async fn run_full(
     let mut src = Conn::open(spec, Role::Source).await?;
     let mut dst = Conn::open(spec, Role::Target).await?;
     checkpoint::ensure(&mut dst).await?;
+    checkpoint::fence_writers(&mut dst, &spec.name).await?;
     let prior = checkpoint::task(&mut dst, &spec.name).await?;
     let resuming = match &prior {
         Some((phase, _)) if phase == "done" => {
@@ -352,11 +353,12 @@ pub async fn run_full(
     let stop = Arc::new(AtomicBool::new(false));
     let task_name = Arc::new(spec.name.clone());
     let mut handles = Vec::new();
-    for mut w in workers {
+    for (slot, mut w) in workers.into_iter().enumerate() {
         let mut target = Conn::open(spec, Role::Target).await?;
         if let Conn::My(_) = target {
             target.exec("SET SESSION foreign_key_checks = 0").await?;
         }
+        checkpoint::join_writers(&mut target, &spec.name, Some(slot)).await?;
         let (queue, remaining, table_jobs, post, table_progress, stop, task_name) = (
             queue.clone(),
             remaining.clone(),

@@ -210,6 +210,8 @@ async fn attempt(
 ) -> Result<Outcome> {
     let mut dst = Conn::open(spec, Role::Target).await?;
     checkpoint::ensure(&mut dst).await?;
+    checkpoint::fence_writers(&mut dst, &spec.name).await?;
+    checkpoint::join_writers(&mut dst, &spec.name, None).await?;
     let start = match checkpoint::task(&mut dst, &spec.name).await? {
         Some((_, Some(p))) => Position::parse(&p)?,
         _ => {

@@ -239,7 +239,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             metrics_addr,
         } => {
             let spec = load(&task)?;
-            let jobs = jobs.or(spec.jobs).unwrap_or_else(default_jobs);
+            let jobs = jobs
+                .or(spec.jobs)
+                .unwrap_or_else(default_jobs)
+                .clamp(1, ferry_core::spec::MAX_JOBS);
             tracing::info!(
                 "task {}: {} → {}, {jobs} workers",
                 spec.name,

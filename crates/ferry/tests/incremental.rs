@@ -630,3 +630,61 @@ async fn pg_to_pg_unchanged_toast_is_kept() {
 async fn pg_to_mariadb_unchanged_toast_is_kept() {
     unchanged_toast_is_kept("mysql").await;
 }
+
+/// A killed Ferry's target session can outlive it and still COMMIT a batch it had
+/// sent; a new run must not read the checkpoint before that session is gone (it would
+/// replay what the batch holds: duplicates in a keyless table). Here a session holding
+/// the task's writer mark stands in for that survivor: while it lives the new run does
+/// not apply anything; once it ends, the run streams.
+async fn a_new_run_waits_for_an_earlier_run_s_surviving_session(engine: &'static str) {
+    let src = fresh(engine, "fence_src").await;
+    let dst = fresh(engine, "fence_dst").await;
+    setup(engine, &src.url, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &src, &dst, "");
+    let name = common::task_name(&task);
+    let child = start_streaming(&task, engine, &dst).await;
+    signal(&child, "-TERM");
+    assert!(finish(child).success(), "{}", run_log(&task));
+
+    let spec = ferry_core::TaskSpec::from_yaml(&std::fs::read_to_string(&task).unwrap()).unwrap();
+    let mut survivor = ferry_engine::conn::Conn::open(&spec, ferry_engine::conn::Role::Target)
+        .await
+        .unwrap();
+    ferry_engine::checkpoint::join_writers(&mut survivor, &name, None)
+        .await
+        .unwrap();
+    exec(engine, &src.url, "INSERT INTO events VALUES ('fenced', 1);").await;
+    let child = spawn_run(&task, &[]);
+    let arrived = "SELECT count(*) FROM events WHERE kind = 'fenced'";
+    let target_sql = target_query(engine, &src, arrived);
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            count(engine, &dst.url, &target_sql).await,
+            0,
+            "the new run applied changes while a session of the earlier one was alive\n{}",
+            run_log(&task)
+        );
+    }
+    drop(survivor);
+    wait_for(
+        "the change after the survivor ended",
+        &task,
+        Duration::from_secs(60),
+        async || count(engine, &dst.url, &target_sql).await == 1,
+    )
+    .await;
+    signal(&child, "-TERM");
+    assert!(finish(child).success(), "{}", run_log(&task));
+}
+
+#[tokio::test]
+async fn postgres_a_new_run_waits_for_an_earlier_run_s_surviving_session() {
+    a_new_run_waits_for_an_earlier_run_s_surviving_session("postgres").await;
+}
+
+#[tokio::test]
+async fn mariadb_a_new_run_waits_for_an_earlier_run_s_surviving_session() {
+    a_new_run_waits_for_an_earlier_run_s_surviving_session("mysql").await;
+}
