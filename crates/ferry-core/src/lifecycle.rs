@@ -537,6 +537,23 @@ mod tests {
         let r = next(m, State::Incremental, Cause::User(Action::Delete)).unwrap_err();
         assert!(r.allowed.contains(&Action::End) && !r.allowed.contains(&Action::Delete));
         assert!(next(m, State::Ended, Cause::User(Action::Delete)).is_ok());
+        // an edit copying added tables can be paused and resumed (or survive a
+        // fault): the engine says it copies again and the task is `changing` again
+        let y = Kind::Sync;
+        let mut s = State::Incremental;
+        for (c, want) in [
+            (Cause::User(Action::Edit), State::Changing),
+            (Cause::User(Action::Pause), State::Paused),
+            (Cause::User(Action::Resume), State::Starting),
+            (Cause::EditResumed, State::Changing),
+            (Cause::Fault, State::Recovering),
+            (Cause::EditResumed, State::Changing),
+            (Cause::EditApplied, State::Incremental),
+        ] {
+            s = next(y, s, c).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s, want);
+        }
+        assert!(next(Kind::Migration, State::Starting, Cause::EditResumed).is_err());
         // freezing keeps where the task was; a running one recovers after the top-up
         assert_eq!(
             next(m, State::Frozen, Cause::Unfreeze(State::Incremental)),
