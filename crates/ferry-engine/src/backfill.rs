@@ -145,6 +145,31 @@ struct Filling {
     key: Option<String>,
     covered: Coverage,
     rows: u64,
+    /// Its columns changed in the stream: read the catalog again before the next chunk.
+    reshaped: bool,
+}
+
+impl Filling {
+    fn new(table: Table, covered: Coverage, rows: u64) -> Filling {
+        let columns: Vec<ferry_core::Column> = table.copied_columns().cloned().collect();
+        let shape = Shape {
+            table: table.id.clone(),
+            key: table
+                .primary_key
+                .iter()
+                .filter_map(|k| columns.iter().position(|c| &c.name == k))
+                .collect(),
+            columns,
+        };
+        Filling {
+            key: table.integer_key().map(|c| c.name.clone()),
+            shape: Arc::new(shape),
+            table,
+            covered,
+            rows,
+            reshaped: false,
+        }
+    }
 }
 
 /// What a snapshot saw.
@@ -258,31 +283,15 @@ impl Backfill {
             if row.done {
                 continue;
             }
-            let key = t.integer_key().map(|c| c.name.clone());
-            let covered = match (&row.next_key, &key) {
+            let covered = match (&row.next_key, t.integer_key()) {
                 (Some(k), Some(_)) => Coverage::Below(k.parse().map_err(|_| {
                     Error::definite(format!("backfill of {}: bad stored key {k:?}", row.table))
                 })?),
                 _ => Coverage::Nothing,
             };
-            let columns: Vec<ferry_core::Column> = t.copied_columns().cloned().collect();
-            let shape = Shape {
-                table: t.id.clone(),
-                key: t
-                    .primary_key
-                    .iter()
-                    .filter_map(|k| columns.iter().position(|c| &c.name == k))
-                    .collect(),
-                columns,
-            };
             out.by_id.insert(t.id.clone(), out.tables.len());
-            out.tables.push(Filling {
-                table: (*t).clone(),
-                shape: Arc::new(shape),
-                key,
-                covered,
-                rows: row.rows,
-            });
+            out.tables
+                .push(Filling::new((*t).clone(), covered, row.rows));
         }
         Ok(out)
     }
@@ -408,6 +417,14 @@ impl Backfill {
         Ok(out)
     }
 
+    /// A table's columns changed in the stream (applied to the target already): its
+    /// next chunk reads the new columns.
+    pub fn reshaped(&mut self, table: &TableId) {
+        if let Some(&t) = self.by_id.get(table) {
+            self.tables[t].reshaped = true;
+        }
+    }
+
     /// Whether the open target transaction may commit at `position`.
     pub fn may_commit(&self, position: &Position) -> bool {
         self.in_flight
@@ -441,6 +458,18 @@ impl Backfill {
             self.src = Some(Conn::open(&self.spec, Role::Source).await?);
         }
         let src = self.src.as_mut().expect("opened above");
+        if self.tables[t].reshaped {
+            let id = self.tables[t].table.id.clone();
+            let filter = ferry_core::select::ObjectFilter::new(&[id.to_string()], &[])?;
+            let fresh = src
+                .tables(&filter, self.spec.source.database.as_deref())
+                .await?
+                .into_iter()
+                .find(|x| x.id == id)
+                .ok_or_else(|| Error::definite(format!("{id} is gone from the source")))?;
+            let f = &self.tables[t];
+            self.tables[t] = Filling::new(fresh, f.covered, f.rows);
+        }
         let seen = match src {
             Conn::Pg(c) => {
                 c.client

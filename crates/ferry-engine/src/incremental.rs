@@ -546,7 +546,10 @@ async fn apply_loop(
                     applier.truncate(&tables).await?;
                     open_since.get_or_insert_with(Instant::now);
                 }
-                Event::Reshape { old, new } => applier.reshape(&old, &new).await?,
+                Event::Reshape { old, new } => {
+                    applier.reshape(&old, &new).await?;
+                    backfill.reshaped(&new.table);
+                }
                 Event::Ddl {
                     schema,
                     statement,

@@ -95,6 +95,20 @@ fn gtid_text(g: &BTreeMap<u32, String>) -> String {
     g.values().cloned().collect::<Vec<_>>().join(",")
 }
 
+/// The column names a table map event carries (`binlog_row_metadata=FULL`).
+fn column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
+    tme.iter_optional_meta().find_map(|f| match f {
+        Ok(mysql_async::binlog::events::OptionalMetadataField::ColumnName(names)) => Some(
+            names
+                .iter_names()
+                .filter_map(|n| n.ok())
+                .map(|n| n.name().to_string())
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
 impl Decoder {
     fn selected(&self, id: &TableId) -> bool {
         const SYSTEM: [&str; 5] = [
@@ -148,16 +162,26 @@ impl Decoder {
                 "{id} appears in the binlog but not in the source catalog"
             ))
         })?;
-        if table.columns.len() != n {
-            return Err(Error::definite(format!(
-                "{id}: the binlog row has {n} columns, the table now has {} (its definition changed since)",
-                table.columns.len()
-            ))
-            .with_hint("a full resync of this table is needed"));
-        }
+        let binlog_columns: Vec<&ferry_core::Column> = if table.columns.len() == n {
+            table.columns.iter().collect()
+        } else {
+            // a row written before a column was added (read again after a restart):
+            // the table map names its columns (binlog_row_metadata=FULL)
+            let names = column_names(tme);
+            let picked: Option<Vec<&ferry_core::Column>> = names
+                .filter(|names| names.len() == n)
+                .and_then(|names| names.iter().map(|n| table.column(n)).collect());
+            picked.ok_or_else(|| {
+                Error::definite(format!(
+                    "{id}: the binlog row has {n} columns, the table now has {} (its definition changed since)",
+                    table.columns.len()
+                ))
+                .with_hint("a full resync of this table is needed")
+            })?
+        };
         let mut columns = Vec::new();
         let mut slots = Vec::new();
-        for c in &table.columns {
+        for c in binlog_columns {
             if matches!(c.logical, ferry_core::LogicalType::Time(1..=2)) {
                 // mysql_common 0.37 decodes negative TIME(1..2) values with an
                 // unsigned underflow; refuse rather than replicate a wrong value

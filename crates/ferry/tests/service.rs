@@ -917,7 +917,7 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
                 exec(format!(
                     "UPDATE acct SET balance = balance + 1 WHERE id = {};
                      UPDATE extra SET n = n + 1, note = 'w{i}' WHERE id = {k};
-                     INSERT INTO extra VALUES ({}, 'new', {i});
+                     INSERT INTO extra (id, note, n) VALUES ({}, 'new', {i});
                      DELETE FROM extra WHERE id = {};
                      UPDATE extra SET id = id + 1000000 WHERE id = {};
                      UPDATE extra SET id = -id WHERE id = {};
@@ -961,7 +961,8 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
     assert_eq!(v["state"], "changing");
     // while `extra` is being copied, `acct`'s changes keep arriving on the target;
     // midway the service is killed -9: the copy resumes from its last chunk
-    let (mut samples, mut killed, t0) = (Vec::new(), false, Instant::now());
+    let (mut samples, mut killed, mut recovered, mut altered, t0) =
+        (Vec::new(), false, false, false, Instant::now());
     loop {
         let copying = common::query_lines(
             engine,
@@ -976,8 +977,14 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
             .await;
         match v["state"].as_str() {
             Some("incremental") => break,
-            Some("changing" | "recovering") | None => {}
+            Some("recovering") => recovered |= killed,
+            Some("changing") | None => {}
             Some(other) => panic!("the edit went {other}: {v:#}\n{}", svc.log()),
+        }
+        if copying && recovered && v["state"] == "changing" && !altered {
+            // a column added while the resumed copy runs: later chunks carry it
+            exec("ALTER TABLE extra ADD COLUMN z int NULL; UPDATE extra SET z = 5 WHERE id BETWEEN 39000 AND 39010;".into()).await;
+            altered = true;
         }
         if copying && !killed {
             samples.push(balance);
@@ -999,6 +1006,10 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
         killed,
         "no change of acct reached the target while extra was being copied (balances seen: {samples:?})\n{}",
         svc.log()
+    );
+    assert!(
+        altered,
+        "the copy finished before a column could be added midway"
     );
     let v = svc.wait_state(&tok, &id, "incremental", T).await;
     let path: Vec<&str> = v["events"]
@@ -1051,7 +1062,7 @@ async fn a_sync_edit_adds_a_table_while_writes_continue(engine: &'static str) {
         .await;
     assert_eq!(s, 202, "{v}");
     svc.wait_state(&tok, &id, "incremental", T).await;
-    exec("UPDATE acct SET owner = 'removed' WHERE id = 1; INSERT INTO extra VALUES (9999999, 'kept', 0);".into()).await;
+    exec("UPDATE acct SET owner = 'removed' WHERE id = 1; INSERT INTO extra (id, note, n) VALUES (9999999, 'kept', 0);".into()).await;
     wait_rows(
         engine,
         &dst.url,
