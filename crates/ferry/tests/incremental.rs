@@ -688,3 +688,38 @@ async fn postgres_a_new_run_waits_for_an_earlier_run_s_surviving_session() {
 async fn mariadb_a_new_run_waits_for_an_earlier_run_s_surviving_session() {
     a_new_run_waits_for_an_earlier_run_s_surviving_session("mysql").await;
 }
+
+/// MariaDB: a stream that starts again behind an `ADD COLUMN` (rows written before it
+/// are read while the catalog already has the new column) decodes those rows by the
+/// table map's column names and follows the change.
+#[tokio::test]
+async fn mariadb_a_stream_restarted_behind_an_added_column_follows_it() {
+    let src = fresh("mysql", "addcol_src").await;
+    let dst = fresh("mysql", "addcol_dst").await;
+    setup("mysql", &src.url, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &src, &dst, "");
+    let child = start_streaming(&task, "mysql", &dst).await;
+    signal(&child, "-TERM");
+    assert!(finish(child).success(), "{}", run_log(&task));
+    exec(
+        "mysql",
+        &src.url,
+        "INSERT INTO acct VALUES (500, 'before', 1, NULL, NULL, NULL);
+         UPDATE acct SET balance = 9 WHERE id = 1;
+         ALTER TABLE acct ADD COLUMN tier int NOT NULL DEFAULT 7;
+         INSERT INTO acct VALUES (501, 'after', 1, NULL, NULL, NULL, 3);
+         UPDATE acct SET tier = 4 WHERE id = 2;",
+    )
+    .await;
+    catch_up_and_compare(&task).await;
+    assert_eq!(
+        query_lines(
+            "mysql",
+            &dst.url,
+            "SELECT id, tier FROM acct WHERE id IN (1, 2, 500, 501) ORDER BY id"
+        )
+        .await,
+        ["1|7", "2|4", "500|7", "501|3"]
+    );
+}
