@@ -582,6 +582,20 @@ impl Applier {
         self.push(sql.to_string()).await
     }
 
+    /// Sends what is buffered, so that the open target transaction can take a bulk
+    /// load on the same connection (a backfill chunk); returns that connection.
+    pub async fn bulk_conn(&mut self) -> Result<&mut Conn> {
+        self.begin_if_needed();
+        self.flush_insert()?;
+        self.send().await?;
+        Ok(&mut self.dst)
+    }
+
+    /// Counts the rows a bulk load added to the open target transaction.
+    pub fn bulk_rows(&mut self, rows: u64) {
+        self.open_rows += rows;
+    }
+
     /// Marks the end of a source transaction (applied, not yet committed).
     pub fn end_source_txn(&mut self) {
         self.open_txns += 1;

@@ -26,6 +26,7 @@
 use crate::apply::{restart, Applier};
 use crate::checkpoint::{self, BackfillRow};
 use crate::conn::{Conn, Role};
+use crate::copy::TableJob;
 use crate::full::{add_foreign_keys, create_table_now, make_room, plan_all, source_tables, Room};
 use crate::mapping::NameMap;
 use ferry_core::change::{Cell, RowOp, Shape};
@@ -139,6 +140,8 @@ impl Coverage {
 /// One table being backfilled.
 struct Filling {
     table: Table,
+    /// How a chunk is bulk-loaded (COPY / LOAD DATA) into the target table.
+    job: TableJob,
     /// How its chunk rows reach the applier (the copied columns, the key).
     shape: Arc<Shape>,
     /// The integer key column it is chunked by; `None`: one chunk for the whole table.
@@ -150,7 +153,7 @@ struct Filling {
 }
 
 impl Filling {
-    fn new(table: Table, covered: Coverage, rows: u64) -> Filling {
+    fn new(table: Table, job: TableJob, covered: Coverage, rows: u64) -> Filling {
         let columns: Vec<ferry_core::Column> = table.copied_columns().cloned().collect();
         let shape = Shape {
             table: table.id.clone(),
@@ -162,6 +165,7 @@ impl Filling {
             columns,
         };
         Filling {
+            job,
             key: table.integer_key().map(|c| c.name.clone()),
             shape: Arc::new(shape),
             table,
@@ -256,6 +260,10 @@ pub struct Backfill {
     recent_set: HashMap<u32, u32>,
     src: Option<Conn>,
     chunk_rows: u64,
+    /// The added tables started empty on the target (`existing_data` is not
+    /// `append`): a chunk's key range holds nothing there yet, so it is bulk-loaded
+    /// rather than upserted.
+    bulk: bool,
 }
 
 impl Backfill {
@@ -272,6 +280,16 @@ impl Backfill {
             recent_set: HashMap::new(),
             src: None,
             chunk_rows: spec.chunk_rows.clamp(1, MAX_CHUNK_ROWS),
+            bulk: spec.existing_data != ferry_core::ExistingData::Append,
+        };
+        let names = NameMap::new(spec, tables);
+        let job = |t: &Table| {
+            TableJob::new(
+                t.clone(),
+                names.target(&t.id),
+                spec.source.engine,
+                spec.target.engine,
+            )
         };
         let selected: HashMap<String, &Table> =
             tables.iter().map(|t| (t.id.to_string(), t)).collect();
@@ -291,7 +309,7 @@ impl Backfill {
             };
             out.by_id.insert(t.id.clone(), out.tables.len());
             out.tables
-                .push(Filling::new((*t).clone(), covered, row.rows));
+                .push(Filling::new((*t).clone(), job(t), covered, row.rows));
         }
         Ok(out)
     }
@@ -468,7 +486,13 @@ impl Backfill {
                 .find(|x| x.id == id)
                 .ok_or_else(|| Error::definite(format!("{id} is gone from the source")))?;
             let f = &self.tables[t];
-            self.tables[t] = Filling::new(fresh, f.covered, f.rows);
+            let job = TableJob::new(
+                fresh.clone(),
+                f.job.target.clone(),
+                self.spec.source.engine,
+                self.spec.target.engine,
+            );
+            self.tables[t] = Filling::new(fresh, job, f.covered, f.rows);
         }
         let seen = match src {
             Conn::Pg(c) => {
@@ -556,45 +580,20 @@ impl Backfill {
             hi,
         });
         let (table, shape) = (f.table.clone(), f.shape.clone());
-        let native_arrays = self.spec.target.engine == Engine::Postgres;
-        let (tx, mut rx) = mpsc::channel::<Batch>(4);
-        let read = async {
-            let tx = tx;
-            match src {
-                Conn::Pg(c) if native_arrays => {
-                    ferry_postgres::reader::read_rows_native_arrays(
-                        c,
-                        &table,
-                        range.as_ref(),
-                        &tx,
-                        1000,
-                    )
-                    .await
-                }
-                Conn::Pg(c) => {
-                    ferry_postgres::reader::read_rows(c, &table, range.as_ref(), &tx, 1000).await
-                }
-                Conn::My(c) => {
-                    ferry_mysql::reader::read_rows(c, &table, range.as_ref(), &tx, 1000).await
-                }
+        let copied = if self.bulk {
+            let job = f.job.clone();
+            let dst = applier.bulk_conn().await?;
+            let n = crate::copy::copy_rows(src, dst, &job, range.as_ref(), &|_| {}).await;
+            if let Ok(n) = n {
+                applier.bulk_rows(n);
             }
+            n
+        } else {
+            upsert_rows(src, applier, &table, &shape, range.as_ref(), &self.spec).await
         };
-        let write = async {
-            let mut n = 0u64;
-            while let Some(batch) = rx.recv().await {
-                if let Batch::Rows(rows) = batch {
-                    for row in rows {
-                        applier.row(&shape, RowOp::Insert(row)).await?;
-                        n += 1;
-                    }
-                }
-            }
-            Ok::<u64, Error>(n)
-        };
-        let (read, written) = tokio::join!(read, write);
-        let n = match (read, written) {
-            (Ok(()), Ok(n)) => n,
-            (Err(e), _) | (_, Err(e)) => {
+        let n = match copied {
+            Ok(n) => n,
+            Err(e) => {
                 let _ = src.exec("ROLLBACK").await;
                 return Err(e.context(format!("backfilling {}", table.id)));
             }
@@ -640,6 +639,45 @@ impl Backfill {
         self.txn_seen = false;
         Ok(true)
     }
+}
+
+/// Reads the rows of `range` and upserts them through the applier (for a target
+/// table that may already hold rows in that range).
+async fn upsert_rows(
+    src: &mut Conn,
+    applier: &mut Applier,
+    table: &Table,
+    shape: &Arc<Shape>,
+    range: Option<&KeyRange>,
+    spec: &TaskSpec,
+) -> Result<u64> {
+    let native_arrays = spec.target.engine == Engine::Postgres;
+    let (tx, mut rx) = mpsc::channel::<Batch>(4);
+    let read = async {
+        let tx = tx;
+        match src {
+            Conn::Pg(c) if native_arrays => {
+                ferry_postgres::reader::read_rows_native_arrays(c, table, range, &tx, 1000).await
+            }
+            Conn::Pg(c) => ferry_postgres::reader::read_rows(c, table, range, &tx, 1000).await,
+            Conn::My(c) => ferry_mysql::reader::read_rows(c, table, range, &tx, 1000).await,
+        }
+    };
+    let write = async {
+        let mut n = 0u64;
+        while let Some(batch) = rx.recv().await {
+            if let Batch::Rows(rows) = batch {
+                for row in rows {
+                    applier.row(shape, RowOp::Insert(row)).await?;
+                    n += 1;
+                }
+            }
+        }
+        Ok::<u64, Error>(n)
+    };
+    let (read, written) = tokio::join!(read, write);
+    read?;
+    written
 }
 
 #[cfg(test)]

@@ -71,6 +71,44 @@ pub async fn copy_chunk(
     task: &str,
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
+    dst.exec(match dst.engine() {
+        Engine::Postgres => "BEGIN",
+        Engine::MySql => "START TRANSACTION",
+    })
+    .await?;
+    match copy_rows(src, dst, job, chunk.range.as_ref(), on_rows).await {
+        Ok(rows) => {
+            let mark = mark_done_sql(dst, task, chunk, rows);
+            dst.exec(&mark).await?;
+            if let (Some(w), None) = (&job.watermark, &chunk.range) {
+                dst.exec(&crate::checkpoint::watermark_sql(
+                    dst,
+                    task,
+                    &job.source.id,
+                    w,
+                ))
+                .await?;
+            }
+            dst.exec("COMMIT").await?;
+            Ok(rows)
+        }
+        Err(e) => {
+            let _ = dst.exec("ROLLBACK").await;
+            Err(e.context(format!("copying {} (chunk {})", job.source.id, chunk.index)))
+        }
+    }
+}
+
+/// Bulk-loads the rows of `range` (the whole table for `None`) into the target inside
+/// the transaction `dst` has open (PostgreSQL COPY, binary passthrough between
+/// PostgreSQL servers; MySQL LOAD DATA); returns the rows copied.
+pub async fn copy_rows(
+    src: &mut Conn,
+    dst: &mut Conn,
+    job: &TableJob,
+    range: Option<&ferry_core::chunk::KeyRange>,
+    on_rows: &(dyn Fn(u64) + Sync),
+) -> Result<u64> {
     let (tx, mut relay_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
     let (relay_tx, rx) = mpsc::channel::<Batch>(2);
     let relay = async move {
@@ -83,12 +121,6 @@ pub async fn copy_chunk(
             }
         }
     };
-    let range = chunk.range.as_ref();
-    dst.exec(match dst.engine() {
-        Engine::Postgres => "BEGIN",
-        Engine::MySql => "START TRANSACTION",
-    })
-    .await?;
     let read = async {
         let r = match src {
             Conn::Pg(c) if job.passthrough => {
@@ -133,7 +165,7 @@ pub async fn copy_chunk(
         }
     };
     let (r, w, ()) = tokio::join!(read, write, relay);
-    let outcome = match (r, w) {
+    match (r, w) {
         (Ok(()), Ok(rows)) => Ok(rows),
         // the writer's error is the root cause when it stopped first (the reader then
         // only saw a closed channel); otherwise the reader's
@@ -143,27 +175,6 @@ pub async fn copy_chunk(
             re
         }),
         (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    match outcome {
-        Ok(rows) => {
-            let mark = mark_done_sql(dst, task, chunk, rows);
-            dst.exec(&mark).await?;
-            if let (Some(w), None) = (&job.watermark, &chunk.range) {
-                dst.exec(&crate::checkpoint::watermark_sql(
-                    dst,
-                    task,
-                    &job.source.id,
-                    w,
-                ))
-                .await?;
-            }
-            dst.exec("COMMIT").await?;
-            Ok(rows)
-        }
-        Err(e) => {
-            let _ = dst.exec("ROLLBACK").await;
-            Err(e.context(format!("copying {} (chunk {})", job.source.id, chunk.index)))
-        }
     }
 }
 

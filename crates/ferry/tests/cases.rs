@@ -33,9 +33,12 @@ enum Route {
     Full,
     /// A full copy, then the rest of the case through the change stream.
     Stream,
-    /// The tables join a task that streams already (backfill), then the rest through
-    /// the stream.
+    /// The tables join a task that streams already: the stream bulk-loads them chunk
+    /// by chunk (backfill).
     Added,
+    /// The same with `existing_data: append`: chunks are upserted (the target may
+    /// hold rows of its own).
+    AddedAppend,
 }
 
 async fn exec(engine: &str, url: &str, sql: &str) {
@@ -69,9 +72,13 @@ async fn run_case(source: &str, target: &str, case: &Path, path: Route) -> Resul
         _ => (sql.as_str(), ""),
     };
     exec(source, &src.url, before).await;
-    let extra = std::fs::read_to_string(case.join("task.yaml"))
+    let mut extra = std::fs::read_to_string(case.join("task.yaml"))
         .map(|s| subst(&s))
         .unwrap_or_default();
+    if path == Route::AddedAppend {
+        extra.push_str("existing_data: append\n");
+    }
+    let added = matches!(path, Route::Added | Route::AddedAppend);
     let name = ferry_testkit::unique_name("").replace('_', "-");
     let header = format!(
         "name: {}\nkind: migration\nmode: {}\nsource: {}\ntarget: {}\n",
@@ -117,7 +124,7 @@ async fn run_case(source: &str, target: &str, case: &Path, path: Route) -> Resul
     if stream {
         run.push("--exit-when-caught-up");
     }
-    if path == Route::Added {
+    if added {
         // first the task streams an anchor table only; the run below adds the rest
         exec(
             source,
@@ -202,7 +209,9 @@ async fn run_pair(source: &str, target: &str, path: Route) {
             match path {
                 Route::Full => true,
                 Route::Stream => sql.contains(STREAM_MARKER),
-                Route::Added => sql.contains(STREAM_MARKER) && !task.contains("objects:"),
+                Route::Added | Route::AddedAppend => {
+                    sql.contains(STREAM_MARKER) && !task.contains("objects:")
+                }
             }
         })
         .collect();
@@ -281,4 +290,24 @@ async fn postgres_to_postgres_added_to_a_running_task() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_mysql_added_to_a_running_task() {
     run_pair("postgres", "mysql", Route::Added).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_to_postgres_added_and_upserted_into_a_running_task() {
+    run_pair("mysql", "postgres", Route::AddedAppend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_to_mysql_added_and_upserted_into_a_running_task() {
+    run_pair("mysql", "mysql", Route::AddedAppend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_to_postgres_added_and_upserted_into_a_running_task() {
+    run_pair("postgres", "postgres", Route::AddedAppend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_to_mysql_added_and_upserted_into_a_running_task() {
+    run_pair("postgres", "mysql", Route::AddedAppend).await;
 }
