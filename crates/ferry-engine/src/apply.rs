@@ -591,9 +591,11 @@ impl Applier {
         Ok(&mut self.dst)
     }
 
-    /// Counts the rows a bulk load added to the open target transaction.
-    pub fn bulk_rows(&mut self, rows: u64) {
+    /// Counts the rows (and about the bytes) a bulk load added to the open target
+    /// transaction.
+    pub fn bulk_rows(&mut self, rows: u64, bytes: u64) {
         self.open_rows += rows;
+        self.open_bytes += bytes;
     }
 
     /// Marks the end of a source transaction (applied, not yet committed).

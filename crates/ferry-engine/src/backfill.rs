@@ -585,7 +585,9 @@ impl Backfill {
             let dst = applier.bulk_conn().await?;
             let n = crate::copy::copy_rows(src, dst, &job, range.as_ref(), &|_| {}).await;
             if let Ok(n) = n {
-                applier.bulk_rows(n);
+                // metered like a full copy: the table's size, pro rata
+                let per_row = table.estimated_bytes / table.estimated_rows.max(1);
+                applier.bulk_rows(n, n * per_row);
             }
             n
         } else {

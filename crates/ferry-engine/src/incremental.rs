@@ -495,11 +495,11 @@ async fn apply_loop(
     let mut commit_now = false;
     loop {
         // a table added to the task: its next chunk, between two source transactions
-        if !in_source_txn
+        let wants_chunk = !in_source_txn
             && !backfill.is_idle()
-            && hold.as_ref().is_none_or(|h| seen_to.reached(h))
-            && backfill.copy_next(applier).await?
-        {
+            && !backfill.in_flight()
+            && hold.as_ref().is_none_or(|h| seen_to.reached(h));
+        if wants_chunk && backfill.copy_next(applier).await? {
             open_since.get_or_insert_with(Instant::now);
             if backfill.may_commit(&seen_to) {
                 // its snapshot saw nothing the stream has not passed (an idle source)
@@ -510,9 +510,13 @@ async fn apply_loop(
         }
         // a chunk that may commit right away does not wait for the next event
         if !commit_now {
+            // a chunk that could not start (its snapshot missed a streamed
+            // transaction) tries again soon, even if the log stays quiet
+            let retry_chunk = wants_chunk && !backfill.in_flight();
             let ev = tokio::select! {
                 ev = rx.recv() => ev,
                 _ = shutdown.changed() => return Ok(Outcome::Stopped),
+                _ = tokio::time::sleep(Duration::from_millis(20)), if retry_chunk => continue,
             };
             let Some(ev) = ev else {
                 return Err(Error::transient("the log reader stopped"));
