@@ -8,7 +8,8 @@
 //!    PostgreSQL the MVCC snapshot (`pg_current_snapshot()`: which transaction ids it
 //!    sees), for MariaDB the exact binlog position of the snapshot
 //!    (`Binlog_snapshot_*`);
-//! 2. the chunk's rows are read under it and upserted into the applier's open target
+//! 2. the chunk's rows are read under it and bulk-loaded (COPY / LOAD DATA; upserted
+//!    when the target table may hold rows of its own) into the applier's open target
 //!    transaction, together with the table's new progress row;
 //! 3. the stream goes on. A change to a key of the chunk is skipped when the
 //!    snapshot already saw its transaction, applied otherwise; a change to a key no
@@ -21,121 +22,32 @@
 //!
 //! Before taking a PostgreSQL snapshot, Ferry checks that it sees every transaction
 //! the stream has already handed on (a transaction can be in the WAL a moment before
-//! other sessions see it); if not, the chunk waits for the next boundary.
+//! other sessions see it); if not, the chunk tries again a moment later.
+//!
+//! [`adopt_added_tables`] plans the work; `visibility` holds the rules' facts.
+
+mod adopt;
+mod visibility;
+
+pub use adopt::adopt_added_tables;
 
 use crate::apply::{restart, Applier};
 use crate::checkpoint::{self, BackfillRow};
 use crate::conn::{Conn, Role};
 use crate::copy::TableJob;
-use crate::full::{add_foreign_keys, create_table_now, make_room, plan_all, source_tables, Room};
 use crate::mapping::NameMap;
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::chunk::{Batch, KeyRange};
 use ferry_core::{Engine, Error, Position, Result, Table, TableId, TaskSpec, Value};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use visibility::{Coverage, InFlight, PgSnapshot, Seen};
 
 /// Upper bound on a backfill chunk: the stream waits while one is read.
 const MAX_CHUNK_ROWS: u64 = 50_000;
 /// Transaction ids the stream has handed on that a new snapshot must see.
 const RECENT_XIDS: usize = 100_000;
-
-/// Finds the tables the task selects but never copied — added to its objects since
-/// its full copy (a sync edit, an edited task file) — creates them on the target and
-/// plans their backfill, which the stream then carries out. Tables no longer selected
-/// are forgotten, so selecting one again copies it anew. Idempotent. Returns the
-/// added source tables.
-pub async fn adopt_added_tables(spec: &TaskSpec) -> Result<Vec<TableId>> {
-    let mut src = Conn::open(spec, Role::Source).await?;
-    let all = source_tables(&mut src, spec).await?;
-    let names = NameMap::new(spec, &all);
-    let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
-    let selected: HashSet<String> = all
-        .iter()
-        .map(|t| names.target(&t.id).to_string())
-        .collect();
-    let stages = checkpoint::stages(&mut dst, &spec.name).await?;
-    for target in stages.keys().filter(|t| !selected.contains(*t)) {
-        checkpoint::forget_stage(&mut dst, &spec.name, target).await?;
-    }
-    let added: Vec<Table> = all
-        .iter()
-        .filter(|t| !stages.contains_key(&names.target(&t.id).to_string()))
-        .cloned()
-        .collect();
-    if added.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ddls = plan_all(&mut src, spec, &added, &names).await?;
-    let mut refused = Vec::new();
-    let mut created = Vec::new();
-    for (t, ddl) in added.iter().zip(&ddls) {
-        let target = names.target(&t.id);
-        match make_room(&mut dst, spec.existing_data, &target).await? {
-            Room::Free => {
-                for w in create_table_now(&mut dst, &target, ddl).await? {
-                    tracing::warn!("{w}");
-                }
-                created.push((target.clone(), ddl));
-            }
-            Room::Kept => {}
-            Room::Refused(why) => {
-                refused.push(why);
-                continue;
-            }
-        }
-        checkpoint::drop_backfill(&mut dst, &spec.name, &t.id.to_string()).await?;
-        checkpoint::add_backfill(&mut dst, &spec.name, &t.id).await?;
-        checkpoint::set_stage(&mut dst, &spec.name, &target, "backfill").await?;
-        tracing::info!(
-            "{} was added to the task: it is copied while the stream goes on",
-            t.id
-        );
-    }
-    for (target, ddl) in created {
-        add_foreign_keys(&mut dst, &target, ddl).await?;
-    }
-    if !refused.is_empty() {
-        return Err(Error::definite(format!(
-            "the target already has tables the task would add: {}",
-            refused.join(", ")
-        ))
-        .with_hint(
-            "drop them on the target, or set existing_data: drop / truncate / append in the task",
-        ));
-    }
-    if let Conn::Pg(pg) = &src {
-        // from here on the slot carries the new tables' changes
-        ferry_postgres::cdc::ensure_publication(
-            pg,
-            &ferry_postgres::cdc::slot_name(&spec.name),
-            &all,
-        )
-        .await?;
-    }
-    Ok(added.into_iter().map(|t| t.id).collect())
-}
-
-/// Which keys of a table are on the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Coverage {
-    Nothing,
-    /// Every key below this one.
-    Below(i128),
-    All,
-}
-
-impl Coverage {
-    fn holds(self, key: Option<i128>) -> bool {
-        match (self, key) {
-            (Coverage::All, _) => true,
-            (Coverage::Below(h), Some(k)) => k < h,
-            _ => false,
-        }
-    }
-}
 
 /// One table being backfilled.
 struct Filling {
@@ -172,77 +84,6 @@ impl Filling {
             covered,
             rows,
             reshaped: false,
-        }
-    }
-}
-
-/// What a snapshot saw.
-#[derive(Debug, Clone)]
-enum Seen {
-    /// MariaDB: every transaction before this binlog position.
-    Binlog(Position),
-    /// PostgreSQL: the committed transactions of an MVCC snapshot.
-    Pg(PgSnapshot),
-}
-
-/// `pg_current_snapshot()`: ids below `xmin` are settled, ids from `xmax` on had not
-/// started, ids in `xip` were running.
-#[derive(Debug, Clone, PartialEq)]
-struct PgSnapshot {
-    xmin: u64,
-    xmax: u64,
-    xip: HashSet<u64>,
-}
-
-impl PgSnapshot {
-    fn parse(s: &str) -> Option<PgSnapshot> {
-        let mut parts = s.split(':');
-        let xmin = parts.next()?.parse().ok()?;
-        let xmax = parts.next()?.parse().ok()?;
-        let xip = parts
-            .next()?
-            .split(',')
-            .filter(|x| !x.is_empty())
-            .map(|x| x.parse().ok())
-            .collect::<Option<HashSet<u64>>>()?;
-        Some(PgSnapshot { xmin, xmax, xip })
-    }
-
-    /// The 64-bit id of a 32-bit transaction id: the one within 2^31 of `xmax` (no
-    /// live id is ever further away).
-    fn widen(&self, xid: u32) -> u64 {
-        let x = (self.xmax & !0xffff_ffff) | u64::from(xid);
-        if x > self.xmax.saturating_add(1 << 31) && x >= 1 << 32 {
-            x - (1 << 32)
-        } else if x + (1 << 31) < self.xmax {
-            x + (1 << 32)
-        } else {
-            x
-        }
-    }
-
-    /// Whether the snapshot sees the (committed) transaction `xid`.
-    fn sees(&self, xid: u32) -> bool {
-        let x = self.widen(xid);
-        x < self.xmin || (x < self.xmax && !self.xip.contains(&x))
-    }
-}
-
-/// The chunk in the open target transaction.
-struct InFlight {
-    table: usize,
-    lo: Option<i128>,
-    hi: Option<i128>,
-    seen: Seen,
-    /// The target transaction may commit once the stream has reached this.
-    until: Position,
-}
-
-impl InFlight {
-    fn contains(&self, key: Option<i128>) -> bool {
-        match key {
-            None => true,
-            Some(k) => self.lo.is_none_or(|l| k >= l) && self.hi.is_none_or(|h| k < h),
         }
     }
 }
@@ -680,53 +521,4 @@ async fn upsert_rows(
     let (read, written) = tokio::join!(read, write);
     read?;
     written
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_snapshot_sees_settled_and_finished_transactions_only() {
-        let s = PgSnapshot::parse("100:110:102,105").unwrap();
-        assert!(s.sees(99));
-        assert!(s.sees(101));
-        assert!(!s.sees(102));
-        assert!(!s.sees(105));
-        assert!(s.sees(109));
-        assert!(!s.sees(110));
-        assert!(!s.sees(4_000_000_000));
-        let empty = PgSnapshot::parse("7:7:").unwrap();
-        assert!(empty.sees(6) && !empty.sees(7));
-    }
-
-    #[test]
-    fn ids_from_before_an_epoch_wrap_are_widened_into_the_previous_epoch() {
-        // xmax just past the wrap: 32-bit ids near u32::MAX belong to epoch 0
-        let s = PgSnapshot::parse(&format!("{}:{}:", (1u64 << 32) - 10, (1u64 << 32) + 5)).unwrap();
-        assert!(s.sees(u32::MAX - 1));
-        assert!(s.sees(3));
-        assert!(!s.sees(5), "an id equal to xmax had not started");
-        // xmax just before the wrap: small 32-bit ids are from the next epoch
-        let s = PgSnapshot::parse(&format!("{}:{}:", (1u64 << 32) - 10, (1u64 << 32) - 5)).unwrap();
-        assert!(!s.sees(2));
-        assert!(s.sees(u32::MAX - 20));
-    }
-
-    #[test]
-    fn coverage_and_chunk_membership() {
-        assert!(!Coverage::Nothing.holds(Some(1)));
-        assert!(Coverage::Below(10).holds(Some(9)));
-        assert!(!Coverage::Below(10).holds(Some(10)));
-        assert!(Coverage::All.holds(None));
-        let f = InFlight {
-            table: 0,
-            lo: Some(10),
-            hi: Some(20),
-            seen: Seen::Binlog(Position::PgLsn(0)),
-            until: Position::PgLsn(0),
-        };
-        assert!(f.contains(Some(10)) && f.contains(Some(19)));
-        assert!(!f.contains(Some(9)) && !f.contains(Some(20)));
-    }
 }
