@@ -40,6 +40,9 @@ struct Runner {
     edit: bool,
 }
 
+/// Why a task (re)entered `changing`: the engine copies a pending edit's tables.
+const EDIT_RESUMED: &str = "copying the added tables while the others stream";
+
 #[derive(Debug, Clone)]
 enum Outcome {
     /// A `mode: full` task copied everything.
@@ -383,12 +386,8 @@ impl Worker {
                             c.apply(&t.id, Cause::FullStarted, Some("copying the tables"))
                                 .await?;
                         } else if edit && (phase == "backfill" || phase.is_empty()) {
-                            c.apply(
-                                &t.id,
-                                Cause::EditResumed,
-                                Some("copying the added tables while the others stream"),
-                            )
-                            .await?;
+                            c.apply(&t.id, Cause::EditResumed, Some(EDIT_RESUMED))
+                                .await?;
                         } else if phase.starts_with("incremental") {
                             c.apply(
                                 &t.id,
@@ -427,12 +426,8 @@ impl Worker {
             }
         }
         if phase == "backfill" && matches!(t.state, State::Starting | State::Recovering) {
-            c.apply(
-                &t.id,
-                Cause::EditResumed,
-                Some("copying the added tables while the others stream"),
-            )
-            .await?;
+            c.apply(&t.id, Cause::EditResumed, Some(EDIT_RESUMED))
+                .await?;
             return Ok(());
         }
         let cause = match phase.as_str() {

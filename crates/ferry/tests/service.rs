@@ -1091,6 +1091,31 @@ async fn mariadb_sync_edit_adds_a_table_while_writes_continue() {
     a_sync_edit_adds_a_table_while_writes_continue("mysql").await;
 }
 
+/// Waits until a switchover requested on task `id` is done; returns the task.
+async fn wait_for_switchover(svc: &Service, tok: &str, id: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = svc
+            .call("GET", &format!("/api/v1/tasks/{id}"), tok, None)
+            .await;
+        if v["state"] == "replicating"
+            && v["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("switchover done")
+        {
+            return v;
+        }
+        assert!(
+            v["state"] != "abnormal",
+            "switchover failed: {v:#}\n{}",
+            svc.log()
+        );
+        assert!(t0.elapsed() < T, "no switchover: {v:#}\n{}", svc.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Tries a write; returns the error text when it is refused.
 async fn try_write(url: &str, sql: &str) -> Option<String> {
     let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -1131,27 +1156,7 @@ async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
     ferry_testkit::pg_exec(&primary.url, "INSERT INTO acct VALUES (7000001, 'before switch', 1); UPDATE acct SET balance = 2 WHERE id <= 10;").await;
     let (s, v) = svc.act(&tok, &id, "switchover").await;
     assert_eq!(s, 202, "{v}");
-    let t0 = Instant::now();
-    let v = loop {
-        let (_, v) = svc
-            .call("GET", &format!("/api/v1/tasks/{id}"), &tok, None)
-            .await;
-        if v["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("switchover done")
-            && v["state"] == "replicating"
-        {
-            break v;
-        }
-        assert!(
-            v["state"] != "abnormal",
-            "switchover failed: {v:#}\n{}",
-            svc.log()
-        );
-        assert!(t0.elapsed() < T, "no switchover: {v:#}\n{}", svc.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let v = wait_for_switchover(&svc, &tok, &id).await;
     assert!(
         v["source"].as_str().unwrap().ends_with(&standby.name),
         "{v:#}"
@@ -1275,27 +1280,7 @@ async fn mariadb_dr_switchover_fences_the_old_primary_with_read_only() {
     );
     let (s, v) = svc.act(&tok, &id, "switchover").await;
     assert_eq!(s, 202, "{v}");
-    let t0 = Instant::now();
-    loop {
-        let (_, v) = svc
-            .call("GET", &format!("/api/v1/tasks/{id}"), &tok, None)
-            .await;
-        if v["state"] == "replicating"
-            && v["reason"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("switchover done")
-        {
-            break;
-        }
-        assert!(
-            v["state"] != "abnormal",
-            "switchover failed: {v:#}\n{}",
-            svc.log()
-        );
-        assert!(t0.elapsed() < T, "no switchover: {v:#}\n{}", svc.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_switchover(&svc, &tok, &id).await;
     let refused = try_write_mariadb(
         &primary,
         "app",
