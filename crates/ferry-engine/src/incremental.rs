@@ -631,7 +631,9 @@ async fn apply_loop(
         // commit at a source transaction boundary when the group is big, old, or
         // the reader has nothing more right now
         if let Some((position, commit_time)) = &pending {
+            // a copied chunk commits as soon as it may: the next one waits for it
             let due = commit_now
+                || (backfill.in_flight() && backfill.may_commit(position))
                 || applier.open_txns() >= GROUP_TXNS
                 || open_since.is_some_and(|t| t.elapsed() >= GROUP_TIME)
                 || rx.is_empty();

@@ -44,8 +44,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use visibility::{Coverage, InFlight, PgSnapshot, Seen};
 
-/// Upper bound on a backfill chunk: the stream waits while one is read.
-const MAX_CHUNK_ROWS: u64 = 50_000;
+/// Upper bounds on a backfill chunk (the stream waits while one is copied): rows,
+/// and bytes by the table's average row size, so wide rows make smaller chunks.
+const MAX_CHUNK_ROWS: u64 = 200_000;
+const MAX_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
 /// Transaction ids the stream has handed on that a new snapshot must see.
 const RECENT_XIDS: usize = 100_000;
 
@@ -100,6 +102,7 @@ pub struct Backfill {
     recent: VecDeque<u32>,
     recent_set: HashMap<u32, u32>,
     src: Option<Conn>,
+    /// The task's `chunk_rows`, at most [`MAX_CHUNK_ROWS`].
     chunk_rows: u64,
     /// The added tables started empty on the target (`existing_data` is not
     /// `append`): a chunk's key range holds nothing there yet, so it is bulk-loaded
@@ -384,6 +387,10 @@ impl Backfill {
             _ => None,
         };
         // the chunk: the next `chunk_rows` keys (all rows with the last of them)
+        let avg_row = f.table.estimated_bytes / f.table.estimated_rows.max(1);
+        let chunk_rows = self
+            .chunk_rows
+            .min((MAX_CHUNK_BYTES / avg_row.max(1)).max(1_000));
         let hi = match &f.key {
             None => None,
             Some(k) => {
@@ -397,7 +404,7 @@ impl Backfill {
                 let sql = format!(
                     "SELECT count(*), max(k) FROM (SELECT {col} AS k FROM {}{from} ORDER BY {col} LIMIT {}) s",
                     src.qualified(&f.table.id),
-                    self.chunk_rows
+                    chunk_rows
                 );
                 let r = src.query_text(&sql).await?;
                 let count: u64 = r
@@ -410,7 +417,7 @@ impl Backfill {
                     .and_then(|r| r[1].as_deref())
                     .and_then(|v| v.parse().ok());
                 match max {
-                    Some(m) if count >= self.chunk_rows => Some(m + 1),
+                    Some(m) if count >= chunk_rows => Some(m + 1),
                     _ => None,
                 }
             }
