@@ -493,6 +493,7 @@ async fn apply_loop(
     // where the log was last seen to be, between transactions
     let mut seen_to = start.clone();
     let mut commit_now = false;
+    let mut backfilling = !backfill.is_idle();
     loop {
         // a table added to the task: its next chunk, between two source transactions
         let wants_chunk = !in_source_txn
@@ -641,7 +642,8 @@ async fn apply_loop(
                 commit_group(applier, ack, position, *commit_time, metrics, summary).await?;
                 backfill.committed(position);
                 commit_now = false;
-                if backfill.is_idle() && metrics.state() == "backfill" {
+                if backfilling && backfill.is_idle() {
+                    backfilling = false;
                     tracing::info!("the added tables are copied; they stream like the others now");
                     metrics.set_state("incremental");
                 }
