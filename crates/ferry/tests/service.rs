@@ -1125,6 +1125,19 @@ async fn try_write(url: &str, sql: &str) -> Option<String> {
     c.batch_execute(sql).await.err().map(|e| format!("{e:?}"))
 }
 
+/// Writes in a session that turns the database's read-only default off (as Ferry's
+/// own sessions do); returns the error text when it is refused.
+async fn write_past_fence(url: &str, sql: &str) -> Option<String> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    c.batch_execute(sql).await.err().map(|e| format!("{e:?}"))
+}
+
 /// DR: initializing → initialized → replicating; a switchover fences the primary,
 /// waits for the standby and reverses the direction with no change lost; a failover
 /// then promotes the (new) standby and reports what it holds.
@@ -1152,6 +1165,73 @@ async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
     // migration-only actions are refused on DR and vice versa
     let (s, _) = svc.act(&tok, &id, "edit").await;
     assert_eq!(s, 409);
+
+    // the standby is read-only for applications while it replicates: a row written
+    // there would never reach the primary (nor the reverse stream after a switchover)
+    let refused = try_write(
+        &standby.url,
+        "INSERT INTO acct VALUES (9000001, 'written on the standby', 1)",
+    )
+    .await;
+    assert!(
+        refused.as_deref().unwrap_or_default().contains("read-only"),
+        "the standby takes application writes while replicating: {refused:?}"
+    );
+    // the switchover compares both sides before it reports done: a difference made
+    // past the fence (a session that turns read-only off) makes it refuse, naming
+    // the table, and the primary stays the primary, writable
+    assert_eq!(
+        write_past_fence(
+            &standby.url,
+            "INSERT INTO acct VALUES (9000001, 'rogue', 1)"
+        )
+        .await,
+        None
+    );
+    let (s, v) = svc.act(&tok, &id, "switchover").await;
+    assert_eq!(s, 202, "{v}");
+    let v = svc.wait_state(&tok, &id, "abnormal", T).await;
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("switchover refused") && reason.contains("acct"),
+        "{v:#}"
+    );
+    assert!(
+        v["source"].as_str().unwrap().ends_with(&primary.name),
+        "{v:#}"
+    );
+    assert_eq!(
+        try_write(
+            &primary.url,
+            "INSERT INTO acct VALUES (7000000, 'still the primary', 1)"
+        )
+        .await,
+        None
+    );
+    // repaired, the task goes on replicating (the standby fenced again)
+    assert_eq!(
+        write_past_fence(&standby.url, "DELETE FROM acct WHERE id = 9000001").await,
+        None
+    );
+    let (s, v) = svc.act(&tok, &id, "start").await;
+    assert_eq!(s, 202, "{v}");
+    svc.wait_state(&tok, &id, "replicating", T).await;
+    wait_rows(
+        "postgres",
+        &standby.url,
+        "SELECT count(*) FROM acct WHERE id = 7000000",
+        &["1"],
+        "a change made while the task was abnormal never reached the standby",
+        || svc.log(),
+    )
+    .await;
+    assert!(
+        try_write(&standby.url, "DELETE FROM acct WHERE id = 1")
+            .await
+            .unwrap_or_default()
+            .contains("read-only"),
+        "the standby takes application writes after a restart"
+    );
 
     ferry_testkit::pg_exec(&primary.url, "INSERT INTO acct VALUES (7000001, 'before switch', 1); UPDATE acct SET balance = 2 WHERE id <= 10;").await;
     let (s, v) = svc.act(&tok, &id, "switchover").await;
@@ -1269,6 +1349,17 @@ async fn mariadb_dr_switchover_fences_the_old_primary_with_read_only() {
     svc.wait_state(&tok, &id, "configuring", T).await;
     svc.act(&tok, &id, "start").await;
     svc.wait_state(&tok, &id, "replicating", T).await;
+    // the standby is read-only for applications while it replicates
+    let refused = try_write_mariadb(
+        &standby,
+        "app",
+        "INSERT INTO acct VALUES (9000001, 'written on the standby', 1)",
+    )
+    .await;
+    assert!(
+        refused.as_deref().unwrap_or_default().contains("read-only"),
+        "the standby takes application writes while replicating: {refused:?}"
+    );
     assert_eq!(
         try_write_mariadb(
             &primary,
