@@ -560,7 +560,7 @@ impl Worker {
                 };
                 if fire {
                     crate::notify::send(
-                        self.control.store.clone(),
+                        &self.control,
                         t,
                         "lag_high",
                         serde_json::json!({"lag_seconds": lag, "threshold_seconds": limit, "for_seconds": for_secs}),
