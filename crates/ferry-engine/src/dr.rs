@@ -20,12 +20,24 @@ pub async fn set_read_only(ep: &Endpoint, on: bool) -> Result<()> {
                 .as_deref()
                 .ok_or_else(|| Error::definite("the PostgreSQL URL names no database"))?;
             let q = format!("\"{}\"", db.replace('"', "\"\""));
+            let lit = c.literal(db);
             if on {
+                // already fenced (a DR standby fenced again at every restart of its
+                // task): every session since began read-only, none needs ending
+                let fenced = c
+                    .query_text(&format!(
+                        "SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+                         WHERE d.datname = {lit} AND s.setrole = 0 \
+                         AND 'default_transaction_read_only=on' = ANY (s.setconfig)"
+                    ))
+                    .await?;
+                if !fenced.is_empty() {
+                    return Ok(());
+                }
                 c.exec(&format!(
                     "ALTER DATABASE {q} SET default_transaction_read_only = on"
                 ))
                 .await?;
-                let lit = c.literal(db);
                 c.exec(&format!(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                      WHERE datname = {lit} AND pid <> pg_backend_pid() \

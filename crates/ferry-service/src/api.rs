@@ -813,5 +813,16 @@ mod tests {
                 assert_eq!(v["field"], "n", "{v}");
             }
         }
+        let big = format!("{{\"n\": 1, \"pad\": \"{}\"}}", "x".repeat(3 << 20));
+        let r = c
+            .post(format!("{base}/json"))
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413);
+        let v: Json_ = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{v}");
     }
 }

@@ -193,10 +193,13 @@ pub async fn destination(u: &url::Url, allow: &WebhookAllow) -> Result<SocketAdd
     let addrs: Vec<SocketAddr> = match u.host() {
         Some(url::Host::Ipv4(a)) => vec![SocketAddr::new(IpAddr::V4(a), port)],
         Some(url::Host::Ipv6(a)) => vec![SocketAddr::new(IpAddr::V6(a), port)],
-        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
-            .await
-            .map_err(|e| format!("{d} does not resolve: {e}"))?
-            .collect(),
+        Some(url::Host::Domain(d)) => {
+            tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((d, port)))
+                .await
+                .map_err(|_| format!("{d} did not resolve within 5 s"))?
+                .map_err(|e| format!("{d} does not resolve: {e}"))?
+                .collect()
+        }
         None => return Err("the URL names no host".into()),
     };
     let mut why = Vec::new();

@@ -1555,6 +1555,27 @@ async fn mariadb_dr_switchover_fences_the_old_primary_with_read_only() {
         "source and target differ:\n{}",
         text(&c)
     );
+    // ending the task lifts the fence: its standby (the old primary) is nobody's
+    // standby any more and takes application writes again
+    let (s, v) = svc.act(&tok, &id, "end").await;
+    assert_eq!(s, 202, "{v}");
+    let v = svc.wait_state(&tok, &id, "ended", T).await;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("writable again"),
+        "{v:#}"
+    );
+    assert_eq!(
+        try_write_mariadb(
+            &primary,
+            "app",
+            "INSERT INTO acct VALUES (7000004, 'task ended', 1)"
+        )
+        .await,
+        None
+    );
 }
 
 async fn create_and_start(svc: &Service, tok: &str, spec: &str) -> String {
