@@ -1,5 +1,7 @@
 //! Disaster-recovery switches: making a database read-only or writable again, the
-//! way a DBA fences an old primary. PostgreSQL: `default_transaction_read_only` on
+//! way a DBA fences an old primary — and a DR standby for as long as it is one (a
+//! row an application wrote there would reach neither the primary nor, after a
+//! switchover, the reverse stream). PostgreSQL: `default_transaction_read_only` on
 //! the database, and the sessions still connected to it are ended (they would keep
 //! writing otherwise); MySQL/MariaDB: `read_only` on the server. Ferry's own
 //! sessions set `default_transaction_read_only = off` (PostgreSQL) or hold the
