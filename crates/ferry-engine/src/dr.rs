@@ -1,5 +1,7 @@
 //! Disaster-recovery switches: making a database read-only or writable again, the
-//! way a DBA fences an old primary. PostgreSQL: `default_transaction_read_only` on
+//! way a DBA fences an old primary — and a DR standby for as long as it is one (a
+//! row an application wrote there would reach neither the primary nor, after a
+//! switchover, the reverse stream). PostgreSQL: `default_transaction_read_only` on
 //! the database, and the sessions still connected to it are ended (they would keep
 //! writing otherwise); MySQL/MariaDB: `read_only` on the server. Ferry's own
 //! sessions set `default_transaction_read_only = off` (PostgreSQL) or hold the
@@ -20,12 +22,24 @@ pub async fn set_read_only(ep: &Endpoint, on: bool) -> Result<()> {
                 .as_deref()
                 .ok_or_else(|| Error::definite("the PostgreSQL URL names no database"))?;
             let q = format!("\"{}\"", db.replace('"', "\"\""));
+            let lit = c.literal(db);
             if on {
+                // already fenced (a DR standby fenced again at every restart of its
+                // task): every session since began read-only, none needs ending
+                let fenced = c
+                    .query_text(&format!(
+                        "SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+                         WHERE d.datname = {lit} AND s.setrole = 0 \
+                         AND 'default_transaction_read_only=on' = ANY (s.setconfig)"
+                    ))
+                    .await?;
+                if !fenced.is_empty() {
+                    return Ok(());
+                }
                 c.exec(&format!(
                     "ALTER DATABASE {q} SET default_transaction_read_only = on"
                 ))
                 .await?;
-                let lit = c.literal(db);
                 c.exec(&format!(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                      WHERE datname = {lit} AND pid <> pg_backend_pid() \

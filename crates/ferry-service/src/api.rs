@@ -33,6 +33,9 @@ pub struct App {
     pub control: Control,
     /// The admin token (from `FERRY_ADMIN_TOKEN` or the data directory).
     pub admin_token: String,
+    /// A token that reads `/metrics` only (`FERRY_METRICS_TOKEN`), for a scraper
+    /// that should not hold the admin token.
+    pub metrics_token: Option<String>,
     /// The in-process worker, when this node runs one (for `/metrics`).
     pub worker: Option<Arc<Worker>>,
 }
@@ -82,17 +85,21 @@ impl IntoResponse for ServiceError {
 
 type ApiResult<T> = Result<T, ServiceError>;
 
+/// The token of `Authorization: Bearer <token>`; the scheme name is
+/// case-insensitive (RFC 7235).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(|c: char| c.is_ascii_whitespace())?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 async fn caller(app: &App, headers: &HeaderMap) -> ApiResult<Caller> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ServiceError::Unauthorized(
-                "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN)".into(),
-            )
-        })?;
+    let token = bearer(headers).ok_or_else(|| {
+        ServiceError::Unauthorized(
+            "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN)".into(),
+        )
+    })?;
     if token_hash(token) == token_hash(&app.admin_token) {
         return Ok(Caller::Admin);
     }
@@ -188,18 +195,12 @@ async fn create_task(
         .as_deref()
         .map(|s| parse_time("start_at", s))
         .transpose()?;
-    let t = app.control.create_task(&tenant, &body.spec, None).await?;
-    // a scheduled task is handed to the scheduler once it is configured
-    if let Some(at) = start_at {
-        if at <= now_ms() {
-            return Err(ServiceError::Invalid {
-                field: "start_at".into(),
-                reason: "the scheduled start is in the past".into(),
-            });
-        }
-        app.control.store.set_start_at(&t.id, Some(at)).await?;
-    }
-    let t = app.control.store.task(&t.id).await?.unwrap_or(t);
+    // everything is checked before anything is written: a refused request leaves
+    // no task behind. A scheduled task is handed to the scheduler once configured.
+    let t = app
+        .control
+        .create_task(&tenant, &body.spec, start_at)
+        .await?;
     Ok((StatusCode::CREATED, Json(task_json(&t))))
 }
 
@@ -215,16 +216,28 @@ struct ListQuery {
 
 /// `24h`, `7d`, `30m` → milliseconds ago; otherwise an RFC 3339 time or a date.
 fn since_ms(field: &str, s: &str) -> ApiResult<i64> {
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    if let Ok(n) = n.parse::<i64>() {
-        let ms = match unit {
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => 0,
-        };
-        if ms > 0 {
-            return Ok(now_ms() - n * ms);
+    let unit_ms = |c: char| match c {
+        'm' => Some(60_000i64),
+        'h' => Some(3_600_000),
+        'd' => Some(86_400_000),
+        _ => None,
+    };
+    // the unit is the last character, whatever its width (never a byte slice)
+    if let Some((n, ms)) = s
+        .chars()
+        .next_back()
+        .and_then(|u| unit_ms(u).map(|ms| (&s[..s.len() - u.len_utf8()], ms)))
+    {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            return n
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(ms))
+                .map(|ago| now_ms().saturating_sub(ago))
+                .ok_or_else(|| ServiceError::Invalid {
+                    field: field.into(),
+                    reason: format!("{s:?} reaches too far back; write e.g. 30d or a date"),
+                });
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
@@ -487,10 +500,12 @@ async fn set_webhook(
     if !c.sees(&name) {
         return Err(ServiceError::NotFound(format!("tenant {name:?}")));
     }
-    hook.validate().map_err(|reason| ServiceError::Invalid {
-        field: "url".into(),
-        reason,
-    })?;
+    hook.validate(&app.control.webhook_allow)
+        .await
+        .map_err(|(field, reason)| ServiceError::Invalid {
+            field: field.into(),
+            reason,
+        })?;
     let text = serde_json::to_string(&hook).expect("serialisable");
     app.control.store.set_webhook(&name, Some(&text)).await?;
     tenant_json(&app, &name).await.map(Json)
@@ -501,15 +516,23 @@ async fn healthz(AxState(app): AxState<Shared>) -> ApiResult<&'static str> {
     Ok("ok\n")
 }
 
-async fn metrics(AxState(app): AxState<Shared>) -> ApiResult<String> {
-    let mut out = String::new();
-    let tasks = app.control.store.live_tasks().await?;
-    let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    for t in &tasks {
-        *counts.entry((t.kind.id(), t.state.id())).or_default() += 1;
+/// `/metrics` names every tenant's tasks: the admin token or the metrics token.
+async fn metrics(AxState(app): AxState<Shared>, headers: HeaderMap) -> ApiResult<String> {
+    let scraper = match (&app.metrics_token, bearer(&headers)) {
+        (Some(m), Some(t)) => token_hash(t) == token_hash(m),
+        _ => false,
+    };
+    if !scraper {
+        admin_only(&caller(&app, &headers).await?).map_err(|_| {
+            ServiceError::Forbidden(
+                "/metrics needs the admin token or the metrics token (FERRY_METRICS_TOKEN of the server)"
+                    .into(),
+            )
+        })?;
     }
+    let mut out = String::new();
     out.push_str("# HELP ferry_tasks Tasks by kind and state.\n# TYPE ferry_tasks gauge\n");
-    for ((k, s), n) in counts {
+    for (k, s, n) in app.control.store.task_counts().await? {
         out.push_str(&format!("ferry_tasks{{kind=\"{k}\",state=\"{s}\"}} {n}\n"));
     }
     if let Some(w) = &app.worker {
@@ -561,14 +584,245 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/tenants/{name}/webhook",
             axum::routing::put(set_webhook),
         )
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(app)
+}
+
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_json(
+        StatusCode::NOT_FOUND,
+        json!({"error": format!("no such path: {method} {}", uri.path())}),
+    )
+}
+
+async fn no_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        json!({"error": format!("method not allowed: {method} {}", uri.path())}),
+    )
+}
+
+fn error_json(status: StatusCode, body: Json_) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// A future whose panic comes back as an `Err` instead of unwinding into the
+/// server (which would drop the connection without an answer).
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let f = self.get_mut().0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Every answer is the documented JSON: a handler that panics answers 500 with a
+/// request id (the log has the panic under the same id), and the framework's own
+/// rejections (malformed JSON 400, body too large 413, no JSON content type 415,
+/// a field of the wrong type 422, a bad query 400), which axum writes as plain
+/// text, are rewritten into `{error}` (`{error, field, reason}` for 422).
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let res = match CatchUnwind(Box::pin(next.run(req))).await {
+        Ok(res) => res,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            let id = random_hex(8);
+            tracing::error!(request_id = %id, %method, %path, "a request handler panicked: {what}");
+            let mut res = error_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({
+                    "error": format!("internal error: the request failed unexpectedly; the service log has the details under request id {id}"),
+                    "request_id": id,
+                }),
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+                res.headers_mut().insert("x-request-id", v);
+            }
+            return res;
+        }
+    };
+    let json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if res.status().as_u16() < 400 || json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let text = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_string()
+    } else {
+        text
+    };
+    let body = if parts.status == StatusCode::UNPROCESSABLE_ENTITY {
+        // serde's message names the field first: `spec: invalid type: …`
+        let detail = text
+            .split_once("target type: ")
+            .map_or(text.as_str(), |x| x.1);
+        let (field, reason) = match detail.split_once(": ") {
+            Some((f, r)) if !f.is_empty() && !f.contains(' ') => (f.to_string(), r.to_string()),
+            _ => ("body".to_string(), detail.to_string()),
+        };
+        json!({"error": format!("{field}: {reason}"), "field": field, "reason": reason})
+    } else {
+        json!({"error": text})
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_openapi_document_parses() {
         let doc: utoipa::openapi::OpenApi = serde_json::from_str(super::OPENAPI).unwrap();
         assert!(doc.paths.paths.contains_key("/api/v1/tasks/{id}/{action}"));
+    }
+
+    #[test]
+    fn since_and_until_refuse_what_they_cannot_read_without_panicking() {
+        for bad in [
+            "ù",
+            "24ч",
+            "ч",
+            "чd",
+            "d",
+            "-5d",
+            "+5d",
+            "5 d",
+            "99999999999999999d",
+            "1e3h",
+        ] {
+            match since_ms("since", bad) {
+                Err(ServiceError::Invalid { field, .. }) => assert_eq!(field, "since", "{bad}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let now = now_ms();
+        let ago = now - since_ms("since", "24h").unwrap();
+        assert!((86_400_000..86_500_000).contains(&ago), "{ago}");
+        assert!(now - since_ms("since", "30m").unwrap() >= 1_800_000);
+        assert!(now - since_ms("since", "7d").unwrap() >= 7 * 86_400_000);
+        assert_eq!(since_ms("until", "2026-11-01").unwrap(), 1_793_491_200_000);
+        assert_eq!(
+            since_ms("until", "2026-11-01T00:00:00Z").unwrap(),
+            1_793_491_200_000
+        );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let h = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", v.parse().unwrap());
+            h
+        };
+        for ok in ["Bearer tok", "bearer tok", "BEARER  tok ", "bEaReR\ttok"] {
+            assert_eq!(bearer(&h(ok)), Some("tok"), "{ok:?}");
+        }
+        for bad in ["Basic tok", "Bearer", "Bearer ", "Bearertok", "tok"] {
+            assert_eq!(bearer(&h(bad)), None, "{bad:?}");
+        }
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    async fn boom() -> &'static str {
+        panic!("a handler bug")
+    }
+
+    /// A handler that panics answers 500 with the JSON error and a request id
+    /// instead of dropping the connection; framework rejections are JSON too.
+    #[tokio::test]
+    async fn a_panic_answers_500_with_a_request_id_and_rejections_are_json() {
+        #[derive(Deserialize)]
+        struct Body {
+            #[allow(dead_code)]
+            n: i64,
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/json", post(|Json(_b): Json<Body>| async { "ok" }))
+            .fallback(no_route)
+            .layer(axum::middleware::from_fn(json_errors));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = reqwest::get(format!("{base}/boom")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let v: Json_ = r.json().await.unwrap();
+        assert_eq!(v["request_id"], id.as_str(), "{v}");
+        assert!(v["error"].as_str().unwrap().contains(&id), "{v}");
+        // the server still answers afterwards
+        let r = reqwest::get(format!("{base}/nowhere")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        let v: Json_ = r.json().await.unwrap();
+        assert!(v["error"].as_str().unwrap().contains("no such path"), "{v}");
+
+        let c = reqwest::Client::new();
+        let send = |body: &'static str, json: bool| {
+            let mut r = c.post(format!("{base}/json")).body(body);
+            if json {
+                r = r.header("content-type", "application/json");
+            }
+            r.send()
+        };
+        for (body, json, status) in [
+            ("{", true, 400),
+            ("{\"n\": 1}", false, 415),
+            ("{\"n\": \"x\"}", true, 422),
+        ] {
+            let r = send(body, json).await.unwrap();
+            assert_eq!(r.status().as_u16(), status, "{body}");
+            assert_eq!(r.headers()["content-type"], "application/json", "{body}");
+            let v: Json_ = r.json().await.unwrap();
+            assert!(v["error"].is_string(), "{v}");
+            if status == 422 {
+                assert_eq!(v["field"], "n", "{v}");
+            }
+        }
+        let big = format!("{{\"n\": 1, \"pad\": \"{}\"}}", "x".repeat(3 << 20));
+        let r = c
+            .post(format!("{base}/json"))
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413);
+        let v: Json_ = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{v}");
     }
 }

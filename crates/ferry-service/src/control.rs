@@ -4,11 +4,13 @@
 //! rebuilding the runnable spec for a worker.
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::notify::WebhookAllow;
 use crate::secrets::Secrets;
 use crate::store::{now_ms, Store, TaskRow};
 use ferry_core::lifecycle::{self, Action, Cause, State};
 use ferry_core::TaskSpec;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,12 +74,27 @@ pub struct Control {
     /// The metadata store.
     pub store: Store,
     secrets: Secrets,
+    /// Private/loopback destinations webhooks may reach (the admin's list).
+    pub webhook_allow: Arc<WebhookAllow>,
 }
 
 impl Control {
-    /// Operations over `store`, sealing with `secrets`.
+    /// Operations over `store`, sealing with `secrets`; webhooks reach public
+    /// addresses only.
     pub fn new(store: Store, secrets: Secrets) -> Control {
-        Control { store, secrets }
+        Control {
+            store,
+            secrets,
+            webhook_allow: Arc::default(),
+        }
+    }
+
+    /// The same, with webhooks also allowed to reach what `allow` names.
+    pub fn with_webhook_allow(self, allow: WebhookAllow) -> Control {
+        Control {
+            webhook_allow: Arc::new(allow),
+            ..self
+        }
     }
 
     /// Validates and stores a task from its YAML; it starts in `creating` (a worker
@@ -206,7 +223,7 @@ impl Control {
                 };
                 if to.is_failure() && from != to {
                     crate::notify::send(
-                        self.store.clone(),
+                        self,
                         &t,
                         "task_failed",
                         serde_json::json!({"from": from.id()}),

@@ -5,6 +5,7 @@ use crate::api::{router, App};
 use crate::billing::{meter, Prices};
 use crate::control::{random_hex, Control};
 use crate::error::{ServiceError, ServiceResult};
+use crate::notify::WebhookAllow;
 use crate::secrets::Secrets;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -28,6 +29,9 @@ pub struct NodeConfig {
     pub prices: Prices,
     /// How often running tasks are charged.
     pub meter_every: Duration,
+    /// Private/loopback webhook destinations the admin allows (comma-separated
+    /// addresses and CIDR blocks); webhooks reach public addresses only otherwise.
+    pub webhook_allow: Option<String>,
 }
 
 fn admin_token(dir: &std::path::Path) -> ServiceResult<String> {
@@ -90,7 +94,10 @@ pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceRe
                 .into(),
         ));
     }
-    let control = Control::new(store, secrets);
+    let allow = WebhookAllow::parse(cfg.webhook_allow.as_deref().unwrap_or("")).map_err(|e| {
+        ServiceError::Unavailable(format!("--webhook-allow / FERRY_WEBHOOK_ALLOW: {e}"))
+    })?;
+    let control = Control::new(store, secrets).with_webhook_allow(allow);
     let node = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
@@ -112,6 +119,10 @@ pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceRe
         let app = Arc::new(App {
             control: control.clone(),
             admin_token: admin_token(&cfg.data_dir)?,
+            // a scraper's token that reads /metrics and nothing else
+            metrics_token: std::env::var("FERRY_METRICS_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
             worker: worker.clone(),
         });
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {

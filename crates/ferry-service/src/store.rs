@@ -499,6 +499,19 @@ impl Store {
         Ok((rows, total))
     }
 
+    /// How many tasks (not deleted) are in each (kind, state), failed and ended ones
+    /// included: what `/metrics` counts.
+    pub async fn task_counts(&self) -> ServiceResult<Vec<(String, String, i64)>> {
+        sqlx::query(
+            "SELECT kind, state, count(*) AS n FROM tasks WHERE deleted = 0 GROUP BY kind, state ORDER BY kind, state",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("kind")?, r.try_get("state")?, r.try_get("n")?)))
+        .collect()
+    }
+
     /// Tasks not deleted and not in one of `exclude` (for workers and metering).
     pub async fn live_tasks(&self) -> ServiceResult<Vec<TaskRow>> {
         sqlx::query(&format!(

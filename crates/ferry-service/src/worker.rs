@@ -198,6 +198,13 @@ impl Worker {
                 let failover_wanted = t.pending_action.as_deref() == Some("failover");
                 let result = match c.spec(&t) {
                     Ok(spec) if failover_wanted => failover(&spec).await.map_err(|e| e.to_string()),
+                    Ok(spec) if spec.kind == ferry_core::spec::Kind::Dr => {
+                        // the task ends: its standby is nobody's standby any more
+                        match end(&spec).await {
+                            Ok(done) => Ok(format!("{done}; {}", unfence_standby(&spec).await)),
+                            Err(e) => Err(e),
+                        }
+                    }
                     Ok(spec) => end(&spec).await,
                     Err(e) => Err(e.to_string()),
                 };
@@ -553,7 +560,7 @@ impl Worker {
                 };
                 if fire {
                     crate::notify::send(
-                        self.control.store.clone(),
+                        &self.control,
                         t,
                         "lag_high",
                         serde_json::json!({"lag_seconds": lag, "threshold_seconds": limit, "for_seconds": for_secs}),
@@ -573,8 +580,12 @@ impl Worker {
     }
 }
 
+/// How the reason of a switchover that found the two sides different begins.
+const REFUSED: &str = "switchover refused";
+
 /// A planned DR switchover: fence the primary, let the standby apply everything,
-/// release the old direction, then replicate the other way from the new primary's
+/// compare both sides (refused, naming the tables, when they differ), release the
+/// old direction, then replicate the other way from the new primary's
 /// current position (nothing can be written in between: the old primary is fenced).
 async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()> {
     let result = async {
@@ -592,6 +603,34 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
         ferry_engine::task::run_task(&old, &opts, &stream, Arc::new(Metrics::new(&t.id)), never)
             .await
             .map_err(|e| format!("catching up before the switch: {e}{fenced}"))?;
+        // both sides are read-only to applications now: they must hold the same rows
+        // before the standby becomes the primary
+        let verdicts = ferry_engine::compare::compare(&old, old.chunk_rows)
+            .await
+            .map_err(|e| format!("comparing the primary with the standby: {e}{fenced}"))?;
+        let differ: Vec<String> = verdicts
+            .iter()
+            .filter(|v| !v.equal)
+            .map(|v| format!("{} → {}: {}", v.source, v.target, v.differences.join(", ")))
+            .collect();
+        if !differ.is_empty() {
+            let primary = match ferry_engine::dr::set_read_only(&old.source, false).await {
+                Ok(()) => format!("the primary {} stays the primary and is writable again", old.source),
+                Err(e) => format!(
+                    "the primary {} stays the primary but is still read-only ({e}): lift it with \
+                     ALTER DATABASE … RESET default_transaction_read_only / SET GLOBAL read_only = OFF",
+                    old.source
+                ),
+            };
+            return Err(format!(
+                "{REFUSED}: the standby differs from the primary in {} table(s): {}; nothing was \
+                 switched: {primary}. Find out how the standby was written to (ferry compare \
+                 shows the ranges), repair it or re-initialise it, then start the task and switch \
+                 over again",
+                differ.len(),
+                differ.join("; ")
+            ));
+        }
         ferry_engine::task::end_task(&old)
             .await
             .map_err(|e| format!("releasing the old direction: {e}{fenced}"))?;
@@ -640,12 +679,12 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
                 .await?;
         }
         Err(e) => {
-            c.apply(
-                &t.id,
-                Cause::Failed,
-                Some(&format!("switchover failed: {e}")),
-            )
-            .await?;
+            let why = if e.starts_with(REFUSED) {
+                e
+            } else {
+                format!("switchover failed: {e}")
+            };
+            c.apply(&t.id, Cause::Failed, Some(&why)).await?;
         }
     }
     Ok(())
@@ -708,6 +747,33 @@ async fn end(spec: &TaskSpec) -> Result<String, String> {
     }
 }
 
+/// Makes the DR standby (the task's target) read-only for applications.
+async fn fence_standby(spec: &TaskSpec) -> Result<(), ferry_core::Error> {
+    ferry_engine::dr::set_read_only(&spec.target, true)
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "making the standby {} read-only for applications (Ferry's user needs SUPER or \
+                 READ_ONLY ADMIN on MySQL/MariaDB, to own the database or be a superuser on PostgreSQL)",
+                spec.target
+            ))
+        })
+}
+
+/// Lifts the fence of a DR standby whose task ended (it is nobody's standby any
+/// more); one that cannot be reached stays read-only, and the message says how to
+/// lift it by hand.
+async fn unfence_standby(spec: &TaskSpec) -> String {
+    match ferry_engine::dr::set_read_only(&spec.target, false).await {
+        Ok(()) => format!("the standby {} is writable again", spec.target),
+        Err(e) => format!(
+            "the standby {} stays read-only ({e}): lift it with ALTER DATABASE … RESET \
+             default_transaction_read_only (PostgreSQL) or SET GLOBAL read_only = OFF (MySQL/MariaDB)",
+            spec.target
+        ),
+    }
+}
+
 /// Both endpoints answer with the given credentials.
 async fn validate(spec: &TaskSpec) -> Result<(), String> {
     for role in [Role::Source, Role::Target] {
@@ -744,6 +810,19 @@ async fn run(
             .collect();
         if !failed.is_empty() {
             return Outcome::Failed(format!("precheck failed: {}", failed.join("; ")));
+        }
+    }
+    if spec.kind == ferry_core::spec::Kind::Dr {
+        // a DR standby takes no application writes (they would never reach the
+        // primary, nor the reverse stream after a switchover) until a switchover or a
+        // failover promotes it; fenced from the first copy on, again at every
+        // (re)start. Ferry's own sessions bypass it.
+        if let Err(e) = fence_standby(spec).await {
+            return if e.is_transient() {
+                Outcome::Transient(e.to_string())
+            } else {
+                Outcome::Failed(e.to_string())
+            };
         }
     }
     let opts = RunOptions {

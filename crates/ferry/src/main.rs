@@ -119,6 +119,10 @@ struct NodeArgs {
     /// How often running tasks are charged, in seconds.
     #[arg(long, default_value_t = 10)]
     meter_every: u64,
+    /// Private or loopback addresses / CIDR blocks webhooks may reach
+    /// (e.g. 127.0.0.1,10.0.0.0/8); without it webhooks reach public addresses only.
+    #[arg(long, env = "FERRY_WEBHOOK_ALLOW")]
+    webhook_allow: Option<String>,
 }
 
 impl NodeArgs {
@@ -133,6 +137,7 @@ impl NodeArgs {
                 gb: self.price_gb,
             },
             meter_every: std::time::Duration::from_secs(self.meter_every.max(1)),
+            webhook_allow: self.webhook_allow,
         }
     }
 }

@@ -325,7 +325,10 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
     .await;
 
     // Prometheus: state counts, and the running task's lag, each family once
-    let m = reqwest::get(format!("{}/metrics", svc.base))
+    let m = reqwest::Client::new()
+        .get(format!("{}/metrics", svc.base))
+        .bearer_auth(ADMIN)
+        .send()
         .await
         .unwrap()
         .text()
@@ -440,7 +443,8 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tenants_are_isolated_and_bad_input_is_explained() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]).await;
+    // the webhook sink listens on loopback: the admin allows it
+    let svc = Service::start_with(dir.path(), &[], &[("FERRY_WEBHOOK_ALLOW", "127.0.0.1")]).await;
     let a = svc.tenant("alpha", 10.0).await;
     let b = svc.tenant("beta", 10.0).await;
     let (src, dst) = databases(100).await;
@@ -531,6 +535,141 @@ async fn tenants_are_isolated_and_bad_input_is_explained() {
         "end is allowed from incremental and from paused: {e:?}"
     );
     svc.wait_state(&a, &id, "ended", T).await;
+}
+
+/// Bad requests are refused with the documented JSON error, before anything is
+/// written: dates the parser cannot read (multi-byte, overflowing), a start time in
+/// the past, webhooks to internal addresses, malformed or mistyped bodies; the
+/// metrics need a token and count every task.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_refused_with_json_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_with(dir.path(), &[], &[("FERRY_METRICS_TOKEN", "scrape-me")]).await;
+    let tok = svc.tenant("acme", 10.0).await;
+    let c = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", svc.base);
+
+    // multi-byte and overflowing `since`/`until`: a 422 naming the field, never a
+    // dropped connection
+    for (q, field) in [
+        ("since=%C3%B9", "since"),
+        ("until=24%D1%87", "until"),
+        ("since=99999999999999999d", "since"),
+    ] {
+        let (s, v) = svc
+            .call("GET", &format!("/api/v1/tasks?{q}"), &tok, None)
+            .await;
+        assert_eq!((s, v["field"].as_str()), (422, Some(field)), "{q}: {v}");
+    }
+    let (s, _) = svc.call("GET", "/api/v1/tasks?since=24h", &tok, None).await;
+    assert_eq!(s, 200);
+
+    // a start time in the past is refused and no task is left behind
+    let spec = "name: later\nkind: migration\nmode: full\nsource: postgres://u@127.0.0.1:1/a\ntarget: postgres://u@127.0.0.1:1/b\n";
+    let (s, v) = svc
+        .call(
+            "POST",
+            "/api/v1/tasks",
+            &tok,
+            Some(json!({"spec": spec, "start_at": "2001-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("start_at")), "{v}");
+    let (_, list) = svc.call("GET", "/api/v1/tasks", &tok, None).await;
+    assert_eq!(list["total"], 0, "a refused create left a task: {list}");
+    let id = svc.create(&tok, spec, None).await;
+    svc.wait_state(&tok, &id, "create_failed", T).await;
+
+    // webhooks to internal addresses are refused when saved (nothing is sent: no
+    // address here is reachable from the test anyway but 127.0.0.1)
+    for hook in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://127.0.0.1:9/hook",
+        "http://[::1]:9/hook",
+        "http://0.0.0.0:9/hook",
+    ] {
+        let (s, v) = svc
+            .call(
+                "PUT",
+                "/api/v1/tenants/acme/webhook",
+                &tok,
+                Some(json!({"url": hook})),
+            )
+            .await;
+        assert_eq!((s, v["field"].as_str()), (422, Some("url")), "{hook}: {v}");
+    }
+    let (s, v) = svc
+        .call(
+            "PUT",
+            "/api/v1/tenants/acme/webhook",
+            &tok,
+            Some(json!({"url": "http://93.184.216.34/hook", "lag_seconds": -1})),
+        )
+        .await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("lag_seconds")), "{v}");
+    let (_, t) = svc.call("GET", "/api/v1/tenants/acme", &tok, None).await;
+    assert!(t["webhook"].is_null(), "{t}");
+
+    // /metrics: a token is needed; the admin's or the metrics token; failed tasks count
+    let metrics = |token: Option<&str>| {
+        let mut r = c.get(url("/metrics"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(metrics(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(metrics(Some(&tok)).await.unwrap().status().as_u16(), 403);
+    for t in [ADMIN, "scrape-me"] {
+        let r = metrics(Some(t)).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let m = r.text().await.unwrap();
+        assert!(
+            m.contains("ferry_tasks{kind=\"migration\",state=\"create_failed\"} 1"),
+            "{m}"
+        );
+    }
+    // the metrics token is no admin token
+    let (s, _) = svc.call("GET", "/api/v1/tasks", "scrape-me", None).await;
+    assert_eq!(s, 401);
+
+    // the Bearer scheme is case-insensitive
+    let r = c
+        .get(url("/api/v1/tasks"))
+        .header("authorization", format!("bearer {tok}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // the framework's own rejections answer the documented JSON error
+    for (body, content_type, status) in [
+        ("{\"spec\": ", Some("application/json"), 400),
+        ("{\"spec\": \"x\"}", None, 415),
+        ("{\"spec\": 5}", Some("application/json"), 422),
+    ] {
+        let mut r = c.post(url("/api/v1/tasks")).bearer_auth(&tok).body(body);
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{body}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string(), "{v}");
+        if status == 422 {
+            assert_eq!(v["field"], "spec", "{v}");
+        }
+    }
+    let r = c
+        .get(url("/api/v1/tasks?limit=many"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers()["content-type"], "application/json");
 }
 
 /// A scheduled start survives a restart of the service; a full-only migration ends by
@@ -830,10 +969,14 @@ async fn the_openapi_document_matches_the_routes() {
                 .unwrap();
             let status = r.status().as_u16();
             let body = r.text().await.unwrap();
-            // a route axum does not know answers 404/405 with an empty body
+            // a route the router does not know answers "no such path" / "method not
+            // allowed"
             assert!(
-                !((status == 404 || status == 405) && body.is_empty()),
-                "{method} {path} is documented but not served ({status})"
+                !((status == 404 || status == 405)
+                    && (body.is_empty()
+                        || body.contains("no such path")
+                        || body.contains("method not allowed"))),
+                "{method} {path} is documented but not served ({status}): {body}"
             );
         }
     }
@@ -1125,6 +1268,19 @@ async fn try_write(url: &str, sql: &str) -> Option<String> {
     c.batch_execute(sql).await.err().map(|e| format!("{e:?}"))
 }
 
+/// Writes in a session that turns the database's read-only default off (as Ferry's
+/// own sessions do); returns the error text when it is refused.
+async fn write_past_fence(url: &str, sql: &str) -> Option<String> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    c.batch_execute(sql).await.err().map(|e| format!("{e:?}"))
+}
+
 /// DR: initializing → initialized → replicating; a switchover fences the primary,
 /// waits for the standby and reverses the direction with no change lost; a failover
 /// then promotes the (new) standby and reports what it holds.
@@ -1152,6 +1308,73 @@ async fn dr_switchover_reverses_without_loss_and_failover_reports_the_window() {
     // migration-only actions are refused on DR and vice versa
     let (s, _) = svc.act(&tok, &id, "edit").await;
     assert_eq!(s, 409);
+
+    // the standby is read-only for applications while it replicates: a row written
+    // there would never reach the primary (nor the reverse stream after a switchover)
+    let refused = try_write(
+        &standby.url,
+        "INSERT INTO acct VALUES (9000001, 'written on the standby', 1)",
+    )
+    .await;
+    assert!(
+        refused.as_deref().unwrap_or_default().contains("read-only"),
+        "the standby takes application writes while replicating: {refused:?}"
+    );
+    // the switchover compares both sides before it reports done: a difference made
+    // past the fence (a session that turns read-only off) makes it refuse, naming
+    // the table, and the primary stays the primary, writable
+    assert_eq!(
+        write_past_fence(
+            &standby.url,
+            "INSERT INTO acct VALUES (9000001, 'rogue', 1)"
+        )
+        .await,
+        None
+    );
+    let (s, v) = svc.act(&tok, &id, "switchover").await;
+    assert_eq!(s, 202, "{v}");
+    let v = svc.wait_state(&tok, &id, "abnormal", T).await;
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("switchover refused") && reason.contains("acct"),
+        "{v:#}"
+    );
+    assert!(
+        v["source"].as_str().unwrap().ends_with(&primary.name),
+        "{v:#}"
+    );
+    assert_eq!(
+        try_write(
+            &primary.url,
+            "INSERT INTO acct VALUES (7000000, 'still the primary', 1)"
+        )
+        .await,
+        None
+    );
+    // repaired, the task goes on replicating (the standby fenced again)
+    assert_eq!(
+        write_past_fence(&standby.url, "DELETE FROM acct WHERE id = 9000001").await,
+        None
+    );
+    let (s, v) = svc.act(&tok, &id, "start").await;
+    assert_eq!(s, 202, "{v}");
+    svc.wait_state(&tok, &id, "replicating", T).await;
+    wait_rows(
+        "postgres",
+        &standby.url,
+        "SELECT count(*) FROM acct WHERE id = 7000000",
+        &["1"],
+        "a change made while the task was abnormal never reached the standby",
+        || svc.log(),
+    )
+    .await;
+    assert!(
+        try_write(&standby.url, "DELETE FROM acct WHERE id = 1")
+            .await
+            .unwrap_or_default()
+            .contains("read-only"),
+        "the standby takes application writes after a restart"
+    );
 
     ferry_testkit::pg_exec(&primary.url, "INSERT INTO acct VALUES (7000001, 'before switch', 1); UPDATE acct SET balance = 2 WHERE id <= 10;").await;
     let (s, v) = svc.act(&tok, &id, "switchover").await;
@@ -1269,6 +1492,17 @@ async fn mariadb_dr_switchover_fences_the_old_primary_with_read_only() {
     svc.wait_state(&tok, &id, "configuring", T).await;
     svc.act(&tok, &id, "start").await;
     svc.wait_state(&tok, &id, "replicating", T).await;
+    // the standby is read-only for applications while it replicates
+    let refused = try_write_mariadb(
+        &standby,
+        "app",
+        "INSERT INTO acct VALUES (9000001, 'written on the standby', 1)",
+    )
+    .await;
+    assert!(
+        refused.as_deref().unwrap_or_default().contains("read-only"),
+        "the standby takes application writes while replicating: {refused:?}"
+    );
     assert_eq!(
         try_write_mariadb(
             &primary,
@@ -1320,6 +1554,27 @@ async fn mariadb_dr_switchover_fences_the_old_primary_with_read_only() {
         c.status.success(),
         "source and target differ:\n{}",
         text(&c)
+    );
+    // ending the task lifts the fence: its standby (the old primary) is nobody's
+    // standby any more and takes application writes again
+    let (s, v) = svc.act(&tok, &id, "end").await;
+    assert_eq!(s, 202, "{v}");
+    let v = svc.wait_state(&tok, &id, "ended", T).await;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("writable again"),
+        "{v:#}"
+    );
+    assert_eq!(
+        try_write_mariadb(
+            &primary,
+            "app",
+            "INSERT INTO acct VALUES (7000004, 'task ended', 1)"
+        )
+        .await,
+        None
     );
 }
 
@@ -1619,7 +1874,7 @@ async fn moving_data_is_metered_per_gb() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sustained_lag_is_reported_to_the_webhook() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]).await;
+    let svc = Service::start_with(dir.path(), &[], &[("FERRY_WEBHOOK_ALLOW", "127.0.0.1")]).await;
     let tok = svc.tenant("laggy", 100.0).await;
     let (hook, mut heard) = webhook_sink().await;
     // any lag at all, for no time: the first sample with lag fires
