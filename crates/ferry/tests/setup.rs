@@ -111,10 +111,11 @@ async fn a_missing_mariadb_target_database_is_created() {
 async fn parent_child(pg: &str) {
     ferry_testkit::pg_exec(
         pg,
-        "CREATE TABLE parent (id int PRIMARY KEY, name text);
-         CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent(id), note text);
-         INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 50) g;
-         INSERT INTO child SELECT g, 1 + g % 50, 'c' || g FROM generate_series(1, 200) g;",
+        // the parent sorts first: dropping or emptying in name order hits the key
+        "CREATE TABLE a_parent (id int PRIMARY KEY, name text);
+         CREATE TABLE b_child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES a_parent(id), note text);
+         INSERT INTO a_parent SELECT g, 'p' || g FROM generate_series(1, 50) g;
+         INSERT INTO b_child SELECT g, 1 + g % 50, 'c' || g FROM generate_series(1, 200) g;",
     )
     .await;
 }
@@ -128,9 +129,9 @@ async fn existing_data_with_foreign_keys(to: &str) {
     let dst: Db = fresh(to, "fk_dst").await;
     parent_child(&src.url).await;
     let (parent, child) = if to == "postgres" {
-        ("public.parent", "public.child")
+        ("public.a_parent", "public.b_child")
     } else {
-        ("parent", "child")
+        ("a_parent", "b_child")
     };
     let first = task_file(dir.path(), &src.url, &dst.url, "");
     let run = ferry(&["run", "--quiet", &first]);
@@ -150,10 +151,10 @@ async fn existing_data_with_foreign_keys(to: &str) {
 
     // a table the task does not select references a selected one
     let outside = if to == "postgres" {
-        "CREATE TABLE outside (id int PRIMARY KEY, parent_id int CONSTRAINT outside_parent REFERENCES public.parent(id));
+        "CREATE TABLE outside (id int PRIMARY KEY, parent_id int CONSTRAINT outside_parent REFERENCES public.a_parent(id));
          INSERT INTO outside VALUES (1, 7);"
     } else {
-        "CREATE TABLE outside (id int PRIMARY KEY, parent_id int, CONSTRAINT outside_parent FOREIGN KEY (parent_id) REFERENCES parent(id));
+        "CREATE TABLE outside (id int PRIMARY KEY, parent_id int, CONSTRAINT outside_parent FOREIGN KEY (parent_id) REFERENCES a_parent(id));
          INSERT INTO outside VALUES (1, 7);"
     };
     match to {
