@@ -53,12 +53,9 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
     let Some((phase, position)) = recorded else {
         st.phase = "not started".into();
         // a slot without a task on the target was left by a failed run
-        st.slot = slot_line(spec).await?;
-        if st
-            .slot
-            .as_deref()
-            .is_some_and(|s| !s.ends_with(": missing"))
-        {
+        let (line, idle) = slot_line(spec).await?;
+        st.slot = line;
+        if idle {
             st.reason = Some(
                 "a replication slot of this task exists on the source but the target holds \
                  no progress: it holds WAL for no one — `ferry end <task file>` removes it, \
@@ -119,43 +116,54 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
         };
     }
     st.source_head = head.map(|h| h.to_string());
-    st.slot = slot_line(spec).await?;
+    let (line, idle) = slot_line(spec).await?;
+    st.slot = line;
+    if idle && st.phase == "full" && st.reason.is_none() {
+        st.reason = Some(
+            "the copy stopped before it finished; the source keeps this task's replication \
+             slot for the resume and it holds WAL until then — `ferry run` resumes, \
+             `ferry end <task file>` removes it"
+                .into(),
+        );
+    }
     Ok(st)
 }
 
 /// One line on the task's PostgreSQL slot: its WAL status, whether something streams
 /// from it and how much WAL the source keeps for it (None: not a PostgreSQL source,
-/// or the source is unreachable).
-async fn slot_line(spec: &TaskSpec) -> Result<Option<String>> {
+/// or the source is unreachable); and whether it exists with nothing reading it.
+async fn slot_line(spec: &TaskSpec) -> Result<(Option<String>, bool)> {
     if spec.source.engine != ferry_core::Engine::Postgres {
-        return Ok(None);
+        return Ok((None, false));
     }
     let Ok(Conn::Pg(pg)) = Conn::open(spec, Role::Source).await else {
-        return Ok(None);
+        return Ok((None, false));
     };
     let slot = ferry_postgres::cdc::slot_name(&spec.name);
-    Ok(Some(
-        match ferry_postgres::cdc::slot_state(&pg, &slot).await {
-            Ok(Some(s)) => format!(
-                "{slot}: wal_status {}, {}{}",
-                if s.wal_status.is_empty() {
-                    "?"
-                } else {
-                    &s.wal_status
-                },
-                if s.active {
-                    "streaming"
-                } else {
-                    "not streaming"
-                },
-                s.retained_bytes
-                    .map(|b| format!(", retains {} of WAL on the source", human_bytes(b)))
-                    .unwrap_or_default()
-            ),
-            Ok(None) => format!("{slot}: missing"),
-            Err(e) => return Err(Error::definite(e.message)),
-        },
-    ))
+    let state = ferry_postgres::cdc::slot_state(&pg, &slot)
+        .await
+        .map_err(|e| Error::definite(e.message))?;
+    let idle = state.as_ref().is_some_and(|s| !s.active);
+    let line = match state {
+        Some(s) => format!(
+            "{slot}: wal_status {}, {}{}",
+            if s.wal_status.is_empty() {
+                "?"
+            } else {
+                &s.wal_status
+            },
+            if s.active {
+                "streaming"
+            } else {
+                "not streaming"
+            },
+            s.retained_bytes
+                .map(|b| format!(", retains {} of WAL on the source", human_bytes(b)))
+                .unwrap_or_default()
+        ),
+        None => format!("{slot}: missing"),
+    };
+    Ok((Some(line), idle))
 }
 
 /// `1234567` → `1.2 MB`.

@@ -292,6 +292,24 @@ async fn a_failed_first_run_drops_its_slot_or_says_it_keeps_it() {
     let status = ferry(&["status", &task]);
     assert!(text(&status).contains("not started"), "{}", text(&status));
 
+    // a slot left without any progress on the target (an older Ferry, a failed
+    // clean-up): status shows it and what removes it, and `ferry end` does
+    let slot = format!("ferry_{}", common::task_name(&task).replace('-', "_"));
+    ferry_testkit::pg_exec(
+        &src.url,
+        &format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"),
+    )
+    .await;
+    let status = ferry(&["status", &task]);
+    let st = text(&status);
+    assert!(
+        st.contains("not started") && st.contains(&slot) && st.contains("ferry end"),
+        "{st}"
+    );
+    let end = ferry(&["end", &task]);
+    assert!(end.status.success(), "{}", text(&end));
+    assert!(slots_and_publications(&src.url).await.is_empty());
+
     // now the last chunk fails: the first nine are committed
     ferry_testkit::mysql_exec(
         &dst.url,
@@ -305,7 +323,6 @@ async fn a_failed_first_run_drops_its_slot_or_says_it_keeps_it() {
         out.contains("keeps replication slot") && out.contains("ferry end"),
         "{out}"
     );
-    let slot = format!("ferry_{}", common::task_name(&task).replace('-', "_"));
     assert_eq!(
         slots_and_publications(&src.url).await,
         vec![format!("publication {slot}"), format!("slot {slot}")]
@@ -314,7 +331,10 @@ async fn a_failed_first_run_drops_its_slot_or_says_it_keeps_it() {
     let st = text(&status);
     assert!(status.status.success(), "{st}");
     assert!(
-        st.contains("phase:          full") && st.contains(&slot) && st.contains("of WAL"),
+        st.contains("phase:          full")
+            && st.contains(&slot)
+            && st.contains("of WAL")
+            && st.contains("ferry end"),
         "{st}"
     );
     let end = ferry(&["end", &task]);
