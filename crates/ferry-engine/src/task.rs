@@ -197,25 +197,24 @@ async fn undo_failed_start(
     let undone = async {
         let mut dst = Conn::open(spec, Role::Target).await?;
         checkpoint::ensure(&mut dst).await?;
-        if checkpoint::task(&mut dst, &spec.name).await?.is_some() {
-            if checkpoint::load_plan(&mut dst, &spec.name)
+        if checkpoint::task(&mut dst, &spec.name).await?.is_some()
+            && checkpoint::load_plan(&mut dst, &spec.name)
                 .await?
                 .iter()
                 .any(|c| c.done)
-            {
-                return Ok(false);
-            }
-            let stages = checkpoint::stages(&mut dst, &spec.name).await?;
-            let names = NameMap::new(spec, tables);
-            for t in tables {
-                let target = names.target(&t.id);
-                if stages.get(&target.to_string()).map(String::as_str) == Some("created") {
-                    let q = dst.qualified(&target);
-                    dst.exec(&format!("DROP TABLE IF EXISTS {q}")).await?;
-                }
-            }
-            checkpoint::reset(&mut dst, &spec.name).await?;
+        {
+            return Ok(false);
         }
+        let stages = checkpoint::stages(&mut dst, &spec.name).await?;
+        let names = NameMap::new(spec, tables);
+        for t in tables {
+            let target = names.target(&t.id);
+            if stages.get(&target.to_string()).map(String::as_str) == Some("created") {
+                let q = dst.qualified(&target);
+                dst.exec(&format!("DROP TABLE IF EXISTS {q}")).await?;
+            }
+        }
+        checkpoint::reset(&mut dst, &spec.name).await?;
         cdc::drop_slot_and_publication(pg, slot).await?;
         Ok::<bool, Error>(true)
     }
