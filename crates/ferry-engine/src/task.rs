@@ -83,8 +83,28 @@ pub async fn run_task(
         // tables added to the objects since the copy: the stream copies them
         crate::backfill::adopt_added_tables(spec).await?;
     }
-    out.stream = Some(run_incremental(spec, stream_opts, metrics, shutdown).await?);
+    out.stream = Some(
+        match run_incremental(spec, stream_opts, metrics, shutdown).await {
+            Ok(s) => s,
+            Err(e) => return Err(with_slot_note(spec, e).await),
+        },
+    );
     Ok(out)
+}
+
+/// A failed stream of a PostgreSQL source leaves the task's slot in place (the task
+/// resumes from it): `e`, saying so when the slot is still there.
+async fn with_slot_note(spec: &TaskSpec, e: Error) -> Error {
+    if spec.source.engine != Engine::Postgres || e.is_transient() {
+        return e;
+    }
+    let slot = cdc::slot_name(&spec.name);
+    match Conn::open(spec, Role::Source).await {
+        Ok(Conn::Pg(pg)) if matches!(cdc::slot_state(&pg, &slot).await, Ok(Some(_))) => {
+            slot_kept(e, &slot)
+        }
+        _ => e,
+    }
 }
 
 /// Adds the copied tables' size to the bytes moved.

@@ -374,3 +374,31 @@ async fn a_copy_into_kept_tables_resumes_after_a_failure() {
     let cmp = ferry(&["compare", &task]);
     assert!(cmp.status.success(), "{}", text(&cmp));
 }
+
+/// A stream that fails on a value the target cannot hold keeps the slot (the task
+/// resumes from it once fixed) and its error says so, with what removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_stream_says_it_keeps_the_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fresh("postgres", "sfail_src").await;
+    let dst = fresh("mysql", "sfail_dst").await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        "CREATE TABLE m (id int PRIMARY KEY, v double precision); INSERT INTO m VALUES (1, 1.5);",
+    )
+    .await;
+    let task = task_with_mode(dir.path(), &src.url, &dst.url, "full+incremental", "");
+    let run = ferry(&["run", "--quiet", "--exit-when-caught-up", &task]);
+    assert!(run.status.success(), "{}", text(&run));
+    ferry_testkit::pg_exec(&src.url, "INSERT INTO m VALUES (42, 'NaN')").await;
+    let run = ferry(&["run", "--quiet", "--exit-when-caught-up", &task]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("keeps replication slot") && out.contains("ferry end"),
+        "{out}"
+    );
+    let end = ferry(&["end", &task]);
+    assert!(end.status.success(), "{}", text(&end));
+    assert!(slots_and_publications(&src.url).await.is_empty());
+}
