@@ -205,7 +205,14 @@ async fn a_wal_level_replica_source_fails_run_with_the_check_s_fix_and_leaves_no
     })
     .await
     .unwrap();
-    let data_dir = srv.dir.clone().unwrap();
+    /// Stops the private server however the test ends.
+    struct Stop(std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            ferry_testkit::stop_postgres(&self.0);
+        }
+    }
+    let _stop = Stop(srv.dir.clone().unwrap());
     ferry_testkit::pg_exec(&srv.url_for("postgres"), "CREATE DATABASE wr_src").await;
     let src = srv.url_for("wr_src");
     ferry_testkit::pg_exec(
@@ -237,9 +244,6 @@ async fn a_wal_level_replica_source_fails_run_with_the_check_s_fix_and_leaves_no
         .await,
         vec!["0"]
     );
-    tokio::task::spawn_blocking(move || ferry_testkit::stop_postgres(&data_dir))
-        .await
-        .unwrap();
 }
 
 /// A first run whose copy fails before any chunk is committed drops what it created
