@@ -178,14 +178,25 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             "see docs/type-mapping.md; exclude or convert the columns named",
         )),
     }
-    let mut dst = match Conn::connect(&spec.target).await {
-        Ok(c) => {
+    let mut dst = match Conn::open_target_or_server(spec).await {
+        Ok((c, missing)) => {
             items.push(Item::new(
                 "target connection",
                 true,
                 spec.target.to_string(),
                 "",
             ));
+            if let Some(db) = missing {
+                items.push(
+                    Item::new(
+                        "target database exists",
+                        false,
+                        format!("target database {db} does not exist: Ferry will create it"),
+                        "",
+                    )
+                    .warning(),
+                );
+            }
             c
         }
         Err(e) => {
@@ -237,13 +248,17 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         .ok()
         .flatten();
     let mut occupied = Vec::new();
+    let mut existing = Vec::new();
     for t in &tables {
         let target = names.target(&t.id);
         match dst.table_state(&target).await {
-            Ok(Some(has_rows)) => occupied.push(format!(
-                "{target}{}",
-                if has_rows { " (has rows)" } else { " (empty)" }
-            )),
+            Ok(Some(has_rows)) => {
+                occupied.push(format!(
+                    "{target}{}",
+                    if has_rows { " (has rows)" } else { " (empty)" }
+                ));
+                existing.push(target);
+            }
             Ok(None) => {}
             Err(e) => items.push(Item::new("target tables", false, e.message, "")),
         }
@@ -253,6 +268,25 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     } else {
         occupied.join(", ")
     };
+    if own.is_none()
+        && matches!(
+            spec.existing_data,
+            ExistingData::Drop | ExistingData::Truncate
+        )
+    {
+        let selected: Vec<_> = tables.iter().map(|t| names.target(&t.id)).collect();
+        let parents: Vec<_> = existing.iter().collect();
+        match crate::full::outside_references(&mut dst, &parents, &selected).await {
+            Ok(refs) if refs.is_empty() => {}
+            Ok(refs) => items.push(Item::new(
+                "no table outside the task references the tables existing_data replaces",
+                false,
+                refs.join(", "),
+                "add those tables to the task's objects, drop those foreign keys on the target, or use existing_data: append",
+            )),
+            Err(e) => items.push(Item::new("target foreign keys", false, e.message, "")),
+        }
+    }
     match (&own, spec.existing_data) {
         (Some((phase, _)), _) => items.push(Item::new(
             "target is empty",
@@ -277,4 +311,41 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         )),
     }
     items
+}
+
+/// The checks `ferry run` and the service's `starting` run before touching anything
+/// (no slot, publication, table or checkpoint yet): every failed item, with its fix,
+/// becomes one definite error.
+pub async fn precheck(spec: &TaskSpec) -> ferry_core::Result<()> {
+    let failed: Vec<Item> = check(spec)
+        .await
+        .into_iter()
+        .filter(|i| !i.ok && !i.warn_only)
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let what = failed
+        .iter()
+        .map(|i| {
+            if i.detail.is_empty() {
+                i.name.clone()
+            } else {
+                format!("{} — {}", i.name, ferry_core::redact::redact(&i.detail))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let fixes = failed
+        .iter()
+        .filter(|i| !i.fix.is_empty())
+        .map(|i| i.fix.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let e = ferry_core::Error::definite(format!("precheck failed: {what}"));
+    Err(if fixes.is_empty() {
+        e
+    } else {
+        e.with_hint(format!("{fixes} (`ferry check` lists every check)"))
+    })
 }

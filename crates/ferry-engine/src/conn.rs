@@ -1,7 +1,7 @@
 //! One connection to either engine, with the few operations the engine needs from
 //! both (statements, text queries, the table catalog).
 
-use ferry_core::{select::ObjectFilter, Endpoint, Engine, Result, Table, TableId};
+use ferry_core::{select::ObjectFilter, Endpoint, Engine, Error, Result, Table, TableId, TaskSpec};
 use ferry_mysql::MyConn;
 use ferry_postgres::PgConn;
 
@@ -37,7 +37,34 @@ impl Conn {
             Role::Source => (&spec.source, "source"),
             Role::Target => (&spec.target, "target"),
         };
-        Conn::connect(ep).await.map_err(|e| e.context(name))
+        match Conn::connect(ep).await {
+            Ok(c) => Ok(c),
+            Err(e) => match role {
+                Role::Target if missing_database(ep).await.is_some() => {
+                    Err(Error::definite(format!(
+                        "target: database {} does not exist yet on {ep}",
+                        ep.database.as_deref().unwrap_or_default()
+                    ))
+                    .with_hint("`ferry run` creates it: run the task first"))
+                }
+                _ => Err(e.context(name)),
+            },
+        }
+    }
+
+    /// Connects to the task's target, or — when it is MySQL/MariaDB and the database
+    /// its URL names does not exist yet — to its server without a database; the
+    /// second value names the missing database (`ferry run` creates it).
+    pub async fn open_target_or_server(
+        spec: &ferry_core::TaskSpec,
+    ) -> Result<(Conn, Option<String>)> {
+        match Conn::connect(&spec.target).await {
+            Ok(c) => Ok((c, None)),
+            Err(e) => match missing_database(&spec.target).await {
+                Some((c, db)) => Ok((Conn::My(c), Some(db))),
+                None => Err(e),
+            },
+        }
     }
 
     /// The engine.
@@ -91,6 +118,14 @@ impl Conn {
         }
     }
 
+    /// An identifier, quoted for this engine.
+    pub fn ident(&self, s: &str) -> String {
+        match self {
+            Conn::Pg(_) => ferry_postgres::conn::quote_ident(s),
+            Conn::My(_) => ferry_mysql::conn::quote_ident(s),
+        }
+    }
+
     /// `schema.table`, quoted for this engine.
     pub fn qualified(&self, t: &TableId) -> String {
         match self {
@@ -131,4 +166,56 @@ impl Conn {
         let q = format!("SELECT 1 FROM {} LIMIT 1", self.qualified(t));
         Ok(Some(!self.query_text(&q).await?.is_empty()))
     }
+}
+
+/// When `ep` is MySQL/MariaDB and names a database its server does not have: a
+/// connection to the server and the database's name.
+async fn missing_database(ep: &Endpoint) -> Option<(ferry_mysql::MyConn, String)> {
+    let db = ep.database.clone().filter(|_| ep.engine == Engine::MySql)?;
+    let mut c = ferry_mysql::conn::connect_server(ep).await.ok()?;
+    match ferry_mysql::conn::database_exists(&mut c, &db).await {
+        Ok(false) => Some((c, db)),
+        _ => None,
+    }
+}
+
+/// Creates the MySQL/MariaDB target database the task's URL names when it does not
+/// exist yet, with the source database's character set and collation when the
+/// source is MySQL/MariaDB too (utf8mb4 otherwise). Returns what it did.
+pub async fn ensure_target_database(spec: &TaskSpec) -> Result<Option<String>> {
+    let Some(db) = spec
+        .target
+        .database
+        .as_deref()
+        .filter(|_| spec.target.engine == Engine::MySql)
+    else {
+        return Ok(None);
+    };
+    if Conn::connect(&spec.target).await.is_ok() {
+        return Ok(None);
+    }
+    let mut charset = ("utf8mb4".to_string(), None);
+    if let (Engine::MySql, Some(src_db)) = (spec.source.engine, spec.source.database.as_deref()) {
+        let mut src = ferry_mysql::connect(&spec.source)
+            .await
+            .map_err(|e| e.context("source"))?;
+        if let Some((cs, coll)) = ferry_mysql::conn::database_charset(&mut src, src_db).await? {
+            charset = (cs, Some(coll));
+        }
+    }
+    let created =
+        ferry_mysql::conn::ensure_database(&spec.target, &charset.0, charset.1.as_deref())
+            .await
+            .map_err(|e| e.context("target"))?;
+    Ok(created.then(|| {
+        format!(
+            "created the target database {db} (character set {}{})",
+            charset.0,
+            charset
+                .1
+                .as_deref()
+                .map(|c| format!(", collation {c}"))
+                .unwrap_or_default()
+        )
+    }))
 }

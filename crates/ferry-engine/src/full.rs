@@ -24,6 +24,9 @@ pub struct RunOptions {
     pub jobs: usize,
     /// No progress bars or periodic lines.
     pub quiet: bool,
+    /// Run `ferry check`'s checks first and stop on a failure, before anything is
+    /// created on either side (off for restarts of a task that already started).
+    pub precheck: bool,
 }
 
 /// Outcome of one table.
@@ -175,11 +178,15 @@ pub async fn run_full(
         checkpoint::reset(&mut dst, &spec.name).await?;
         stages.clear();
         let mut refused = Vec::new();
-        for t in &tables {
-            let target = names.target(&t.id);
-            match make_room(&mut dst, spec.existing_data, &target).await? {
+        let targets: Vec<TableId> = tables.iter().map(|t| names.target(&t.id)).collect();
+        let rooms = make_room(&mut dst, spec.existing_data, &targets, &targets).await?;
+        for (target, room) in targets.iter().zip(rooms) {
+            match room {
                 Room::Free => {}
                 Room::Kept => {
+                    // recorded, so that a resumed copy neither recreates it nor
+                    // trips over the keys it has
+                    checkpoint::set_stage(&mut dst, &spec.name, target, "kept").await?;
                     stages.insert(target.to_string(), "kept".into());
                 }
                 Room::Refused(why) => refused.push(why),
@@ -349,16 +356,31 @@ pub async fn run_full(
     let remaining = Arc::new(Mutex::new(remaining));
     let table_jobs = Arc::new(table_jobs);
     let post = Arc::new(post);
+    // tables kept by existing_data: truncate | append may have their keys already
+    let kept: Arc<std::collections::HashSet<String>> = Arc::new(
+        stages
+            .iter()
+            .filter(|(_, s)| s.as_str() == "kept")
+            .map(|(t, _)| t.clone())
+            .collect(),
+    );
     let table_progress = Arc::new(table_progress);
     let stop = Arc::new(AtomicBool::new(false));
     let task_name = Arc::new(spec.name.clone());
     let mut handles = Vec::new();
     for (slot, mut w) in workers.into_iter().enumerate() {
         let mut target = Conn::open(spec, Role::Target).await?;
-        if let Conn::My(_) = target {
-            target.exec("SET SESSION foreign_key_checks = 0").await?;
+        // the foreign keys of tables kept by `existing_data: truncate | append` hold
+        // on the source already; chunks of parents and children load in any order
+        match target {
+            Conn::My(_) => target.exec("SET SESSION foreign_key_checks = 0").await?,
+            Conn::Pg(_) => {
+                // needs superuser (or SET granted on it); else kept tables' keys check
+                let _ = target.exec("SET session_replication_role = replica").await;
+            }
         }
         checkpoint::join_writers(&mut target, &spec.name, Some(slot)).await?;
+        let kept = kept.clone();
         let (queue, remaining, table_jobs, post, table_progress, stop, task_name) = (
             queue.clone(),
             remaining.clone(),
@@ -411,7 +433,7 @@ pub async fn run_full(
                         &task_name,
                         &chunk.target,
                         &post[&chunk.target],
-                        false,
+                        kept.contains(&chunk.target.to_string()),
                     )
                     .await
                     {
@@ -511,46 +533,155 @@ pub(crate) enum Room {
     Refused(String),
 }
 
-/// Applies `existing_data` to `target` before a copy creates it.
+/// Applies `existing_data` to the `targets` a copy is about to create or fill
+/// (`selected`: every target table of the task). `drop` and `truncate` treat the
+/// existing ones together, so foreign keys among them are no obstacle (PostgreSQL:
+/// one `DROP TABLE`/`TRUNCATE` naming them all, never `CASCADE`, which would reach
+/// unselected tables; MySQL/MariaDB: `foreign_key_checks` off in this session
+/// meanwhile). A foreign key of a table outside the task that references one of
+/// them is refused, naming it: dropping or emptying its parent would leave its rows
+/// dangling, and the task cannot know what they should point at.
 pub(crate) async fn make_room(
     dst: &mut Conn,
     policy: ExistingData,
-    target: &TableId,
-) -> Result<Room> {
-    let Some(has_rows) = dst.table_state(target).await? else {
-        return Ok(Room::Free);
+    targets: &[TableId],
+    selected: &[TableId],
+) -> Result<Vec<Room>> {
+    let mut states = Vec::with_capacity(targets.len());
+    for t in targets {
+        states.push(dst.table_state(t).await?);
+    }
+    let existing: Vec<&TableId> = targets
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| s.is_some())
+        .map(|(t, _)| t)
+        .collect();
+    let rooms = targets
+        .iter()
+        .zip(&states)
+        .map(|(t, s)| match (s, policy) {
+            (None, _) => Room::Free,
+            (Some(has_rows), ExistingData::Fail) => Room::Refused(format!(
+                "{t} ({})",
+                if *has_rows {
+                    "has rows"
+                } else {
+                    "exists, empty"
+                }
+            )),
+            (Some(_), ExistingData::Drop) => Room::Free,
+            (Some(_), ExistingData::Truncate | ExistingData::Append) => Room::Kept,
+        })
+        .collect();
+    if existing.is_empty() || !matches!(policy, ExistingData::Drop | ExistingData::Truncate) {
+        return Ok(rooms);
+    }
+    let what = if policy == ExistingData::Drop {
+        "drop"
+    } else {
+        "truncate"
     };
-    let to = dst.engine();
-    Ok(match policy {
-        ExistingData::Fail => Room::Refused(format!(
-            "{target} ({})",
-            if has_rows {
-                "has rows"
+    let outside = outside_references(dst, &existing, selected).await?;
+    if !outside.is_empty() {
+        return Err(Error::definite(format!(
+            "existing_data: {what} would leave rows of tables outside the task pointing at nothing: {}",
+            outside.join(", ")
+        ))
+        .with_hint(
+            "add those tables to the task's objects, drop those foreign keys on the target \
+             (ALTER TABLE … DROP FOREIGN KEY / DROP CONSTRAINT …), or use existing_data: append",
+        ));
+    }
+    let list = existing
+        .iter()
+        .map(|t| dst.qualified(t))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = existing
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let work = match dst.engine() {
+        Engine::Postgres => {
+            let stmt = if policy == ExistingData::Drop {
+                format!("DROP TABLE {list}")
             } else {
-                "exists, empty"
-            }
-        )),
-        ExistingData::Drop => {
-            let cascade = if to == Engine::Postgres {
-                " CASCADE"
-            } else {
-                ""
+                format!("TRUNCATE {list}")
             };
-            dst.exec(&format!("DROP TABLE {}{cascade}", dst.qualified(target)))
-                .await?;
-            Room::Free
+            dst.exec(&stmt).await
         }
-        ExistingData::Truncate | ExistingData::Append => {
-            if policy == ExistingData::Truncate {
-                let stmt = match to {
-                    Engine::Postgres => format!("TRUNCATE {} CASCADE", dst.qualified(target)),
-                    Engine::MySql => format!("DELETE FROM {}", dst.qualified(target)),
+        Engine::MySql => {
+            dst.exec("SET SESSION foreign_key_checks = 0").await?;
+            let mut r = Ok(());
+            for t in &existing {
+                let q = dst.qualified(t);
+                let stmt = if policy == ExistingData::Drop {
+                    format!("DROP TABLE {q}")
+                } else {
+                    format!("DELETE FROM {q}")
                 };
-                dst.exec(&stmt).await?;
+                r = dst.exec(&stmt).await.map_err(|e| e.context(t));
+                if r.is_err() {
+                    break;
+                }
             }
-            Room::Kept
+            let restored = dst.exec("SET SESSION foreign_key_checks = 1").await;
+            r.and(restored)
         }
-    })
+    };
+    work.map_err(|e| {
+        e.context(format!("existing_data: {what} of {names}"))
+            .with_hint(
+            "objects on the target that depend on these tables (views, triggers, foreign keys) \
+             must be dropped first, or use existing_data: append",
+        )
+    })?;
+    Ok(rooms)
+}
+
+/// Foreign keys of tables not in `selected` that reference one of `parents`, as
+/// `constraint (child → parent)`.
+pub(crate) async fn outside_references(
+    dst: &mut Conn,
+    parents: &[&TableId],
+    selected: &[TableId],
+) -> Result<Vec<String>> {
+    let schemas: std::collections::BTreeSet<&str> =
+        parents.iter().map(|t| t.schema.as_str()).collect();
+    if schemas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let in_list = schemas
+        .iter()
+        .map(|s| dst.literal(s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = match dst.engine() {
+        Engine::Postgres => format!(
+            "SELECT con.conname::text, cn.nspname::text, c.relname::text, pn.nspname::text, p.relname::text \
+             FROM pg_constraint con \
+             JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace \
+             JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace \
+             WHERE con.contype = 'f' AND pn.nspname IN ({in_list}) ORDER BY 2, 3, 1"
+        ),
+        Engine::MySql => format!(
+            "SELECT CONSTRAINT_NAME, CONSTRAINT_SCHEMA, TABLE_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE UNIQUE_CONSTRAINT_SCHEMA IN ({in_list}) ORDER BY 2, 3, 1"
+        ),
+    };
+    let mut out = Vec::new();
+    for r in dst.query_text(&sql).await? {
+        let cell = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        let child = TableId::new(cell(1), cell(2));
+        let parent = TableId::new(cell(3), cell(4));
+        if parents.contains(&&parent) && !selected.contains(&child) {
+            out.push(format!("{} ({child} → {parent})", cell(0)));
+        }
+    }
+    Ok(out)
 }
 
 /// Creates a table with its keys and indexes at once, for a table that joins a task
@@ -581,7 +712,27 @@ pub(crate) async fn create_table_now(
 
 /// The foreign keys of a table created by [`create_table_now`].
 pub(crate) async fn add_foreign_keys(dst: &mut Conn, target: &TableId, ddl: &Ddl) -> Result<()> {
+    if ddl.foreign_keys.is_empty() {
+        return Ok(());
+    }
+    // a kept table (existing_data: truncate | append) may have them already
+    let sql = format!(
+        "SELECT constraint_name FROM information_schema.table_constraints \
+         WHERE table_schema = {} AND table_name = {} AND constraint_type = 'FOREIGN KEY'",
+        dst.literal(&target.schema),
+        dst.literal(&target.name)
+    );
+    let present: Vec<String> = dst
+        .query_text(&sql)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .map(|name| format!(" ADD CONSTRAINT {} FOREIGN KEY ", dst.ident(&name)))
+        .collect();
     for fk in &ddl.foreign_keys {
+        if present.iter().any(|p| fk.contains(p.as_str())) {
+            continue;
+        }
         match dst.exec(fk).await {
             Ok(()) => {}
             Err(e) if already_there(&e) => {}

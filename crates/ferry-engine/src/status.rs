@@ -34,11 +34,35 @@ pub struct Status {
 
 /// Reads the task's status from the target and the source.
 pub async fn status(spec: &TaskSpec) -> Result<Status> {
-    let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
+    let (mut dst, missing) = Conn::open_target_or_server(spec)
+        .await
+        .map_err(|e| e.context("target"))?;
     let mut st = Status::default();
-    let Some((phase, position)) = checkpoint::task(&mut dst, &spec.name).await? else {
+    let recorded = match &missing {
+        Some(db) => {
+            st.reason = Some(format!(
+                "the target database {db} does not exist yet (`ferry run` creates it)"
+            ));
+            None
+        }
+        None => {
+            checkpoint::ensure(&mut dst).await?;
+            checkpoint::task(&mut dst, &spec.name).await?
+        }
+    };
+    let Some((phase, position)) = recorded else {
         st.phase = "not started".into();
+        // a slot without a task on the target was left by a failed run
+        let (line, idle) = slot_line(spec).await?;
+        st.slot = line;
+        if idle {
+            st.reason = Some(
+                "a replication slot of this task exists on the source but the target holds \
+                 no progress: it holds WAL for no one — `ferry end <task file>` removes it, \
+                 or `ferry run` starts the task over"
+                    .into(),
+            );
+        }
         return Ok(st);
     };
     st.phase = phase;
@@ -92,27 +116,68 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
         };
     }
     st.source_head = head.map(|h| h.to_string());
-    if spec.source.engine == ferry_core::Engine::Postgres {
-        if let Ok(Conn::Pg(pg)) = Conn::open(spec, Role::Source).await {
-            let slot = ferry_postgres::cdc::slot_name(&spec.name);
-            st.slot = Some(match ferry_postgres::cdc::slot_state(&pg, &slot).await {
-                Ok(Some(s)) => format!(
-                    "{slot}: wal_status {}, {}",
-                    if s.wal_status.is_empty() {
-                        "?"
-                    } else {
-                        &s.wal_status
-                    },
-                    if s.active {
-                        "streaming"
-                    } else {
-                        "not streaming"
-                    }
-                ),
-                Ok(None) => format!("{slot}: missing"),
-                Err(e) => return Err(Error::definite(e.message)),
-            });
-        }
+    let (line, idle) = slot_line(spec).await?;
+    st.slot = line;
+    if idle && st.phase == "full" && st.reason.is_none() {
+        st.reason = Some(
+            "the copy stopped before it finished; the source keeps this task's replication \
+             slot for the resume and it holds WAL until then — `ferry run` resumes, \
+             `ferry end <task file>` removes it"
+                .into(),
+        );
     }
     Ok(st)
+}
+
+/// One line on the task's PostgreSQL slot: its WAL status, whether something streams
+/// from it and how much WAL the source keeps for it (None: not a PostgreSQL source,
+/// or the source is unreachable); and whether it exists with nothing reading it.
+async fn slot_line(spec: &TaskSpec) -> Result<(Option<String>, bool)> {
+    if spec.source.engine != ferry_core::Engine::Postgres {
+        return Ok((None, false));
+    }
+    let Ok(Conn::Pg(pg)) = Conn::open(spec, Role::Source).await else {
+        return Ok((None, false));
+    };
+    let slot = ferry_postgres::cdc::slot_name(&spec.name);
+    let state = ferry_postgres::cdc::slot_state(&pg, &slot)
+        .await
+        .map_err(|e| Error::definite(e.message))?;
+    let idle = state.as_ref().is_some_and(|s| !s.active);
+    let line = match state {
+        Some(s) => format!(
+            "{slot}: wal_status {}, {}{}",
+            if s.wal_status.is_empty() {
+                "?"
+            } else {
+                &s.wal_status
+            },
+            if s.active {
+                "streaming"
+            } else {
+                "not streaming"
+            },
+            s.retained_bytes
+                .map(|b| format!(", retains {} of WAL on the source", human_bytes(b)))
+                .unwrap_or_default()
+        ),
+        None => format!("{slot}: missing"),
+    };
+    Ok((Some(line), idle))
+}
+
+/// `1234567` → `1.2 MB`.
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }

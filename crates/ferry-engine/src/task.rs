@@ -32,6 +32,13 @@ pub async fn run_task(
     shutdown: watch::Receiver<bool>,
 ) -> Result<TaskOutcome> {
     let mut out = TaskOutcome::default();
+    if opts.precheck {
+        // before anything is created on either side: no slot, publication or table
+        crate::check::precheck(spec).await?;
+    }
+    if let Some(done) = crate::conn::ensure_target_database(spec).await? {
+        tracing::info!("{done}");
+    }
     if spec.mode == Mode::Full {
         metrics.set_state("full");
         let summary = run_full(spec, opts, None).await?;
@@ -76,8 +83,28 @@ pub async fn run_task(
         // tables added to the objects since the copy: the stream copies them
         crate::backfill::adopt_added_tables(spec).await?;
     }
-    out.stream = Some(run_incremental(spec, stream_opts, metrics, shutdown).await?);
+    out.stream = Some(
+        match run_incremental(spec, stream_opts, metrics, shutdown).await {
+            Ok(s) => s,
+            Err(e) => return Err(with_slot_note(spec, e).await),
+        },
+    );
     Ok(out)
+}
+
+/// A failed stream of a PostgreSQL source leaves the task's slot in place (the task
+/// resumes from it): `e`, saying so when the slot is still there.
+async fn with_slot_note(spec: &TaskSpec, e: Error) -> Error {
+    if spec.source.engine != Engine::Postgres || e.is_transient() {
+        return e;
+    }
+    let slot = cdc::slot_name(&spec.name);
+    match Conn::open(spec, Role::Source).await {
+        Ok(Conn::Pg(pg)) if matches!(cdc::slot_state(&pg, &slot).await, Ok(Some(_))) => {
+            slot_kept(e, &slot)
+        }
+        _ => e,
+    }
 }
 
 /// Adds the copied tables' size to the bytes moved.
@@ -91,7 +118,9 @@ fn count_copied(metrics: &Metrics, s: &Summary) {
 /// Full copy whose end meets the change stream exactly. For PostgreSQL the slot is
 /// created first and its exported snapshot is what the copy reads; a resumed copy
 /// keeps the slot of the first attempt (its later snapshot overlaps the stream,
-/// which the idempotent apply absorbs).
+/// which the idempotent apply absorbs). A first attempt that fails before any chunk
+/// is committed undoes what it created ([`undo_failed_start`]); one that fails later
+/// keeps the slot for the resume and says so.
 async fn full_with_handoff(
     spec: &TaskSpec,
     opts: &RunOptions,
@@ -106,36 +135,124 @@ async fn full_with_handoff(
     let Conn::Pg(pg) = &src else {
         unreachable!("engine checked above")
     };
-    let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
     if resuming {
         // the rest is copied from a new snapshot whose exact position a temporary
         // slot gives; whole-table chunks record it so the stream skips what they hold
+        let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
         cdc::verify_slot(pg, &slot).await?;
-        let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-        let (lsn, snapshot) = cdc::create_slot(&mut repl, &format!("{slot}_resume"), true).await?;
-        let handoff = Handoff {
-            snapshot,
-            position: Position::PgLsn(lsn),
-        };
-        let summary = run_full(spec, opts, Some(&handoff)).await;
-        drop(repl);
-        return Ok((summary?, warnings));
+        let summary = async {
+            let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
+            let (lsn, snapshot) =
+                cdc::create_slot(&mut repl, &format!("{slot}_resume"), true).await?;
+            let handoff = Handoff {
+                snapshot,
+                position: Position::PgLsn(lsn),
+            };
+            let summary = run_full(spec, opts, Some(&handoff)).await;
+            drop(repl);
+            summary
+        }
+        .await;
+        return summary
+            .map(|s| (s, warnings))
+            .map_err(|e| slot_kept(e, &slot));
     }
     if cdc::slot_state(pg, &slot).await?.is_some() {
         // left by an earlier attempt that never recorded a position: unusable
         cdc::drop_slot_and_publication(pg, &slot).await?;
-        cdc::ensure_publication(pg, &slot, &tables).await?;
     }
-    let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-    let (lsn, snapshot) = cdc::create_slot(&mut repl, &slot, false).await?;
-    let handoff = Handoff {
-        snapshot,
-        position: Position::PgLsn(lsn),
+    let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
+    let summary = async {
+        let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
+        let (lsn, snapshot) = cdc::create_slot(&mut repl, &slot, false).await?;
+        let handoff = Handoff {
+            snapshot,
+            position: Position::PgLsn(lsn),
+        };
+        // `repl` stays open (holding the snapshot) until every worker has joined
+        let summary = run_full(spec, opts, Some(&handoff)).await;
+        drop(repl);
+        summary
+    }
+    .await;
+    match summary {
+        Ok(s) => Ok((s, warnings)),
+        Err(e) => Err(undo_failed_start(spec, pg, &slot, &tables, e).await),
+    }
+}
+
+/// Adds `note` to what `e` says about fixing it.
+fn add_hint(e: Error, note: &str) -> Error {
+    let hint = match &e.hint {
+        Some(h) => format!("{h}; {note}"),
+        None => note.to_string(),
     };
-    // `repl` stays open (holding the snapshot) until every worker has joined
-    let summary = run_full(spec, opts, Some(&handoff)).await;
-    drop(repl);
-    Ok((summary?, warnings))
+    e.with_hint(hint)
+}
+
+/// `e` of a run that keeps the task's slot on the source for a resume, saying so: a
+/// slot nobody reads holds WAL until the source's disk fills.
+fn slot_kept(e: Error, slot: &str) -> Error {
+    add_hint(
+        e,
+        &format!(
+            "the source keeps replication slot and publication {slot} for the resume; the slot \
+             holds WAL on the source until the task runs again (`ferry status` shows how much) — \
+             `ferry run` resumes, `ferry end <task file>` removes them if you give up"
+        ),
+    )
+}
+
+/// After a first attempt failed: when no chunk reached the target, drops what the
+/// attempt created — the (empty) tables, its checkpoint rows, the slot and the
+/// publication — so nothing holds WAL and the next run starts afresh. Otherwise (or
+/// when the target cannot tell) the slot is kept for the resume, which `e` then says.
+async fn undo_failed_start(
+    spec: &TaskSpec,
+    pg: &ferry_postgres::PgConn,
+    slot: &str,
+    tables: &[ferry_core::Table],
+    e: Error,
+) -> Error {
+    let undone = async {
+        let mut dst = Conn::open(spec, Role::Target).await?;
+        checkpoint::ensure(&mut dst).await?;
+        if checkpoint::task(&mut dst, &spec.name).await?.is_some()
+            && checkpoint::load_plan(&mut dst, &spec.name)
+                .await?
+                .iter()
+                .any(|c| c.done)
+        {
+            return Ok(false);
+        }
+        let stages = checkpoint::stages(&mut dst, &spec.name).await?;
+        let names = NameMap::new(spec, tables);
+        for t in tables {
+            let target = names.target(&t.id);
+            if stages.get(&target.to_string()).map(String::as_str) == Some("created") {
+                let q = dst.qualified(&target);
+                dst.exec(&format!("DROP TABLE IF EXISTS {q}")).await?;
+            }
+        }
+        checkpoint::reset(&mut dst, &spec.name).await?;
+        cdc::drop_slot_and_publication(pg, slot).await?;
+        Ok::<bool, Error>(true)
+    }
+    .await;
+    match undone {
+        Ok(true) => add_hint(
+            e,
+            &format!(
+                "nothing was committed on the target, so this run's replication slot and \
+                 publication {slot} were dropped from the source and the next run starts afresh"
+            ),
+        ),
+        Ok(false) => slot_kept(e, slot),
+        Err(u) => {
+            tracing::warn!("could not undo the failed start: {u}");
+            slot_kept(e, slot)
+        }
+    }
 }
 
 /// Fixes where the task's stream will start — now — without copying: the slot is
@@ -157,13 +274,25 @@ async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<Strin
     let position = match &src {
         Conn::Pg(pg) => {
             let slot = cdc::slot_name(&spec.name);
-            warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
             if cdc::slot_state(pg, &slot).await?.is_some() {
                 cdc::drop_slot_and_publication(pg, &slot).await?;
-                cdc::ensure_publication(pg, &slot, &tables).await?;
             }
-            let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-            Position::PgLsn(cdc::create_slot(&mut repl, &slot, false).await?.0)
+            warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
+            let started = async {
+                let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
+                let lsn = cdc::create_slot(&mut repl, &slot, false).await?.0;
+                let position = Position::PgLsn(lsn).to_string();
+                checkpoint::set_task(dst, &spec.name, "done", Some(&position)).await
+            }
+            .await;
+            if let Err(e) = started {
+                // nothing recorded the slot: it would hold WAL for no one
+                return Err(match cdc::drop_slot_and_publication(pg, &slot).await {
+                    Ok(()) => e,
+                    Err(_) => slot_kept(e, &slot),
+                });
+            }
+            return Ok(warnings);
         }
         Conn::My(_) => match &spec.start_position {
             Some(p) => p.clone(),
@@ -178,10 +307,22 @@ async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<Strin
 pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let mut src = Conn::open(spec, Role::Source).await?;
-    let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
-    let known = checkpoint::task(&mut dst, &spec.name).await?.is_some();
-    if known && spec.mode != Mode::Full {
+    let (mut dst, missing) = Conn::open_target_or_server(spec)
+        .await
+        .map_err(|e| e.context("target"))?;
+    let phase = if missing.is_some() {
+        // the task never ran there (`ferry run` creates the database first)
+        None
+    } else {
+        checkpoint::ensure(&mut dst).await?;
+        checkpoint::task(&mut dst, &spec.name)
+            .await?
+            .map(|(p, _)| p)
+    };
+    let known = phase.is_some();
+    // a copy that never finished left no counters to move (and maybe no tables)
+    let copied = matches!(phase.as_deref(), Some("done" | "incremental" | "ended"));
+    if copied && spec.mode != Mode::Full {
         // cut-over: replicated inserts carried explicit keys, so the target's
         // sequences / AUTO_INCREMENT never moved; bring them past the source's
         let moved = move_counters(&mut src, &mut dst, spec).await?;

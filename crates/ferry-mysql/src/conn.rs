@@ -119,3 +119,74 @@ impl MyConn {
             .collect())
     }
 }
+
+/// Connects to `ep`'s server without selecting its database (to see whether the
+/// database exists, or to create it).
+pub async fn connect_server(ep: &Endpoint) -> Result<MyConn> {
+    let mut server = ep.clone();
+    server.database = None;
+    let mut c = connect(&server).await?;
+    c.endpoint = ep.clone();
+    Ok(c)
+}
+
+/// Whether database `db` exists on the server.
+pub async fn database_exists(conn: &mut MyConn, db: &str) -> Result<bool> {
+    let rows = conn
+        .query_text(&format!(
+            "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+            quote_literal(db)
+        ))
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// The default character set and collation of database `db`, if it exists.
+pub async fn database_charset(conn: &mut MyConn, db: &str) -> Result<Option<(String, String)>> {
+    let rows = conn
+        .query_text(&format!(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+             FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+            quote_literal(db)
+        ))
+        .await?;
+    Ok(rows.into_iter().next().map(|r| {
+        (
+            r.first().cloned().flatten().unwrap_or_default(),
+            r.get(1).cloned().flatten().unwrap_or_default(),
+        )
+    }))
+}
+
+/// Creates the database `ep` names when it does not exist yet, with `charset` (and
+/// `collation`, else the charset's default): a target URL may name a database Ferry
+/// is to create, as it creates the PostgreSQL schemas it needs. Returns whether it
+/// created it.
+pub async fn ensure_database(
+    ep: &Endpoint,
+    charset: &str,
+    collation: Option<&str>,
+) -> Result<bool> {
+    let Some(db) = ep.database.as_deref() else {
+        return Ok(false);
+    };
+    let mut c = connect_server(ep).await?;
+    if database_exists(&mut c, db).await? {
+        return Ok(false);
+    }
+    let mut sql = format!(
+        "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {}",
+        quote_ident(db),
+        quote_ident(charset)
+    );
+    if let Some(coll) = collation.filter(|c| !c.is_empty()) {
+        sql.push_str(&format!(" COLLATE {}", quote_ident(coll)));
+    }
+    c.exec(&sql).await.map_err(|e| {
+        e.context(format!("creating the target database {db}"))
+            .with_hint(
+                "grant the Ferry user CREATE on the target server, or create the database yourself",
+            )
+    })?;
+    Ok(true)
+}

@@ -35,6 +35,9 @@ pub struct SlotState {
     pub confirmed_flush: Option<u64>,
     /// A process is streaming from it right now.
     pub active: bool,
+    /// Bytes of WAL the source keeps for it (from its `restart_lsn` to the current
+    /// WAL end): what an unread slot costs the source's disk.
+    pub retained_bytes: Option<u64>,
 }
 
 /// Reads the slot's state, `None` when it does not exist.
@@ -42,7 +45,9 @@ pub async fn slot_state(conn: &PgConn, slot: &str) -> Result<Option<SlotState>> 
     let rows = conn
         .client
         .query(
-            "SELECT coalesce(wal_status, ''), confirmed_flush_lsn::text, active \
+            "SELECT coalesce(wal_status, ''), confirmed_flush_lsn::text, active, \
+             CASE WHEN pg_is_in_recovery() THEN NULL \
+                  ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END \
              FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
@@ -54,6 +59,9 @@ pub async fn slot_state(conn: &PgConn, slot: &str) -> Result<Option<SlotState>> 
             .get::<_, Option<String>>(1)
             .and_then(|s| ferry_core::position::parse_lsn(&s)),
         active: r.get(2),
+        retained_bytes: r
+            .get::<_, Option<i64>>(3)
+            .and_then(|b| u64::try_from(b).ok()),
     }))
 }
 

@@ -597,7 +597,7 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
             "; the primary {} was made read-only (undo: ALTER DATABASE … RESET default_transaction_read_only / SET GLOBAL read_only = OFF)",
             old.source
         );
-        let opts = RunOptions { jobs: 1, quiet: true };
+        let opts = RunOptions { jobs: 1, quiet: true, precheck: false };
         let stream = StreamOptions { exit_when_caught_up: true, quiet: true };
         let (_keep, never) = watch::channel(false);
         ferry_engine::task::run_task(&old, &opts, &stream, Arc::new(Metrics::new(&t.id)), never)
@@ -774,11 +774,15 @@ async fn unfence_standby(spec: &TaskSpec) -> String {
     }
 }
 
-/// Both endpoints answer with the given credentials.
+/// Both endpoints answer with the given credentials (a MySQL/MariaDB target
+/// database that does not exist yet is created when the task starts).
 async fn validate(spec: &TaskSpec) -> Result<(), String> {
-    for role in [Role::Source, Role::Target] {
-        Conn::open(spec, role).await.map_err(|e| e.to_string())?;
-    }
+    Conn::open(spec, Role::Source)
+        .await
+        .map_err(|e| e.to_string())?;
+    Conn::open_target_or_server(spec)
+        .await
+        .map_err(|e| e.context("target").to_string())?;
     Ok(())
 }
 
@@ -789,27 +793,11 @@ async fn run(
     shutdown: watch::Receiver<bool>,
     precheck: bool,
 ) -> Outcome {
+    // what `ferry check` fails is a start failure, with the fix; checked here (not
+    // in the engine) so that a task that cannot start never fences its standby
     if precheck {
-        // what `ferry check` fails is a start failure, with the fix
-        let failed: Vec<String> = ferry_engine::check::check(spec)
-            .await
-            .into_iter()
-            .filter(|i| !i.ok && !i.warn_only)
-            .map(|i| {
-                let fix = if i.fix.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (fix: {})", i.fix)
-                };
-                format!(
-                    "{} — {}{fix}",
-                    i.name,
-                    ferry_core::redact::redact(&i.detail)
-                )
-            })
-            .collect();
-        if !failed.is_empty() {
-            return Outcome::Failed(format!("precheck failed: {}", failed.join("; ")));
+        if let Err(e) = ferry_engine::check::precheck(spec).await {
+            return Outcome::Failed(e.to_string());
         }
     }
     if spec.kind == ferry_core::spec::Kind::Dr {
@@ -828,6 +816,7 @@ async fn run(
     let opts = RunOptions {
         jobs: spec.jobs.unwrap_or_else(ferry_engine::full::default_jobs),
         quiet: true,
+        precheck: false,
     };
     let stream = StreamOptions {
         exit_when_caught_up: false,

@@ -13,8 +13,8 @@ mod server;
 
 pub use proxy::Proxy;
 pub use server::{
-    mariadb, postgres, private_mariadb, private_postgres, start_mariadb, start_postgres,
-    stop_postgres, Server,
+    mariadb, postgres, private_mariadb, private_postgres, private_postgres_with, start_mariadb,
+    start_postgres, start_postgres_with, stop_postgres, Server,
 };
 
 use std::sync::atomic::{AtomicU32, Ordering};

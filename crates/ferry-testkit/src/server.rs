@@ -169,6 +169,12 @@ fn pg_server(port: u16, dir: PathBuf) -> Server {
 
 /// Initialises (if needed) and starts a PostgreSQL server in `dir` on `port`.
 pub fn start_postgres(dir: &Path, port: u16) {
+    start_postgres_with(dir, port, "");
+}
+
+/// [`start_postgres`] with more server options (`-c wal_level=replica`: later
+/// options override the defaults).
+pub fn start_postgres_with(dir: &Path, port: u16, extra: &str) {
     let bin = pg_bindir();
     if !dir.join("PG_VERSION").exists() {
         let _ = fs::remove_dir_all(dir);
@@ -193,7 +199,7 @@ pub fn start_postgres(dir: &Path, port: u16) {
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical \
          -c max_replication_slots=200 -c max_wal_senders=200 -c max_connections=300 \
          -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-         -c shared_buffers=256MB -c max_wal_size=2GB",
+         -c shared_buffers=256MB -c max_wal_size=2GB {extra}",
         dir.display()
     );
     run(as_pg_user(bin.join("pg_ctl"))
@@ -208,6 +214,11 @@ pub fn start_postgres(dir: &Path, port: u16) {
 /// A PostgreSQL server of the calling test's own (for tests that stop and restart
 /// it); `name` must be unique among tests.
 pub fn private_postgres(name: &str) -> Server {
+    private_postgres_with(name, "")
+}
+
+/// [`private_postgres`] with more server options (see [`start_postgres_with`]).
+pub fn private_postgres_with(name: &str, extra: &str) -> Server {
     let dir = root_dir().join(format!("pg-private-{name}"));
     if dir.join("postmaster.pid").exists() {
         let _ = as_pg_user(pg_bindir().join("pg_ctl"))
@@ -221,7 +232,7 @@ pub fn private_postgres(name: &str) -> Server {
     }
     let _ = fs::remove_dir_all(&dir);
     let port = free_port();
-    start_postgres(&dir, port);
+    start_postgres_with(&dir, port, extra);
     pg_server(port, dir)
 }
 

@@ -272,7 +272,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let outcome = match run_task(
                 &spec,
-                &RunOptions { jobs, quiet },
+                &RunOptions {
+                    jobs,
+                    quiet,
+                    precheck: true,
+                },
                 &stream_opts,
                 metrics,
                 stop_rx,

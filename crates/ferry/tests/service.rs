@@ -1911,3 +1911,36 @@ async fn sustained_lag_is_reported_to_the_webhook() {
         "{note}"
     );
 }
+
+/// A MariaDB target URL naming a database that does not exist yet passes the
+/// service's endpoint validation, and starting the task creates the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_mariadb_target_database_is_validated_and_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("acme", 100.0).await;
+    let (src, _) = databases(100).await;
+    let name = ferry_testkit::unique_name("svc_newdb");
+    let dst = Db {
+        url: ferry_testkit::mariadb().url_for(&name),
+        name: name.clone(),
+    };
+    let id = svc
+        .create(&tok, &spec("newdb", "full", &src, &dst), None)
+        .await;
+    svc.wait_state(&tok, &id, "configuring", T).await;
+    let (s, v) = svc.act(&tok, &id, "start").await;
+    assert!(s < 300, "{v}");
+    let v = svc.wait_state(&tok, &id, "ended", T).await;
+    assert!(
+        v["reason"].as_str().unwrap().contains("full copy finished"),
+        "{v}"
+    );
+    let rows = common::query_lines("mysql", &dst.url, "SELECT count(*) FROM acct").await;
+    assert_eq!(rows, vec!["100"]);
+    ferry_testkit::mysql_exec(
+        &ferry_testkit::mariadb().url_for(""),
+        &format!("DROP DATABASE `{name}`"),
+    )
+    .await;
+}

@@ -38,9 +38,12 @@ pub async fn adopt_added_tables(spec: &TaskSpec) -> Result<Vec<TableId>> {
     let ddls = plan_all(&mut src, spec, &added, &names).await?;
     let mut refused = Vec::new();
     let mut created = Vec::new();
-    for (t, ddl) in added.iter().zip(&ddls) {
+    let targets: Vec<TableId> = added.iter().map(|t| names.target(&t.id)).collect();
+    let all_targets: Vec<TableId> = all.iter().map(|t| names.target(&t.id)).collect();
+    let rooms = make_room(&mut dst, spec.existing_data, &targets, &all_targets).await?;
+    for ((t, ddl), room) in added.iter().zip(&ddls).zip(rooms) {
         let target = names.target(&t.id);
-        match make_room(&mut dst, spec.existing_data, &target).await? {
+        match room {
             Room::Free => {
                 for w in create_table_now(&mut dst, &target, ddl).await? {
                     tracing::warn!("{w}");
