@@ -45,7 +45,10 @@ struct PendingInsert {
 struct Tag {
     /// Byte range of the statement in the buffer.
     span: std::ops::Range<usize>,
+    /// Target table.
     table: TableId,
+    /// Source table.
+    source: TableId,
     /// Per row (one for UPDATE/DELETE): index into `Applier::marks`.
     from: Vec<usize>,
     /// The rows' literals of a multi-row INSERT (the server names a row by number).
@@ -497,10 +500,11 @@ impl Applier {
             None => (t.from.iter().min().copied().unwrap_or(0), None),
         };
         e.context(format!(
-            "applying changes to {} ({}{})",
+            "applying changes to {} (table {} of {}{})",
             t.table,
+            t.source,
             if row.is_none() && t.from.len() > 1 {
-                format!("one of the rows from {} on", at(from))
+                format!("one of its rows from {} on", at(from))
             } else {
                 at(from)
             },
@@ -572,6 +576,7 @@ impl Applier {
         self.tags.push(Tag {
             span: start..self.buf.len(),
             table: p.target,
+            source: p.shape.table.clone(),
             from: p.from,
             rows: p.rows,
         });
@@ -584,14 +589,19 @@ impl Applier {
     }
 
     /// Buffers a statement; `table` names the table of a row change.
-    async fn push_tagged(&mut self, stmt: String, table: Option<&TableId>) -> Result<()> {
+    async fn push_tagged(
+        &mut self,
+        stmt: String,
+        table: Option<(&TableId, &TableId)>,
+    ) -> Result<()> {
         self.flush_insert()?;
         let start = self.buf.len();
         self.buf.push_str(&stmt);
-        if let Some(t) = table {
+        if let Some((t, source)) = table {
             self.tags.push(Tag {
                 span: start..self.buf.len(),
                 table: t.clone(),
+                source: source.clone(),
                 from: vec![self.mark()],
                 rows: Vec::new(),
             });
@@ -697,14 +707,16 @@ impl Applier {
                             &pred,
                             one_row,
                         );
-                        self.push_tagged(stmt, Some(&target)).await?;
+                        self.push_tagged(stmt, Some((&target, &shape.table)))
+                            .await?;
                     }
                 }
             }
             RowOp::Delete(old) => {
                 let pred = self.predicate(shape, &old)?;
                 let stmt = self.one_row_statement(&t, &format!("DELETE FROM {t}"), &pred, one_row);
-                self.push_tagged(stmt, Some(&target)).await?;
+                self.push_tagged(stmt, Some((&target, &shape.table)))
+                    .await?;
             }
         }
         Ok(())
