@@ -500,7 +500,7 @@ impl Applier {
             None => (t.from.iter().min().copied().unwrap_or(0), None),
         };
         e.context(format!(
-            "applying changes to {} (table {} of {}{})",
+            "applying changes to {} (source table {}, {}{})",
             t.table,
             t.source,
             if row.is_none() && t.from.len() > 1 {
