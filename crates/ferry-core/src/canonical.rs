@@ -32,10 +32,67 @@ pub fn canonical(v: &Value, ty: &LogicalType, out: &mut Vec<u8>) {
         }
         Value::Date(s) | Value::Interval(s) | Value::Bits(s) => out.extend_from_slice(s.as_bytes()),
         Value::Json(s) => match serde_json::from_str::<serde_json::Value>(s) {
-            Ok(j) => out.extend_from_slice(j.to_string().as_bytes()),
+            Ok(j) => json(&j, out),
             Err(_) => out.extend_from_slice(s.as_bytes()),
         },
     }
+}
+
+/// A JSON document with sorted keys, no spacing and every number in one form: the
+/// same number reads `1e300` from MySQL and `1000…0` from jsonb, `0.10` and `1.0E-1`.
+fn json(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value as J;
+    match v {
+        J::Number(n) => out.extend_from_slice(number(&n.to_string()).as_bytes()),
+        J::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json(x, out);
+            }
+            out.push(b']');
+        }
+        J::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(J::String(k.clone()).to_string().as_bytes());
+                out.push(b':');
+                json(&m[k], out);
+            }
+            out.push(b'}');
+        }
+        other => out.extend_from_slice(other.to_string().as_bytes()),
+    }
+}
+
+/// A JSON number's text as `[-]0.DIGITSeEXP` (no leading or trailing zeros in DIGITS);
+/// zero (also `-0.0`) is `0`.
+fn number(s: &str) -> String {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let (mant, exp) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], body[i + 1..].parse::<i64>().unwrap_or(0)),
+        None => (body, 0),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    let digits: String = format!("{int}{frac}");
+    let lead = digits.len() - digits.trim_start_matches('0').len();
+    let digits = digits.trim_start_matches('0').trim_end_matches('0');
+    if digits.is_empty() {
+        return "0".into();
+    }
+    // value = 0.DIGITS × 10^point
+    let point = int.len() as i64 - lead as i64 + exp;
+    format!("{}0.{digits}e{point}", if neg { "-" } else { "" })
 }
 
 fn float(f: f64, single: Option<f32>, out: &mut Vec<u8>) {
@@ -126,6 +183,25 @@ impl Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_numbers_in_one_form() {
+        assert_eq!(number("1e300"), number(&format!("1{}", "0".repeat(300))));
+        assert_eq!(number("-1.5E-10"), number("-0.00000000015"));
+        assert_eq!(number("0.10"), number("0.1"));
+        assert_eq!(number("-0.0"), "0");
+        assert_eq!(number("120"), "0.12e3");
+        assert_ne!(number("12"), number("1.2"));
+        let c = |s: &str| {
+            let mut o = Vec::new();
+            canonical(&Value::Json(s.into()), &LogicalType::Json, &mut o);
+            o
+        };
+        assert_eq!(
+            c(r#"{"b": [1e-7, 0.10], "a": "x"}"#),
+            c(r#"{"a":"x","b":[1.0E-7,0.1]}"#)
+        );
+    }
     use proptest::prelude::*;
 
     fn canon(v: Value, t: LogicalType) -> String {

@@ -35,7 +35,24 @@ struct PendingInsert {
     shape: Arc<Shape>,
     target: TableId,
     rows: Vec<String>,
+    /// Per row: the source transaction it came from (an index into `Applier::marks`).
+    from: Vec<usize>,
     keys: HashSet<String>,
+}
+
+/// Where a statement in the unsent buffer came from, so that a statement the target
+/// refuses can be named: its table, the source transaction, the row.
+struct Tag {
+    /// Byte range of the statement in the buffer.
+    span: std::ops::Range<usize>,
+    /// Target table.
+    table: TableId,
+    /// Source table.
+    source: TableId,
+    /// Per row (one for UPDATE/DELETE): index into `Applier::marks`.
+    from: Vec<usize>,
+    /// The rows' literals of a multi-row INSERT (the server names a row by number).
+    rows: Vec<String>,
 }
 
 /// The applier of one task: a target connection with an open transaction.
@@ -60,10 +77,11 @@ pub struct Applier {
     /// Shapes already checked, by address; holding the Arc keeps the address from
     /// being reused by a newer shape.
     checked: HashMap<usize, Arc<Shape>>,
-}
-
-fn sql_err(e: Error, target: &TableId) -> Error {
-    e.context(format!("applying changes to {target}"))
+    /// Positions of the source transactions in the open target transaction (for
+    /// errors); the last one is the transaction being applied.
+    marks: Vec<Option<Position>>,
+    /// The statements of `buf` that apply row changes.
+    tags: Vec<Tag>,
 }
 
 impl Applier {
@@ -93,7 +111,26 @@ impl Applier {
             applied: Applied::default(),
             columns: HashMap::new(),
             checked: HashMap::new(),
+            marks: Vec::new(),
+            tags: Vec::new(),
         })
+    }
+
+    /// Notes where the source transaction whose changes follow is in the source's log
+    /// (named by errors about its changes).
+    pub fn source_transaction(&mut self, at: Option<Position>) {
+        self.marks.push(at);
+    }
+
+    fn mark(&self) -> usize {
+        self.marks.len().saturating_sub(1)
+    }
+
+    fn describe_mark(&self, i: usize) -> String {
+        match self.marks.get(i) {
+            Some(Some(p)) => format!("the source transaction at {p}"),
+            _ => "a source transaction".to_string(),
+        }
     }
 
     /// True while changes are applied but not committed.
@@ -168,17 +205,29 @@ impl Applier {
     }
 
     fn value_error(&self, shape: &Shape, col: usize, v: &Value, why: String) -> Error {
+        // worded as the full copy words it: table, column, value, then where in the log
         Error::definite(format!(
-            "{}.{}: cannot apply value {}: {why}",
+            "table {}, column {}: value {} cannot be stored: {why} (in {})",
             shape.table,
             shape.columns[col].name,
-            v.describe()
+            v.describe(),
+            self.describe_mark(self.mark())
         ))
         .with_hint("fix the value on the source, or exclude the table from the task")
     }
 
     fn lit(&self, shape: &Shape, col: usize, v: &Value) -> Result<String> {
-        self.literal(v, &shape.columns[col].logical)
+        let c = &shape.columns[col];
+        if (self.from, self.to) == (Engine::MySql, Engine::MySql) {
+            if let Some((m, d)) = ferry_mysql::types::declared_float(&c.native_type) {
+                match ferry_mysql::types::fit_declared_float(v, m, d) {
+                    Ok(Some(w)) => return self.lit(shape, col, &w),
+                    Ok(None) => {}
+                    Err(why) => return Err(self.value_error(shape, col, v, why)),
+                }
+            }
+        }
+        self.literal(v, &c.logical)
             .map_err(|why| self.value_error(shape, col, v, why))
     }
 
@@ -189,7 +238,12 @@ impl Applier {
             let name = self.ident(&shape.columns[i].name);
             match &row[i] {
                 Value::Null => parts.push(format!("{name} IS NULL")),
-                v => parts.push(format!("{name} = {}", self.lit(shape, i, v)?)),
+                // the stored value itself, never a bound fitted for writing it
+                v => parts.push(format!(
+                    "{name} = {}",
+                    self.literal(v, &shape.columns[i].logical)
+                        .map_err(|why| self.value_error(shape, i, v, why))?
+                )),
             }
         }
         Ok(parts.join(" AND "))
@@ -365,12 +419,98 @@ impl Applier {
             return Ok(());
         }
         let sql = std::mem::take(&mut self.buf);
+        let tags = std::mem::take(&mut self.tags);
         self.open_bytes += sql.len() as u64;
         if let Err(e) = self.dst.exec(&sql).await {
+            let marks = self.marks.clone();
             self.rollback().await;
-            return Err(e);
+            if e.is_transient() || tags.is_empty() {
+                return Err(e);
+            }
+            return Err(self.locate(e, &sql, &tags, &marks).await);
         }
         Ok(())
+    }
+
+    /// Names what the target refused: the table, the source transaction and (for a
+    /// multi-row insert) the row. When the buffer held statements for several
+    /// tables, they run again one by one in a transaction that is rolled back, to find
+    /// the one that fails.
+    async fn locate(
+        &mut self,
+        e: Error,
+        sql: &str,
+        tags: &[Tag],
+        marks: &[Option<Position>],
+    ) -> Error {
+        let mut culprit = None;
+        let same_place = tags.iter().all(|t| {
+            t.table == tags[0].table && t.from.first() == tags[0].from.first() && t.from.len() <= 1
+        });
+        if tags.len() == 1 || same_place {
+            culprit = Some(if tags.len() == 1 {
+                &tags[0]
+            } else {
+                &tags[tags.len() - 1]
+            });
+        } else {
+            let begin = match self.to {
+                Engine::Postgres => "BEGIN",
+                Engine::MySql => "START TRANSACTION",
+            };
+            if self.dst.exec(begin).await.is_ok() {
+                for t in tags {
+                    if self.dst.exec(&sql[t.span.clone()]).await.is_err() {
+                        culprit = Some(t);
+                        break;
+                    }
+                }
+                let _ = self.dst.exec("ROLLBACK").await;
+            }
+        }
+        let at = |i: usize| match marks.get(i) {
+            Some(Some(p)) => format!("the source transaction at {p}"),
+            _ => "a source transaction".to_string(),
+        };
+        let Some(t) = culprit else {
+            let mut tables: Vec<String> = tags.iter().map(|t| t.table.to_string()).collect();
+            tables.dedup();
+            let first = tags
+                .iter()
+                .flat_map(|t| t.from.iter())
+                .min()
+                .copied()
+                .unwrap_or(0);
+            return e.context(format!(
+                "applying changes to {} (from {} on)",
+                tables.join(", "),
+                at(first)
+            ));
+        };
+        // MySQL names the row of a multi-row statement: "… at row 2"
+        let row = e
+            .message
+            .rsplit_once(" at row ")
+            .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1 && *n <= t.from.len());
+        let (from, row_text) = match row {
+            Some(n) => (t.from[n - 1], t.rows.get(n - 1).map(|r| shorten(r))),
+            None if t.from.len() == 1 => (t.from[0], t.rows.first().map(|r| shorten(r))),
+            None => (t.from.iter().min().copied().unwrap_or(0), None),
+        };
+        e.context(format!(
+            "applying changes to {} (source table {}, {}{})",
+            t.table,
+            t.source,
+            if row.is_none() && t.from.len() > 1 {
+                format!("one of its rows from {} on", at(from))
+            } else {
+                at(from)
+            },
+            row_text.map(|r| format!(", row {r}")).unwrap_or_default()
+        ))
+        .with_hint("a value does not fit its target column (see docs/type-mapping.md): fix it on the source, or exclude the table, then run the task again")
     }
 
     fn flush_insert(&mut self) -> Result<()> {
@@ -394,6 +534,7 @@ impl Applier {
             cols.join(", "),
             p.rows.join(", ")
         );
+        let start = self.buf.len();
         if !p.shape.key.is_empty() {
             let key: HashSet<usize> = p.shape.key.iter().copied().collect();
             let rest: Vec<&String> = cols
@@ -432,13 +573,39 @@ impl Applier {
             }
         }
         self.buf.push_str(&sql);
+        self.tags.push(Tag {
+            span: start..self.buf.len(),
+            table: p.target,
+            source: p.shape.table.clone(),
+            from: p.from,
+            rows: p.rows,
+        });
         self.buf.push_str(";\n");
         Ok(())
     }
 
     async fn push(&mut self, stmt: String) -> Result<()> {
+        self.push_tagged(stmt, None).await
+    }
+
+    /// Buffers a statement; `table` names the table of a row change.
+    async fn push_tagged(
+        &mut self,
+        stmt: String,
+        table: Option<(&TableId, &TableId)>,
+    ) -> Result<()> {
         self.flush_insert()?;
+        let start = self.buf.len();
         self.buf.push_str(&stmt);
+        if let Some((t, source)) = table {
+            self.tags.push(Tag {
+                span: start..self.buf.len(),
+                table: t.clone(),
+                source: source.clone(),
+                from: vec![self.mark()],
+                rows: Vec::new(),
+            });
+        }
         self.buf.push_str(";\n");
         if self.buf.len() >= FLUSH_BYTES {
             self.send().await?;
@@ -472,11 +639,14 @@ impl Applier {
                 shape: shape.clone(),
                 target: self.names.target(&shape.table),
                 rows: Vec::new(),
+                from: Vec::new(),
                 keys: HashSet::new(),
             });
         }
+        let mark = self.mark();
         if let Some(p) = self.insert.as_mut() {
             p.rows.push(format!("({})", lits.join(", ")));
+            p.from.push(mark);
             if !shape.key.is_empty() {
                 p.keys.insert(key_text);
             }
@@ -537,14 +707,16 @@ impl Applier {
                             &pred,
                             one_row,
                         );
-                        self.push(stmt).await.map_err(|e| sql_err(e, &target))?;
+                        self.push_tagged(stmt, Some((&target, &shape.table)))
+                            .await?;
                     }
                 }
             }
             RowOp::Delete(old) => {
                 let pred = self.predicate(shape, &old)?;
                 let stmt = self.one_row_statement(&t, &format!("DELETE FROM {t}"), &pred, one_row);
-                self.push(stmt).await.map_err(|e| sql_err(e, &target))?;
+                self.push_tagged(stmt, Some((&target, &shape.table)))
+                    .await?;
             }
         }
         Ok(())
@@ -625,6 +797,7 @@ impl Applier {
         self.buf.push_str("COMMIT");
         self.send().await?;
         self.in_txn = false;
+        self.marks.clear();
         self.applied.txns += self.open_txns;
         self.applied.rows += self.open_rows;
         self.open_txns = 0;
@@ -635,6 +808,8 @@ impl Applier {
     /// Abandons the open target transaction (its source transactions will be read again).
     pub async fn rollback(&mut self) {
         self.buf.clear();
+        self.tags.clear();
+        self.marks.clear();
         self.insert = None;
         if self.in_txn {
             let _ = self.dst.exec("ROLLBACK").await;
@@ -666,6 +841,15 @@ pub const RESTART: &str = "restarting the stream: ";
 /// last committed position.
 pub fn restart(why: &str) -> Error {
     Error::transient(format!("{RESTART}{why}"))
+}
+
+/// At most 200 characters of a row's text, for an error message.
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 /// Undoes `LOAD DATA` field escaping (`\\`, `\t`, `\n`, `\r`, `\0`).

@@ -156,10 +156,24 @@ pub async fn copy_rows(
                 .await
             }
             Conn::My(c) => {
-                let enc = Box::new(LineEncoder {
+                let inner = LineEncoder {
                     ctx: job.context(),
                     field: ferry_mysql::types::encode_field,
-                });
+                };
+                let floats: Vec<Option<(u32, u32)>> = job
+                    .columns
+                    .iter()
+                    .map(|n| {
+                        job.source
+                            .column(n)
+                            .and_then(|c| ferry_mysql::types::declared_float(&c.native_type))
+                    })
+                    .collect();
+                let enc: Box<dyn RowEncoder> = if floats.iter().any(Option::is_some) {
+                    Box::new(DeclaredFloats { inner, floats })
+                } else {
+                    Box::new(inner)
+                };
                 ferry_mysql::writer::load(c, &job.target, &job.columns, &job.types, rx, enc).await
             }
         }
@@ -175,6 +189,35 @@ pub async fn copy_rows(
             re
         }),
         (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// Rows for MySQL `FLOAT(M,D)`/`DOUBLE(M,D)` columns: a stored float just beyond the
+/// declared bound is written as the bound, which the server stores as the same float
+/// (see [`ferry_mysql::types::fit_declared_float`]).
+struct DeclaredFloats {
+    inner: LineEncoder,
+    floats: Vec<Option<(u32, u32)>>,
+}
+
+impl RowEncoder for DeclaredFloats {
+    fn encode(&mut self, rows: &[Vec<ferry_core::Value>], out: &mut Vec<u8>) -> Result<()> {
+        let mut fitted = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut row = row.clone();
+            for (i, f) in self.floats.iter().enumerate() {
+                let (Some((m, d)), Some(v)) = (f, row.get(i)) else {
+                    continue;
+                };
+                match ferry_mysql::types::fit_declared_float(v, *m, *d) {
+                    Ok(Some(w)) => row[i] = w,
+                    Ok(None) => {}
+                    Err(why) => return Err(self.inner.ctx.value_error(&row, i, &why)),
+                }
+            }
+            fitted.push(row);
+        }
+        self.inner.encode(&fitted, out)
     }
 }
 

@@ -525,6 +525,7 @@ async fn apply_loop(
             match ev {
                 Event::Begin { marker, xid } => {
                     in_source_txn = true;
+                    applier.source_transaction(marker.clone());
                     backfill.begin(marker.as_ref(), xid);
                     // tables a resumed copy read after this transaction already hold it
                     skip.clear();

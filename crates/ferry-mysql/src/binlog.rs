@@ -570,7 +570,9 @@ pub async fn stream(
                                 xid: None,
                             });
                         }
-                        dec.rows(&m, &tme, &rows, &mut out)?;
+                        let at = dec.position(start);
+                        dec.rows(&m, &tme, &rows, &mut out)
+                            .map_err(|e| e.context(format!("binlog event at {at}")))?;
                     }
                 }
                 Some(EventData::XidEvent(_)) => {

@@ -127,7 +127,12 @@ pub fn convert(v: Option<BinlogValue<'_>>, col: &Column) -> Result<Value, String
             };
             int_value(raw, *bytes, *unsigned)
         }
-        LogicalType::Year => Value::Int(int_of(&v).ok_or_else(|| bad(&v))?),
+        // the binlog holds a YEAR as one byte, 0 for 0000 and 1..=255 for 1901..=2155;
+        // the decoder adds 1900 to every byte, so its 1900 is the year 0000
+        LogicalType::Year => match int_of(&v).ok_or_else(|| bad(&v))? {
+            1900 => Value::Int(0),
+            y => Value::Int(y),
+        },
         LogicalType::Bool => Value::Int(int_of(&v).ok_or_else(|| bad(&v))?),
         LogicalType::Decimal { .. } => match v {
             My::Bytes(b) => Value::Decimal(String::from_utf8(b).map_err(|e| e.to_string())?),
@@ -208,6 +213,10 @@ pub fn convert(v: Option<BinlogValue<'_>>, col: &Column) -> Result<Value, String
                 .collect();
             Value::Text(members.join(","))
         }
+        t if crate::types::is_spatial(t) => match v {
+            My::Bytes(b) => Value::Bytes(b),
+            other => return Err(bad(&other)),
+        },
         LogicalType::Bytes => match v {
             My::Bytes(b) => Value::Bytes(b),
             other => return Err(bad(&other)),
@@ -263,6 +272,40 @@ mod tests {
         assert_eq!(
             int_value(2_147_483_647, 4, false),
             Value::Int(2_147_483_647)
+        );
+    }
+
+    fn column(native: &str, logical: LogicalType) -> Column {
+        Column {
+            name: "c".into(),
+            native_type: native.into(),
+            logical,
+            nullable: true,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            comment: None,
+            charset: None,
+        }
+    }
+
+    #[test]
+    fn year_zero_is_not_1900() {
+        let y = column("year", LogicalType::Year);
+        let cell = |s: &str| Some(BinlogValue::Value(My::Bytes(s.as_bytes().to_vec())));
+        assert_eq!(convert(cell("1900"), &y).unwrap(), Value::Int(0));
+        assert_eq!(convert(cell("1901"), &y).unwrap(), Value::Int(1901));
+        assert_eq!(convert(cell("2155"), &y).unwrap(), Value::Int(2155));
+    }
+
+    #[test]
+    fn spatial_values_are_bytes() {
+        let g = column("point", LogicalType::Unsupported("point".into()));
+        let raw = vec![0u8, 0, 0, 0, 1, 1, 0, 0, 0, 0xff];
+        assert_eq!(
+            convert(Some(BinlogValue::Value(My::Bytes(raw.clone()))), &g).unwrap(),
+            Value::Bytes(raw)
         );
     }
 

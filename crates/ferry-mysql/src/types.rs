@@ -87,6 +87,16 @@ pub fn logical_type(data_type: &str, column_type: &str) -> LogicalType {
     }
 }
 
+/// True for MySQL/MariaDB spatial types. Same-engine copies carry their values as the
+/// server's internal bytes (SRID + WKB), verbatim; other engines refuse them.
+pub fn is_spatial(ty: &LogicalType) -> bool {
+    matches!(ty, LogicalType::Unsupported(n) if matches!(
+        n.as_str(),
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+            | "multipolygon" | "geometrycollection"
+    ))
+}
+
 /// The SELECT expression that reads a column exactly: FLOAT is widened to DOUBLE
 /// because the text protocol prints FLOAT with only 6 significant digits.
 pub fn select_expr(quoted: &str, ty: &LogicalType) -> String {
@@ -137,6 +147,7 @@ pub fn parse_cell(cell: Option<mysql_async::Value>, ty: &LogicalType) -> Result<
                 .ok_or_else(|| bad(&raw))?,
         ),
         LogicalType::Bytes => Value::Bytes(raw),
+        t if is_spatial(t) => Value::Bytes(raw),
         LogicalType::Bit { len, .. } => {
             let mut n: u64 = 0;
             for b in &raw {
@@ -153,11 +164,62 @@ pub fn parse_cell(cell: Option<mysql_async::Value>, ty: &LogicalType) -> Result<
     })
 }
 
+/// `(M, D)` of a `FLOAT(M,D)` / `DOUBLE(M,D)` column type, whose values MySQL rounds to
+/// `D` decimals and bounds by ±(10^(M-D) − 10^-D) on input.
+pub fn declared_float(native_type: &str) -> Option<(u32, u32)> {
+    let t = native_type.trim().to_ascii_lowercase();
+    if !(t.starts_with("float(") || t.starts_with("double(") || t.starts_with("real(")) {
+        return None;
+    }
+    match nums(&t)[..] {
+        [m, d] if d < 31 && m >= d => Some((m, d)),
+        _ => None,
+    }
+}
+
+/// Makes a float stored in a `FLOAT(M,D)`/`DOUBLE(M,D)` column writable again into
+/// the same column type. The stored binary float may lie just beyond the declared
+/// bound (`-99999999.99` in FLOAT(10,2) is stored as the float -100000000), which
+/// the server refuses on input; the bound itself rounds to the very same float, so it
+/// is written instead — the stored value stays bit for bit the same. `None`: write the
+/// value as it is; an error: the column cannot hold it.
+pub fn fit_declared_float(v: &Value, m: u32, d: u32) -> Result<Option<Value>, String> {
+    let (x, single) = match v {
+        Value::F32(f) => (f64::from(*f), true),
+        Value::F64(f) => (*f, false),
+        _ => return Ok(None),
+    };
+    if !x.is_finite() {
+        return Ok(None);
+    }
+    let max = 10f64.powi((m - d) as i32) - 10f64.powi(-(d as i32));
+    if x.abs() <= max {
+        return Ok(None);
+    }
+    let bound = if x < 0.0 { -max } else { max };
+    let same = if single {
+        (bound as f32) == (x as f32)
+    } else {
+        bound == x
+    };
+    if !same {
+        return Err(format!(
+            "the value is beyond the column's declared range of ±{max:.prec$}",
+            prec = d as usize
+        ));
+    }
+    Ok(Some(Value::Decimal(format!(
+        "{bound:.prec$}",
+        prec = d as usize
+    ))))
+}
+
 /// How a target column is fed from `LOAD DATA`: directly, or through a user variable
 /// and a conversion (binary data travels as hex, bits as a binary-digit string).
 pub fn load_conversion(ty: &LogicalType) -> Option<&'static str> {
     match ty {
         LogicalType::Bytes => Some("UNHEX({})"),
+        t if is_spatial(t) => Some("UNHEX({})"),
         LogicalType::Bit {
             varying: false,
             len,
@@ -205,6 +267,10 @@ pub fn encode_field(v: &Value, ty: &LogicalType, out: &mut Vec<u8>) -> Result<()
     match v {
         Value::Null => out.extend_from_slice(b"\\N"),
         Value::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
+        // four digits: a 1- or 2-digit YEAR string means 2000..2069 / 1970..1999
+        Value::Int(i) if *ty == LogicalType::Year => {
+            out.extend_from_slice(format!("{i:04}").as_bytes())
+        }
         Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
         Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
         // widened: MySQL parses the text as a double, and the shortest f32 text of
@@ -263,6 +329,30 @@ pub fn encode_field(v: &Value, ty: &LogicalType, out: &mut Vec<u8>) -> Result<()
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn years_keep_four_digits() {
+        let mut o = Vec::new();
+        encode_field(&Value::Int(0), &LogicalType::Year, &mut o).unwrap();
+        assert_eq!(o, b"0000");
+    }
+
+    #[test]
+    fn declared_floats_round_trip() {
+        assert_eq!(declared_float("float(10,2)"), Some((10, 2)));
+        assert_eq!(declared_float("double(20,4) unsigned"), Some((20, 4)));
+        assert_eq!(declared_float("float"), None);
+        assert_eq!(declared_float("double precision"), None);
+        // stored as the float -1e8, just beyond the bound -99999999.99
+        let stored = Value::F32(-99_999_999.99f64 as f32);
+        assert_eq!(
+            fit_declared_float(&stored, 10, 2).unwrap(),
+            Some(Value::Decimal("-99999999.99".into()))
+        );
+        assert_eq!(fit_declared_float(&Value::F32(1.5), 10, 2).unwrap(), None);
+        assert!(fit_declared_float(&Value::F32(2e8), 10, 2).is_err());
+        assert_eq!(fit_declared_float(&Value::F64(99.99), 4, 2).unwrap(), None);
+    }
 
     #[test]
     fn labels() {

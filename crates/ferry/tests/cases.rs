@@ -13,7 +13,9 @@
 //! Such a case also runs as an *added* set of tables: a task first streams only an
 //! anchor table, the whole case is loaded, then the task's objects grow to the case's
 //! tables, which the running stream copies chunk by chunk (backfill) — again with the
-//! same expected content.
+//! same expected content. A streamed case with `expect_error.txt` must copy what is
+//! above the line and then fail with that error while streaming (or backfilling) the
+//! rest.
 
 mod common;
 
@@ -101,17 +103,23 @@ async fn run_case(source: &str, target: &str, case: &Path, path: Route) -> Resul
     std::fs::write(&file, task).unwrap();
     let file = file.to_str().unwrap();
 
-    if let Ok(expected) = std::fs::read_to_string(case.join("expect_error.txt")) {
-        let out = ferry(&["run", "--quiet", file]);
+    // a refused value: a plain copy fails at once; a streamed case's copy succeeds and
+    // the run that streams (or backfills) the rest must fail
+    let expected = std::fs::read_to_string(case.join("expect_error.txt"))
+        .ok()
+        .map(|e| subst(e.trim()));
+    let refused = |out: &std::process::Output, want: &str| -> Result<(), String> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
             return Err("the run succeeded but should have failed".into());
         }
-        let want = subst(expected.trim());
-        if !stderr.contains(&want) {
+        if !stderr.contains(want) {
             return Err(format!("error output lacks {want:?}:\n{stderr}"));
         }
-        return Ok(());
+        Ok(())
+    };
+    if let (Some(want), false) = (&expected, stream) {
+        return refused(&ferry(&["run", "--quiet", file]), want);
     }
     let check = ferry(&["check", file]);
     if !check.status.success() {
@@ -153,6 +161,9 @@ async fn run_case(source: &str, target: &str, case: &Path, path: Route) -> Resul
         exec(source, &src.url, after).await;
     }
     let out = ferry(&run);
+    if let (Some(want), true) = (&expected, added) {
+        return refused(&out, want);
+    }
     if !out.status.success() {
         return Err(failed("run", &out));
     }
@@ -162,6 +173,9 @@ async fn run_case(source: &str, target: &str, case: &Path, path: Route) -> Resul
             exec(source, &src.url, after).await;
         }
         let out = ferry(&run);
+        if let Some(want) = &expected {
+            return refused(&out, want);
+        }
         if !out.status.success() {
             return Err(failed("catch-up run", &out));
         }

@@ -1,0 +1,2 @@
+CREATE TABLE geo (id int PRIMARY KEY, p point);
+INSERT INTO geo VALUES (1, POINT(1, 2));
