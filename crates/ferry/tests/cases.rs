@@ -14,6 +14,8 @@
 //! anchor table, the whole case is loaded, then the task's objects grow to the case's
 //! tables, which the running stream copies chunk by chunk (backfill) — again with the
 //! same expected content.
+//!
+//! `FERRY_CASE=<part of a case name>` runs only the cases whose name contains it.
 
 mod common;
 
@@ -203,6 +205,13 @@ async fn run_pair(source: &str, target: &str, path: Route) {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
+        // FERRY_CASE=<name part> runs only the matching cases (while working on one)
+        .filter(|p| {
+            std::env::var("FERRY_CASE").map_or(true, |f| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(f.as_str()))
+            })
+        })
         .filter(|p| {
             let sql = std::fs::read_to_string(p.join("source.sql")).unwrap_or_default();
             let task = std::fs::read_to_string(p.join("task.yaml")).unwrap_or_default();

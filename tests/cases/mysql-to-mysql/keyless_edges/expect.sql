@@ -1,0 +1,2 @@
+SELECT a, HEX(b), HEX(vb), HEX(bl), j, f, d, dc, s, dt FROM {dst_db}.kb ORDER BY a, b;
+SELECT id, HEX(b), HEX(vb), HEX(bl), j FROM {dst_db}.pb ORDER BY id;
