@@ -8,7 +8,18 @@
 //!
 //! Statements are idempotent where the table has a key (inserts and full-row updates
 //! are upserts, deletes remove what is there), so a replayed overlap is harmless.
-//! Tables without a key are matched on every column, one row at a time.
+//! Tables without a key are matched on every column, one row at a time, each column
+//! by a form its type can compare exactly (PostgreSQL `json`, `xml`, `point` and the
+//! other geometric types have no usable `=`: they are compared as text; a MySQL
+//! `JSON` column is compared with a JSON value).
+//!
+//! A change must never pass silently: every UPDATE/DELETE that finds its row by a
+//! predicate is checked after it runs. In a table without a key a change that
+//! matched no row means the target no longer holds the source's row, and the task
+//! fails naming the table, the source transaction and the row. In a table with a
+//! key, a DELETE (or a key-changing UPDATE) of a key the target does not hold is
+//! what a replayed overlap produces (a resumed copy, an upserted backfill), so it is
+//! logged and counted (`unmatched` in `ferry status`, `ferry_unmatched_changes_total`).
 
 use crate::conn::Conn;
 use crate::mapping::NameMap;
@@ -29,6 +40,41 @@ pub struct Applied {
     pub txns: u64,
     /// Row changes committed on the target.
     pub rows: u64,
+    /// Changes to keyed tables that found no row on the target (see the module doc).
+    pub unmatched: u64,
+}
+
+/// How a target column is compared with a value when a row is looked up.
+#[derive(Debug, Clone, PartialEq)]
+enum MatchBy {
+    /// `col = literal`.
+    Equal,
+    /// PostgreSQL types without a usable `=`: `col::text = (literal::type)::text`,
+    /// both sides in the type's own output form.
+    Text(String),
+    /// A MySQL `JSON` column: `col = CAST(literal AS JSON)`.
+    Json,
+}
+
+/// PostgreSQL types whose `=` is missing or not equality (`box` and `circle`
+/// compare areas): matched as text. Other types are checked in the catalog.
+const PG_TEXT_MATCHED: &str =
+    "'json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle'";
+
+/// Longest row image quoted in an error.
+const MAX_ROW_IMAGE: usize = 1000;
+
+/// A sent statement that must find its row.
+struct Expect {
+    /// Its index among the statements of the buffer.
+    stmt: usize,
+    table: TableId,
+    what: &'static str,
+    keyless: bool,
+    /// The source transaction it came from.
+    at: String,
+    /// The row image it looked for.
+    row: String,
 }
 
 struct PendingInsert {
@@ -55,8 +101,17 @@ pub struct Applier {
     open_bytes: u64,
     /// Committed totals.
     pub applied: Applied,
-    /// Target columns per target table, loaded when a table is first seen.
-    columns: HashMap<TableId, HashSet<String>>,
+    /// Target columns per target table (and how each is matched), loaded when a
+    /// table is first seen.
+    columns: HashMap<TableId, HashMap<String, MatchBy>>,
+    /// Statements in `buf`.
+    stmts: usize,
+    /// Statements of `buf` that must find their row.
+    expects: Vec<Expect>,
+    /// The source transaction being applied (for messages).
+    source_at: String,
+    /// Keyed changes in the open target transaction that found no row.
+    open_unmatched: u64,
     /// Shapes already checked, by address; holding the Arc keeps the address from
     /// being reused by a newer shape.
     checked: HashMap<usize, Arc<Shape>>,
@@ -93,6 +148,10 @@ impl Applier {
             applied: Applied::default(),
             columns: HashMap::new(),
             checked: HashMap::new(),
+            stmts: 0,
+            expects: Vec::new(),
+            source_at: String::new(),
+            open_unmatched: 0,
         })
     }
 
@@ -182,17 +241,76 @@ impl Applier {
             .map_err(|why| self.value_error(shape, col, v, why))
     }
 
-    /// `a = 1 AND b IS NULL` over the matching columns of `row`.
-    fn predicate(&self, shape: &Shape, row: &[Value]) -> Result<String> {
+    /// `a = 1 AND b IS NULL` over the matching columns of `row` in target table
+    /// `target`, each compared in a form its type compares exactly.
+    fn predicate(&self, shape: &Shape, target: &TableId, row: &[Value]) -> Result<String> {
+        let cols = self.columns.get(target);
         let mut parts = Vec::new();
         for i in shape.match_columns() {
             let name = self.ident(&shape.columns[i].name);
-            match &row[i] {
-                Value::Null => parts.push(format!("{name} IS NULL")),
-                v => parts.push(format!("{name} = {}", self.lit(shape, i, v)?)),
+            let by = cols
+                .and_then(|c| c.get(&shape.columns[i].name))
+                .unwrap_or(&MatchBy::Equal);
+            match (&row[i], by) {
+                (Value::Null, _) => parts.push(format!("{name} IS NULL")),
+                (v, MatchBy::Equal) => parts.push(format!("{name} = {}", self.lit(shape, i, v)?)),
+                (v, MatchBy::Text(ty)) => parts.push(format!(
+                    "{name}::text = ({}::{ty})::text",
+                    self.lit(shape, i, v)?
+                )),
+                (v, MatchBy::Json) => {
+                    parts.push(format!("{name} = CAST({} AS JSON)", self.lit(shape, i, v)?))
+                }
             }
         }
         Ok(parts.join(" AND "))
+    }
+
+    /// The source transaction being applied from now on (named in errors).
+    pub fn source_txn(&mut self, at: String) {
+        self.source_at = at;
+    }
+
+    /// `a=1, b=0x6566, …` for messages, bounded.
+    fn row_image(shape: &Shape, row: &[Value]) -> String {
+        let mut out = String::new();
+        for (c, v) in shape.columns.iter().zip(row) {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("{}={}", c.name, v.describe()));
+            if out.len() > MAX_ROW_IMAGE {
+                let cut = (0..=MAX_ROW_IMAGE)
+                    .rev()
+                    .find(|i| out.is_char_boundary(*i))
+                    .unwrap_or(0);
+                out.truncate(cut);
+                out.push_str(" …");
+                break;
+            }
+        }
+        out
+    }
+
+    /// Pushes an UPDATE/DELETE that must find the row `row` of `shape`'s table.
+    async fn push_checked(
+        &mut self,
+        stmt: String,
+        shape: &Shape,
+        target: &TableId,
+        what: &'static str,
+        row: &[Value],
+    ) -> Result<()> {
+        self.flush_insert()?;
+        self.expects.push(Expect {
+            stmt: self.stmts,
+            table: target.clone(),
+            what,
+            keyless: shape.key.is_empty(),
+            at: self.source_at.clone(),
+            row: Self::row_image(shape, row),
+        });
+        self.push(stmt).await.map_err(|e| sql_err(e, target))
     }
 
     /// Makes sure the target table has the shape's columns (adds missing ones).
@@ -209,7 +327,7 @@ impl Applier {
         let missing: Vec<Column> = shape
             .columns
             .iter()
-            .filter(|c| !have.contains(&c.name))
+            .filter(|c| !have.contains_key(&c.name))
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -230,9 +348,12 @@ impl Applier {
                 ))
                 .await?;
                 if let Some(set) = self.columns.get_mut(&target) {
-                    set.insert(c.name.clone());
+                    set.insert(c.name.clone(), MatchBy::Equal);
                 }
             }
+            // how the new columns compare comes from the target's catalog
+            let cols = self.target_columns(&target).await?;
+            self.columns.insert(target.clone(), cols);
             tracing::info!(
                 "{target}: added column(s) {} that the source added",
                 missing
@@ -269,17 +390,29 @@ impl Applier {
         }
     }
 
-    async fn target_columns(&mut self, t: &TableId) -> Result<HashSet<String>> {
+    /// The target table's columns and how each is matched.
+    async fn target_columns(&mut self, t: &TableId) -> Result<HashMap<String, MatchBy>> {
+        let (schema, name) = (self.dst.literal(&t.schema), self.dst.literal(&t.name));
         let sql = match self.to {
+            // arrays compare by their element type, domains by their base type
             Engine::Postgres => format!(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} AND table_name = {}",
-                self.dst.literal(&t.schema),
-                self.dst.literal(&t.name)
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
+                   CASE WHEN e.typname IN ({PG_TEXT_MATCHED}) OR e.typtype = 'c' THEN 'text' \
+                        WHEN e.typtype IN ('e', 'r', 'm') THEN 'equal' \
+                        WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' \
+                                     AND o.oprleft = e.oid AND o.oprright = e.oid) THEN 'equal' \
+                        ELSE 'text' END \
+                 FROM pg_attribute a \
+                 JOIN pg_class r ON r.oid = a.attrelid \
+                 JOIN pg_namespace n ON n.oid = r.relnamespace \
+                 JOIN pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_type e ON e.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem \
+                                                WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+                 WHERE n.nspname = {schema} AND r.relname = {name} AND a.attnum > 0 AND NOT a.attisdropped"
             ),
             Engine::MySql => format!(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-                self.dst.literal(&t.schema),
-                self.dst.literal(&t.name)
+                "SELECT COLUMN_NAME, DATA_TYPE, CASE WHEN DATA_TYPE = 'json' THEN 'json' ELSE 'equal' END \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name}"
             ),
         };
         let rows = self.dst.query_text(&sql).await?;
@@ -289,7 +422,17 @@ impl Applier {
             ))
             .with_hint("it was dropped on the target; run the task again with existing_data: drop to copy it"));
         }
-        Ok(rows.into_iter().filter_map(|r| r[0].clone()).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let by = match r[2].as_deref() {
+                    Some("text") => MatchBy::Text(r[1].clone()?),
+                    Some("json") => MatchBy::Json,
+                    _ => MatchBy::Equal,
+                };
+                Some((r[0].clone()?, by))
+            })
+            .collect())
     }
 
     /// Runs a schema statement. PostgreSQL runs it inside the open transaction; MySQL
@@ -299,8 +442,7 @@ impl Applier {
         match self.to {
             Engine::Postgres => {
                 self.flush_insert()?;
-                self.buf.push_str(stmt);
-                self.buf.push_str(";\n");
+                self.add(stmt);
                 self.send().await
             }
             Engine::MySql => {
@@ -335,7 +477,7 @@ impl Applier {
             let exists = self
                 .columns
                 .get(&target)
-                .is_none_or(|s| s.contains(&c.name));
+                .is_none_or(|s| s.contains_key(&c.name));
             if exists {
                 self.schema_change(&stmt).await?;
                 tracing::info!(
@@ -350,11 +492,18 @@ impl Applier {
         self.check_shape(new).await
     }
 
+    /// Appends one statement to the buffer (counted: results come back in order).
+    fn add(&mut self, stmt: &str) {
+        self.buf.push_str(stmt);
+        self.buf.push_str(";\n");
+        self.stmts += 1;
+    }
+
     fn begin_if_needed(&mut self) {
         if !self.in_txn {
-            self.buf.push_str(match self.to {
-                Engine::Postgres => "BEGIN;\n",
-                Engine::MySql => "START TRANSACTION;\n",
+            self.add(match self.to {
+                Engine::Postgres => "BEGIN",
+                Engine::MySql => "START TRANSACTION",
             });
             self.in_txn = true;
         }
@@ -365,10 +514,61 @@ impl Applier {
             return Ok(());
         }
         let sql = std::mem::take(&mut self.buf);
+        let stmts = std::mem::take(&mut self.stmts);
+        let expects = std::mem::take(&mut self.expects);
         self.open_bytes += sql.len() as u64;
-        if let Err(e) = self.dst.exec(&sql).await {
+        if expects.is_empty() {
+            if let Err(e) = self.dst.exec(&sql).await {
+                self.rollback().await;
+                return Err(e);
+            }
+            return Ok(());
+        }
+        let counts = match self.dst.exec_counts(&sql).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.rollback().await;
+                return Err(e);
+            }
+        };
+        if counts.len() != stmts {
             self.rollback().await;
-            return Err(e);
+            return Err(Error::definite(format!(
+                "applying changes: {stmts} statements were sent but {} results came back, \
+                 so Ferry cannot tell whether every change found its row",
+                counts.len()
+            ))
+            .with_hint("this is a bug in Ferry: report it with the task's log"));
+        }
+        for e in expects {
+            if counts[e.stmt] > 0 {
+                continue;
+            }
+            if e.keyless {
+                self.rollback().await;
+                return Err(Error::definite(format!(
+                    "{}: an {} from the source matched no row on the target ({}); the table has \
+                     no primary key, so rows are matched on every column, and the target holds no \
+                     row equal to the source's old row ({})",
+                    e.table, e.what, e.at, e.row
+                ))
+                .with_hint(
+                    "the target's copy of this table differs from the source (changed on the target, \
+                     or copied differently): run `ferry compare`, then copy the table again \
+                     (existing_data: drop); a primary key on the source table avoids matching on \
+                     every column",
+                ));
+            }
+            self.open_unmatched += 1;
+            tracing::warn!(
+                table = %e.table,
+                "{}: an {} from the source found no row with its key on the target ({}); \
+                 row ({}) — counted as unmatched",
+                e.table,
+                e.what,
+                e.at,
+                e.row
+            );
         }
         Ok(())
     }
@@ -431,15 +631,13 @@ impl Applier {
                 }
             }
         }
-        self.buf.push_str(&sql);
-        self.buf.push_str(";\n");
+        self.add(&sql);
         Ok(())
     }
 
     async fn push(&mut self, stmt: String) -> Result<()> {
         self.flush_insert()?;
-        self.buf.push_str(&stmt);
-        self.buf.push_str(";\n");
+        self.add(&stmt);
         if self.buf.len() >= FLUSH_BYTES {
             self.send().await?;
         }
@@ -530,21 +728,23 @@ impl Applier {
                                 })
                                 .collect(),
                         };
-                        let pred = self.predicate(shape, &old_row)?;
+                        let pred = self.predicate(shape, &target, &old_row)?;
                         let stmt = self.one_row_statement(
                             &t,
                             &format!("UPDATE {t} SET {}", sets.join(", ")),
                             &pred,
                             one_row,
                         );
-                        self.push(stmt).await.map_err(|e| sql_err(e, &target))?;
+                        self.push_checked(stmt, shape, &target, "UPDATE", &old_row)
+                            .await?;
                     }
                 }
             }
             RowOp::Delete(old) => {
-                let pred = self.predicate(shape, &old)?;
+                let pred = self.predicate(shape, &target, &old)?;
                 let stmt = self.one_row_statement(&t, &format!("DELETE FROM {t}"), &pred, one_row);
-                self.push(stmt).await.map_err(|e| sql_err(e, &target))?;
+                self.push_checked(stmt, shape, &target, "DELETE", &old)
+                    .await?;
             }
         }
         Ok(())
@@ -612,29 +812,46 @@ impl Applier {
             self.dst.literal(&self.task),
             self.dst.literal(&position.to_string()),
         );
-        self.buf.push_str(&format!(
-            "UPDATE ferry.tasks SET position = {p}, phase = 'incremental', updated_at = {} WHERE task = {t};\n",
+        // changes that must find their row are checked before the COMMIT is sent
+        if !self.expects.is_empty() {
+            self.send().await?;
+        }
+        let tasks = format!(
+            "UPDATE ferry.tasks SET position = {p}, phase = 'incremental', updated_at = {} WHERE task = {t}",
             self.dst.literal(&(now / 1_000_000).to_string())
-        ));
-        self.buf.push_str(&format!(
-            "UPDATE ferry.stream SET source_commit_us = {}, applied_at_us = {now}, txns = txns + {}, row_changes = row_changes + {} WHERE task = {t};\n",
+        );
+        self.add(&tasks);
+        let unmatched = if self.open_unmatched > 0 {
+            format!(", unmatched = unmatched + {}", self.open_unmatched)
+        } else {
+            String::new()
+        };
+        let stream = format!(
+            "UPDATE ferry.stream SET source_commit_us = {}, applied_at_us = {now}, txns = txns + {}, row_changes = row_changes + {}{unmatched} WHERE task = {t}",
             commit_time_us.map(|v| v.to_string()).unwrap_or_else(|| "source_commit_us".into()),
             self.open_txns,
             self.open_rows,
-        ));
+        );
+        self.add(&stream);
         self.buf.push_str("COMMIT");
+        self.stmts += 1;
         self.send().await?;
         self.in_txn = false;
         self.applied.txns += self.open_txns;
         self.applied.rows += self.open_rows;
+        self.applied.unmatched += self.open_unmatched;
         self.open_txns = 0;
         self.open_rows = 0;
+        self.open_unmatched = 0;
         Ok(())
     }
 
     /// Abandons the open target transaction (its source transactions will be read again).
     pub async fn rollback(&mut self) {
         self.buf.clear();
+        self.stmts = 0;
+        self.expects.clear();
+        self.open_unmatched = 0;
         self.insert = None;
         if self.in_txn {
             let _ = self.dst.exec("ROLLBACK").await;

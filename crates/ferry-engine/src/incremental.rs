@@ -366,7 +366,11 @@ async fn commit_group(
 ) -> Result<()> {
     let rows = applier.open_rows();
     let txns = applier.open_txns();
+    let unmatched = applier.applied.unmatched;
     applier.commit(position, commit_time).await?;
+    metrics
+        .unmatched
+        .fetch_add(applier.applied.unmatched - unmatched, Ordering::Relaxed);
     metrics
         .bytes
         .fetch_add(applier.take_open_bytes(), Ordering::Relaxed);
@@ -525,6 +529,10 @@ async fn apply_loop(
             match ev {
                 Event::Begin { marker, xid } => {
                     in_source_txn = true;
+                    applier.source_txn(match &marker {
+                        Some(m) => format!("source transaction at {m}"),
+                        None => format!("source transaction after {seen_to}"),
+                    });
                     backfill.begin(marker.as_ref(), xid);
                     // tables a resumed copy read after this transaction already hold it
                     skip.clear();

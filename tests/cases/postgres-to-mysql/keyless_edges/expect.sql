@@ -1,0 +1,2 @@
+SELECT a, HEX(`by`), j, jb, r, d, n, t, ts FROM {dst_db}.kb ORDER BY a, `by`;
+SELECT id, HEX(`by`), j, jb FROM {dst_db}.pb ORDER BY id;
