@@ -69,6 +69,7 @@ struct Expect {
     /// Its index among the statements of the buffer.
     stmt: usize,
     table: TableId,
+    /// `an UPDATE` / `a DELETE`.
     what: &'static str,
     keyless: bool,
     /// The source transaction it came from.
@@ -547,7 +548,7 @@ impl Applier {
             if e.keyless {
                 self.rollback().await;
                 return Err(Error::definite(format!(
-                    "{}: an {} from the source matched no row on the target ({}); the table has \
+                    "{}: {} from the source matched no row on the target ({}); the table has \
                      no primary key, so rows are matched on every column, and the target holds no \
                      row equal to the source's old row ({})",
                     e.table, e.what, e.at, e.row
@@ -562,7 +563,7 @@ impl Applier {
             self.open_unmatched += 1;
             tracing::warn!(
                 table = %e.table,
-                "{}: an {} from the source found no row with its key on the target ({}); \
+                "{}: {} from the source found no row with its key on the target ({}); \
                  row ({}) — counted as unmatched",
                 e.table,
                 e.what,
@@ -735,7 +736,7 @@ impl Applier {
                             &pred,
                             one_row,
                         );
-                        self.push_checked(stmt, shape, &target, "UPDATE", &old_row)
+                        self.push_checked(stmt, shape, &target, "an UPDATE", &old_row)
                             .await?;
                     }
                 }
@@ -743,7 +744,7 @@ impl Applier {
             RowOp::Delete(old) => {
                 let pred = self.predicate(shape, &target, &old)?;
                 let stmt = self.one_row_statement(&t, &format!("DELETE FROM {t}"), &pred, one_row);
-                self.push_checked(stmt, shape, &target, "DELETE", &old)
+                self.push_checked(stmt, shape, &target, "a DELETE", &old)
                     .await?;
             }
         }

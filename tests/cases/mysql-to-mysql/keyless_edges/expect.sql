@@ -1,2 +1,3 @@
 SELECT a, HEX(b), HEX(vb), HEX(bl), j, f, d, dc, s, dt FROM {dst_db}.kb ORDER BY a, b;
 SELECT id, HEX(b), HEX(vb), HEX(bl), j FROM {dst_db}.pb ORDER BY id;
+SELECT HEX(k), v FROM {dst_db}.bk ORDER BY k;

@@ -1,2 +1,3 @@
 SELECT a, encode(b, 'hex'), encode(vb, 'hex'), encode(bl, 'hex'), j::text, f, d, dc, s, dt FROM shop.kb ORDER BY a, b;
 SELECT id, encode(b, 'hex'), encode(vb, 'hex'), encode(bl, 'hex'), j::text FROM shop.pb ORDER BY id;
+SELECT encode(k, 'hex'), v FROM shop.bk ORDER BY k;

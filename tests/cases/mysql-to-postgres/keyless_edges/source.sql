@@ -2,6 +2,8 @@
 -- values keyless matching must find again, in a table without a key and one with
 CREATE TABLE kb (a int, b binary(4), vb varbinary(4), bl blob, j json, f float, d double, dc decimal(10,3), s varchar(10), dt datetime(3));
 CREATE TABLE pb (id int PRIMARY KEY, b binary(4), vb varbinary(4), bl blob, j json);
+CREATE TABLE bk (k binary(4) PRIMARY KEY, v int);
+INSERT INTO bk VALUES (X'61', 1), (X'6200', 2), (X'', 3);
 INSERT INTO kb VALUES
  (1, X'6566', X'6500', X'00', '{"a": 1, "b": [1.5, "x"]}', 1.1, 2.2, 1.5, 'x ', '2024-01-02 03:04:05.678'),
  (2, X'', X'', X'', '[]', 0, -0.5, 0, '', '1970-01-01 00:00:00'),
@@ -13,6 +15,9 @@ INSERT INTO pb VALUES (1, X'6566', X'6500', X'00', '{"k": null}'), (2, X'', X'',
 -- ferry:stream
 INSERT INTO kb VALUES (6, X'61', X'6100', X'', '{"b": [1, 2.5]}', 0.1, 0.1, 0.1, 'b', '2024-06-01 00:00:00');
 INSERT INTO pb VALUES (5, X'61', X'6100', X'', '1');
+INSERT INTO bk VALUES (X'63', 4);
+UPDATE bk SET v = v + 10;
+DELETE FROM bk WHERE v = 11;
 UPDATE kb SET a = a + 10;
 UPDATE kb SET vb = b, bl = vb WHERE a IN (11, 12, 15);
 UPDATE pb SET b = vb, vb = b;
