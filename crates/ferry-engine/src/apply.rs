@@ -54,12 +54,21 @@ enum MatchBy {
     Text(String),
     /// A MySQL `JSON` column: `col = CAST(literal AS JSON)`.
     Json,
+    /// PostgreSQL types whose `=` holds for distinct values (`1.0 = 1.00`,
+    /// `'1 day' = '24 hours'`, `-0 = 0`): `=` (an index can serve it) and the text
+    /// form, so of two rows equal under `=` the one the source changed is found.
+    EqualAndText(String),
+    /// MySQL character columns, whose collation may ignore case, accents and
+    /// trailing spaces: `=` and the same string exactly (binary collation, length).
+    EqualExactString,
 }
 
 /// PostgreSQL types whose `=` is missing or not equality (`box` and `circle`
 /// compare areas): matched as text. Other types are checked in the catalog.
 const PG_TEXT_MATCHED: &str =
     "'json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle'";
+/// PostgreSQL types whose `=` holds for distinct values: matched by both.
+const PG_EQUAL_AND_TEXT: &str = "'numeric', 'interval', 'float4', 'float8', 'citext'";
 
 /// Longest row image quoted in an error.
 const MAX_ROW_IMAGE: usize = 1000;
@@ -262,6 +271,20 @@ impl Applier {
                 (v, MatchBy::Json) => {
                     parts.push(format!("{name} = CAST({} AS JSON)", self.lit(shape, i, v)?))
                 }
+                (v, MatchBy::EqualAndText(ty)) => {
+                    let l = self.lit(shape, i, v)?;
+                    parts.push(format!("{name} = {l} AND {name}::text = ({l}::{ty})::text"))
+                }
+                (v @ (Value::Text(_) | Value::Json(_)), MatchBy::EqualExactString) => {
+                    let l = self.lit(shape, i, v)?;
+                    parts.push(format!(
+                        "{name} = {l} AND {name} = {l} COLLATE utf8mb4_bin \
+                         AND CHAR_LENGTH({name}) = CHAR_LENGTH({l})"
+                    ))
+                }
+                (v, MatchBy::EqualExactString) => {
+                    parts.push(format!("{name} = {}", self.lit(shape, i, v)?))
+                }
             }
         }
         Ok(parts.join(" AND "))
@@ -399,6 +422,7 @@ impl Applier {
             Engine::Postgres => format!(
                 "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
                    CASE WHEN e.typname IN ({PG_TEXT_MATCHED}) OR e.typtype = 'c' THEN 'text' \
+                        WHEN e.typname IN ({PG_EQUAL_AND_TEXT}) THEN 'exact' \
                         WHEN e.typtype IN ('e', 'r', 'm') THEN 'equal' \
                         WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' \
                                      AND o.oprleft = e.oid AND o.oprright = e.oid) THEN 'equal' \
@@ -412,7 +436,9 @@ impl Applier {
                  WHERE n.nspname = {schema} AND r.relname = {name} AND a.attnum > 0 AND NOT a.attisdropped"
             ),
             Engine::MySql => format!(
-                "SELECT COLUMN_NAME, DATA_TYPE, CASE WHEN DATA_TYPE = 'json' THEN 'json' ELSE 'equal' END \
+                "SELECT COLUMN_NAME, DATA_TYPE, CASE WHEN DATA_TYPE = 'json' THEN 'json' \
+                   WHEN DATA_TYPE IN ('varchar', 'tinytext', 'text', 'mediumtext', 'longtext') THEN 'string' \
+                   ELSE 'equal' END \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name}"
             ),
         };
@@ -429,6 +455,8 @@ impl Applier {
                 let by = match r[2].as_deref() {
                     Some("text") => MatchBy::Text(r[1].clone()?),
                     Some("json") => MatchBy::Json,
+                    Some("exact") => MatchBy::EqualAndText(r[1].clone()?),
+                    Some("string") => MatchBy::EqualExactString,
                     _ => MatchBy::Equal,
                 };
                 Some((r[0].clone()?, by))

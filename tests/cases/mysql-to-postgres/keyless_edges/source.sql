@@ -12,6 +12,9 @@ INSERT INTO kb VALUES
  (5, X'FFFFFFFF', X'FF00FF00', X'FF00', '"s"', 100.25, 1.5, 0.001, 'a', '2000-02-29 00:00:00'),
  (5, X'FFFFFFFF', X'FF00FF00', X'FF00', '"s"', 100.25, 1.5, 0.001, 'a', '2000-02-29 00:00:00');
 INSERT INTO pb VALUES (1, X'6566', X'6500', X'00', '{"k": null}'), (2, X'', X'', X'', '0'), (3, NULL, NULL, NULL, NULL), (4, X'00', X'00', X'00', '[{}]');
+-- rows equal under the column's collation (case, accents, trailing spaces) but distinct
+CREATE TABLE kc (s varchar(10), n int);
+INSERT INTO kc VALUES ('a', 1), ('A', 1), ('a ', 1), ('á', 1);
 -- ferry:stream
 INSERT INTO kb VALUES (6, X'61', X'6100', X'', '{"b": [1, 2.5]}', 0.1, 0.1, 0.1, 'b', '2024-06-01 00:00:00');
 INSERT INTO pb VALUES (5, X'61', X'6100', X'', '1');
@@ -25,3 +28,6 @@ UPDATE pb SET id = id + 10 WHERE id > 3;
 DELETE FROM kb WHERE a IN (13, 16);
 DELETE FROM kb WHERE a = 15 LIMIT 1;
 DELETE FROM pb WHERE id IN (2, 15);
+UPDATE kc SET n = 2 WHERE BINARY s = 'A';
+UPDATE kc SET n = 3 WHERE BINARY s = 'a ';
+UPDATE kc SET n = 4 WHERE BINARY s = 'á';
