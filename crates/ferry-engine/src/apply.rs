@@ -61,6 +61,8 @@ enum MatchBy {
     /// MySQL character columns, whose collation may ignore case, accents and
     /// trailing spaces: `=` and the same string exactly (binary collation, length).
     EqualExactString,
+    /// MySQL `CHAR` (stored without trailing spaces): `=` and the binary collation.
+    EqualSameCase,
 }
 
 /// PostgreSQL types whose `=` is missing or not equality (`box` and `circle`
@@ -282,7 +284,11 @@ impl Applier {
                          AND CHAR_LENGTH({name}) = CHAR_LENGTH({l})"
                     ))
                 }
-                (v, MatchBy::EqualExactString) => {
+                (v @ (Value::Text(_) | Value::Json(_)), MatchBy::EqualSameCase) => {
+                    let l = self.lit(shape, i, v)?;
+                    parts.push(format!("{name} = {l} AND {name} = {l} COLLATE utf8mb4_bin"))
+                }
+                (v, MatchBy::EqualExactString | MatchBy::EqualSameCase) => {
                     parts.push(format!("{name} = {}", self.lit(shape, i, v)?))
                 }
             }
@@ -438,6 +444,7 @@ impl Applier {
             Engine::MySql => format!(
                 "SELECT COLUMN_NAME, DATA_TYPE, CASE WHEN DATA_TYPE = 'json' THEN 'json' \
                    WHEN DATA_TYPE IN ('varchar', 'tinytext', 'text', 'mediumtext', 'longtext') THEN 'string' \
+                   WHEN DATA_TYPE = 'char' THEN 'char' \
                    ELSE 'equal' END \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name}"
             ),
@@ -457,6 +464,7 @@ impl Applier {
                     Some("json") => MatchBy::Json,
                     Some("exact") => MatchBy::EqualAndText(r[1].clone()?),
                     Some("string") => MatchBy::EqualExactString,
+                    Some("char") => MatchBy::EqualSameCase,
                     _ => MatchBy::Equal,
                 };
                 Some((r[0].clone()?, by))
@@ -939,6 +947,40 @@ fn unescape_load_data(s: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_images_are_bounded() {
+        let col = |i: usize| Column {
+            name: format!("c{i}"),
+            native_type: "text".into(),
+            logical: LogicalType::Text,
+            nullable: true,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            comment: None,
+            charset: None,
+        };
+        let shape = Shape {
+            table: TableId::new("s", "t"),
+            columns: (0..3).map(col).collect(),
+            key: vec![],
+        };
+        let row = vec![Value::Int(1), Value::Bytes(b"ef\0\0".to_vec()), Value::Null];
+        assert_eq!(
+            Applier::row_image(&shape, &row),
+            "c0=1, c1=0x65660000, c2=NULL"
+        );
+        let wide = Shape {
+            columns: (0..100).map(col).collect(),
+            ..shape
+        };
+        let row: Vec<Value> = (0..100).map(|_| Value::Text("é".repeat(200))).collect();
+        let image = Applier::row_image(&wide, &row);
+        assert!(image.len() <= MAX_ROW_IMAGE + 4, "{}", image.len());
+        assert!(image.ends_with(" …"));
+    }
 
     #[test]
     fn load_data_unescape() {

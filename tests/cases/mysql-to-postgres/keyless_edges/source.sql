@@ -15,6 +15,8 @@ INSERT INTO pb VALUES (1, X'6566', X'6500', X'00', '{"k": null}'), (2, X'', X'',
 -- rows equal under the column's collation (case, accents, trailing spaces) but distinct
 CREATE TABLE kc (s varchar(10), n int);
 INSERT INTO kc VALUES ('a', 1), ('A', 1), ('a ', 1), ('á', 1);
+CREATE TABLE kh (c char(3), n int);
+INSERT INTO kh VALUES ('a', 1), ('A', 1);
 -- ferry:stream
 INSERT INTO kb VALUES (6, X'61', X'6100', X'', '{"b": [1, 2.5]}', 0.1, 0.1, 0.1, 'b', '2024-06-01 00:00:00');
 INSERT INTO pb VALUES (5, X'61', X'6100', X'', '1');
@@ -31,3 +33,4 @@ DELETE FROM pb WHERE id IN (2, 15);
 UPDATE kc SET n = 2 WHERE BINARY s = 'A';
 UPDATE kc SET n = 3 WHERE BINARY s = 'a ';
 UPDATE kc SET n = 4 WHERE BINARY s = 'á';
+UPDATE kh SET n = 2 WHERE BINARY c = 'A';

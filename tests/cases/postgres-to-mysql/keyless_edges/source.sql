@@ -13,6 +13,8 @@ INSERT INTO pb VALUES (1, '\x6566', '{"k":  null}', '{"k": null}'), (2, '\x', '0
 -- rows distinct on the source, equal under the target column's collation
 CREATE TABLE kc (s text, m int);
 INSERT INTO kc VALUES ('a', 1), ('A', 1), ('a ', 1);
+CREATE TABLE kh (c char(3), n int);
+INSERT INTO kh VALUES ('a', 1), ('A', 1);
 -- ferry:stream
 INSERT INTO kb VALUES (6, '\x6100', '{"b": [1, 2.5]}', '{"b": [1, 2.5]}', 0.1, 0.1, 0.1, 'b', '2024-06-01 00:00:00+00');
 INSERT INTO pb VALUES (5, '\x6100', '1', '1');
@@ -25,3 +27,4 @@ DELETE FROM kb WHERE ctid = (SELECT min(ctid) FROM kb WHERE a = 15);
 DELETE FROM pb WHERE id IN (2, 15);
 UPDATE kc SET m = 2 WHERE s = 'A';
 UPDATE kc SET m = 3 WHERE s = 'a ';
+UPDATE kh SET n = 2 WHERE c = 'A';
