@@ -3,3 +3,4 @@ SELECT id, encode(b, 'hex'), encode(vb, 'hex'), encode(bl, 'hex'), j::text FROM 
 SELECT encode(k, 'hex'), v FROM shop.bk ORDER BY k;
 SELECT encode(convert_to(s, 'UTF8'), 'hex'), n FROM shop.kc ORDER BY 1;
 SELECT encode(convert_to(c::text, 'UTF8'), 'hex'), n FROM shop.kh ORDER BY 1;
+SELECT l, c::text, n FROM shop.kl ORDER BY n;

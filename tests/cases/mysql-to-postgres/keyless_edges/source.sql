@@ -17,6 +17,8 @@ CREATE TABLE kc (s varchar(10), n int);
 INSERT INTO kc VALUES ('a', 1), ('A', 1), ('a ', 1), ('á', 1);
 CREATE TABLE kh (c char(3), n int);
 INSERT INTO kh VALUES ('a', 1), ('A', 1);
+CREATE TABLE kl (l varchar(10) CHARACTER SET latin1, c char(3) CHARACTER SET latin1, n int);
+INSERT INTO kl VALUES ('café', 'é', 1), ('Café', 'É', 1);
 -- ferry:stream
 INSERT INTO kb VALUES (6, X'61', X'6100', X'', '{"b": [1, 2.5]}', 0.1, 0.1, 0.1, 'b', '2024-06-01 00:00:00');
 INSERT INTO pb VALUES (5, X'61', X'6100', X'', '1');
@@ -34,3 +36,4 @@ UPDATE kc SET n = 2 WHERE BINARY s = 'A';
 UPDATE kc SET n = 3 WHERE BINARY s = 'a ';
 UPDATE kc SET n = 4 WHERE BINARY s = 'á';
 UPDATE kh SET n = 2 WHERE BINARY c = 'A';
+UPDATE kl SET n = 2 WHERE l = CONVERT('Café' USING latin1) COLLATE latin1_bin;
