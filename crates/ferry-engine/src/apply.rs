@@ -8,7 +8,18 @@
 //!
 //! Statements are idempotent where the table has a key (inserts and full-row updates
 //! are upserts, deletes remove what is there), so a replayed overlap is harmless.
-//! Tables without a key are matched on every column, one row at a time.
+//! Tables without a key are matched on every column, one row at a time, each column
+//! by a form its type can compare exactly (PostgreSQL `json`, `xml`, `point` and the
+//! other geometric types have no usable `=`: they are compared as text; a MySQL
+//! `JSON` column is compared with a JSON value).
+//!
+//! A change must never pass silently: every UPDATE/DELETE that finds its row by a
+//! predicate is checked after it runs. In a table without a key a change that
+//! matched no row means the target no longer holds the source's row, and the task
+//! fails naming the table, the source transaction and the row. In a table with a
+//! key, a DELETE (or a key-changing UPDATE) of a key the target does not hold is
+//! what a replayed overlap produces (a resumed copy, an upserted backfill), so it is
+//! logged and counted (`unmatched` in `ferry status`, `ferry_unmatched_changes_total`).
 
 use crate::conn::Conn;
 use crate::mapping::NameMap;
@@ -29,6 +40,53 @@ pub struct Applied {
     pub txns: u64,
     /// Row changes committed on the target.
     pub rows: u64,
+    /// Changes to keyed tables that found no row on the target (see the module doc).
+    pub unmatched: u64,
+}
+
+/// How a target column is compared with a value when a row is looked up.
+#[derive(Debug, Clone, PartialEq)]
+enum MatchBy {
+    /// `col = literal`.
+    Equal,
+    /// PostgreSQL types without a usable `=`: `col::text = (literal::type)::text`,
+    /// both sides in the type's own output form.
+    Text(String),
+    /// A MySQL `JSON` column: `col = CAST(literal AS JSON)`.
+    Json,
+    /// PostgreSQL types whose `=` holds for distinct values (`1.0 = 1.00`,
+    /// `'1 day' = '24 hours'`, `-0 = 0`): `=` (an index can serve it) and the text
+    /// form, so of two rows equal under `=` the one the source changed is found.
+    EqualAndText(String),
+    /// MySQL character columns, whose collation may ignore case, accents and
+    /// trailing spaces: `=` and the same string exactly (binary collation, length).
+    EqualExactString,
+    /// MySQL `CHAR` (stored without trailing spaces): `=` and the binary collation.
+    EqualSameCase,
+}
+
+/// PostgreSQL types whose `=` is missing or not equality (`box` and `circle`
+/// compare areas): matched as text. Other types are checked in the catalog.
+const PG_TEXT_MATCHED: &str =
+    "'json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle'";
+/// PostgreSQL types whose `=` holds for distinct values: matched by both.
+const PG_EQUAL_AND_TEXT: &str = "'numeric', 'interval', 'float4', 'float8', 'citext'";
+
+/// Longest row image quoted in an error.
+const MAX_ROW_IMAGE: usize = 1000;
+
+/// A sent statement that must find its row.
+struct Expect {
+    /// Its index among the statements of the buffer.
+    stmt: usize,
+    table: TableId,
+    /// `an UPDATE` / `a DELETE`.
+    what: &'static str,
+    keyless: bool,
+    /// The source transaction it came from.
+    at: String,
+    /// The row image it looked for.
+    row: String,
 }
 
 struct PendingInsert {
@@ -72,8 +130,15 @@ pub struct Applier {
     open_bytes: u64,
     /// Committed totals.
     pub applied: Applied,
-    /// Target columns per target table, loaded when a table is first seen.
-    columns: HashMap<TableId, HashSet<String>>,
+    /// Target columns per target table (and how each is matched), loaded when a
+    /// table is first seen.
+    columns: HashMap<TableId, HashMap<String, MatchBy>>,
+    /// Statements in `buf`.
+    stmts: usize,
+    /// Statements of `buf` that must find their row.
+    expects: Vec<Expect>,
+    /// Keyed changes in the open target transaction that found no row.
+    open_unmatched: u64,
     /// Shapes already checked, by address; holding the Arc keeps the address from
     /// being reused by a newer shape.
     checked: HashMap<usize, Arc<Shape>>,
@@ -113,6 +178,9 @@ impl Applier {
             checked: HashMap::new(),
             marks: Vec::new(),
             tags: Vec::new(),
+            stmts: 0,
+            expects: Vec::new(),
+            open_unmatched: 0,
         })
     }
 
@@ -216,6 +284,14 @@ impl Applier {
         .with_hint("fix the value on the source, or exclude the table from the task")
     }
 
+    /// The stored value itself, never a bound fitted for writing it: what a row is
+    /// looked up by.
+    fn stored_lit(&self, shape: &Shape, col: usize, v: &Value) -> Result<String> {
+        self.literal(v, &shape.columns[col].logical)
+            .map_err(|why| self.value_error(shape, col, v, why))
+    }
+
+    /// The literal that writes `v` into column `col`.
     fn lit(&self, shape: &Shape, col: usize, v: &Value) -> Result<String> {
         let c = &shape.columns[col];
         if (self.from, self.to) == (Engine::MySql, Engine::MySql) {
@@ -231,22 +307,92 @@ impl Applier {
             .map_err(|why| self.value_error(shape, col, v, why))
     }
 
-    /// `a = 1 AND b IS NULL` over the matching columns of `row`.
-    fn predicate(&self, shape: &Shape, row: &[Value]) -> Result<String> {
+    /// `a = 1 AND b IS NULL` over the matching columns of `row` in target table
+    /// `target`, each compared in a form its type compares exactly.
+    fn predicate(&self, shape: &Shape, target: &TableId, row: &[Value]) -> Result<String> {
+        let cols = self.columns.get(target);
         let mut parts = Vec::new();
         for i in shape.match_columns() {
             let name = self.ident(&shape.columns[i].name);
-            match &row[i] {
-                Value::Null => parts.push(format!("{name} IS NULL")),
-                // the stored value itself, never a bound fitted for writing it
-                v => parts.push(format!(
-                    "{name} = {}",
-                    self.literal(v, &shape.columns[i].logical)
-                        .map_err(|why| self.value_error(shape, i, v, why))?
+            let by = cols
+                .and_then(|c| c.get(&shape.columns[i].name))
+                .unwrap_or(&MatchBy::Equal);
+            match (&row[i], by) {
+                (Value::Null, _) => parts.push(format!("{name} IS NULL")),
+                (v, MatchBy::Equal) => {
+                    parts.push(format!("{name} = {}", self.stored_lit(shape, i, v)?))
+                }
+                (v, MatchBy::Text(ty)) => parts.push(format!(
+                    "{name}::text = ({}::{ty})::text",
+                    self.stored_lit(shape, i, v)?
                 )),
+                (v, MatchBy::Json) => parts.push(format!(
+                    "{name} = CAST({} AS JSON)",
+                    self.stored_lit(shape, i, v)?
+                )),
+                (v, MatchBy::EqualAndText(ty)) => {
+                    let l = self.stored_lit(shape, i, v)?;
+                    parts.push(format!("{name} = {l} AND {name}::text = ({l}::{ty})::text"))
+                }
+                (v @ (Value::Text(_) | Value::Json(_)), MatchBy::EqualExactString) => {
+                    let l = self.stored_lit(shape, i, v)?;
+                    parts.push(format!(
+                        "{name} = {l} AND {name} = {l} COLLATE utf8mb4_bin \
+                         AND CHAR_LENGTH({name}) = CHAR_LENGTH({l})"
+                    ))
+                }
+                (v @ (Value::Text(_) | Value::Json(_)), MatchBy::EqualSameCase) => {
+                    let l = self.stored_lit(shape, i, v)?;
+                    parts.push(format!("{name} = {l} AND {name} = {l} COLLATE utf8mb4_bin"))
+                }
+                (v, MatchBy::EqualExactString | MatchBy::EqualSameCase) => {
+                    parts.push(format!("{name} = {}", self.stored_lit(shape, i, v)?))
+                }
             }
         }
         Ok(parts.join(" AND "))
+    }
+
+    /// `a=1, b=0x6566, …` for messages, bounded.
+    fn row_image(shape: &Shape, row: &[Value]) -> String {
+        let mut out = String::new();
+        for (c, v) in shape.columns.iter().zip(row) {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("{}={}", c.name, v.describe()));
+            if out.len() > MAX_ROW_IMAGE {
+                let cut = (0..=MAX_ROW_IMAGE)
+                    .rev()
+                    .find(|i| out.is_char_boundary(*i))
+                    .unwrap_or(0);
+                out.truncate(cut);
+                out.push_str(" …");
+                break;
+            }
+        }
+        out
+    }
+
+    /// Pushes an UPDATE/DELETE that must find the row `row` of `shape`'s table.
+    async fn push_checked(
+        &mut self,
+        stmt: String,
+        shape: &Shape,
+        target: &TableId,
+        what: &'static str,
+        row: &[Value],
+    ) -> Result<()> {
+        self.flush_insert()?;
+        self.expects.push(Expect {
+            stmt: self.stmts,
+            table: target.clone(),
+            what,
+            keyless: shape.key.is_empty(),
+            at: self.describe_mark(self.mark()),
+            row: Self::row_image(shape, row),
+        });
+        self.push_tagged(stmt, Some((target, &shape.table))).await
     }
 
     /// Makes sure the target table has the shape's columns (adds missing ones).
@@ -263,7 +409,7 @@ impl Applier {
         let missing: Vec<Column> = shape
             .columns
             .iter()
-            .filter(|c| !have.contains(&c.name))
+            .filter(|c| !have.contains_key(&c.name))
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -284,9 +430,12 @@ impl Applier {
                 ))
                 .await?;
                 if let Some(set) = self.columns.get_mut(&target) {
-                    set.insert(c.name.clone());
+                    set.insert(c.name.clone(), MatchBy::Equal);
                 }
             }
+            // how the new columns compare comes from the target's catalog
+            let cols = self.target_columns(&target).await?;
+            self.columns.insert(target.clone(), cols);
             tracing::info!(
                 "{target}: added column(s) {} that the source added",
                 missing
@@ -323,17 +472,33 @@ impl Applier {
         }
     }
 
-    async fn target_columns(&mut self, t: &TableId) -> Result<HashSet<String>> {
+    /// The target table's columns and how each is matched.
+    async fn target_columns(&mut self, t: &TableId) -> Result<HashMap<String, MatchBy>> {
+        let (schema, name) = (self.dst.literal(&t.schema), self.dst.literal(&t.name));
         let sql = match self.to {
+            // arrays compare by their element type, domains by their base type
             Engine::Postgres => format!(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = {} AND table_name = {}",
-                self.dst.literal(&t.schema),
-                self.dst.literal(&t.name)
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
+                   CASE WHEN e.typname IN ({PG_TEXT_MATCHED}) OR e.typtype = 'c' THEN 'text' \
+                        WHEN e.typname IN ({PG_EQUAL_AND_TEXT}) THEN 'exact' \
+                        WHEN e.typtype IN ('e', 'r', 'm') THEN 'equal' \
+                        WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' \
+                                     AND o.oprleft = e.oid AND o.oprright = e.oid) THEN 'equal' \
+                        ELSE 'text' END \
+                 FROM pg_attribute a \
+                 JOIN pg_class r ON r.oid = a.attrelid \
+                 JOIN pg_namespace n ON n.oid = r.relnamespace \
+                 JOIN pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_type e ON e.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem \
+                                                WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+                 WHERE n.nspname = {schema} AND r.relname = {name} AND a.attnum > 0 AND NOT a.attisdropped"
             ),
             Engine::MySql => format!(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-                self.dst.literal(&t.schema),
-                self.dst.literal(&t.name)
+                "SELECT COLUMN_NAME, DATA_TYPE, CASE WHEN DATA_TYPE = 'json' THEN 'json' \
+                   WHEN DATA_TYPE IN ('varchar', 'tinytext', 'text', 'mediumtext', 'longtext') THEN 'string' \
+                   WHEN DATA_TYPE = 'char' THEN 'char' \
+                   ELSE 'equal' END \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name}"
             ),
         };
         let rows = self.dst.query_text(&sql).await?;
@@ -343,7 +508,20 @@ impl Applier {
             ))
             .with_hint("it was dropped on the target; run the task again with existing_data: drop to copy it"));
         }
-        Ok(rows.into_iter().filter_map(|r| r[0].clone()).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let by = match r[2].as_deref() {
+                    Some("text") => MatchBy::Text(r[1].clone()?),
+                    Some("json") => MatchBy::Json,
+                    Some("exact") => MatchBy::EqualAndText(r[1].clone()?),
+                    Some("string") => MatchBy::EqualExactString,
+                    Some("char") => MatchBy::EqualSameCase,
+                    _ => MatchBy::Equal,
+                };
+                Some((r[0].clone()?, by))
+            })
+            .collect())
     }
 
     /// Runs a schema statement. PostgreSQL runs it inside the open transaction; MySQL
@@ -353,8 +531,7 @@ impl Applier {
         match self.to {
             Engine::Postgres => {
                 self.flush_insert()?;
-                self.buf.push_str(stmt);
-                self.buf.push_str(";\n");
+                self.add(stmt);
                 self.send().await
             }
             Engine::MySql => {
@@ -389,7 +566,7 @@ impl Applier {
             let exists = self
                 .columns
                 .get(&target)
-                .is_none_or(|s| s.contains(&c.name));
+                .is_none_or(|s| s.contains_key(&c.name));
             if exists {
                 self.schema_change(&stmt).await?;
                 tracing::info!(
@@ -404,11 +581,22 @@ impl Applier {
         self.check_shape(new).await
     }
 
+    /// Appends one statement to the buffer (counted: results come back in order).
+    /// Returns where the statement stands in the buffer.
+    fn add(&mut self, stmt: &str) -> std::ops::Range<usize> {
+        let start = self.buf.len();
+        self.buf.push_str(stmt);
+        let span = start..self.buf.len();
+        self.buf.push_str(";\n");
+        self.stmts += 1;
+        span
+    }
+
     fn begin_if_needed(&mut self) {
         if !self.in_txn {
-            self.buf.push_str(match self.to {
-                Engine::Postgres => "BEGIN;\n",
-                Engine::MySql => "START TRANSACTION;\n",
+            self.add(match self.to {
+                Engine::Postgres => "BEGIN",
+                Engine::MySql => "START TRANSACTION",
             });
             self.in_txn = true;
         }
@@ -420,14 +608,66 @@ impl Applier {
         }
         let sql = std::mem::take(&mut self.buf);
         let tags = std::mem::take(&mut self.tags);
+        let stmts = std::mem::take(&mut self.stmts);
+        let expects = std::mem::take(&mut self.expects);
         self.open_bytes += sql.len() as u64;
-        if let Err(e) = self.dst.exec(&sql).await {
-            let marks = self.marks.clone();
-            self.rollback().await;
-            if e.is_transient() || tags.is_empty() {
-                return Err(e);
+        let sent = if expects.is_empty() {
+            self.dst.exec(&sql).await.map(|()| Vec::new())
+        } else {
+            self.dst.exec_counts(&sql).await
+        };
+        let counts = match sent {
+            Ok(c) => c,
+            Err(e) => {
+                let marks = self.marks.clone();
+                self.rollback().await;
+                if e.is_transient() || tags.is_empty() {
+                    return Err(e);
+                }
+                return Err(self.locate(e, &sql, &tags, &marks).await);
             }
-            return Err(self.locate(e, &sql, &tags, &marks).await);
+        };
+        if expects.is_empty() {
+            return Ok(());
+        }
+        if counts.len() != stmts {
+            self.rollback().await;
+            return Err(Error::definite(format!(
+                "applying changes: {stmts} statements were sent but {} results came back, \
+                 so Ferry cannot tell whether every change found its row",
+                counts.len()
+            ))
+            .with_hint("this is a bug in Ferry: report it with the task's log"));
+        }
+        for e in expects {
+            if counts[e.stmt] > 0 {
+                continue;
+            }
+            if e.keyless {
+                self.rollback().await;
+                return Err(Error::definite(format!(
+                    "{}: {} from the source matched no row on the target ({}); the table has \
+                     no primary key, so rows are matched on every column, and the target holds no \
+                     row equal to the source's old row ({})",
+                    e.table, e.what, e.at, e.row
+                ))
+                .with_hint(
+                    "the target's copy of this table differs from the source (changed on the target, \
+                     or copied differently): run `ferry compare`, then copy the table again \
+                     (existing_data: drop); a primary key on the source table avoids matching on \
+                     every column",
+                ));
+            }
+            self.open_unmatched += 1;
+            tracing::warn!(
+                table = %e.table,
+                "{}: {} from the source found no row with its key on the target ({}); \
+                 row ({}) — counted as unmatched",
+                e.table,
+                e.what,
+                e.at,
+                e.row
+            );
         }
         Ok(())
     }
@@ -534,7 +774,6 @@ impl Applier {
             cols.join(", "),
             p.rows.join(", ")
         );
-        let start = self.buf.len();
         if !p.shape.key.is_empty() {
             let key: HashSet<usize> = p.shape.key.iter().copied().collect();
             let rest: Vec<&String> = cols
@@ -572,15 +811,14 @@ impl Applier {
                 }
             }
         }
-        self.buf.push_str(&sql);
+        let span = self.add(&sql);
         self.tags.push(Tag {
-            span: start..self.buf.len(),
+            span,
             table: p.target,
             source: p.shape.table.clone(),
             from: p.from,
             rows: p.rows,
         });
-        self.buf.push_str(";\n");
         Ok(())
     }
 
@@ -595,18 +833,16 @@ impl Applier {
         table: Option<(&TableId, &TableId)>,
     ) -> Result<()> {
         self.flush_insert()?;
-        let start = self.buf.len();
-        self.buf.push_str(&stmt);
+        let span = self.add(&stmt);
         if let Some((t, source)) = table {
             self.tags.push(Tag {
-                span: start..self.buf.len(),
+                span,
                 table: t.clone(),
                 source: source.clone(),
                 from: vec![self.mark()],
                 rows: Vec::new(),
             });
         }
-        self.buf.push_str(";\n");
         if self.buf.len() >= FLUSH_BYTES {
             self.send().await?;
         }
@@ -700,22 +936,22 @@ impl Applier {
                                 })
                                 .collect(),
                         };
-                        let pred = self.predicate(shape, &old_row)?;
+                        let pred = self.predicate(shape, &target, &old_row)?;
                         let stmt = self.one_row_statement(
                             &t,
                             &format!("UPDATE {t} SET {}", sets.join(", ")),
                             &pred,
                             one_row,
                         );
-                        self.push_tagged(stmt, Some((&target, &shape.table)))
+                        self.push_checked(stmt, shape, &target, "an UPDATE", &old_row)
                             .await?;
                     }
                 }
             }
             RowOp::Delete(old) => {
-                let pred = self.predicate(shape, &old)?;
+                let pred = self.predicate(shape, &target, &old)?;
                 let stmt = self.one_row_statement(&t, &format!("DELETE FROM {t}"), &pred, one_row);
-                self.push_tagged(stmt, Some((&target, &shape.table)))
+                self.push_checked(stmt, shape, &target, "a DELETE", &old)
                     .await?;
             }
         }
@@ -784,24 +1020,38 @@ impl Applier {
             self.dst.literal(&self.task),
             self.dst.literal(&position.to_string()),
         );
-        self.buf.push_str(&format!(
-            "UPDATE ferry.tasks SET position = {p}, phase = 'incremental', updated_at = {} WHERE task = {t};\n",
+        // changes that must find their row are checked before the COMMIT is sent
+        if !self.expects.is_empty() {
+            self.send().await?;
+        }
+        let tasks = format!(
+            "UPDATE ferry.tasks SET position = {p}, phase = 'incremental', updated_at = {} WHERE task = {t}",
             self.dst.literal(&(now / 1_000_000).to_string())
-        ));
-        self.buf.push_str(&format!(
-            "UPDATE ferry.stream SET source_commit_us = {}, applied_at_us = {now}, txns = txns + {}, row_changes = row_changes + {} WHERE task = {t};\n",
+        );
+        self.add(&tasks);
+        let unmatched = if self.open_unmatched > 0 {
+            format!(", unmatched = unmatched + {}", self.open_unmatched)
+        } else {
+            String::new()
+        };
+        let stream = format!(
+            "UPDATE ferry.stream SET source_commit_us = {}, applied_at_us = {now}, txns = txns + {}, row_changes = row_changes + {}{unmatched} WHERE task = {t}",
             commit_time_us.map(|v| v.to_string()).unwrap_or_else(|| "source_commit_us".into()),
             self.open_txns,
             self.open_rows,
-        ));
+        );
+        self.add(&stream);
         self.buf.push_str("COMMIT");
+        self.stmts += 1;
         self.send().await?;
         self.in_txn = false;
         self.marks.clear();
         self.applied.txns += self.open_txns;
         self.applied.rows += self.open_rows;
+        self.applied.unmatched += self.open_unmatched;
         self.open_txns = 0;
         self.open_rows = 0;
+        self.open_unmatched = 0;
         Ok(())
     }
 
@@ -810,6 +1060,9 @@ impl Applier {
         self.buf.clear();
         self.tags.clear();
         self.marks.clear();
+        self.stmts = 0;
+        self.expects.clear();
+        self.open_unmatched = 0;
         self.insert = None;
         if self.in_txn {
             let _ = self.dst.exec("ROLLBACK").await;
@@ -877,6 +1130,40 @@ fn unescape_load_data(s: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_images_are_bounded() {
+        let col = |i: usize| Column {
+            name: format!("c{i}"),
+            native_type: "text".into(),
+            logical: LogicalType::Text,
+            nullable: true,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            comment: None,
+            charset: None,
+        };
+        let shape = Shape {
+            table: TableId::new("s", "t"),
+            columns: (0..3).map(col).collect(),
+            key: vec![],
+        };
+        let row = vec![Value::Int(1), Value::Bytes(b"ef\0\0".to_vec()), Value::Null];
+        assert_eq!(
+            Applier::row_image(&shape, &row),
+            "c0=1, c1=0x65660000, c2=NULL"
+        );
+        let wide = Shape {
+            columns: (0..100).map(col).collect(),
+            ..shape
+        };
+        let row: Vec<Value> = (0..100).map(|_| Value::Text("é".repeat(200))).collect();
+        let image = Applier::row_image(&wide, &row);
+        assert!(image.len() <= MAX_ROW_IMAGE + 4, "{}", image.len());
+        assert!(image.ends_with(" …"));
+    }
 
     #[test]
     fn load_data_unescape() {

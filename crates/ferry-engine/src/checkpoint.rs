@@ -23,6 +23,18 @@ pub async fn ensure(conn: &mut Conn) -> Result<()> {
     ] {
         conn.exec(ddl).await?;
     }
+    // added after the first release: targets set up earlier lack the column
+    let unmatched = "SELECT 1 FROM information_schema.columns WHERE table_schema = 'ferry' \
+                     AND table_name = 'stream' AND column_name = 'unmatched'";
+    if conn.query_text(unmatched).await?.is_empty() {
+        let add = "ALTER TABLE ferry.stream ADD COLUMN unmatched bigint NOT NULL DEFAULT 0";
+        if let Err(e) = conn.exec(add).await {
+            // another run may have added it at the same moment
+            if conn.query_text(unmatched).await?.is_empty() {
+                return Err(e);
+            }
+        }
+    }
     Ok(())
 }
 

@@ -87,6 +87,28 @@ impl Conn {
         }
     }
 
+    /// Runs statements; returns how many rows each one matched (UPDATE/DELETE),
+    /// affected (INSERT) or returned, in order (0 for the others).
+    pub async fn exec_counts(&mut self, sql: &str) -> Result<Vec<u64>> {
+        match self {
+            Conn::Pg(c) => {
+                let msgs = c
+                    .client
+                    .simple_query(sql)
+                    .await
+                    .map_err(ferry_postgres::conn::classify)?;
+                Ok(msgs
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(n),
+                        _ => None,
+                    })
+                    .collect())
+            }
+            Conn::My(c) => c.exec_counts(sql).await,
+        }
+    }
+
     /// Runs a query; every cell as optional text.
     pub async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         match self {

@@ -366,7 +366,11 @@ async fn commit_group(
 ) -> Result<()> {
     let rows = applier.open_rows();
     let txns = applier.open_txns();
+    let unmatched = applier.applied.unmatched;
     applier.commit(position, commit_time).await?;
+    metrics
+        .unmatched
+        .fetch_add(applier.applied.unmatched - unmatched, Ordering::Relaxed);
     metrics
         .bytes
         .fetch_add(applier.take_open_bytes(), Ordering::Relaxed);

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub lag_us: AtomicI64,
     /// Recoveries from transient faults.
     pub recoveries: AtomicU64,
+    /// Changes to keyed tables that found no row on the target.
+    pub unmatched: AtomicU64,
     /// Bytes moved: the full copy's tables (source size) and the applied changes.
     pub bytes: AtomicU64,
     state: Mutex<String>,
@@ -137,6 +139,18 @@ pub fn render_all(tasks: &[&Metrics]) -> String {
                 "ferry_lag_seconds{{task=\"{}\"}} {:.3}\n",
                 m.label(),
                 m.lag_us.load(Ordering::Relaxed) as f64 / 1e6
+            )
+        },
+    );
+    family(
+        "ferry_unmatched_changes_total",
+        "counter",
+        "Deletes and key-changing updates of keyed tables that found no row on the target.",
+        &|m| {
+            format!(
+                "ferry_unmatched_changes_total{{task=\"{}\"}} {}\n",
+                m.label(),
+                m.unmatched.load(Ordering::Relaxed)
             )
         },
     );

@@ -26,6 +26,8 @@ pub struct Status {
     pub txns: u64,
     /// Row changes applied.
     pub rows: u64,
+    /// Changes to keyed tables that found no row on the target (logged as warnings).
+    pub unmatched: u64,
     /// Seconds since the target last recorded progress.
     pub updated_seconds_ago: Option<f64>,
     /// PostgreSQL slot `wal_status` and whether a process streams from it.
@@ -70,7 +72,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
     let t = dst.literal(&spec.name);
     let rows = dst
         .query_text(&format!(
-            "SELECT state, reason, source_commit_us, applied_at_us, txns, row_changes FROM ferry.stream WHERE task = {t}"
+            "SELECT state, reason, source_commit_us, applied_at_us, txns, row_changes, unmatched FROM ferry.stream WHERE task = {t}"
         ))
         .await?;
     let now_us = crate::apply::now_us();
@@ -85,6 +87,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
             .map(|a| (now_us - a) as f64 / 1e6);
         st.txns = r[4].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
         st.rows = r[5].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        st.unmatched = r[6].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
     }
     let head = match crate::incremental::source_head(spec).await {
         Ok(h) => Some(h),

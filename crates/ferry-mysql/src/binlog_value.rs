@@ -218,7 +218,16 @@ pub fn convert(v: Option<BinlogValue<'_>>, col: &Column) -> Result<Value, String
             other => return Err(bad(&other)),
         },
         LogicalType::Bytes => match v {
-            My::Bytes(b) => Value::Bytes(b),
+            My::Bytes(mut b) => {
+                // the binlog strips BINARY(n)'s trailing 0x00 padding; the stored
+                // value (what SELECT and the full copy read) has all n bytes
+                if let Some(n) = crate::types::fixed_binary_len(&col.native_type) {
+                    if b.len() < n {
+                        b.resize(n, 0);
+                    }
+                }
+                Value::Bytes(b)
+            }
             other => return Err(bad(&other)),
         },
         LogicalType::Json => match v {
@@ -306,6 +315,44 @@ mod tests {
         assert_eq!(
             convert(Some(BinlogValue::Value(My::Bytes(raw.clone()))), &g).unwrap(),
             Value::Bytes(raw)
+        );
+    }
+
+    #[test]
+    fn binary_n_gets_its_padding_back() {
+        let col = |native: &str| Column {
+            name: "b".into(),
+            native_type: native.into(),
+            logical: LogicalType::Bytes,
+            nullable: true,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            charset: Some("binary".into()),
+            comment: None,
+        };
+        let cell = |b: &[u8]| Some(BinlogValue::Value(My::Bytes(b.to_vec())));
+        assert_eq!(
+            convert(cell(b"ef"), &col("binary(4)")).unwrap(),
+            Value::Bytes(b"ef\0\0".to_vec())
+        );
+        assert_eq!(
+            convert(cell(b""), &col("binary(3)")).unwrap(),
+            Value::Bytes(vec![0, 0, 0])
+        );
+        assert_eq!(
+            convert(cell(b"abcd"), &col("binary(4)")).unwrap(),
+            Value::Bytes(b"abcd".to_vec())
+        );
+        // VARBINARY and BLOB keep exactly what was stored
+        assert_eq!(
+            convert(cell(b"e\0"), &col("varbinary(4)")).unwrap(),
+            Value::Bytes(b"e\0".to_vec())
+        );
+        assert_eq!(
+            convert(cell(b""), &col("blob")).unwrap(),
+            Value::Bytes(vec![])
         );
     }
 

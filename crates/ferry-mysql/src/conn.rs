@@ -99,6 +99,24 @@ impl MyConn {
         self.conn.query_drop(sql).await.map_err(classify)
     }
 
+    /// Runs statements; returns how many rows each one matched, in order. An UPDATE
+    /// counts the rows it *matched* (the server's affected count leaves out rows
+    /// whose values were already the new ones), so a statement that found its row
+    /// never reads as one that did not.
+    pub async fn exec_counts(&mut self, sql: &str) -> Result<Vec<u64>> {
+        let mut result = self.conn.query_iter(sql).await.map_err(classify)?;
+        let mut counts = Vec::new();
+        loop {
+            counts.push(matched_rows(&result.info(), result.affected_rows()));
+            if result.is_empty() {
+                break;
+            }
+            // consumes this result set and steps to the next one
+            let _: Vec<mysql_async::Row> = result.collect().await.map_err(classify)?;
+        }
+        Ok(counts)
+    }
+
     /// Runs a query and returns every cell as optional text.
     pub async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         let rows: Vec<mysql_async::Row> = self.conn.query(sql).await.map_err(classify)?;
@@ -189,4 +207,29 @@ pub async fn ensure_database(
             )
     })?;
     Ok(true)
+}
+
+/// Rows a statement matched: an UPDATE's info text says `Rows matched: N  Changed: M
+/// Warnings: W`; other statements report what they affected.
+fn matched_rows(info: &str, affected: u64) -> u64 {
+    info.strip_prefix("Rows matched:")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(affected)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn matched_rows_of_an_update() {
+        assert_eq!(
+            super::matched_rows("Rows matched: 1  Changed: 0  Warnings: 0", 0),
+            1
+        );
+        assert_eq!(super::matched_rows("", 3), 3);
+        assert_eq!(
+            super::matched_rows("Records: 2  Duplicates: 0  Warnings: 0", 2),
+            2
+        );
+    }
 }

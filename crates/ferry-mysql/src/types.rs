@@ -97,6 +97,20 @@ pub fn is_spatial(ty: &LogicalType) -> bool {
     ))
 }
 
+/// The length of a fixed-length `BINARY(n)` column (`None` for every other type).
+/// MySQL/MariaDB store BINARY values padded with 0x00 to `n` bytes, but the binlog
+/// carries them with the trailing zeros stripped: a reader must pad them again.
+pub fn fixed_binary_len(column_type: &str) -> Option<usize> {
+    let t = column_type.trim().to_ascii_lowercase();
+    let rest = t.strip_prefix("binary")?.trim_start();
+    if rest.is_empty() {
+        // BINARY without a length is BINARY(1)
+        return Some(1);
+    }
+    let n = rest.strip_prefix('(')?.split_once(')')?.0;
+    n.trim().parse().ok()
+}
+
 /// The SELECT expression that reads a column exactly: FLOAT is widened to DOUBLE
 /// because the text protocol prints FLOAT with only 6 significant digits.
 pub fn select_expr(quoted: &str, ty: &LogicalType) -> String {
@@ -352,6 +366,16 @@ mod tests {
         assert_eq!(fit_declared_float(&Value::F32(1.5), 10, 2).unwrap(), None);
         assert!(fit_declared_float(&Value::F32(2e8), 10, 2).is_err());
         assert_eq!(fit_declared_float(&Value::F64(99.99), 4, 2).unwrap(), None);
+    }
+
+    #[test]
+    fn binary_lengths() {
+        assert_eq!(fixed_binary_len("binary(4)"), Some(4));
+        assert_eq!(fixed_binary_len("BINARY(16)"), Some(16));
+        assert_eq!(fixed_binary_len("binary"), Some(1));
+        assert_eq!(fixed_binary_len("varbinary(4)"), None);
+        assert_eq!(fixed_binary_len("blob"), None);
+        assert_eq!(fixed_binary_len("char(4)"), None);
     }
 
     #[test]

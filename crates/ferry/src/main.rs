@@ -345,6 +345,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "  applied totals: {} transactions, {} row changes",
                 st.txns, st.rows
             );
+            if st.unmatched > 0 {
+                println!(
+                    "  unmatched:      {} change(s) to keyed tables found no row on the target (see the run's warnings)",
+                    st.unmatched
+                );
+            }
             if let Some(u) = st.updated_seconds_ago {
                 println!("  last applied:   {u:.1} s ago");
             }

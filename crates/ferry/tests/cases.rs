@@ -16,6 +16,8 @@
 //! same expected content. A streamed case with `expect_error.txt` must copy what is
 //! above the line and then fail with that error while streaming (or backfilling) the
 //! rest.
+//!
+//! `FERRY_CASE=<part of a case name>` runs only the cases whose name contains it.
 
 mod common;
 
@@ -217,6 +219,13 @@ async fn run_pair(source: &str, target: &str, path: Route) {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
+        // FERRY_CASE=<name part> runs only the matching cases (while working on one)
+        .filter(|p| {
+            std::env::var("FERRY_CASE").map_or(true, |f| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(f.as_str()))
+            })
+        })
         .filter(|p| {
             let sql = std::fs::read_to_string(p.join("source.sql")).unwrap_or_default();
             let task = std::fs::read_to_string(p.join("task.yaml")).unwrap_or_default();
