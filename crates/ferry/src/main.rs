@@ -10,6 +10,7 @@ use ferry_engine::{compare, full::default_jobs, RunOptions, Summary};
 use std::path::{Path, PathBuf};
 
 mod client;
+mod log;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -153,14 +154,7 @@ async fn run_node(cfg: ferry_service::server::NodeConfig) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    log::init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
