@@ -1,0 +1,173 @@
+//! What a user sees: log lines fit for files and collectors, connection failures
+//! that each name their own fix, and `ferry check` / `status` / `compare` wording.
+
+mod common;
+
+use common::{task_file, text};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+/// Runs `ferry` with stdout and stderr captured (pipes, never a terminal).
+fn ferry_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    c.args(args).env("FERRY_LOG", "info").env_remove("NO_COLOR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run ferry")
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A listener on 127.0.0.1 that answers every connection with `reply` (after reading
+/// what the client sends first, if anything) and closes it.
+fn answering(reply: &'static [u8]) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                .ok();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(reply);
+        }
+    });
+    port
+}
+
+/// A task file whose source is `source` and whose target is a real test database.
+async fn task_with_source(dir: &std::path::Path, source: &str) -> String {
+    let dst = ferry_testkit::fresh_pg_database("uf_dst").await;
+    task_file(dir, source, &dst, "")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_lines_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!("postgres://postgres@127.0.0.1:{}/x", closed_port());
+    let task = task_with_source(dir.path(), &src).await;
+    let out = ferry_env(&["run", &task], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("INFO"), "{err}");
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "colour codes in a pipe: {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_lines_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!("postgres://postgres@127.0.0.1:{}/x", closed_port());
+    let task = task_with_source(dir.path(), &src).await;
+    let out = ferry_env(&["run", &task], &[("FERRY_LOG_FORMAT", "json")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let info = lines
+        .iter()
+        .find(|v| v["level"] == "INFO")
+        .unwrap_or_else(|| panic!("no INFO line: {err}"));
+    assert!(
+        info["message"].as_str().unwrap().starts_with("task "),
+        "{info}"
+    );
+    assert!(info["timestamp"].as_str().is_some(), "{info}");
+    assert!(!out.stderr.contains(&0x1b), "{err:?}");
+}
+
+/// `ferry check`'s output for a task whose source is `source`.
+async fn check_source(source: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let task = task_with_source(dir.path(), source).await;
+    let out = ferry_env(&["check", &task], &[]);
+    assert!(!out.status.success());
+    text(&out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_asks_whether_the_server_runs() {
+    for scheme in ["postgres", "mysql"] {
+        let port = closed_port();
+        let out = check_source(&format!("{scheme}://root@127.0.0.1:{port}/x")).await;
+        assert!(out.contains("connection refused"), "{out}");
+        assert!(
+            out.contains(&format!("nothing accepts connections at 127.0.0.1:{port}")),
+            "{out}"
+        );
+        assert!(out.contains("server running"), "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn something_else_at_the_port_is_named_so() {
+    for (scheme, name) in [
+        ("postgres", "not PostgreSQL"),
+        ("mysql", "not MySQL/MariaDB"),
+    ] {
+        let port = answering(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        let out = check_source(&format!("{scheme}://root@127.0.0.1:{port}/x")).await;
+        assert!(
+            out.contains(&format!(
+                "something at 127.0.0.1:{port} answered, but it is {name}"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("grant"), "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_points_at_the_password() {
+    // MariaDB: the test server's root has an empty password
+    let db = ferry_testkit::fresh_mysql_database("uf_pw").await;
+    let url = db.url().replace("mysql://root@", "mysql://root:wrong@");
+    let out = check_source(&url).await;
+    assert!(out.contains("authentication failed"), "{out}");
+    assert!(out.contains("FERRY_SOURCE_PASSWORD"), "{out}");
+    assert!(!out.contains("grant") && !out.contains("wrong"), "{out}");
+
+    // PostgreSQL (the test server trusts everyone): a server that refuses the password
+    // as PostgreSQL does, with SQLSTATE 28P01
+    let mut msg = Vec::new();
+    for (k, v) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "28P01"),
+        (b'M', "password authentication failed for user \"app\""),
+    ] {
+        msg.push(k);
+        msg.extend_from_slice(v.as_bytes());
+        msg.push(0);
+    }
+    msg.push(0);
+    let mut reply = vec![b'E'];
+    reply.extend_from_slice(&(msg.len() as u32 + 4).to_be_bytes());
+    reply.extend_from_slice(&msg);
+    let port = answering(Box::leak(reply.into_boxed_slice()));
+    let out = check_source(&format!("postgres://app:secret@127.0.0.1:{port}/x")).await;
+    assert!(out.contains("authentication failed"), "{out}");
+    assert!(out.contains("pg_hba.conf"), "{out}");
+    assert!(!out.contains("grant") && !out.contains("secret"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_database_says_create_it() {
+    let pg = ferry_testkit::postgres();
+    let out = check_source(&pg.url_for("no_such_db_here")).await;
+    assert!(out.contains("database does not exist"), "{out}");
+    assert!(out.contains("CREATE DATABASE \"no_such_db_here\""), "{out}");
+}
