@@ -171,3 +171,51 @@ async fn a_missing_database_says_create_it() {
     assert!(out.contains("database does not exist"), "{out}");
     assert!(out.contains("CREATE DATABASE \"no_such_db_here\""), "{out}");
 }
+
+/// `ferry check` on a keyless, never analysed PostgreSQL table: the item's title
+/// agrees with its detail, the row estimate is not 0, one table is "1 table", and what
+/// check says about REPLICA IDENTITY is what the run then reports it did.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_wording_agrees_with_itself_and_with_the_run() {
+    let src = ferry_testkit::fresh_pg_database("uf_chk_src").await;
+    let dst = ferry_testkit::fresh_pg_database("uf_chk_dst").await;
+    ferry_testkit::pg_exec(
+        &src,
+        "CREATE TABLE events_log (at timestamptz, what text);
+         INSERT INTO events_log SELECT now(), 'e' || g FROM generate_series(1, 1000) g;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task_file(dir.path(), &src, &dst, "");
+    let yaml = std::fs::read_to_string(&task)
+        .unwrap()
+        .replace("mode: full\n", "mode: full+incremental\n");
+    std::fs::write(&task, yaml).unwrap();
+    let out = text(&ferry_env(&["check", &task], &[]));
+    assert!(out.contains("1 table, about 1000 rows"), "{out}");
+    for line in out.lines() {
+        assert!(
+            !(line.contains("has a primary key") && line.contains("no primary key")),
+            "{line}"
+        );
+    }
+    assert!(
+        out.contains("public.events_log without a primary key"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`ferry run` sets REPLICA IDENTITY FULL"),
+        "{out}"
+    );
+    let run = ferry_env(&["run", "--quiet", "--exit-when-caught-up", &task], &[]);
+    let run_out = text(&run);
+    assert!(run.status.success(), "{run_out}");
+    assert!(
+        run_out.contains("Ferry set REPLICA IDENTITY FULL on it"),
+        "{run_out}"
+    );
+    assert!(
+        !run_out.contains("set REPLICA IDENTITY FULL on the source so"),
+        "{run_out}"
+    );
+}
