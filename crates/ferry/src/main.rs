@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ferry_core::{redact::redact, TaskSpec};
+use ferry_core::{redact::redact, spec::Kind, TaskSpec};
 use ferry_engine::incremental::StreamOptions;
 use ferry_engine::metrics::Metrics;
 use ferry_engine::task::{end_task, run_task};
@@ -233,6 +233,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             metrics_addr,
         } => {
             let spec = load(&task)?;
+            if spec.kind != Kind::Migration {
+                eprintln!("{}", run_refuses_kind(&spec, &task));
+                return Ok(ExitCode::from(2));
+            }
             let jobs = jobs
                 .or(spec.jobs)
                 .unwrap_or_else(default_jobs)
@@ -315,6 +319,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(r) = &st.reason {
                 println!("  reason:         {}", redact(r));
             }
+            if st.phase == "ended" {
+                // an ended task applies nothing more: its position is final, no lag
+                println!("  final position: {}", st.applied.as_deref().unwrap_or("-"));
+                println!(
+                    "  applied totals: {} transactions, {} row changes",
+                    st.txns, st.rows
+                );
+                if let Some(s) = &st.slot {
+                    println!("  slot:           {s}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("  applied:        {}", st.applied.as_deref().unwrap_or("-"));
             println!(
                 "  source at:      {}",
@@ -364,14 +380,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             let mut differ = 0;
+            // the run's summary names target tables: name both when a rename applies
+            let names: Vec<String> = verdicts
+                .iter()
+                .map(|v| {
+                    if v.source == v.target {
+                        v.source.to_string()
+                    } else {
+                        format!("{} → {}", v.source, v.target)
+                    }
+                })
+                .collect();
+            let width = names
+                .iter()
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(40);
             println!(
-                "{:<40} {:>12} {:>12}  verdict",
-                "table", "source rows", "target rows"
+                "{:<width$} {:>12} {:>12}  verdict",
+                "table (source → target)", "source rows", "target rows"
             );
-            for v in &verdicts {
+            for (v, name) in verdicts.iter().zip(&names) {
                 println!(
-                    "{:<40} {:>12} {:>12}  {}",
-                    v.source.to_string(),
+                    "{:<width$} {:>12} {:>12}  {}",
+                    name,
                     v.source_rows,
                     v.target_rows,
                     if v.equal { "equal" } else { "differs" }
@@ -414,6 +447,26 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Why `ferry run` does not run a sync or DR task, and what does. Such tasks need
+/// what only the service provides (adding tables while streaming; switchover and
+/// failover); running one as a one-off migration would silently drop that.
+fn run_refuses_kind(spec: &TaskSpec, file: &Path) -> String {
+    let id = spec.kind.id();
+    format!(
+        "error: {} is a `kind: {id}` task; `ferry run` runs migration tasks only \
+         ({id} tasks need the service: {})\n  \
+         hint: start the service (`ferry serve`) and create the task there: \
+         `ferry task create -f {}`; or set `kind: migration` to run this file once here",
+        spec.name,
+        if id == "dr" {
+            "switchover and failover"
+        } else {
+            "adding and removing tables while it streams"
+        },
+        file.display()
+    )
 }
 
 fn print_full(s: &Summary) {

@@ -219,3 +219,68 @@ async fn check_wording_agrees_with_itself_and_with_the_run() {
         "{run_out}"
     );
 }
+
+/// `ferry run` does not run a sync or DR task as a migration: it says which command
+/// does.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_refuses_sync_and_dr_tasks_naming_the_service_command() {
+    for kind in ["sync", "dr"] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = format!("postgres://postgres@127.0.0.1:{}/x", closed_port());
+        let task = task_with_source(dir.path(), &src).await;
+        let yaml = std::fs::read_to_string(&task)
+            .unwrap()
+            .replace("kind: migration", &format!("kind: {kind}"));
+        std::fs::write(&task, yaml).unwrap();
+        let out = ferry_env(&["run", &task], &[]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        assert!(t.contains(&format!("`kind: {kind}` task")), "{t}");
+        assert!(t.contains(&format!("ferry task create -f {task}")), "{t}");
+        assert!(!t.contains("cannot connect"), "it ran: {t}");
+    }
+}
+
+/// After `ferry end` the status shows the final position and no lag, however far the
+/// source moves on; `ferry compare` names source and target tables when a rename
+/// makes them differ (the run's summary names target tables).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ended_task_has_no_lag_and_compare_names_both_tables() {
+    let src = ferry_testkit::fresh_pg_database("uf_end_src").await;
+    let dst = ferry_testkit::fresh_pg_database("uf_end_dst").await;
+    ferry_testkit::pg_exec(
+        &src,
+        "CREATE TABLE acct (id int PRIMARY KEY, v int); INSERT INTO acct SELECT g, g FROM generate_series(1, 100) g;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task_file(
+        dir.path(),
+        &src,
+        &dst,
+        "objects:\n  rename: { public: app }\n",
+    );
+    let yaml = std::fs::read_to_string(&task)
+        .unwrap()
+        .replace("mode: full\n", "mode: full+incremental\n");
+    std::fs::write(&task, yaml).unwrap();
+    let run = ferry_env(&["run", "--quiet", "--exit-when-caught-up", &task], &[]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("app.acct"), "{}", text(&run));
+
+    let cmp = text(&ferry_env(&["compare", &task], &[]));
+    assert!(cmp.contains("public.acct → app.acct"), "{cmp}");
+
+    let end = ferry_env(&["end", &task], &[]);
+    assert!(end.status.success(), "{}", text(&end));
+    ferry_testkit::pg_exec(
+        &src,
+        "INSERT INTO acct SELECT g, g FROM generate_series(101, 200) g;",
+    )
+    .await;
+    let st = text(&ferry_env(&["status", &task], &[]));
+    assert!(st.contains("phase:          ended"), "{st}");
+    assert!(st.contains("final position: "), "{st}");
+    assert!(!st.contains("lag:") && !st.contains("behind:"), "{st}");
+    assert!(!st.contains("missing"), "{st}");
+}
