@@ -31,11 +31,27 @@ pub async fn run_task(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<TaskOutcome> {
+    run_task_reporting(spec, opts, stream_opts, metrics, shutdown, |_, _| {}).await
+}
+
+/// Runs the task's phases, calling `copied` with the copy's summary and warnings as
+/// soon as the copy ends, before the stream starts (a full+incremental run streams
+/// until stopped: its user wants the copy's outcome and snapshot position then, not
+/// at Ctrl-C).
+pub async fn run_task_reporting(
+    spec: &TaskSpec,
+    opts: &RunOptions,
+    stream_opts: &StreamOptions,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    mut copied: impl FnMut(&Summary, &[String]),
+) -> Result<TaskOutcome> {
     let mut out = TaskOutcome::default();
     if spec.mode == Mode::Full {
         metrics.set_state("full");
         let summary = run_full(spec, opts, None).await?;
         count_copied(&metrics, &summary);
+        copied(&summary, &[]);
         out.full = Some(summary);
         return Ok(out);
     }
@@ -63,6 +79,7 @@ pub async fn run_task(
             Mode::FullIncremental => {
                 let (summary, warnings) = full_with_handoff(spec, opts, phase.is_some()).await?;
                 count_copied(&metrics, &summary);
+                copied(&summary, &warnings);
                 out.full = Some(summary);
                 out.warnings = warnings;
             }

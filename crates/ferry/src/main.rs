@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use ferry_core::{redact::redact, spec::Kind, TaskSpec};
 use ferry_engine::incremental::StreamOptions;
 use ferry_engine::metrics::Metrics;
-use ferry_engine::task::{end_task, run_task};
+use ferry_engine::task::{end_task, run_task_reporting};
 use ferry_engine::{compare, full::default_jobs, RunOptions, Summary};
 use std::path::{Path, PathBuf};
 
@@ -263,12 +263,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 exit_when_caught_up,
                 quiet,
             };
-            let outcome = match run_task(
+            let streams = spec.mode != ferry_core::Mode::Full;
+            let outcome = match run_task_reporting(
                 &spec,
                 &RunOptions { jobs, quiet },
                 &stream_opts,
                 metrics,
                 stop_rx,
+                |summary, warnings| {
+                    // printed as the copy ends: a streaming run may go on for days
+                    print_full(summary);
+                    for w in warnings {
+                        println!("warning: {w}");
+                    }
+                    if streams {
+                        println!(
+                            "streaming changes from the snapshot position{}",
+                            if exit_when_caught_up {
+                                " until caught up"
+                            } else {
+                                " (Ctrl-C or SIGTERM stops; the next run resumes)"
+                            }
+                        );
+                    }
+                },
             )
             .await
             {
@@ -278,11 +296,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            if let Some(s) = &outcome.full {
-                print_full(s);
-            }
-            for w in &outcome.warnings {
-                println!("warning: {w}");
+            if outcome.full.is_none() {
+                // no copy in this run (mode incremental, or resuming the stream)
+                for w in &outcome.warnings {
+                    println!("warning: {w}");
+                }
             }
             if let Some(s) = &outcome.stream {
                 println!(
@@ -477,10 +495,9 @@ fn print_full(s: &Summary) {
     );
     for t in &s.tables {
         if t.seconds > 0.0 {
-            let rate = t.rows as f64 / t.seconds;
             println!(
                 "{:<40} {:>12} {:>12} {:>9.2} {:>12.0}",
-                t.name, t.rows, t.bytes, t.seconds, rate
+                t.name, t.rows, t.bytes, t.seconds, t.rate
             );
         } else {
             // finished by an earlier, interrupted run

@@ -284,3 +284,72 @@ async fn an_ended_task_has_no_lag_and_compare_names_both_tables() {
     assert!(!st.contains("lag:") && !st.contains("behind:"), "{st}");
     assert!(!st.contains("missing"), "{st}");
 }
+
+/// A full+incremental run prints the copy's summary and snapshot position when the
+/// copy ends, while it goes on streaming (not only at Ctrl-C).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_copy_summary_is_printed_when_streaming_begins() {
+    use std::io::BufRead;
+    let src = ferry_testkit::fresh_mysql_database("uf_sum_src").await;
+    let dst = ferry_testkit::fresh_pg_database("uf_sum_dst").await;
+    ferry_testkit::mysql_exec(
+        &src,
+        "CREATE TABLE acct (id int PRIMARY KEY, v int); INSERT INTO acct SELECT seq, seq FROM seq_1_to_1000;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task_file(
+        dir.path(),
+        &src,
+        &dst,
+        &format!("objects:\n  rename: {{ {}: app }}\n", src.name()),
+    );
+    let yaml = std::fs::read_to_string(&task)
+        .unwrap()
+        .replace("mode: full\n", "mode: full+incremental\n");
+    std::fs::write(&task, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--quiet", &task])
+        .env("FERRY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("streaming changes"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let out = seen.join("\n");
+    assert!(still_running, "the run ended: {out}");
+    assert!(out.contains("app.acct"), "{out}");
+    assert!(out.contains("snapshot position: "), "{out}");
+    assert!(
+        out.contains("streaming changes from the snapshot position"),
+        "{out}"
+    );
+}
