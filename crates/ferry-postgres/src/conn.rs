@@ -27,10 +27,18 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
     if let Some(p) = &ep.password {
         cfg.password(p);
     }
-    let (client, connection) = cfg
-        .connect(NoTls)
-        .await
-        .map_err(|e| classify_connect(e, ep))?;
+    // connect_timeout covers the socket only: a peer that accepts and never answers
+    // would hang the handshake
+    let (client, connection) =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, cfg.connect(NoTls)).await {
+            Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
+            Err(_) => {
+                return Err(ferry_core::connect::ConnectFailure::Timeout.error(
+                    ep,
+                    &format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+                ))
+            }
+        };
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("postgres connection closed: {}", redact(&e.to_string()));
@@ -51,6 +59,9 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
         endpoint: ep.clone(),
     })
 }
+
+/// How long connecting, including the server's answer to the startup, may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Turns a failed connection attempt into an error naming why (wrong password, server
 /// down, not PostgreSQL at that port, database missing, …) with that reason's fix.

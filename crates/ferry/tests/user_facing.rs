@@ -353,3 +353,33 @@ async fn the_copy_summary_is_printed_when_streaming_begins() {
         "{out}"
     );
 }
+
+/// A peer that accepts and never answers is a timeout with its own fix, not a hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_peer_times_out() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for scheme in ["postgres", "mysql"] {
+        let task =
+            task_with_source(dir.path(), &format!("{scheme}://root@127.0.0.1:{port}/x")).await;
+        // both at once: each waits out its timeout
+        runs.push(std::thread::spawn(move || {
+            text(&ferry_env(&["check", &task], &[]))
+        }));
+    }
+    for out in runs.into_iter().map(|r| r.join().unwrap()) {
+        assert!(out.contains("no answer: no handshake within 10 s"), "{out}");
+        assert!(
+            out.contains(&format!("127.0.0.1:{port} did not answer")),
+            "{out}"
+        );
+    }
+}
