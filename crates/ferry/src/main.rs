@@ -435,10 +435,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if differ > 0 {
-                println!("{differ} of {} tables differ", verdicts.len());
+                println!(
+                    "{differ} of {} differ",
+                    plural(verdicts.len() as u64, "table")
+                );
                 Ok(ExitCode::from(1))
             } else {
-                println!("all {} tables equal", verdicts.len());
+                println!(
+                    "{} equal",
+                    if verdicts.len() == 1 {
+                        "the table is".to_string()
+                    } else {
+                        format!("all {} are", plural(verdicts.len() as u64, "table"))
+                    }
+                );
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -487,6 +497,11 @@ fn run_refuses_kind(spec: &TaskSpec, file: &Path) -> String {
     )
 }
 
+/// `1 table`, `2 tables`.
+fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_full(s: &Summary) {
     println!();
     println!(
@@ -513,9 +528,9 @@ fn print_full(s: &Summary) {
         0.0
     };
     println!(
-        "{} tables, {} rows copied in {:.2}s ({:.0} rows/s){}",
-        s.tables.len(),
-        s.rows_this_run,
+        "{}, {} copied in {:.2}s ({:.0} rows/s){}",
+        plural(s.tables.len() as u64, "table"),
+        plural(s.rows_this_run, "row"),
         s.seconds,
         rate,
         if s.resumed {

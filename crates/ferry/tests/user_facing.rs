@@ -270,6 +270,7 @@ async fn an_ended_task_has_no_lag_and_compare_names_both_tables() {
 
     let cmp = text(&ferry_env(&["compare", &task], &[]));
     assert!(cmp.contains("public.acct → app.acct"), "{cmp}");
+    assert!(cmp.contains("the table is equal"), "{cmp}");
 
     let end = ferry_env(&["end", &task], &[]);
     assert!(end.status.success(), "{}", text(&end));
@@ -348,6 +349,7 @@ async fn the_copy_summary_is_printed_when_streaming_begins() {
     assert!(still_running, "the run ended: {out}");
     assert!(out.contains("app.acct"), "{out}");
     assert!(out.contains("snapshot position: "), "{out}");
+    assert!(out.contains("1 table, 1000 rows copied"), "{out}");
     assert!(
         out.contains("streaming changes from the snapshot position"),
         "{out}"
