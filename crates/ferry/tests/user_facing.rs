@@ -130,6 +130,57 @@ async fn something_else_at_the_port_is_named_so() {
     }
 }
 
+/// A PostgreSQL ErrorResponse with `code` and `message`, as a server sends it.
+fn pg_error(code: &str, message: &str) -> &'static [u8] {
+    let mut msg = Vec::new();
+    for (k, v) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        msg.push(k);
+        msg.extend_from_slice(v.as_bytes());
+        msg.push(0);
+    }
+    msg.push(0);
+    let mut reply = vec![b'E'];
+    reply.extend_from_slice(&(msg.len() as u32 + 4).to_be_bytes());
+    reply.extend_from_slice(&msg);
+    Box::leak(reply.into_boxed_slice())
+}
+
+/// A MySQL ERR packet sent instead of the greeting, as a server does for a client
+/// host it does not accept.
+fn my_error(code: u16, message: &str) -> &'static [u8] {
+    let mut payload = vec![0xff];
+    payload.extend_from_slice(&code.to_le_bytes());
+    payload.extend_from_slice(message.as_bytes());
+    let mut reply = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    reply.push(0);
+    reply.extend_from_slice(&payload);
+    Box::leak(reply.into_boxed_slice())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_required_and_host_not_allowed_have_their_own_fix() {
+    let port = answering(pg_error(
+        "28000",
+        "no pg_hba.conf entry for host \"127.0.0.1\", user \"app\", database \"x\", no encryption",
+    ));
+    let out = check_source(&format!("postgres://app@127.0.0.1:{port}/x")).await;
+    assert!(out.contains("the server requires TLS"), "{out}");
+    assert!(out.contains("`host` line, not `hostssl`"), "{out}");
+
+    let port = answering(my_error(
+        1130,
+        "Host '10.1.2.3' is not allowed to connect to this MariaDB server",
+    ));
+    let out = check_source(&format!("mysql://app@127.0.0.1:{port}/x")).await;
+    assert!(out.contains("authentication failed"), "{out}");
+    assert!(out.contains("'app'@'%'"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_password_points_at_the_password() {
     // MariaDB: the test server's root has an empty password
@@ -142,22 +193,10 @@ async fn a_wrong_password_points_at_the_password() {
 
     // PostgreSQL (the test server trusts everyone): a server that refuses the password
     // as PostgreSQL does, with SQLSTATE 28P01
-    let mut msg = Vec::new();
-    for (k, v) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', "28P01"),
-        (b'M', "password authentication failed for user \"app\""),
-    ] {
-        msg.push(k);
-        msg.extend_from_slice(v.as_bytes());
-        msg.push(0);
-    }
-    msg.push(0);
-    let mut reply = vec![b'E'];
-    reply.extend_from_slice(&(msg.len() as u32 + 4).to_be_bytes());
-    reply.extend_from_slice(&msg);
-    let port = answering(Box::leak(reply.into_boxed_slice()));
+    let port = answering(pg_error(
+        "28P01",
+        "password authentication failed for user \"app\"",
+    ));
     let out = check_source(&format!("postgres://app:secret@127.0.0.1:{port}/x")).await;
     assert!(out.contains("authentication failed"), "{out}");
     assert!(out.contains("pg_hba.conf"), "{out}");
