@@ -14,6 +14,28 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Whether log lines are JSON (then every stderr line must be too).
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Writes a command's final error to stderr: `error: …` as text, or as a JSON `ERROR`
+/// line when the log is JSON (a collector parses every stderr line).
+pub fn error(text: &str) {
+    if JSON.get().copied().unwrap_or(false) {
+        tracing::error!("{text}");
+    } else {
+        eprintln!("error: {text}");
+    }
+}
+
+/// Writes a notice to stderr (a plain line, or a JSON `INFO` line).
+pub fn notice(text: &str) {
+    if JSON.get().copied().unwrap_or(false) {
+        tracing::info!("{text}");
+    } else {
+        eprintln!("{text}");
+    }
+}
+
 /// Installs the global subscriber: filter from `FERRY_LOG` (default `info`), format
 /// from `FERRY_LOG_FORMAT` (`text`, the default, or `json`).
 pub fn init() {
@@ -25,7 +47,10 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_target(false);
     match format.trim().to_ascii_lowercase().as_str() {
-        "json" => builder.with_ansi(false).event_format(JsonLines).init(),
+        "json" => {
+            let _ = JSON.set(true);
+            builder.with_ansi(false).event_format(JsonLines).init()
+        }
         other => {
             let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             builder.with_ansi(colour).init();

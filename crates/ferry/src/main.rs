@@ -147,7 +147,7 @@ async fn run_node(cfg: ferry_service::server::NodeConfig) -> Result<ExitCode> {
     match ferry_service::server::run_node(cfg, rx).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            eprintln!("error: {}", redact(&e.to_string()));
+            log::error(&redact(&e.to_string()));
             Ok(ExitCode::from(1))
         }
     }
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", redact(&format!("{e:#}")));
+            log::error(&redact(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -234,7 +234,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let spec = load(&task)?;
             if spec.kind != Kind::Migration {
-                eprintln!("{}", run_refuses_kind(&spec, &task));
+                log::error(&run_refuses_kind(&spec, &task));
                 return Ok(ExitCode::from(2));
             }
             let jobs = jobs
@@ -256,7 +256,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let (stop_tx, stop_rx) = watch::channel(false);
             tokio::spawn(async move {
                 wait_for_signal().await;
-                eprintln!("stopping: finishing the current step (run again to resume)");
+                log::notice("stopping: finishing the current step (run again to resume)");
                 let _ = stop_tx.send(true);
             });
             let stream_opts = StreamOptions {
@@ -292,7 +292,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             {
                 Ok(o) => o,
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     return Ok(ExitCode::from(1));
                 }
             };
@@ -325,7 +325,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let st = match ferry_engine::status::status(&spec).await {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
@@ -383,7 +383,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     Ok(ExitCode::from(1))
                 }
             }
@@ -393,7 +393,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let verdicts = match compare::compare(&spec, spec.chunk_rows).await {
                 Ok(v) => v,
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
@@ -483,7 +483,7 @@ async fn wait_for_signal() {
 fn run_refuses_kind(spec: &TaskSpec, file: &Path) -> String {
     let id = spec.kind.id();
     format!(
-        "error: {} is a `kind: {id}` task; `ferry run` runs migration tasks only \
+        "{} is a `kind: {id}` task; `ferry run` runs migration tasks only \
          ({id} tasks need the service: {})\n  \
          hint: start the service (`ferry serve`) and create the task there: \
          `ferry task create -f {}`; or set `kind: migration` to run this file once here",

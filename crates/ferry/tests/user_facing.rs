@@ -72,11 +72,19 @@ async fn json_log_lines_parse() {
     let task = task_with_source(dir.path(), &src).await;
     let out = ferry_env(&["run", &task], &[("FERRY_LOG_FORMAT", "json")]);
     let err = String::from_utf8_lossy(&out.stderr);
+    // every stderr line, the final error too, is one JSON object
     let lines: Vec<serde_json::Value> = err
         .lines()
-        .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    assert!(
+        lines.iter().any(|v| v["level"] == "ERROR"
+            && v["message"]
+                .as_str()
+                .unwrap()
+                .contains("connection refused")),
+        "{err}"
+    );
     let info = lines
         .iter()
         .find(|v| v["level"] == "INFO")
