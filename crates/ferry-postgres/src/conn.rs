@@ -94,12 +94,13 @@ pub fn classify_connect(e: tokio_postgres::Error, ep: &Endpoint) -> Error {
     } else if let Some(io) = source.and_then(|s| s.downcast_ref::<std::io::Error>()) {
         io_failure(io)
     } else {
+        // the kind's words; the cause (e.g. "password missing") is in `detail`
         let text = e.to_string();
         if text.starts_with("unexpected message") || text.starts_with("error parsing") {
             F::WrongProtocol
         } else if e.is_closed() {
             F::Dropped
-        } else if text.contains("password missing") {
+        } else if detail.contains("password missing") || text.starts_with("authentication") {
             F::Auth
         } else if text.starts_with("timeout") {
             F::Timeout

@@ -209,6 +209,12 @@ async fn a_wrong_password_points_at_the_password() {
     assert!(out.contains("authentication failed"), "{out}");
     assert!(out.contains("pg_hba.conf"), "{out}");
     assert!(!out.contains("grant") && !out.contains("secret"), "{out}");
+
+    // the server asks for a password and the URL and environment give none
+    let port = answering(b"R\0\0\0\x08\0\0\0\x03");
+    let out = check_source(&format!("postgres://app@127.0.0.1:{port}/x")).await;
+    assert!(out.contains("authentication failed"), "{out}");
+    assert!(out.contains("FERRY_SOURCE_PASSWORD"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
