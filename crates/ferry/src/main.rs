@@ -271,14 +271,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 metrics,
                 stop_rx,
                 |summary, warnings| {
-                    // printed as the copy ends: a streaming run may go on for days
-                    print_full(summary);
+                    // printed as the copy ends / the stream starts: a streaming run
+                    // may go on for days
+                    if let Some(summary) = summary {
+                        print_full(summary);
+                    }
                     for w in warnings {
                         println!("warning: {w}");
                     }
                     if streams {
                         println!(
-                            "streaming changes from the snapshot position{}",
+                            "streaming changes{}{}",
+                            if summary.is_some() {
+                                " from the snapshot position"
+                            } else {
+                                ""
+                            },
                             if exit_when_caught_up {
                                 " until caught up"
                             } else {
@@ -296,12 +304,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            if outcome.full.is_none() {
-                // no copy in this run (mode incremental, or resuming the stream)
-                for w in &outcome.warnings {
-                    println!("warning: {w}");
-                }
-            }
             if let Some(s) = &outcome.stream {
                 println!(
                     "incremental: {} transactions, {} row changes applied; position {}; {}",

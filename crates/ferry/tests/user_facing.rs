@@ -343,7 +343,6 @@ async fn an_ended_task_has_no_lag_and_compare_names_both_tables() {
 /// copy ends, while it goes on streaming (not only at Ctrl-C).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_copy_summary_is_printed_when_streaming_begins() {
-    use std::io::BufRead;
     let src = ferry_testkit::fresh_mysql_database("uf_sum_src").await;
     let dst = ferry_testkit::fresh_pg_database("uf_sum_dst").await;
     ferry_testkit::mysql_exec(
@@ -362,43 +361,7 @@ async fn the_copy_summary_is_printed_when_streaming_begins() {
         .unwrap()
         .replace("mode: full\n", "mode: full+incremental\n");
     std::fs::write(&task, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--quiet", &task])
-        .env("FERRY_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !seen
-        .iter()
-        .any(|l: &String| l.starts_with("streaming changes"))
-    {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => seen.push(l),
-            Err(_) => break,
-        }
-    }
-    let still_running = child.try_wait().unwrap().is_none();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let out = seen.join("\n");
+    let (out, still_running) = output_until_streaming(&task);
     assert!(still_running, "the run ended: {out}");
     assert!(out.contains("app.acct"), "{out}");
     assert!(out.contains("snapshot position: "), "{out}");
@@ -437,4 +400,73 @@ async fn a_silent_peer_times_out() {
             "{out}"
         );
     }
+}
+
+/// Starts `ferry run` on `task` and collects its stdout until it says it streams (at
+/// most 120 s); then stops it. Returns the lines and whether it was still running.
+fn output_until_streaming(task: &str) -> (String, bool) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--quiet", task])
+        .env("FERRY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("streaming changes"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    (seen.join("\n"), still_running)
+}
+
+/// A run that streams without copying (the copy was done before) says so, with its
+/// warnings, when the stream starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_stream_says_it_streams_when_it_starts() {
+    let src = ferry_testkit::fresh_pg_database("uf_res_src").await;
+    let dst = ferry_testkit::fresh_pg_database("uf_res_dst").await;
+    ferry_testkit::pg_exec(
+        &src,
+        "CREATE TABLE acct (id int PRIMARY KEY, v int); INSERT INTO acct VALUES (1, 1);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task_file(dir.path(), &src, &dst, "");
+    let yaml = std::fs::read_to_string(&task)
+        .unwrap()
+        .replace("mode: full\n", "mode: full+incremental\n");
+    std::fs::write(&task, yaml).unwrap();
+    let first = ferry_env(&["run", "--quiet", "--exit-when-caught-up", &task], &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let (out, still_running) = output_until_streaming(&task);
+    assert!(still_running, "the run ended: {out}");
+    assert!(out.contains("streaming changes"), "{out}");
+    assert!(!out.contains("snapshot position"), "{out}");
+    assert!(text(&ferry_env(&["end", &task], &[])).contains("ended"));
 }
