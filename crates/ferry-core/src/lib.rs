@@ -6,6 +6,7 @@ pub mod canonical;
 pub mod change;
 pub mod check;
 pub mod chunk;
+pub mod connect;
 pub mod error;
 pub mod lifecycle;
 pub mod position;

@@ -59,7 +59,12 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             items.push(Item::new(
                 "tables selected",
                 true,
-                format!("{} tables, about {rows} rows", t.len()),
+                format!(
+                    "{} table{}, about {rows} row{}",
+                    t.len(),
+                    if t.len() == 1 { "" } else { "s" },
+                    if rows == 1 { "" } else { "s" }
+                ),
                 "",
             ));
             t
@@ -78,9 +83,9 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         if t.primary_key.is_empty() {
             items.push(
                 Item::new(
-                    &format!("{} has a primary key", t.id),
+                    &format!("{} without a primary key", t.id),
                     false,
-                    "no primary key: copied whole (not split in chunks); incremental changes are matched on all columns",
+                    "copied whole (not split in chunks); incremental changes are matched on all columns",
                     "add a primary key on the source if the table has a natural one",
                 )
                 .warning(),
@@ -93,9 +98,9 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         {
             items.push(
                 Item::new(
-                    &format!("{} is transactional", t.id),
+                    &format!("{} storage engine {engine}", t.id),
                     false,
-                    format!("storage engine {engine}: not covered by the consistent snapshot"),
+                    "not transactional: not covered by the consistent snapshot",
                     "ALTER TABLE … ENGINE=InnoDB, or stop writes to it during the copy",
                 )
                 .warning(),
@@ -147,7 +152,8 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
                          identical duplicate rows are interchangeable){}",
                         keyless.join(", "),
                         if spec.source.engine == ferry_core::Engine::Postgres {
-                            "; Ferry sets REPLICA IDENTITY FULL on them"
+                            "; `ferry run` sets REPLICA IDENTITY FULL on them on the source \
+                             (PostgreSQL refuses their UPDATE/DELETE once published without it)"
                         } else {
                             ""
                         }

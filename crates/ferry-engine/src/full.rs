@@ -40,6 +40,9 @@ pub struct TableSummary {
     pub bytes: u64,
     /// Seconds spent copying in this run.
     pub seconds: f64,
+    /// Rows copied in this run per second of `seconds` (what the progress bar shows
+    /// once the table is done).
+    pub rate: f64,
 }
 
 /// Outcome of the run.
@@ -503,6 +506,7 @@ pub async fn run_full(
             rows: t.done.load(Ordering::Relaxed),
             bytes: 0,
             seconds: t.seconds(),
+            rate: t.rate(),
         })
         .collect();
     let sizes: BTreeMap<String, u64> = tables

@@ -141,7 +141,7 @@ pub async fn run_incremental(
                 metrics.set_reason(&e.message);
                 metrics.set_state("recovering");
                 metrics.recoveries.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
+                tracing::warn!(
                     "recovering: {} — retrying in {}s",
                     e.message,
                     backoff.as_secs()
@@ -175,7 +175,7 @@ where
     loop {
         match f().await {
             Err(e) if e.is_transient() => {
-                eprintln!(
+                tracing::warn!(
                     "recovering: {} — retrying in {}s",
                     e.message,
                     backoff.as_secs()
@@ -664,7 +664,7 @@ async fn apply_loop(
             let secs = last_log.elapsed().as_secs_f64();
             let rows = metrics.rows.load(Ordering::Relaxed);
             let txns = metrics.txns.load(Ordering::Relaxed);
-            eprintln!(
+            tracing::info!(
                 "incremental: applied {applied}, {:.0} rows/s, {:.0} txn/s, lag {:.1}s",
                 (rows - logged_rows) as f64 / secs,
                 (txns - logged_txns) as f64 / secs,

@@ -89,6 +89,23 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
         st.rows = r[5].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
         st.unmatched = r[6].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
     }
+    if st.phase == "ended" {
+        // nothing is applied any more: no lag to measure, the applied position is
+        // final; a slot is worth naming only if one is (still) there
+        st.updated_seconds_ago = None;
+        if spec.source.engine == ferry_core::Engine::Postgres {
+            if let Ok(Conn::Pg(pg)) = Conn::open(spec, Role::Source).await {
+                let slot = ferry_postgres::cdc::slot_name(&spec.name);
+                if let Ok(Some(s)) = ferry_postgres::cdc::slot_state(&pg, &slot).await {
+                    st.slot = Some(format!(
+                        "{slot}: still on the source ({}); drop it: SELECT pg_drop_replication_slot('{slot}')",
+                        if s.active { "in use" } else { "unused" }
+                    ));
+                }
+            }
+        }
+        return Ok(st);
+    }
     let head = match crate::incremental::source_head(spec).await {
         Ok(h) => Some(h),
         Err(e) => {

@@ -31,6 +31,21 @@ pub async fn run_task(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<TaskOutcome> {
+    run_task_reporting(spec, opts, stream_opts, metrics, shutdown, |_, _| {}).await
+}
+
+/// Runs the task's phases, calling `report` with the copy's summary (if this run
+/// copied) and the warnings of setting up, as soon as the copy ends or, without a
+/// copy, just before the stream starts (a streaming run goes on until stopped: its
+/// user wants the copy's outcome and snapshot position then, not at Ctrl-C).
+pub async fn run_task_reporting(
+    spec: &TaskSpec,
+    opts: &RunOptions,
+    stream_opts: &StreamOptions,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    mut report: impl FnMut(Option<&Summary>, &[String]),
+) -> Result<TaskOutcome> {
     let mut out = TaskOutcome::default();
     if opts.precheck {
         // before anything is created on either side: no slot, publication or table
@@ -43,6 +58,7 @@ pub async fn run_task(
         metrics.set_state("full");
         let summary = run_full(spec, opts, None).await?;
         count_copied(&metrics, &summary);
+        report(Some(&summary), &[]);
         out.full = Some(summary);
         return Ok(out);
     }
@@ -70,13 +86,17 @@ pub async fn run_task(
             Mode::FullIncremental => {
                 let (summary, warnings) = full_with_handoff(spec, opts, phase.is_some()).await?;
                 count_copied(&metrics, &summary);
+                report(Some(&summary), &warnings);
                 out.full = Some(summary);
                 out.warnings = warnings;
             }
             _ => {
                 out.warnings = start_without_copy(spec, &mut dst).await?;
+                report(None, &out.warnings);
             }
         }
+    } else {
+        report(None, &[]);
     }
     drop(dst);
     if streaming && spec.mode == Mode::FullIncremental {

@@ -28,9 +28,17 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
     if let Some(s) = &ep.socket {
         opts = opts.socket(Some(s.clone()));
     }
-    let mut conn = Conn::new(opts)
-        .await
-        .map_err(|e| classify(e).context(format!("cannot connect to {ep}")))?;
+    // the driver has no connect timeout of its own: a peer that accepts and never
+    // answers would hang the task
+    let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
+        Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
+        Err(_) => {
+            return Err(ferry_core::connect::ConnectFailure::Timeout.error(
+                ep,
+                &format!("no handshake within {} s", CONNECT_TIMEOUT.as_secs()),
+            ))
+        }
+    };
     conn.query_drop(
         "SET NAMES utf8mb4, time_zone = '+00:00', \
          SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO', \
@@ -43,6 +51,49 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
         conn,
         endpoint: ep.clone(),
     })
+}
+
+/// How long a connection attempt may take (the same as for PostgreSQL).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Turns a failed connection attempt into an error naming why (wrong password, server
+/// down, not MySQL at that port, database missing, …) with that reason's fix.
+pub fn classify_connect(e: mysql_async::Error, ep: &Endpoint) -> Error {
+    use ferry_core::connect::{io_failure, ConnectFailure as F};
+    use mysql_async::{DriverError as D, Error as E};
+    let detail = redact(&match &e {
+        E::Server(s) => format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state),
+        other => other.to_string(),
+    });
+    let failure = match &e {
+        E::Server(s) => match s.code {
+            // access denied (password), MariaDB unix_socket/plugin denial, host not allowed
+            1045 | 1698 | 1130 => F::Auth,
+            1049 => F::NoDatabase,
+            // ER_SECURE_TRANSPORT_REQUIRED
+            3159 => F::Tls,
+            _ if s.message.to_ascii_lowercase().contains("secure transport") => F::Tls,
+            // too many connections, no privilege on the database, …: the server's words
+            _ => return classify(e).context(format!("cannot connect to {ep}")),
+        },
+        E::Io(io) => match io {
+            mysql_async::IoError::Io(io) => io_failure(io),
+            #[allow(unreachable_patterns)]
+            _ => F::Tls,
+        },
+        E::Driver(D::ConnectionClosed) => F::Dropped,
+        E::Driver(
+            D::UnexpectedPacket { .. }
+            | D::PacketOutOfOrder
+            | D::PacketTooLarge
+            | D::CantParseServerVersion { .. }
+            | D::BadCompressedPacketHeader,
+        ) => F::WrongProtocol,
+        E::Driver(D::UnknownAuthPlugin { .. } | D::MysqlOldPasswordDisabled) => F::Auth,
+        E::Url(_) => return classify(e),
+        _ => F::Other,
+    };
+    failure.error(ep, &detail)
 }
 
 /// Server error codes worth retrying: lock wait timeout, deadlock, too many

@@ -16,13 +16,24 @@ use ferry_core::{
 const SYSTEM: &str = "n.nspname NOT IN ('pg_catalog','information_schema','ferry') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
 
+/// A table's row count estimate. `reltuples` is -1 until the table is first vacuumed
+/// or analysed (PostgreSQL 14+), which a freshly loaded table often is not: then the
+/// statistics' live-row count, else what the planner itself assumes (the heap's pages
+/// times the rows of the columns' widths a page holds).
+const ROWS_ESTIMATE: &str = "CASE WHEN c.reltuples >= 0 THEN c.reltuples::int8 \
+     WHEN coalesce(pg_stat_get_live_tuples(c.oid), 0) > 0 THEN pg_stat_get_live_tuples(c.oid) \
+     ELSE pg_relation_size(c.oid) / current_setting('block_size')::int8 \
+          * ((current_setting('block_size')::int8 - 24) / (28 + (SELECT coalesce(sum( \
+             CASE WHEN a.attlen > 0 THEN a.attlen ELSE 32 END), 0)::int8 FROM pg_attribute a \
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))) END";
+
 /// Lists the selected user tables with their full definitions.
 pub async fn read_tables(conn: &PgConn, filter: &ObjectFilter) -> Result<Vec<Table>> {
     let c = &conn.client;
     let rows = c
         .query(
             &format!(
-                "SELECT n.nspname::text, c.relname::text, c.oid, greatest(c.reltuples, 0)::int8, \
+                "SELECT n.nspname::text, c.relname::text, c.oid, {ROWS_ESTIMATE}, \
                  pg_total_relation_size(c.oid), obj_description(c.oid, 'pg_class') \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r','p') AND NOT c.relispartition AND {SYSTEM} \

@@ -95,8 +95,8 @@ pub async fn ensure_publication(
                     classify(e).context(format!("setting REPLICA IDENTITY FULL on {}", t.id))
                 })?;
             warnings.push(format!(
-                "{} has no primary key: set REPLICA IDENTITY FULL on the source so its updates and deletes can be replicated \
-                 (rows are matched on every column, one row at a time)",
+                "{} has no primary key: Ferry set REPLICA IDENTITY FULL on it on the source so its updates and deletes \
+                 can be replicated (rows are matched on every column, one row at a time)",
                 t.id
             ));
         }

@@ -27,10 +27,18 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
     if let Some(p) = &ep.password {
         cfg.password(p);
     }
-    let (client, connection) = cfg
-        .connect(NoTls)
-        .await
-        .map_err(|e| classify(e).context(format!("cannot connect to {ep}")))?;
+    // connect_timeout covers the socket only: a peer that accepts and never answers
+    // would hang the handshake
+    let (client, connection) =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, cfg.connect(NoTls)).await {
+            Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
+            Err(_) => {
+                return Err(ferry_core::connect::ConnectFailure::Timeout.error(
+                    ep,
+                    &format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+                ))
+            }
+        };
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("postgres connection closed: {}", redact(&e.to_string()));
@@ -50,6 +58,59 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
         client,
         endpoint: ep.clone(),
     })
+}
+
+/// How long connecting, including the server's answer to the startup, may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Turns a failed connection attempt into an error naming why (wrong password, server
+/// down, not PostgreSQL at that port, database missing, …) with that reason's fix.
+pub fn classify_connect(e: tokio_postgres::Error, ep: &Endpoint) -> Error {
+    use ferry_core::connect::{io_failure, looks_like_dns, ConnectFailure as F};
+    let source = std::error::Error::source(&e);
+    let detail = redact(&match source {
+        Some(s) if e.as_db_error().is_none() => format!("{e}: {s}"),
+        _ => e.to_string(),
+    });
+    let failure = if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let text = db.message().to_ascii_lowercase();
+        if *code == SqlState::INVALID_PASSWORD {
+            F::Auth
+        } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            // pg_hba.conf: "no pg_hba.conf entry for host …, no encryption" when only
+            // hostssl lines would let this user in
+            if text.contains("no encryption") || text.contains("ssl") {
+                F::Tls
+            } else {
+                F::Auth
+            }
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            F::NoDatabase
+        } else {
+            // too many connections, starting up, shutting down, …: the server's own words
+            return classify(e).context(format!("cannot connect to {ep}"));
+        }
+    } else if let Some(io) = source.and_then(|s| s.downcast_ref::<std::io::Error>()) {
+        io_failure(io)
+    } else {
+        // the kind's words; the cause (e.g. "password missing") is in `detail`
+        let text = e.to_string();
+        if text.starts_with("unexpected message") || text.starts_with("error parsing") {
+            F::WrongProtocol
+        } else if e.is_closed() {
+            F::Dropped
+        } else if detail.contains("password missing") || text.starts_with("authentication") {
+            F::Auth
+        } else if text.starts_with("timeout") {
+            F::Timeout
+        } else if looks_like_dns(&detail) {
+            F::Dns
+        } else {
+            F::Other
+        }
+    };
+    failure.error(ep, &detail)
 }
 
 /// Turns a driver error into a classified Ferry error.

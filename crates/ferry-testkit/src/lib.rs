@@ -5,17 +5,22 @@
 //! machine's service instances. One server of each engine is started per workspace
 //! checkout under `target/ferry-testkit/` and shared by every test process (a file lock
 //! serialises start-up; nextest runs each test in its own process). Every test gets a
-//! fresh database of its own. Servers given by `FERRY_TEST_PG_URL` /
-//! `FERRY_TEST_MYSQL_URL` (admin URLs) are used instead when set.
+//! fresh database of its own ([`TestDb`]), dropped again when the test passes and kept
+//! when it fails (for debugging; `FERRY_TEST_KEEP_DBS=1` keeps them always). Servers
+//! given by `FERRY_TEST_PG_URL` / `FERRY_TEST_MYSQL_URL` (admin URLs) are used instead
+//! when set. `ferry-sandbox stop` stops the shared servers (`--clean` also deletes them).
 
 mod proxy;
 mod server;
+mod testdb;
 
 pub use proxy::Proxy;
 pub use server::{
     mariadb, postgres, private_mariadb, private_postgres, private_postgres_with, start_mariadb,
-    start_postgres, start_postgres_with, stop_postgres, Server,
+    start_postgres, start_postgres_with, stop_mariadb, stop_postgres, stop_shared, PrivateServer,
+    Server,
 };
+pub use testdb::TestDb;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -45,8 +50,9 @@ pub fn unique_name(hint: &str) -> String {
     )
 }
 
-/// Creates a fresh PostgreSQL database and returns its URL.
-pub async fn fresh_pg_database(hint: &str) -> String {
+/// Creates a fresh PostgreSQL database; it is dropped when the returned guard is
+/// dropped, unless the test is failing.
+pub async fn fresh_pg_database(hint: &str) -> TestDb {
     let srv = postgres();
     let name = unique_name(hint);
     let (client, conn) = tokio_postgres::connect(&srv.url_for("postgres"), tokio_postgres::NoTls)
@@ -57,11 +63,12 @@ pub async fn fresh_pg_database(hint: &str) -> String {
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await
         .expect("create test database");
-    srv.url_for(&name)
+    TestDb::new("postgres", srv.url_for(&name), name)
 }
 
-/// Creates a fresh MariaDB database and returns its URL.
-pub async fn fresh_mysql_database(hint: &str) -> String {
+/// Creates a fresh MariaDB database; it is dropped when the returned guard is
+/// dropped, unless the test is failing.
+pub async fn fresh_mysql_database(hint: &str) -> TestDb {
     let srv = mariadb();
     let name = unique_name(hint);
     let mut conn = mysql_async::Conn::from_url(srv.url_for(""))
@@ -72,7 +79,7 @@ pub async fn fresh_mysql_database(hint: &str) -> String {
         .await
         .expect("create test database");
     conn.disconnect().await.ok();
-    srv.url_for(&name)
+    TestDb::new("mysql", srv.url_for(&name), name)
 }
 
 /// Runs SQL (many statements) on a PostgreSQL URL.

@@ -211,29 +211,65 @@ pub fn start_postgres_with(dir: &Path, port: u16, extra: &str) {
         .stdin(Stdio::null()));
 }
 
+/// A server of the calling test's own. Derefs to [`Server`]. Dropping it stops the
+/// server, and deletes its files unless the test is failing (they are kept for
+/// debugging; the next start of the same name deletes them).
+#[derive(Debug)]
+pub struct PrivateServer(Server);
+
+impl std::ops::Deref for PrivateServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.0
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.dir.clone() else {
+            return;
+        };
+        if self.0.scheme == "postgres" {
+            stop_postgres_quietly(&dir, "immediate");
+        } else {
+            stop_mariadb(&dir);
+        }
+        if std::thread::panicking() {
+            eprintln!("test failed: keeping the files of {}", dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 /// A PostgreSQL server of the calling test's own (for tests that stop and restart
-/// it); `name` must be unique among tests.
-pub fn private_postgres(name: &str) -> Server {
+/// it); `name` must be unique among tests. Stopped when the guard is dropped.
+pub fn private_postgres(name: &str) -> PrivateServer {
     private_postgres_with(name, "")
 }
 
 /// [`private_postgres`] with more server options (see [`start_postgres_with`]).
-pub fn private_postgres_with(name: &str, extra: &str) -> Server {
+pub fn private_postgres_with(name: &str, extra: &str) -> PrivateServer {
     let dir = root_dir().join(format!("pg-private-{name}"));
+    stop_postgres_quietly(&dir, "immediate");
+    let _ = fs::remove_dir_all(&dir);
+    let port = free_port();
+    start_postgres_with(&dir, port, extra);
+    PrivateServer(pg_server(port, dir))
+}
+
+/// Stops the PostgreSQL server in `dir` if one runs there; never fails.
+fn stop_postgres_quietly(dir: &Path, mode: &str) {
     if dir.join("postmaster.pid").exists() {
         let _ = as_pg_user(pg_bindir().join("pg_ctl"))
             .arg("-D")
-            .arg(&dir)
-            .args(["-m", "immediate", "-w", "stop"])
+            .arg(dir)
+            .args(["-m", mode, "-w", "stop"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
     }
-    let _ = fs::remove_dir_all(&dir);
-    let port = free_port();
-    start_postgres_with(&dir, port, extra);
-    pg_server(port, dir)
 }
 
 /// Stops the PostgreSQL server in `dir` at once (`immediate`: like a crash).
@@ -281,17 +317,71 @@ fn my_server(port: u16, dir: PathBuf) -> Server {
 }
 
 /// A MariaDB server of the calling test's own (for tests that change server-wide
-/// settings such as `read_only`); `name` must be unique among tests.
-pub fn private_mariadb(name: &str) -> Server {
+/// settings such as `read_only`); `name` must be unique among tests. Stopped when the
+/// guard is dropped.
+pub fn private_mariadb(name: &str) -> PrivateServer {
     let dir = root_dir().join(format!("mariadb-private-{name}"));
-    if let Ok(pid) = fs::read_to_string(dir.join("mysqld.pid")) {
-        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    stop_mariadb(&dir);
     let _ = fs::remove_dir_all(&dir);
     let port = free_port();
     start_mariadb(&dir, port);
-    my_server(port, dir)
+    PrivateServer(my_server(port, dir))
+}
+
+/// Stops the MariaDB server started in `dir` (its pid file), if it runs: a clean
+/// shutdown, then a kill after 60 s. Never fails.
+pub fn stop_mariadb(dir: &Path) {
+    let Some(pid) = fs::read_to_string(dir.join("mysqld.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    // a server this process started stays a zombie until we exit: that counts as gone
+    let alive = || {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| {
+                st.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
+            .unwrap_or(false)
+    };
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-TERM");
+    let t0 = Instant::now();
+    while alive() && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if alive() {
+        signal("-KILL");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Stops the shared servers of this checkout and any private server a failed test
+/// left running; with `clean`, deletes their files too (the next test run starts
+/// fresh ones). External servers (`FERRY_TEST_*_URL`) are not touched.
+pub fn stop_shared(clean: bool) {
+    let root = root_dir();
+    let entries: Vec<PathBuf> = fs::read_dir(&root)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for dir in entries.iter().filter(|p| p.is_dir()) {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        if name == "pg" || name.starts_with("pg-private-") {
+            stop_postgres_quietly(dir, "fast");
+        } else if name == "mariadb" || name.starts_with("mariadb-private-") {
+            stop_mariadb(dir);
+        }
+    }
+    if clean {
+        let _ = fs::remove_dir_all(&root);
+    }
 }
 
 /// Initialises (if needed) and starts a MariaDB server in `dir` on `port`, with the

@@ -2,14 +2,15 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ferry_core::{redact::redact, TaskSpec};
+use ferry_core::{redact::redact, spec::Kind, TaskSpec};
 use ferry_engine::incremental::StreamOptions;
 use ferry_engine::metrics::Metrics;
-use ferry_engine::task::{end_task, run_task};
+use ferry_engine::task::{end_task, run_task_reporting};
 use ferry_engine::{compare, full::default_jobs, RunOptions, Summary};
 use std::path::{Path, PathBuf};
 
 mod client;
+mod log;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -151,21 +152,14 @@ async fn run_node(cfg: ferry_service::server::NodeConfig) -> Result<ExitCode> {
     match ferry_service::server::run_node(cfg, rx).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            eprintln!("error: {}", redact(&e.to_string()));
+            log::error(&redact(&e.to_string()));
             Ok(ExitCode::from(1))
         }
     }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    log::init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -177,7 +171,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", redact(&format!("{e:#}")));
+            log::error(&redact(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -244,6 +238,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             metrics_addr,
         } => {
             let spec = load(&task)?;
+            if spec.kind != Kind::Migration {
+                log::error(&run_refuses_kind(&spec, &task));
+                return Ok(ExitCode::from(2));
+            }
             let jobs = jobs
                 .or(spec.jobs)
                 .unwrap_or_else(default_jobs)
@@ -263,14 +261,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let (stop_tx, stop_rx) = watch::channel(false);
             tokio::spawn(async move {
                 wait_for_signal().await;
-                eprintln!("stopping: finishing the current step (run again to resume)");
+                log::notice("stopping: finishing the current step (run again to resume)");
                 let _ = stop_tx.send(true);
             });
             let stream_opts = StreamOptions {
                 exit_when_caught_up,
                 quiet,
             };
-            let outcome = match run_task(
+            let streams = spec.mode != ferry_core::Mode::Full;
+            let outcome = match run_task_reporting(
                 &spec,
                 &RunOptions {
                     jobs,
@@ -280,21 +279,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &stream_opts,
                 metrics,
                 stop_rx,
+                |summary, warnings| {
+                    // printed as the copy ends / the stream starts: a streaming run
+                    // may go on for days
+                    if let Some(summary) = summary {
+                        print_full(summary);
+                    }
+                    for w in warnings {
+                        println!("warning: {w}");
+                    }
+                    if streams {
+                        println!(
+                            "streaming changes{}{}",
+                            if summary.is_some() {
+                                " from the snapshot position"
+                            } else {
+                                ""
+                            },
+                            if exit_when_caught_up {
+                                " until caught up"
+                            } else {
+                                " (Ctrl-C or SIGTERM stops; the next run resumes)"
+                            }
+                        );
+                    }
+                },
             )
             .await
             {
                 Ok(o) => o,
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     return Ok(ExitCode::from(1));
                 }
             };
-            if let Some(s) = &outcome.full {
-                print_full(s);
-            }
-            for w in &outcome.warnings {
-                println!("warning: {w}");
-            }
             if let Some(s) = &outcome.stream {
                 println!(
                     "incremental: {} transactions, {} row changes applied; position {}; {}",
@@ -318,7 +336,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let st = match ferry_engine::status::status(&spec).await {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
@@ -329,6 +347,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(r) = &st.reason {
                 println!("  reason:         {}", redact(r));
+            }
+            if st.phase == "ended" {
+                // an ended task applies nothing more: its position is final, no lag
+                println!("  final position: {}", st.applied.as_deref().unwrap_or("-"));
+                println!(
+                    "  applied totals: {} transactions, {} row changes",
+                    st.txns, st.rows
+                );
+                if let Some(s) = &st.slot {
+                    println!("  slot:           {s}");
+                }
+                return Ok(ExitCode::SUCCESS);
             }
             println!("  applied:        {}", st.applied.as_deref().unwrap_or("-"));
             println!(
@@ -370,7 +400,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     Ok(ExitCode::from(1))
                 }
             }
@@ -380,19 +410,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let verdicts = match compare::compare(&spec, spec.chunk_rows).await {
                 Ok(v) => v,
                 Err(e) => {
-                    eprintln!("error: {}", redact(&e.to_string()));
+                    log::error(&redact(&e.to_string()));
                     return Ok(ExitCode::from(2));
                 }
             };
             let mut differ = 0;
+            // the run's summary names target tables: name both when a rename applies
+            let names: Vec<String> = verdicts
+                .iter()
+                .map(|v| {
+                    if v.source == v.target {
+                        v.source.to_string()
+                    } else {
+                        format!("{} → {}", v.source, v.target)
+                    }
+                })
+                .collect();
+            let width = names
+                .iter()
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(40);
             println!(
-                "{:<40} {:>12} {:>12}  verdict",
-                "table", "source rows", "target rows"
+                "{:<width$} {:>12} {:>12}  verdict",
+                "table (source → target)", "source rows", "target rows"
             );
-            for v in &verdicts {
+            for (v, name) in verdicts.iter().zip(&names) {
                 println!(
-                    "{:<40} {:>12} {:>12}  {}",
-                    v.source.to_string(),
+                    "{:<width$} {:>12} {:>12}  {}",
+                    name,
                     v.source_rows,
                     v.target_rows,
                     if v.equal { "equal" } else { "differs" }
@@ -405,10 +452,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if differ > 0 {
-                println!("{differ} of {} tables differ", verdicts.len());
+                println!(
+                    "{differ} of {} differ",
+                    plural(verdicts.len() as u64, "table")
+                );
                 Ok(ExitCode::from(1))
             } else {
-                println!("all {} tables equal", verdicts.len());
+                println!(
+                    "{} equal",
+                    if verdicts.len() == 1 {
+                        "the table is".to_string()
+                    } else {
+                        format!("all {} are", plural(verdicts.len() as u64, "table"))
+                    }
+                );
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -437,6 +494,31 @@ async fn wait_for_signal() {
     }
 }
 
+/// Why `ferry run` does not run a sync or DR task, and what does. Such tasks need
+/// what only the service provides (adding tables while streaming; switchover and
+/// failover); running one as a one-off migration would silently drop that.
+fn run_refuses_kind(spec: &TaskSpec, file: &Path) -> String {
+    let id = spec.kind.id();
+    format!(
+        "{} is a `kind: {id}` task; `ferry run` runs migration tasks only \
+         ({id} tasks need the service: {})\n  \
+         hint: start the service (`ferry serve`) and create the task there: \
+         `ferry task create -f {}`; or set `kind: migration` to run this file once here",
+        spec.name,
+        if id == "dr" {
+            "switchover and failover"
+        } else {
+            "adding and removing tables while it streams"
+        },
+        file.display()
+    )
+}
+
+/// `1 table`, `2 tables`.
+fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_full(s: &Summary) {
     println!();
     println!(
@@ -445,10 +527,9 @@ fn print_full(s: &Summary) {
     );
     for t in &s.tables {
         if t.seconds > 0.0 {
-            let rate = t.rows as f64 / t.seconds;
             println!(
                 "{:<40} {:>12} {:>12} {:>9.2} {:>12.0}",
-                t.name, t.rows, t.bytes, t.seconds, rate
+                t.name, t.rows, t.bytes, t.seconds, t.rate
             );
         } else {
             // finished by an earlier, interrupted run
@@ -464,9 +545,9 @@ fn print_full(s: &Summary) {
         0.0
     };
     println!(
-        "{} tables, {} rows copied in {:.2}s ({:.0} rows/s){}",
-        s.tables.len(),
-        s.rows_this_run,
+        "{}, {} copied in {:.2}s ({:.0} rows/s){}",
+        plural(s.tables.len() as u64, "table"),
+        plural(s.rows_this_run, "row"),
         s.seconds,
         rate,
         if s.resumed {

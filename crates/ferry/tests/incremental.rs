@@ -503,10 +503,12 @@ async fn a_restarted_server_is_recovered_from_alone() {
     let src = Db {
         url: srv.url_for("rs_src"),
         name: "rs_src".into(),
+        guard: None,
     };
     let dst = Db {
         url: srv.url_for("rs_dst"),
         name: "rs_dst".into(),
+        guard: None,
     };
     setup("postgres", &src.url, 1000).await;
     let dir = tempfile::tempdir().unwrap();
@@ -548,6 +550,7 @@ async fn a_cut_or_stalled_link_is_recovered_from(from: &'static str, to: &'stati
             .url
             .replace(&format!(":{upstream}/"), &format!(":{}/", proxy.port)),
         name: src.name.clone(),
+        guard: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let task = task(dir.path(), &proxied, &dst, "");

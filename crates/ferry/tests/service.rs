@@ -1921,9 +1921,12 @@ async fn a_missing_mariadb_target_database_is_validated_and_created() {
     let tok = svc.tenant("acme", 100.0).await;
     let (src, _) = databases(100).await;
     let name = ferry_testkit::unique_name("svc_newdb");
+    let url = ferry_testkit::mariadb().url_for(&name);
     let dst = Db {
-        url: ferry_testkit::mariadb().url_for(&name),
+        url: url.clone(),
         name: name.clone(),
+        // Ferry creates it; the test drops it when it passes
+        guard: Some(ferry_testkit::TestDb::adopt("mysql", url, name.clone())),
     };
     let id = svc
         .create(&tok, &spec("newdb", "full", &src, &dst), None)

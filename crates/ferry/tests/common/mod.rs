@@ -8,15 +8,20 @@ use std::process::Command;
 pub struct Db {
     pub url: String,
     pub name: String,
+    /// Drops the database when the test passes (None: not ours to drop).
+    pub guard: Option<ferry_testkit::TestDb>,
 }
 
 pub async fn fresh(engine: &str, hint: &str) -> Db {
-    let url = match engine {
+    let guard = match engine {
         "postgres" => ferry_testkit::fresh_pg_database(hint).await,
         _ => ferry_testkit::fresh_mysql_database(hint).await,
     };
-    let name = url.rsplit('/').next().unwrap_or_default().to_string();
-    Db { url, name }
+    Db {
+        url: guard.url().to_string(),
+        name: guard.name().to_string(),
+        guard: Some(guard),
+    }
 }
 
 pub async fn query_lines(engine: &str, url: &str, sql: &str) -> Vec<String> {
