@@ -217,12 +217,8 @@ pub async fn save_plan(conn: &mut Conn, task: &str, chunks: &[Chunk]) -> Result<
 }
 
 fn split_id(s: &str) -> TableId {
-    // names are stored as schema.table; a schema never contains '.' in our output
-    // of TableId's Display unless the user named it so, in which case the first dot wins
-    match s.split_once('.') {
-        Some((a, b)) => TableId::new(a, b),
-        None => TableId::new("", s),
-    }
+    // names are stored as TableId's Display writes them: a part with a dot is quoted
+    TableId::parse(s).unwrap_or_else(|| TableId::new("", s))
 }
 
 /// Loads the stored chunk plan.

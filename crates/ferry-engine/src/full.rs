@@ -75,6 +75,26 @@ pub async fn source_tables(src: &mut Conn, spec: &TaskSpec) -> Result<Vec<Table>
         return Err(Error::definite(format!("no source table matches the task's objects ({})", spec.source))
             .with_hint("check objects.include / objects.exclude; for MySQL/MariaDB the schema is the database name"));
     }
+    let unmatched = spec
+        .objects
+        .unmatched_includes(tables.iter().map(|t| &t.id));
+    if !unmatched.is_empty() {
+        return Err(Error::definite(format!(
+            "objects.include pattern{} {} select{} no source table ({})",
+            if unmatched.len() == 1 { "" } else { "s" },
+            unmatched
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unmatched.len() == 1 { "s" } else { "" },
+            spec.source
+        ))
+        .with_hint(
+            "fix or remove the pattern (objects.exclude may hide its tables); a schema or \
+             table name that contains a dot goes in double quotes: '\"a.b\".*'",
+        ));
+    }
     Ok(tables)
 }
 

@@ -133,7 +133,7 @@ impl Decoder {
     }
 
     async fn reload(&mut self, id: &TableId) -> Result<()> {
-        let f = ObjectFilter::new(&[format!("{}.{}", id.schema, id.name)], &[])?;
+        let f = ObjectFilter::table(id);
         self.tables.remove(id);
         for t in read_tables(&mut self.catalog, &f, None).await? {
             self.tables.insert(t.id.clone(), t);
