@@ -232,6 +232,14 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             "grant CREATE on the target database to the Ferry user",
         )),
     }
+    if let Err(e) = crate::full::target_name_clashes(&mut dst, &tables, &names).await {
+        items.push(Item::new(
+            "target names are distinct",
+            false,
+            e.message,
+            e.hint.unwrap_or_default(),
+        ));
+    }
     let own = crate::checkpoint::task(&mut dst, &spec.name)
         .await
         .ok()

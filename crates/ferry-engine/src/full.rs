@@ -98,6 +98,66 @@ pub async fn source_tables(src: &mut Conn, spec: &TaskSpec) -> Result<Vec<Table>
     Ok(tables)
 }
 
+/// Refuses selected tables that would land on one and the same target table or
+/// column: MySQL/MariaDB compare column names without case always, and database and
+/// table names too when `lower_case_table_names` is not 0 — `"A"."T"` and `a.t` of a
+/// PostgreSQL source are then one table there.
+pub async fn target_name_clashes(dst: &mut Conn, tables: &[Table], names: &NameMap) -> Result<()> {
+    if dst.engine() != Engine::MySql {
+        return Ok(());
+    }
+    let folded = dst
+        .query_text("SELECT @@lower_case_table_names")
+        .await?
+        .first()
+        .and_then(|r| r[0].clone())
+        .is_some_and(|v| v != "0");
+    let mut clashes = Vec::new();
+    if folded {
+        let mut seen: HashMap<(String, String), &TableId> = HashMap::new();
+        for t in tables {
+            let target = names.target(&t.id);
+            let key = (target.schema.to_lowercase(), target.name.to_lowercase());
+            match seen.get(&key) {
+                Some(other) => clashes.push(format!(
+                    "{other} and {} are one table on the target ({target}): its \
+                     lower_case_table_names is not 0, so names there ignore case",
+                    t.id
+                )),
+                None => {
+                    seen.insert(key, &t.id);
+                }
+            }
+        }
+    }
+    for t in tables {
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        for c in &t.columns {
+            match seen.get(&c.name.to_lowercase()) {
+                Some(other) => clashes.push(format!(
+                    "{}: columns {other:?} and {:?} differ only in case; MySQL/MariaDB column \
+                     names ignore case, so the target table cannot have both",
+                    t.id, c.name
+                )),
+                None => {
+                    seen.insert(c.name.to_lowercase(), &c.name);
+                }
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::definite(format!(
+        "names collide on the MySQL/MariaDB target:\n  {}",
+        clashes.join("\n  ")
+    ))
+    .with_hint(
+        "rename one of them on the source, copy them by separate tasks into different \
+         target databases (objects.rename), or exclude one (objects.exclude)",
+    ))
+}
+
 /// Plans the DDL of every table; all mapping errors are reported together.
 pub async fn plan_all(
     src: &mut Conn,
@@ -188,6 +248,7 @@ pub async fn run_full(
     let tables = source_tables(&mut src, spec).await?;
     let names = NameMap::new(spec, &tables);
     let ddls = plan_all(&mut src, spec, &tables, &names).await?;
+    target_name_clashes(&mut dst, &tables, &names).await?;
     let mut warnings: Vec<String> = ddls.iter().flat_map(|d| d.warnings.clone()).collect();
     let mut stages = checkpoint::stages(&mut dst, &spec.name).await?;
 
