@@ -258,6 +258,24 @@ pub struct Table {
     pub next_auto_increment: Option<u64>,
     /// Sequences owned by this table's columns (PostgreSQL serial / identity).
     pub sequences: Vec<Sequence>,
+    /// User-defined and extension types the columns use (PostgreSQL source).
+    pub pg_types: PgTypes,
+}
+
+/// What a PostgreSQL target needs before it can hold a PostgreSQL table whose columns
+/// use types of their own: extensions, enums, domains, composite and range types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PgTypes {
+    /// `CREATE EXTENSION` / `CREATE TYPE` / `CREATE DOMAIN` statements, each type after
+    /// the types it is made of; each is a no-op when the object exists already.
+    pub create: Vec<String>,
+    /// Extensions the target must have available: (extension, column, type).
+    pub extensions: Vec<(String, String, String)>,
+    /// Types Ferry cannot recreate: (column, type, why).
+    pub unsupported: Vec<(String, String, String)>,
+    /// Values must be copied as COPY text: a binary form embeds the source's type OIDs
+    /// (arrays, composites) or does not exist (e.g. `isn`'s `isbn`).
+    pub text_copy: bool,
 }
 
 /// A sequence owned by a column (PostgreSQL `serial`, identity).
