@@ -112,6 +112,23 @@ pub async fn target_name_clashes(dst: &mut Conn, tables: &[Table], names: &NameM
         .first()
         .and_then(|r| r[0].clone())
         .is_some_and(|v| v != "0");
+    let clashes = name_clashes(tables, names, folded);
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::definite(format!(
+        "names collide on the MySQL/MariaDB target:\n  {}",
+        clashes.join("\n  ")
+    ))
+    .with_hint(
+        "rename one of them on the source, copy them by separate tasks into different \
+         target databases (objects.rename), or exclude one (objects.exclude)",
+    ))
+}
+
+/// The selected tables that would be one table (when the target folds name case) or
+/// have columns that would be one column on a MySQL/MariaDB target.
+fn name_clashes(tables: &[Table], names: &NameMap, folded: bool) -> Vec<String> {
     let mut clashes = Vec::new();
     if folded {
         let mut seen: HashMap<(String, String), &TableId> = HashMap::new();
@@ -145,17 +162,7 @@ pub async fn target_name_clashes(dst: &mut Conn, tables: &[Table], names: &NameM
             }
         }
     }
-    if clashes.is_empty() {
-        return Ok(());
-    }
-    Err(Error::definite(format!(
-        "names collide on the MySQL/MariaDB target:\n  {}",
-        clashes.join("\n  ")
-    ))
-    .with_hint(
-        "rename one of them on the source, copy them by separate tasks into different \
-         target databases (objects.rename), or exclude one (objects.exclude)",
-    ))
+    clashes
 }
 
 /// Plans the DDL of every table; all mapping errors are reported together.
@@ -689,4 +696,45 @@ async fn finish_table(
         }
     }
     checkpoint::set_stage(conn, task, target, "indexed").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_differing_only_in_case_clash_where_the_target_folds_them() {
+        let spec = TaskSpec::from_yaml(
+            "name: t\nkind: migration\nmode: full\nsource: postgres://u@h/db\ntarget: mysql://u@h:3306\n",
+        )
+        .unwrap();
+        let col = |n: &str| ferry_core::Column {
+            name: n.into(),
+            native_type: "int".into(),
+            logical: ferry_core::LogicalType::Int {
+                bytes: 4,
+                unsigned: false,
+            },
+            nullable: true,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            comment: None,
+            charset: None,
+        };
+        let t = |s: &str, n: &str, cols: &[&str]| Table {
+            id: TableId::new(s, n),
+            columns: cols.iter().map(|c| col(c)).collect(),
+            ..Table::default()
+        };
+        let tables = vec![t("A", "T", &["id"]), t("a", "t", &["id", "Id"])];
+        let names = NameMap::new(&spec, &tables);
+        let folded = name_clashes(&tables, &names, true);
+        assert_eq!(folded.len(), 2, "{folded:?}");
+        assert!(folded[0].contains("A.T and a.t"), "{folded:?}");
+        assert!(folded[1].contains("\"id\" and \"Id\""), "{folded:?}");
+        // lower_case_table_names = 0: the tables are distinct, the columns still clash
+        assert_eq!(name_clashes(&tables, &names, false).len(), 1);
+    }
 }
