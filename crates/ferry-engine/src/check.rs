@@ -291,44 +291,22 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
 }
 
 /// PostgreSQL → PostgreSQL: the extensions whose types the selected tables use must be
-/// installable on the target (`pg_available_extensions`); `None` when none is needed.
+/// installable on the target; `None` when none is needed.
 async fn extensions_available(dst: &mut Conn, tables: &[ferry_core::Table]) -> Option<Item> {
-    let needed: Vec<(&ferry_core::Table, &(String, String, String))> = tables
-        .iter()
-        .flat_map(|t| t.pg_types.extensions.iter().map(move |e| (t, e)))
-        .collect();
-    if needed.is_empty() || dst.engine() != ferry_core::Engine::Postgres {
-        return None;
-    }
     let name = "target has the extensions the tables' types come from";
-    let available: Vec<String> = match dst
-        .query_text("SELECT name FROM pg_available_extensions")
-        .await
-    {
-        Ok(rows) => rows.into_iter().filter_map(|r| r[0].clone()).collect(),
-        Err(e) => return Some(Item::new(name, false, e.message, "")),
-    };
-    let missing: Vec<String> = needed
-        .iter()
-        .filter(|(_, (ext, _, _))| !available.contains(ext))
-        .map(|(t, (ext, col, ty))| format!("{}.{col} (type {ty}) needs extension {ext}", t.id))
-        .collect();
-    let mut exts: Vec<&str> = needed.iter().map(|(_, (e, _, _))| e.as_str()).collect();
-    exts.dedup();
-    Some(if missing.is_empty() {
-        Item::new(
+    match crate::full::missing_extensions(dst, tables).await {
+        Ok(None) => None,
+        Ok(Some(exts)) => Some(Item::new(
             name,
             true,
-            format!("{} (created if missing)", exts.join(", ")),
+            format!("{exts} (created if missing)"),
             "",
-        )
-    } else {
-        Item::new(
+        )),
+        Err(e) => Some(Item::new(
             name,
             false,
-            missing.join("; "),
-            "install the extension's package on the target server (e.g. postgresql-contrib), \
-             or exclude the tables",
-        )
-    })
+            e.message,
+            e.hint.unwrap_or_default(),
+        )),
+    }
 }

@@ -165,6 +165,44 @@ fn name_clashes(tables: &[Table], names: &NameMap, folded: bool) -> Vec<String> 
     clashes
 }
 
+/// PostgreSQL → PostgreSQL: refuses tables whose column types come from an extension
+/// the target server does not have available (`pg_available_extensions`), naming
+/// table, column, type and extension. `Ok(Some(list))` names the extensions needed.
+pub async fn missing_extensions(dst: &mut Conn, tables: &[Table]) -> Result<Option<String>> {
+    let needed: Vec<(&Table, &(String, String, String))> = tables
+        .iter()
+        .flat_map(|t| t.pg_types.extensions.iter().map(move |e| (t, e)))
+        .collect();
+    if needed.is_empty() || dst.engine() != Engine::Postgres {
+        return Ok(None);
+    }
+    let available: Vec<String> = dst
+        .query_text("SELECT name FROM pg_available_extensions")
+        .await?
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect();
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(_, (ext, _, _))| !available.contains(ext))
+        .map(|(t, (ext, col, ty))| format!("{}.{col} (type {ty}) needs extension {ext}", t.id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::definite(format!(
+            "the target server lacks extensions the tables' types come from: {}",
+            missing.join("; ")
+        ))
+        .with_hint(
+            "install the extension's package on the target server (e.g. postgresql-contrib), \
+             or exclude the tables (objects.exclude)",
+        ));
+    }
+    let mut exts: Vec<&str> = needed.iter().map(|(_, (e, _, _))| e.as_str()).collect();
+    exts.sort();
+    exts.dedup();
+    Ok(Some(exts.join(", ")))
+}
+
 /// Plans the DDL of every table; all mapping errors are reported together.
 pub async fn plan_all(
     src: &mut Conn,
@@ -256,6 +294,7 @@ pub async fn run_full(
     let names = NameMap::new(spec, &tables);
     let ddls = plan_all(&mut src, spec, &tables, &names).await?;
     target_name_clashes(&mut dst, &tables, &names).await?;
+    missing_extensions(&mut dst, &tables).await?;
     let mut warnings: Vec<String> = ddls.iter().flat_map(|d| d.warnings.clone()).collect();
     let mut stages = checkpoint::stages(&mut dst, &spec.name).await?;
 
