@@ -280,6 +280,54 @@ async fn names_with_dots_are_selected_copied_and_compared() {
     );
 }
 
+/// PostgreSQL tables whose names differ only in case land in distinct MariaDB tables
+/// and distinct checkpoint rows (checkpoint tables an earlier Ferry created with the
+/// server's case-insensitive default collation are altered by `ensure`).
+#[tokio::test(flavor = "multi_thread")]
+async fn names_differing_only_in_case_keep_their_own_checkpoint_rows() {
+    let src = fresh("postgres", "case_src").await;
+    let dst = fresh("mysql", "case_dst").await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        r#"CREATE SCHEMA "A"; CREATE SCHEMA a;
+           CREATE TABLE "A"."T" (id int PRIMARY KEY, v text);
+           CREATE TABLE a.t (id int PRIMARY KEY, v text);
+           INSERT INTO "A"."T" VALUES (1, 'upper');
+           INSERT INTO a.t VALUES (1, 'lower'), (2, 'lower two');"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (upper, lower) = (format!("{}_A", dst.name), format!("{}_a", dst.name));
+    let task = task_file(
+        dir.path(),
+        &src.url,
+        &dst.url,
+        &format!("objects:\n  rename:\n    \"A\": {upper}\n    \"a\": {lower}\n"),
+    );
+    let check = ferry(&["check", &task]);
+    assert!(check.status.success(), "{}", text(&check));
+    let run = ferry(&["run", "--quiet", &task]);
+    assert!(run.status.success(), "{}", text(&run));
+    let cmp = ferry(&["compare", &task]);
+    assert!(cmp.status.success(), "{}", text(&cmp));
+    assert_eq!(
+        query_lines(
+            "mysql",
+            &dst.url,
+            &format!(
+                "SELECT (SELECT group_concat(v ORDER BY id) FROM `{upper}`.`T`), \
+                 (SELECT group_concat(v ORDER BY id) FROM `{lower}`.`t`), \
+                 (SELECT count(*) FROM ferry.tables WHERE task = '{}'), \
+                 (SELECT collation_name FROM information_schema.columns \
+                  WHERE table_schema = 'ferry' AND table_name = 'tables' AND column_name = 'table_name')",
+                task_name(&task)
+            )
+        )
+        .await,
+        vec!["upper|lower,lower two|2|utf8mb4_bin"]
+    );
+}
+
 /// Money moves between accounts in other chunks while the copy runs; the total is
 /// invariant, so the target's total equals it only if every chunk of every worker
 /// was read from the same instant.
