@@ -358,9 +358,9 @@ fn key_widths(t: &Table) -> Result<std::collections::BTreeMap<String, u32>> {
     if !t.primary_key.is_empty() {
         keys.push(("PRIMARY KEY".into(), &t.primary_key));
     }
-    for ix in &t.indexes {
+    for ix in t.indexes.iter().filter(|ix| ix.unique) {
         if ix.columns.iter().all(|c| t.column(c).is_some()) {
-            keys.push((format!("index {}", ix.name), &ix.columns));
+            keys.push((format!("unique index {}", ix.name), &ix.columns));
         }
     }
     let mut widths = std::collections::BTreeMap::new();
@@ -408,6 +408,42 @@ fn key_widths(t: &Table) -> Result<std::collections::BTreeMap<String, u32>> {
     Ok(widths)
 }
 
+/// The column list of a non-unique index: unlimited columns that no unique key bounds
+/// stay LONGTEXT/LONGBLOB (values of any length) and are indexed by a prefix that fits
+/// the 3072-byte budget — a prefix only narrows lookups, it cannot break uniqueness
+/// since the index has none. Refused like [`key_widths`] when the bounded columns alone
+/// are too wide.
+fn index_columns(
+    t: &Table,
+    ix: &ferry_core::Index,
+    widths: &std::collections::BTreeMap<String, u32>,
+) -> Result<Vec<String>> {
+    let cols: Vec<&ferry_core::Column> = ix.columns.iter().filter_map(|c| t.column(c)).collect();
+    let size = |c: &ferry_core::Column| key_bytes(&c.logical).or(widths.get(&c.name).copied());
+    let fixed: u32 = cols.iter().filter_map(|c| size(c)).sum();
+    let open = cols.iter().filter(|c| size(c).is_none()).count() as u32;
+    if fixed + 4 * open > MAX_KEY_BYTES {
+        return Err(Error::definite(format!(
+            "table {}: index {} ({}) needs {} bytes on MySQL/MariaDB, more than InnoDB's \
+             {MAX_KEY_BYTES}-byte limit for one index",
+            t.id,
+            ix.name,
+            ix.columns.join(", "),
+            fixed + 4 * open
+        ))
+        .with_hint("narrow the index's columns on the source, or exclude the table"));
+    }
+    let share = (MAX_KEY_BYTES - fixed).checked_div(open).unwrap_or(0);
+    Ok(cols
+        .iter()
+        .map(|c| match (size(c), &c.logical) {
+            (Some(_), _) => quote_ident(&c.name),
+            (None, LogicalType::Bytes) => format!("{}({share})", quote_ident(&c.name)),
+            (None, _) => format!("{}({})", quote_ident(&c.name), (share / 4).clamp(1, 768)),
+        })
+        .collect())
+}
+
 /// The MySQL type of an unlimited column kept in a key at `bytes` bytes.
 fn keyed_type(ty: &LogicalType, bytes: u32) -> String {
     match ty {
@@ -424,11 +460,12 @@ fn cross_engine(
     map: &dyn Fn(&TableId) -> TableId,
 ) -> Result<()> {
     let q = qualified(target);
+    // columns of unique keys must be bounded types; non-unique indexes use prefixes
     let keyed = |name: &str| {
         t.primary_key.iter().any(|k| k == name)
             || t.indexes
                 .iter()
-                .any(|i| i.columns.iter().any(|c| c == name))
+                .any(|i| i.unique && i.columns.iter().any(|c| c == name))
     };
     let widths = key_widths(t)?;
     let mut defs = Vec::new();
@@ -497,7 +534,11 @@ fn cross_engine(
             ));
             continue;
         }
-        let cols: Vec<String> = ix.columns.iter().map(|c| quote_ident(c)).collect();
+        let cols: Vec<String> = if ix.unique {
+            ix.columns.iter().map(|c| quote_ident(c)).collect()
+        } else {
+            index_columns(t, ix, &widths)?
+        };
         p.post.push(format!(
             "ALTER TABLE {q} ADD {}INDEX {} ({})",
             if ix.unique { "UNIQUE " } else { "" },
@@ -646,6 +687,65 @@ mod tests {
             ..Table::default()
         };
         let e = key_widths(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("public.wide") && e.contains("PRIMARY KEY"),
+            "{e}"
+        );
+
+        // a non-unique index keeps whole values and indexes a prefix
+        let t = Table {
+            id: TableId::new("public", "ix"),
+            columns: vec![
+                col(
+                    "id",
+                    LogicalType::Int {
+                        bytes: 4,
+                        unsigned: false,
+                    },
+                    "integer",
+                ),
+                col("body", LogicalType::Text, "text"),
+                col("raw", LogicalType::Bytes, "bytea"),
+            ],
+            primary_key: vec!["id".into()],
+            indexes: vec![ferry_core::Index {
+                name: "ix_body_raw".into(),
+                columns: vec!["id".into(), "body".into(), "raw".into()],
+                unique: false,
+                native_def: None,
+                prefix: vec![None; 3],
+                is_constraint: false,
+            }],
+            ..Table::default()
+        };
+        let mut p = DdlPlan::default();
+        cross_engine(&t, &t.id, &mut p, &|x| x.clone()).unwrap();
+        assert!(p.create[0].contains("`body` longtext"), "{}", p.create[0]);
+        assert!(p.create[0].contains("`raw` longblob"), "{}", p.create[0]);
+        assert!(
+            p.post[0].contains("(`id`, `body`(383), `raw`(1534))"),
+            "{}",
+            p.post[0]
+        );
+        let e = key_widths(&Table {
+            id: TableId::new("public", "wide"),
+            columns: vec![
+                col(
+                    "a",
+                    LogicalType::VarChar(Some(500)),
+                    "character varying(500)",
+                ),
+                col(
+                    "b",
+                    LogicalType::VarChar(Some(400)),
+                    "character varying(400)",
+                ),
+            ],
+            primary_key: vec!["a".into(), "b".into()],
+            ..Table::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("public.wide") && e.contains("PRIMARY KEY") && e.contains("3600 bytes"),
             "{e}"
