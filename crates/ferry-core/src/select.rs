@@ -165,6 +165,23 @@ impl ObjectFilter {
             .collect()
     }
 
+    /// The exclude patterns (as written) that leave out none of `all` (every table of
+    /// the source, before selection) that the include patterns select: a typo there
+    /// copies what the user meant to leave out.
+    pub fn unmatched_excludes<'a>(&'a self, all: &[TableId]) -> Vec<&'a str> {
+        let included = |t: &TableId| {
+            self.include.is_empty() || self.include.iter().any(|p| p.matches(&t.schema, &t.name))
+        };
+        self.exclude
+            .iter()
+            .filter(|p| {
+                !all.iter()
+                    .any(|t| included(t) && p.matches(&t.schema, &t.name))
+            })
+            .map(|p| p.text.as_str())
+            .collect()
+    }
+
     /// The schemas named literally (no wildcard) by include patterns, if all are literal.
     pub fn literal_schemas(&self) -> Option<Vec<String>> {
         if self.include.is_empty() {
@@ -255,5 +272,11 @@ mod tests {
         let f = ObjectFilter::new(&["shop.*".into(), "shpo.*".into()], &[]).unwrap();
         let ids = [TableId::new("shop", "orders")];
         assert_eq!(f.unmatched_includes(&ids), vec!["shpo.*"]);
+        let f = ObjectFilter::new(
+            &["shop.*".into()],
+            &["shop.audti_*".into(), "shop.o*".into()],
+        )
+        .unwrap();
+        assert_eq!(f.unmatched_excludes(&ids), vec!["shop.audti_*"]);
     }
 }

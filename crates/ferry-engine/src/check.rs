@@ -74,6 +74,9 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             return items;
         }
     };
+    if let Some(item) = unmatched_excludes(&mut src, spec).await {
+        items.push(item);
+    }
     for t in &tables {
         if t.primary_key.is_empty() {
             items.push(
@@ -309,4 +312,37 @@ async fn extensions_available(dst: &mut Conn, tables: &[ferry_core::Table]) -> O
             e.hint.unwrap_or_default(),
         )),
     }
+}
+
+/// A warning naming the `objects.exclude` patterns that leave out no table.
+async fn unmatched_excludes(src: &mut Conn, spec: &TaskSpec) -> Option<Item> {
+    let rows = src
+        .query_text(
+            "SELECT table_schema, table_name FROM information_schema.tables \
+             WHERE table_type = 'BASE TABLE'",
+        )
+        .await
+        .ok()?;
+    let all: Vec<ferry_core::TableId> = rows
+        .into_iter()
+        .filter_map(|r| Some(ferry_core::TableId::new(r[0].clone()?, r[1].clone()?)))
+        .collect();
+    let unmatched = spec.objects.unmatched_excludes(&all);
+    (!unmatched.is_empty()).then(|| {
+        Item::new(
+            "objects.exclude patterns leave tables out",
+            false,
+            format!(
+                "{} exclude{} no selected table",
+                unmatched
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unmatched.len() == 1 { "s" } else { "" }
+            ),
+            "check the pattern for a typo; a name that contains a dot goes in double quotes: '\"a.b\".t'",
+        )
+        .warning()
+    })
 }

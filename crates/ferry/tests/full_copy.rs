@@ -240,10 +240,16 @@ async fn names_with_dots_are_selected_copied_and_compared() {
         dir.path(),
         &src.url,
         &dst.url,
-        "chunk_rows: 10\nobjects:\n  include: ['\"a.b\".*']\n",
+        "chunk_rows: 10\nobjects:\n  include: ['\"a.b\".*']\n  exclude: ['\"a.b\".nosuch']\n",
     );
     let check = ferry(&["check", &task]);
     assert!(check.status.success(), "{}", text(&check));
+    // an exclude pattern that leaves nothing out is a warning, naming it
+    assert!(
+        text(&check).contains("nosuch\" excludes no selected table"),
+        "{}",
+        text(&check)
+    );
     let run = ferry(&["run", "--quiet", &task]);
     assert!(run.status.success(), "{}", text(&run));
     let cmp = ferry(&["compare", &task]);
