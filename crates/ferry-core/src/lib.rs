@@ -19,7 +19,7 @@ pub mod value;
 pub use error::{Error, ErrorClass, Result};
 pub use position::Position;
 pub use schema::{
-    Check, Column, DdlPlan, ForeignKey, Index, LogicalType, Sequence, Table, TableId,
+    Check, Column, DdlPlan, ForeignKey, Index, LogicalType, PgTypes, Sequence, Table, TableId,
 };
 pub use spec::{Endpoint, Engine, ExistingData, Mode, TaskSpec};
 pub use value::Value;

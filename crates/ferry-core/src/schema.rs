@@ -25,9 +25,65 @@ impl TableId {
     }
 }
 
+impl TableId {
+    /// Reads back what [`Display`](fmt::Display) wrote (checkpoint rows store table
+    /// names so): a part in double quotes is taken literally, an unquoted schema ends
+    /// at the first dot and an unquoted table name runs to the end.
+    pub fn parse(s: &str) -> Option<TableId> {
+        fn quoted(s: &str) -> Option<(String, &str)> {
+            let body = s.strip_prefix('"')?;
+            let mut out = String::new();
+            let mut it = body.char_indices().peekable();
+            while let Some((i, c)) = it.next() {
+                if c == '"' {
+                    if matches!(it.peek(), Some((_, '"'))) {
+                        it.next();
+                        out.push('"');
+                    } else {
+                        return Some((out, &body[i + 1..]));
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            None
+        }
+        let (schema, rest) = if s.starts_with('"') {
+            let (schema, rest) = quoted(s)?;
+            (schema, rest.strip_prefix('.')?)
+        } else {
+            let (a, b) = s.split_once('.')?;
+            (a.to_string(), b)
+        };
+        let name = if rest.starts_with('"') {
+            match quoted(rest)? {
+                (n, "") => n,
+                _ => return None,
+            }
+        } else {
+            rest.to_string()
+        };
+        Some(TableId::new(schema, name))
+    }
+}
+
+/// Writes a name part, in double quotes when a dot or a leading quote would make
+/// `schema.table` ambiguous.
+fn part(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    if s.contains('.') || s.starts_with('"') {
+        write!(f, "\"{}\"", s.replace('"', "\"\""))
+    } else {
+        f.write_str(s)
+    }
+}
+
+/// `schema.table`; a part holding a dot is quoted (`"a.b".t`), the form object
+/// patterns use too, so the text names one table only.
 impl fmt::Display for TableId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
+        part(f, &self.schema)?;
+        f.write_str(".")?;
+        part(f, &self.name)
     }
 }
 
@@ -202,6 +258,24 @@ pub struct Table {
     pub next_auto_increment: Option<u64>,
     /// Sequences owned by this table's columns (PostgreSQL serial / identity).
     pub sequences: Vec<Sequence>,
+    /// User-defined and extension types the columns use (PostgreSQL source).
+    pub pg_types: PgTypes,
+}
+
+/// What a PostgreSQL target needs before it can hold a PostgreSQL table whose columns
+/// use types of their own: extensions, enums, domains, composite and range types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PgTypes {
+    /// `CREATE EXTENSION` / `CREATE TYPE` / `CREATE DOMAIN` statements, each type after
+    /// the types it is made of; each is a no-op when the object exists already.
+    pub create: Vec<String>,
+    /// Extensions the target must have available: (extension, column, type).
+    pub extensions: Vec<(String, String, String)>,
+    /// Types Ferry cannot recreate: (column, type, why).
+    pub unsupported: Vec<(String, String, String)>,
+    /// Values must be copied as COPY text: a binary form embeds the source's type OIDs
+    /// (arrays, composites) or does not exist (e.g. `isn`'s `isbn`).
+    pub text_copy: bool,
 }
 
 /// A sequence owned by a column (PostgreSQL `serial`, identity).
@@ -235,6 +309,29 @@ impl Table {
     pub fn integer_key(&self) -> Option<&Column> {
         let c = self.column(self.primary_key.first()?)?;
         matches!(c.logical, LogicalType::Int { .. }).then_some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TableId;
+
+    #[test]
+    fn table_ids_print_and_parse_unambiguously() {
+        for (schema, name, text) in [
+            ("shop", "orders", "shop.orders"),
+            ("a.b", "c", "\"a.b\".c"),
+            ("a", "b.c", "a.\"b.c\""),
+            ("\"q", "t", "\"\"\"q\".t"),
+            ("My Schema", "Order", "My Schema.Order"),
+        ] {
+            let id = TableId::new(schema, name);
+            assert_eq!(id.to_string(), text);
+            assert_eq!(TableId::parse(text), Some(id));
+        }
+        // rows written before names were quoted: the first dot splits
+        assert_eq!(TableId::parse("s.x.y"), Some(TableId::new("s", "x.y")));
+        assert_eq!(TableId::parse("noschema"), None);
     }
 }
 

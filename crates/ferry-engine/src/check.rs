@@ -79,6 +79,9 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             return items;
         }
     };
+    if let Some(item) = unmatched_excludes(&mut src, spec).await {
+        items.push(item);
+    }
     for t in &tables {
         if t.primary_key.is_empty() {
             items.push(
@@ -249,6 +252,17 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             "grant CREATE on the target database to the Ferry user",
         )),
     }
+    if let Some(item) = extensions_available(&mut dst, &tables).await {
+        items.push(item);
+    }
+    if let Err(e) = crate::full::target_name_clashes(&mut dst, &tables, &names).await {
+        items.push(Item::new(
+            "target names are distinct",
+            false,
+            e.message,
+            e.hint.unwrap_or_default(),
+        ));
+    }
     let own = crate::checkpoint::task(&mut dst, &spec.name)
         .await
         .ok()
@@ -353,5 +367,59 @@ pub async fn precheck(spec: &TaskSpec) -> ferry_core::Result<()> {
         e
     } else {
         e.with_hint(format!("{fixes} (`ferry check` lists every check)"))
+    })
+}
+
+/// PostgreSQL → PostgreSQL: the extensions whose types the selected tables use must be
+/// installable on the target; `None` when none is needed.
+async fn extensions_available(dst: &mut Conn, tables: &[ferry_core::Table]) -> Option<Item> {
+    let name = "target has the extensions the tables' types come from";
+    match crate::full::missing_extensions(dst, tables).await {
+        Ok(None) => None,
+        Ok(Some(exts)) => Some(Item::new(
+            name,
+            true,
+            format!("{exts} (created if missing)"),
+            "",
+        )),
+        Err(e) => Some(Item::new(
+            name,
+            false,
+            e.message,
+            e.hint.unwrap_or_default(),
+        )),
+    }
+}
+
+/// A warning naming the `objects.exclude` patterns that leave out no table.
+async fn unmatched_excludes(src: &mut Conn, spec: &TaskSpec) -> Option<Item> {
+    let rows = src
+        .query_text(
+            "SELECT table_schema, table_name FROM information_schema.tables \
+             WHERE table_type = 'BASE TABLE'",
+        )
+        .await
+        .ok()?;
+    let all: Vec<ferry_core::TableId> = rows
+        .into_iter()
+        .filter_map(|r| Some(ferry_core::TableId::new(r[0].clone()?, r[1].clone()?)))
+        .collect();
+    let unmatched = spec.objects.unmatched_excludes(&all);
+    (!unmatched.is_empty()).then(|| {
+        Item::new(
+            "objects.exclude patterns leave tables out",
+            false,
+            format!(
+                "{} exclude{} no selected table",
+                unmatched
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unmatched.len() == 1 { "s" } else { "" }
+            ),
+            "check the pattern for a typo; a name that contains a dot goes in double quotes: '\"a.b\".t'",
+        )
+        .warning()
     })
 }

@@ -13,15 +13,41 @@ pub async fn ensure(conn: &mut Conn) -> Result<()> {
         Engine::MySql => "CREATE DATABASE IF NOT EXISTS ferry CHARACTER SET utf8mb4",
     };
     conn.exec(create_schema).await?;
+    // table names are keys compared exactly: MySQL/MariaDB's default collation would
+    // make "A"."T" and a.t (both real, distinct source tables) one key
+    let name = match conn.engine() {
+        Engine::Postgres => "varchar(400)",
+        Engine::MySql => "varchar(400) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+    };
     for ddl in [
-        "CREATE TABLE IF NOT EXISTS ferry.tasks (task varchar(64) PRIMARY KEY, position text, phase varchar(32) NOT NULL, updated_at varchar(40))",
-        "CREATE TABLE IF NOT EXISTS ferry.tables (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, stage varchar(16) NOT NULL, PRIMARY KEY (task, table_name))",
-        "CREATE TABLE IF NOT EXISTS ferry.stream (task varchar(64) PRIMARY KEY, state varchar(32) NOT NULL, reason text, source_commit_us bigint, applied_at_us bigint, txns bigint NOT NULL, row_changes bigint NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS ferry.watermarks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, position text NOT NULL, PRIMARY KEY (task, table_name))",
-        "CREATE TABLE IF NOT EXISTS ferry.backfill (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, next_key varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name))",
-        "CREATE TABLE IF NOT EXISTS ferry.chunks (task varchar(64) NOT NULL, table_name varchar(400) NOT NULL, chunk int NOT NULL, source_table varchar(400) NOT NULL, key_column varchar(200), lo varchar(48), hi varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name, chunk))",
+        "CREATE TABLE IF NOT EXISTS ferry.tasks (task varchar(64) PRIMARY KEY, position text, phase varchar(32) NOT NULL, updated_at varchar(40))".to_string(),
+        format!("CREATE TABLE IF NOT EXISTS ferry.tables (task varchar(64) NOT NULL, table_name {name} NOT NULL, stage varchar(16) NOT NULL, PRIMARY KEY (task, table_name))"),
+        "CREATE TABLE IF NOT EXISTS ferry.stream (task varchar(64) PRIMARY KEY, state varchar(32) NOT NULL, reason text, source_commit_us bigint, applied_at_us bigint, txns bigint NOT NULL, row_changes bigint NOT NULL)".to_string(),
+        format!("CREATE TABLE IF NOT EXISTS ferry.watermarks (task varchar(64) NOT NULL, table_name {name} NOT NULL, position text NOT NULL, PRIMARY KEY (task, table_name))"),
+        format!("CREATE TABLE IF NOT EXISTS ferry.backfill (task varchar(64) NOT NULL, table_name {name} NOT NULL, next_key varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name))"),
+        format!("CREATE TABLE IF NOT EXISTS ferry.chunks (task varchar(64) NOT NULL, table_name {name} NOT NULL, chunk int NOT NULL, source_table {name} NOT NULL, key_column varchar(200), lo varchar(48), hi varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name, chunk))"),
     ] {
-        conn.exec(ddl).await?;
+        conn.exec(&ddl).await?;
+    }
+    if conn.engine() == Engine::MySql {
+        // checkpoint tables an earlier version created with the default collation
+        let stale = conn
+            .query_text(
+                "SELECT table_name, column_name FROM information_schema.columns \
+                 WHERE table_schema = 'ferry' AND column_name IN ('table_name', 'source_table') \
+                 AND collation_name <> 'utf8mb4_bin'",
+            )
+            .await?;
+        for r in stale {
+            if let (Some(t), Some(c)) = (&r[0], &r[1]) {
+                conn.exec(&format!(
+                    "ALTER TABLE ferry.`{}` MODIFY `{}` {name} NOT NULL",
+                    t.replace('`', "``"),
+                    c.replace('`', "``")
+                ))
+                .await?;
+            }
+        }
     }
     // added after the first release: targets set up earlier lack the column
     let unmatched = "SELECT 1 FROM information_schema.columns WHERE table_schema = 'ferry' \
@@ -229,12 +255,8 @@ pub async fn save_plan(conn: &mut Conn, task: &str, chunks: &[Chunk]) -> Result<
 }
 
 fn split_id(s: &str) -> TableId {
-    // names are stored as schema.table; a schema never contains '.' in our output
-    // of TableId's Display unless the user named it so, in which case the first dot wins
-    match s.split_once('.') {
-        Some((a, b)) => TableId::new(a, b),
-        None => TableId::new("", s),
-    }
+    // names are stored as TableId's Display writes them: a part with a dot is quoted
+    TableId::parse(s).unwrap_or_else(|| TableId::new("", s))
 }
 
 /// Loads the stored chunk plan.

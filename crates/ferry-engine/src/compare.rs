@@ -58,7 +58,7 @@ async fn compare_table(
         equal: false,
         differences: vec![],
     };
-    let filter = ObjectFilter::new(&[format!("{}.{}", target.schema, target.name)], &[])?;
+    let filter = ObjectFilter::table(target);
     let found = dst.tables(&filter, Some(&target.schema)).await?;
     let Some(tt) = found.into_iter().find(|x| &x.id == target) else {
         v.differences.push("missing on the target".into());

@@ -149,7 +149,7 @@ pub async fn copy_rows(
                     c,
                     &job.target,
                     &job.columns,
-                    job.passthrough,
+                    job.passthrough && !job.source.pg_types.text_copy,
                     rx,
                     enc,
                 )

@@ -81,7 +81,132 @@ pub async fn source_tables(src: &mut Conn, spec: &TaskSpec) -> Result<Vec<Table>
         return Err(Error::definite(format!("no source table matches the task's objects ({})", spec.source))
             .with_hint("check objects.include / objects.exclude; for MySQL/MariaDB the schema is the database name"));
     }
+    let unmatched = spec
+        .objects
+        .unmatched_includes(tables.iter().map(|t| &t.id));
+    if !unmatched.is_empty() {
+        return Err(Error::definite(format!(
+            "objects.include pattern{} {} select{} no source table ({})",
+            if unmatched.len() == 1 { "" } else { "s" },
+            unmatched
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unmatched.len() == 1 { "s" } else { "" },
+            spec.source
+        ))
+        .with_hint(
+            "fix or remove the pattern (objects.exclude may hide its tables); a schema or \
+             table name that contains a dot goes in double quotes: '\"a.b\".*'",
+        ));
+    }
     Ok(tables)
+}
+
+/// Refuses selected tables that would land on one and the same target table or
+/// column: MySQL/MariaDB compare column names without case always, and database and
+/// table names too when `lower_case_table_names` is not 0 — `"A"."T"` and `a.t` of a
+/// PostgreSQL source are then one table there.
+pub async fn target_name_clashes(dst: &mut Conn, tables: &[Table], names: &NameMap) -> Result<()> {
+    if dst.engine() != Engine::MySql {
+        return Ok(());
+    }
+    let folded = dst
+        .query_text("SELECT @@lower_case_table_names")
+        .await?
+        .first()
+        .and_then(|r| r[0].clone())
+        .is_some_and(|v| v != "0");
+    let clashes = name_clashes(tables, names, folded);
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::definite(format!(
+        "names collide on the MySQL/MariaDB target:\n  {}",
+        clashes.join("\n  ")
+    ))
+    .with_hint(
+        "rename one of them on the source, copy them by separate tasks into different \
+         target databases (objects.rename), or exclude one (objects.exclude)",
+    ))
+}
+
+/// The selected tables that would be one table (when the target folds name case) or
+/// have columns that would be one column on a MySQL/MariaDB target.
+fn name_clashes(tables: &[Table], names: &NameMap, folded: bool) -> Vec<String> {
+    let mut clashes = Vec::new();
+    if folded {
+        let mut seen: HashMap<(String, String), &TableId> = HashMap::new();
+        for t in tables {
+            let target = names.target(&t.id);
+            let key = (target.schema.to_lowercase(), target.name.to_lowercase());
+            match seen.get(&key) {
+                Some(other) => clashes.push(format!(
+                    "{other} and {} are one table on the target ({target}): its \
+                     lower_case_table_names is not 0, so names there ignore case",
+                    t.id
+                )),
+                None => {
+                    seen.insert(key, &t.id);
+                }
+            }
+        }
+    }
+    for t in tables {
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        for c in &t.columns {
+            match seen.get(&c.name.to_lowercase()) {
+                Some(other) => clashes.push(format!(
+                    "{}: columns {other:?} and {:?} differ only in case; MySQL/MariaDB column \
+                     names ignore case, so the target table cannot have both",
+                    t.id, c.name
+                )),
+                None => {
+                    seen.insert(c.name.to_lowercase(), &c.name);
+                }
+            }
+        }
+    }
+    clashes
+}
+
+/// PostgreSQL → PostgreSQL: refuses tables whose column types come from an extension
+/// the target server does not have available (`pg_available_extensions`), naming
+/// table, column, type and extension. `Ok(Some(list))` names the extensions needed.
+pub async fn missing_extensions(dst: &mut Conn, tables: &[Table]) -> Result<Option<String>> {
+    let needed: Vec<(&Table, &(String, String, String))> = tables
+        .iter()
+        .flat_map(|t| t.pg_types.extensions.iter().map(move |e| (t, e)))
+        .collect();
+    if needed.is_empty() || dst.engine() != Engine::Postgres {
+        return Ok(None);
+    }
+    let available: Vec<String> = dst
+        .query_text("SELECT name FROM pg_available_extensions")
+        .await?
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect();
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(_, (ext, _, _))| !available.contains(ext))
+        .map(|(t, (ext, col, ty))| format!("{}.{col} (type {ty}) needs extension {ext}", t.id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::definite(format!(
+            "the target server lacks extensions the tables' types come from: {}",
+            missing.join("; ")
+        ))
+        .with_hint(
+            "install the extension's package on the target server (e.g. postgresql-contrib), \
+             or exclude the tables (objects.exclude)",
+        ));
+    }
+    let mut exts: Vec<&str> = needed.iter().map(|(_, (e, _, _))| e.as_str()).collect();
+    exts.sort();
+    exts.dedup();
+    Ok(Some(exts.join(", ")))
 }
 
 /// Plans the DDL of every table; all mapping errors are reported together.
@@ -174,6 +299,8 @@ pub async fn run_full(
     let tables = source_tables(&mut src, spec).await?;
     let names = NameMap::new(spec, &tables);
     let ddls = plan_all(&mut src, spec, &tables, &names).await?;
+    target_name_clashes(&mut dst, &tables, &names).await?;
+    missing_extensions(&mut dst, &tables).await?;
     let mut warnings: Vec<String> = ddls.iter().flat_map(|d| d.warnings.clone()).collect();
     let mut stages = checkpoint::stages(&mut dst, &spec.name).await?;
 
@@ -763,4 +890,45 @@ async fn finish_table(
         }
     }
     checkpoint::set_stage(conn, task, target, "indexed").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_differing_only_in_case_clash_where_the_target_folds_them() {
+        let spec = TaskSpec::from_yaml(
+            "name: t\nkind: migration\nmode: full\nsource: postgres://u@h/db\ntarget: mysql://u@h:3306\n",
+        )
+        .unwrap();
+        let col = |n: &str| ferry_core::Column {
+            name: n.into(),
+            native_type: "int".into(),
+            logical: ferry_core::LogicalType::Int {
+                bytes: 4,
+                unsigned: false,
+            },
+            nullable: true,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            comment: None,
+            charset: None,
+        };
+        let t = |s: &str, n: &str, cols: &[&str]| Table {
+            id: TableId::new(s, n),
+            columns: cols.iter().map(|c| col(c)).collect(),
+            ..Table::default()
+        };
+        let tables = vec![t("A", "T", &["id"]), t("a", "t", &["id", "Id"])];
+        let names = NameMap::new(&spec, &tables);
+        let folded = name_clashes(&tables, &names, true);
+        assert_eq!(folded.len(), 2, "{folded:?}");
+        assert!(folded[0].contains("A.T and a.t"), "{folded:?}");
+        assert!(folded[1].contains("\"id\" and \"Id\""), "{folded:?}");
+        // lower_case_table_names = 0: the tables are distinct, the columns still clash
+        assert_eq!(name_clashes(&tables, &names, false).len(), 1);
+    }
 }

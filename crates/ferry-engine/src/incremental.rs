@@ -422,13 +422,7 @@ async fn follow_ddl(
         ("CREATE", "TABLE") => {
             let mut src = Conn::open(spec, Role::Source).await?;
             let tables = src
-                .tables(
-                    &ferry_core::select::ObjectFilter::new(
-                        &[format!("{}.{}", table.schema, table.name)],
-                        &[],
-                    )?,
-                    None,
-                )
+                .tables(&ferry_core::select::ObjectFilter::table(&table), None)
                 .await?;
             let Some(t) = tables.into_iter().find(|t| t.id == table) else {
                 // dropped again since: nothing to create

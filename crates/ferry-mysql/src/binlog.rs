@@ -133,7 +133,7 @@ impl Decoder {
     }
 
     async fn reload(&mut self, id: &TableId) -> Result<()> {
-        let f = ObjectFilter::new(&[format!("{}.{}", id.schema, id.name)], &[])?;
+        let f = ObjectFilter::table(id);
         self.tables.remove(id);
         for t in read_tables(&mut self.catalog, &f, None).await? {
             self.tables.insert(t.id.clone(), t);
@@ -395,7 +395,8 @@ impl Decoder {
     }
 }
 
-/// The words of a DDL statement, comments and quotes removed.
+/// The words of a DDL statement, comments and quotes removed (a dot inside backticks
+/// stays U+0003, for [`ddl_table`]).
 pub fn ddl_words(sql: &str) -> Vec<String> {
     let mut s = String::new();
     let mut chars = sql.chars().peekable();
@@ -416,7 +417,13 @@ pub fn ddl_words(sql: &str) -> Vec<String> {
                 if d == '`' {
                     break;
                 }
-                s.push(if d == ' ' { '\u{2}' } else { d });
+                // a dot inside backticks is part of the name, not a qualifier:
+                // kept as U+0003 until ddl_table has split the qualified name
+                s.push(match d {
+                    ' ' => '\u{2}',
+                    '.' => '\u{3}',
+                    d => d,
+                });
             }
         } else {
             s.push(c);
@@ -448,9 +455,10 @@ pub fn ddl_table(words: &[String], schema: &str) -> Option<TableId> {
         i += 1;
     }
     let name = words.get(i)?;
+    let part = |s: &str| s.replace('\u{3}', ".");
     Some(match name.split_once('.') {
-        Some((s, t)) => TableId::new(s, t),
-        None => TableId::new(schema, name.as_str()),
+        Some((s, t)) => TableId::new(part(s), part(t)),
+        None => TableId::new(schema, part(name)),
     })
 }
 
@@ -621,6 +629,11 @@ mod tests {
             Some(TableId::new("s", "t"))
         );
         assert_eq!(t("TRUNCATE TABLE t"), Some(TableId::new("db", "t")));
+        assert_eq!(
+            t("ALTER TABLE `a.b`.`c.d` ADD x int"),
+            Some(TableId::new("a.b", "c.d"))
+        );
+        assert_eq!(t("DROP TABLE `x.y`"), Some(TableId::new("db", "x.y")));
         assert_eq!(t("CREATE INDEX i ON t (x)"), Some(TableId::new("db", "t")));
     }
 }

@@ -65,7 +65,15 @@ pub fn mysql_type(ty: &LogicalType, keyed: bool) -> Result<String> {
             len,
             varying: false,
         } if *len <= 64 => format!("bit({len})"),
-        LogicalType::Bit { len, .. } => format!("varchar({})", (*len).clamp(1, 1024)),
+        // unbounded (len 0) or long bit strings: the '0'/'1' text, whole
+        LogicalType::Bit { len, .. } if *len == 0 || *len > 1024 => {
+            if keyed {
+                "varchar(768)".into()
+            } else {
+                "longtext".into()
+            }
+        }
+        LogicalType::Bit { len, .. } => format!("varchar({len})"),
         LogicalType::Enum(labels) => format!(
             "enum({})",
             labels
@@ -291,6 +299,160 @@ fn fk_sql(q: &str, fk: &ferry_core::ForeignKey, map: &dyn Fn(&TableId) -> TableI
     )
 }
 
+/// InnoDB's limit on the bytes of one index (DYNAMIC/COMPRESSED rows, MariaDB 10.3+).
+const MAX_KEY_BYTES: u32 = 3072;
+
+/// Bytes a column of this logical type takes in an index on MySQL/MariaDB (utf8mb4:
+/// 4 bytes a character), or `None` for a column of unlimited length on the source
+/// (text, bytea, unbounded varchar/varbit) whose key width Ferry chooses.
+fn key_bytes(ty: &LogicalType) -> Option<u32> {
+    Some(match ty {
+        LogicalType::Bool | LogicalType::Int { bytes: 1, .. } => 1,
+        LogicalType::Int { bytes: 2, .. } => 2,
+        LogicalType::Int { bytes: 3 | 4, .. } | LogicalType::Float32 => 4,
+        LogicalType::Int { .. } | LogicalType::Float64 => 8,
+        LogicalType::Decimal { .. } => 30,
+        LogicalType::Char(Some(n)) if *n <= 255 => 4 * n,
+        LogicalType::Char(Some(n)) | LogicalType::VarChar(Some(n)) if *n <= 1024 => 4 * n,
+        LogicalType::Date | LogicalType::Year => 3,
+        LogicalType::Time(_) => 6,
+        LogicalType::Timestamp(_) | LogicalType::TimestampTz(_) => 8,
+        LogicalType::TimeTz(_) => 4 * 32,
+        LogicalType::Interval => 4 * 64,
+        LogicalType::Bit {
+            len,
+            varying: false,
+        } if *len <= 64 => 8,
+        LogicalType::Bit { len, .. } if *len > 0 && *len <= 1024 => 4 * len,
+        LogicalType::Enum(_) => 2,
+        LogicalType::Uuid => 4 * 36,
+        LogicalType::Network => 4 * 43,
+        // not indexable on MySQL at all (JSON, …): the server says so
+        t if !open_key(t) => 0,
+        _ => return None,
+    })
+}
+
+/// Unlimited text or binary: the kinds whose key width Ferry picks.
+fn open_key(ty: &LogicalType) -> bool {
+    matches!(
+        ty,
+        LogicalType::Text
+            | LogicalType::Char(_)
+            | LogicalType::VarChar(_)
+            | LogicalType::Set(_)
+            | LogicalType::Bytes
+            | LogicalType::Bit { .. }
+    )
+}
+
+/// Unlimited source columns in keys share what InnoDB allows one index (3072 bytes)
+/// with the key's other columns: each gets an equal part as `varchar(n)` /
+/// `varbinary(n)`, so the key stays a real, exact PRIMARY KEY or UNIQUE constraint on
+/// whole values (a prefix index would not keep uniqueness). A longer value is then
+/// refused by the load, naming the row — never cut. A key whose bounded columns
+/// alone are too wide cannot be created at all: refused, naming table, key and bytes.
+/// Returns the byte width chosen per such column.
+fn key_widths(t: &Table) -> Result<std::collections::BTreeMap<String, u32>> {
+    let mut keys: Vec<(String, &[String])> = Vec::new();
+    if !t.primary_key.is_empty() {
+        keys.push(("PRIMARY KEY".into(), &t.primary_key));
+    }
+    for ix in t.indexes.iter().filter(|ix| ix.unique) {
+        if ix.columns.iter().all(|c| t.column(c).is_some()) {
+            keys.push((format!("unique index {}", ix.name), &ix.columns));
+        }
+    }
+    let mut widths = std::collections::BTreeMap::new();
+    for (name, cols) in keys {
+        let cols: Vec<&ferry_core::Column> = cols.iter().filter_map(|c| t.column(c)).collect();
+        let fixed: u32 = cols.iter().filter_map(|c| key_bytes(&c.logical)).sum();
+        let open: Vec<&&ferry_core::Column> = cols
+            .iter()
+            .filter(|c| key_bytes(&c.logical).is_none())
+            .collect();
+        // an open text column needs at least one character (4 bytes) of room
+        if fixed + 4 * open.len() as u32 > MAX_KEY_BYTES {
+            let list: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {} ({} bytes)",
+                        c.name,
+                        c.native_type,
+                        key_bytes(&c.logical).unwrap_or(4)
+                    )
+                })
+                .collect();
+            return Err(Error::definite(format!(
+                "table {}: {name} ({}) needs {} bytes on MySQL/MariaDB, more than InnoDB's \
+                 {MAX_KEY_BYTES}-byte limit for one index",
+                t.id,
+                list.join(", "),
+                fixed + 4 * open.len() as u32
+            ))
+            .with_hint(
+                "narrow the key's columns on the source (utf8mb4 counts 4 bytes a character), \
+                 key the table on a shorter column (e.g. a surrogate id), or exclude the table",
+            ));
+        }
+        if open.is_empty() {
+            continue;
+        }
+        let share = (MAX_KEY_BYTES - fixed) / open.len() as u32;
+        for c in open {
+            let w = widths.entry(c.name.clone()).or_insert(MAX_KEY_BYTES);
+            *w = (*w).min(share);
+        }
+    }
+    Ok(widths)
+}
+
+/// The column list of a non-unique index: unlimited columns that no unique key bounds
+/// stay LONGTEXT/LONGBLOB (values of any length) and are indexed by a prefix that fits
+/// the 3072-byte budget — a prefix only narrows lookups, it cannot break uniqueness
+/// since the index has none. Refused like [`key_widths`] when the bounded columns alone
+/// are too wide.
+fn index_columns(
+    t: &Table,
+    ix: &ferry_core::Index,
+    widths: &std::collections::BTreeMap<String, u32>,
+) -> Result<Vec<String>> {
+    let cols: Vec<&ferry_core::Column> = ix.columns.iter().filter_map(|c| t.column(c)).collect();
+    let size = |c: &ferry_core::Column| key_bytes(&c.logical).or(widths.get(&c.name).copied());
+    let fixed: u32 = cols.iter().filter_map(|c| size(c)).sum();
+    let open = cols.iter().filter(|c| size(c).is_none()).count() as u32;
+    if fixed + 4 * open > MAX_KEY_BYTES {
+        return Err(Error::definite(format!(
+            "table {}: index {} ({}) needs {} bytes on MySQL/MariaDB, more than InnoDB's \
+             {MAX_KEY_BYTES}-byte limit for one index",
+            t.id,
+            ix.name,
+            ix.columns.join(", "),
+            fixed + 4 * open
+        ))
+        .with_hint("narrow the index's columns on the source, or exclude the table"));
+    }
+    let share = (MAX_KEY_BYTES - fixed).checked_div(open).unwrap_or(0);
+    Ok(cols
+        .iter()
+        .map(|c| match (size(c), &c.logical) {
+            (Some(_), _) => quote_ident(&c.name),
+            (None, LogicalType::Bytes) => format!("{}({share})", quote_ident(&c.name)),
+            (None, _) => format!("{}({})", quote_ident(&c.name), (share / 4).clamp(1, 768)),
+        })
+        .collect())
+}
+
+/// The MySQL type of an unlimited column kept in a key at `bytes` bytes.
+fn keyed_type(ty: &LogicalType, bytes: u32) -> String {
+    match ty {
+        LogicalType::Bytes => format!("varbinary({bytes})"),
+        // utf8mb4: 4 bytes a character
+        _ => format!("varchar({})", (bytes / 4).clamp(1, 768)),
+    }
+}
+
 fn cross_engine(
     t: &Table,
     target: &TableId,
@@ -298,16 +460,31 @@ fn cross_engine(
     map: &dyn Fn(&TableId) -> TableId,
 ) -> Result<()> {
     let q = qualified(target);
+    // columns of unique keys must be bounded types; non-unique indexes use prefixes
     let keyed = |name: &str| {
         t.primary_key.iter().any(|k| k == name)
             || t.indexes
                 .iter()
-                .any(|i| i.columns.iter().any(|c| c == name))
+                .any(|i| i.unique && i.columns.iter().any(|c| c == name))
     };
+    let widths = key_widths(t)?;
     let mut defs = Vec::new();
     for c in &t.columns {
-        let ty = mysql_type(&c.logical, keyed(&c.name))
-            .map_err(|e| e.context(format!("table {}, column {}", t.id, c.name)))?;
+        let ty = match widths.get(&c.name) {
+            Some(&w) => {
+                let ty = keyed_type(&c.logical, w);
+                if w < MAX_KEY_BYTES {
+                    p.warnings.push(format!(
+                        "{}.{}: {} is in a key; InnoDB keys hold at most {MAX_KEY_BYTES} bytes, \
+                         so it becomes {ty} — a longer value stops the copy, naming the row",
+                        t.id, c.name, c.native_type
+                    ));
+                }
+                ty
+            }
+            None => mysql_type(&c.logical, keyed(&c.name))
+                .map_err(|e| e.context(format!("table {}, column {}", t.id, c.name)))?,
+        };
         let mut d = format!("{} {ty}", quote_ident(&c.name));
         if let Some(g) = &c.generated {
             d.push_str(&format!(
@@ -357,7 +534,11 @@ fn cross_engine(
             ));
             continue;
         }
-        let cols: Vec<String> = ix.columns.iter().map(|c| quote_ident(c)).collect();
+        let cols: Vec<String> = if ix.unique {
+            ix.columns.iter().map(|c| quote_ident(c)).collect()
+        } else {
+            index_columns(t, ix, &widths)?
+        };
         p.post.push(format!(
             "ALTER TABLE {q} ADD {}INDEX {} ({})",
             if ix.unique { "UNIQUE " } else { "" },
@@ -437,5 +618,137 @@ mod tests {
             false
         )
         .is_err());
+        let varbit = LogicalType::Bit {
+            len: 0,
+            varying: true,
+        };
+        assert_eq!(mysql_type(&varbit, false).unwrap(), "longtext");
+    }
+
+    fn col(name: &str, logical: LogicalType, native: &str) -> ferry_core::Column {
+        ferry_core::Column {
+            name: name.into(),
+            native_type: native.into(),
+            logical,
+            nullable: false,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            comment: None,
+            charset: None,
+        }
+    }
+
+    #[test]
+    fn unlimited_key_columns_share_the_innodb_key_budget() {
+        let t = Table {
+            id: TableId::new("public", "k"),
+            columns: vec![
+                col(
+                    "name",
+                    LogicalType::VarChar(Some(50)),
+                    "character varying(50)",
+                ),
+                col("blob", LogicalType::Bytes, "bytea"),
+                col("note", LogicalType::Text, "text"),
+            ],
+            primary_key: vec!["name".into(), "blob".into()],
+            ..Table::default()
+        };
+        let w = key_widths(&t).unwrap();
+        assert_eq!(w.get("blob"), Some(&(3072 - 200)));
+        assert_eq!(w.get("note"), None);
+        let mut p = DdlPlan::default();
+        cross_engine(&t, &t.id, &mut p, &|x| x.clone()).unwrap();
+        assert!(
+            p.create[0].contains("`blob` varbinary(2872)"),
+            "{}",
+            p.create[0]
+        );
+        assert!(p.create[0].contains("`note` longtext"), "{}", p.create[0]);
+
+        // bounded columns alone too wide: refused with the numbers
+        let t = Table {
+            id: TableId::new("public", "wide"),
+            columns: vec![
+                col(
+                    "a",
+                    LogicalType::VarChar(Some(500)),
+                    "character varying(500)",
+                ),
+                col(
+                    "b",
+                    LogicalType::VarChar(Some(400)),
+                    "character varying(400)",
+                ),
+            ],
+            primary_key: vec!["a".into(), "b".into()],
+            ..Table::default()
+        };
+        let e = key_widths(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("public.wide") && e.contains("PRIMARY KEY"),
+            "{e}"
+        );
+
+        // a non-unique index keeps whole values and indexes a prefix
+        let t = Table {
+            id: TableId::new("public", "ix"),
+            columns: vec![
+                col(
+                    "id",
+                    LogicalType::Int {
+                        bytes: 4,
+                        unsigned: false,
+                    },
+                    "integer",
+                ),
+                col("body", LogicalType::Text, "text"),
+                col("raw", LogicalType::Bytes, "bytea"),
+            ],
+            primary_key: vec!["id".into()],
+            indexes: vec![ferry_core::Index {
+                name: "ix_body_raw".into(),
+                columns: vec!["id".into(), "body".into(), "raw".into()],
+                unique: false,
+                native_def: None,
+                prefix: vec![None; 3],
+                is_constraint: false,
+            }],
+            ..Table::default()
+        };
+        let mut p = DdlPlan::default();
+        cross_engine(&t, &t.id, &mut p, &|x| x.clone()).unwrap();
+        assert!(p.create[0].contains("`body` longtext"), "{}", p.create[0]);
+        assert!(p.create[0].contains("`raw` longblob"), "{}", p.create[0]);
+        assert!(
+            p.post[0].contains("(`id`, `body`(383), `raw`(1534))"),
+            "{}",
+            p.post[0]
+        );
+        let e = key_widths(&Table {
+            id: TableId::new("public", "wide"),
+            columns: vec![
+                col(
+                    "a",
+                    LogicalType::VarChar(Some(500)),
+                    "character varying(500)",
+                ),
+                col(
+                    "b",
+                    LogicalType::VarChar(Some(400)),
+                    "character varying(400)",
+                ),
+            ],
+            primary_key: vec!["a".into(), "b".into()],
+            ..Table::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("public.wide") && e.contains("PRIMARY KEY") && e.contains("3600 bytes"),
+            "{e}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! unqualified and resolve against the *target* schema when replayed there — which is
 //! what makes schema renames work.
 
-use crate::conn::{classify, quote_ident, PgConn};
+use crate::conn::{classify, quote_ident, quote_literal, PgConn};
 use crate::types::{logical_type, PgTypeInfo};
 use ferry_core::{
     schema::{Check, ForeignKey, Index, Sequence},
@@ -89,7 +89,7 @@ async fn read_columns(conn: &PgConn, oid: u32, t: &mut Table) -> Result<()> {
              col_description(a.attrelid, a.attnum), t.typname::text, t.typtype::text, \
              et.typname::text, et.typtype::text, \
              (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e \
-              WHERE e.enumtypid = coalesce(et.oid, t.oid)) \
+              WHERE e.enumtypid = coalesce(et.oid, t.oid)), a.atttypid \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
              LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
@@ -98,6 +98,12 @@ async fn read_columns(conn: &PgConn, oid: u32, t: &mut Table) -> Result<()> {
         )
         .await
         .map_err(classify)?;
+    let mut seen = std::collections::HashSet::new();
+    for r in &rows {
+        let column: String = r.get(0);
+        let oid: u32 = r.get(12);
+        user_type(conn, oid, &column, &t.id.schema, &mut t.pg_types, &mut seen).await?;
+    }
     for r in rows {
         let elem: Option<String> = r.get(9);
         let info = PgTypeInfo {
@@ -128,6 +134,200 @@ async fn read_columns(conn: &PgConn, oid: u32, t: &mut Table) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// OIDs below this are built into the server (`FirstNormalObjectId`).
+const FIRST_USER_OID: u32 = 16384;
+
+/// Collects what the target needs to recreate type `oid` (used by `column` of a table
+/// in `schema`): the statements that create it after the types it is made of, or the
+/// extension that brings it. Names are as `format_type` prints them under the table's
+/// `search_path`, so they resolve the same way when replayed in the target schema.
+fn user_type<'a>(
+    conn: &'a PgConn,
+    oid: u32,
+    column: &'a str,
+    schema: &'a str,
+    out: &'a mut ferry_core::PgTypes,
+    seen: &'a mut std::collections::HashSet<u32>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
+    Box::pin(async move {
+        if oid < FIRST_USER_OID || !seen.insert(oid) {
+            return Ok(());
+        }
+        // any user type (or array of one) travels as text: binary forms of arrays and
+        // composites carry the source's type OIDs, and some types have none at all
+        out.text_copy = true;
+        let c = &conn.client;
+        let r = c
+            .query_one(
+                "SELECT t.typtype::text, t.typcategory::text, t.typelem, t.typbasetype, t.typrelid, \
+                 format_type(t.oid, NULL), n.nspname::text, \
+                 (SELECT e.extname::text FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+                  WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e' LIMIT 1), \
+                 (SELECT en.nspname::text FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+                  JOIN pg_namespace en ON en.oid = e.extnamespace \
+                  WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e' LIMIT 1), \
+                 format_type(t.typbasetype, t.typtypmod), t.typnotnull, t.typdefault \
+                 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(classify)?;
+        let (kind, category): (String, String) = (r.get(0), r.get(1));
+        let (elem, base, rel): (u32, u32, u32) = (r.get(2), r.get(3), r.get(4));
+        let name: String = r.get(5);
+        let type_schema: String = r.get(6);
+        let wrap = |stmt: String| {
+            format!(
+                "DO $ferry$ BEGIN {stmt}; EXCEPTION WHEN duplicate_object THEN NULL; END $ferry$"
+            )
+        };
+        let schema_first = |out: &mut ferry_core::PgTypes, s: &str| {
+            if s != schema {
+                out.create
+                    .push(format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)));
+            }
+        };
+        if let Some(ext) = r.get::<_, Option<String>>(7) {
+            let ext_schema: String = r.get::<_, Option<String>>(8).unwrap_or_default();
+            schema_first(out, &ext_schema);
+            let stmt = if ext_schema == schema {
+                // the table's own schema: follows the table to its target schema
+                format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(&ext))
+            } else {
+                format!(
+                    "CREATE EXTENSION IF NOT EXISTS {} SCHEMA {}",
+                    quote_ident(&ext),
+                    quote_ident(&ext_schema)
+                )
+            };
+            if !out.create.contains(&stmt) {
+                out.create.push(stmt);
+            }
+            if !out.extensions.iter().any(|(e, _, _)| e == &ext) {
+                out.extensions.push((ext, column.to_string(), name));
+            }
+            return Ok(());
+        }
+        if category == "A" && elem != 0 {
+            return user_type(conn, elem, column, schema, out, seen).await;
+        }
+        match kind.as_str() {
+            "e" => {
+                let labels: Vec<String> = c
+                    .query_one(
+                        "SELECT coalesce(array_agg(enumlabel::text ORDER BY enumsortorder), '{}') \
+                         FROM pg_enum WHERE enumtypid = $1",
+                        &[&oid],
+                    )
+                    .await
+                    .map_err(classify)?
+                    .get(0);
+                schema_first(out, &type_schema);
+                let labels: Vec<String> = labels.iter().map(|l| quote_literal(l)).collect();
+                out.create.push(wrap(format!(
+                    "CREATE TYPE {name} AS ENUM ({})",
+                    labels.join(", ")
+                )));
+            }
+            "d" => {
+                user_type(conn, base, column, schema, out, seen).await?;
+                let mut stmt = format!("CREATE DOMAIN {name} AS {}", r.get::<_, String>(9));
+                if let Some(d) = r.get::<_, Option<String>>(11) {
+                    stmt.push_str(&format!(" DEFAULT {d}"));
+                }
+                if r.get::<_, bool>(10) {
+                    stmt.push_str(" NOT NULL");
+                }
+                for k in c
+                    .query(
+                        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+                         WHERE contypid = $1 AND contype = 'c' ORDER BY conname",
+                        &[&oid],
+                    )
+                    .await
+                    .map_err(classify)?
+                {
+                    stmt.push_str(&format!(
+                        " CONSTRAINT {} {}",
+                        quote_ident(&k.get::<_, String>(0)),
+                        k.get::<_, String>(1)
+                    ));
+                }
+                schema_first(out, &type_schema);
+                out.create.push(wrap(stmt));
+            }
+            "c" => {
+                let attrs = c
+                    .query(
+                        "SELECT attname::text, atttypid, format_type(atttypid, atttypmod) \
+                         FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped \
+                         ORDER BY attnum",
+                        &[&rel],
+                    )
+                    .await
+                    .map_err(classify)?;
+                let mut defs = Vec::new();
+                for a in &attrs {
+                    user_type(conn, a.get(1), column, schema, out, seen).await?;
+                    defs.push(format!(
+                        "{} {}",
+                        quote_ident(&a.get::<_, String>(0)),
+                        a.get::<_, String>(2)
+                    ));
+                }
+                schema_first(out, &type_schema);
+                out.create
+                    .push(wrap(format!("CREATE TYPE {name} AS ({})", defs.join(", "))));
+            }
+            "r" | "m" => {
+                let rg = c
+                    .query_one(
+                        "SELECT rngtypid, rngsubtype, format_type(rngsubtype, NULL), \
+                         rngcanonical::oid <> 0, rngsubdiff::oid, rngsubdiff::regproc::text, \
+                         format_type(rngtypid, NULL) \
+                         FROM pg_range WHERE rngtypid = $1 OR rngmultitypid = $1",
+                        &[&oid],
+                    )
+                    .await
+                    .map_err(classify)?;
+                let (range_oid, sub): (u32, u32) = (rg.get(0), rg.get(1));
+                if range_oid != oid && !seen.insert(range_oid) {
+                    return Ok(());
+                }
+                if rg.get::<_, bool>(3) {
+                    out.unsupported.push((
+                        column.to_string(),
+                        name,
+                        "a range type with a canonical function; create it on the target first"
+                            .into(),
+                    ));
+                    return Ok(());
+                }
+                user_type(conn, sub, column, schema, out, seen).await?;
+                let mut stmt = format!(
+                    "CREATE TYPE {} AS RANGE (SUBTYPE = {}",
+                    rg.get::<_, String>(6),
+                    rg.get::<_, String>(2)
+                );
+                if rg.get::<_, u32>(4) != 0 {
+                    stmt.push_str(&format!(", SUBTYPE_DIFF = {}", rg.get::<_, String>(5)));
+                }
+                stmt.push(')');
+                schema_first(out, &type_schema);
+                out.create.push(wrap(stmt));
+            }
+            _ => out.unsupported.push((
+                column.to_string(),
+                name,
+                "a base type defined outside an extension (its C functions cannot be copied); \
+                 create it on the target first, or exclude the table"
+                    .into(),
+            )),
+        }
+        Ok(())
+    })
 }
 
 async fn read_constraints(conn: &PgConn, oid: u32, t: &mut Table) -> Result<()> {

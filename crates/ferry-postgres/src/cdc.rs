@@ -312,7 +312,7 @@ impl Decoder<'_> {
         let known = self.tables.get(id);
         let complete = known.is_some_and(|t| cols.iter().all(|c| t.column(&c.name).is_some()));
         if !complete {
-            let filter = ObjectFilter::new(&[format!("{}.{}", id.schema, id.name)], &[])?;
+            let filter = ObjectFilter::table(id);
             for t in read_tables(self.catalog, &filter).await? {
                 self.tables.insert(t.id.clone(), t);
             }

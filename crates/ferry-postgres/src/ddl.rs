@@ -130,23 +130,18 @@ pub fn plan(
     p.create.push(format!("SET search_path = {schema}"));
     let mut cols = Vec::new();
     let mut owned: Vec<(String, String)> = Vec::new();
+    if same {
+        if let Some((col, ty, why)) = t.pg_types.unsupported.first() {
+            return Err(Error::definite(format!(
+                "table {}, column {col}: type {ty} cannot be created on the target: {why}",
+                t.id
+            )));
+        }
+        // extensions, enums, domains, composite and range types the columns use
+        p.create.extend(t.pg_types.create.iter().cloned());
+    }
     for c in &t.columns {
         let ty = if same {
-            if let LogicalType::Enum(labels) = &c.logical {
-                p.create.push(create_enum(&c.native_type, labels));
-            }
-            if let LogicalType::Array(inner) = &c.logical {
-                if let LogicalType::Enum(labels) = inner.as_ref() {
-                    p.create
-                        .push(create_enum(c.native_type.trim_end_matches("[]"), labels));
-                }
-            }
-            if matches!(c.logical, LogicalType::Unsupported(_)) && c.native_type.contains('.') {
-                p.warnings.push(format!(
-                    "{}.{}: type {} lives in another schema; create it on the target first",
-                    t.id, c.name, c.native_type
-                ));
-            }
             c.native_type.clone()
         } else {
             let enum_name = format!(

@@ -84,14 +84,23 @@ pub fn select_sql(t: &Table, range: Option<&KeyRange>) -> String {
 
 const BUF: usize = 256 * 1024;
 
-/// Streams a chunk as PostgreSQL binary COPY bytes (for a PostgreSQL target).
+/// Streams a chunk as PostgreSQL COPY bytes (for a PostgreSQL target), binary unless
+/// the table's types need text ([`ferry_core::PgTypes::text_copy`]).
 pub async fn copy_binary(
     conn: &PgConn,
     t: &Table,
     range: Option<&KeyRange>,
     tx: &Sender<Batch>,
 ) -> Result<()> {
-    let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", select_sql(t, range));
+    let sql = format!(
+        "COPY ({}) TO STDOUT{}",
+        select_sql(t, range),
+        if t.pg_types.text_copy {
+            ""
+        } else {
+            " (FORMAT binary)"
+        }
+    );
     let stream = conn.client.copy_out(&sql).await.map_err(classify)?;
     futures::pin_mut!(stream);
     let mut buf = BytesMut::with_capacity(BUF);

@@ -185,6 +185,155 @@ async fn compare_finds_changed_missing_and_extra_rows() {
     assert!(out.contains("2 of 2 tables differ"), "{out}");
 }
 
+/// Schema and table names with dots: a quoted pattern selects exactly them, compare
+/// finds them on the target, an ambiguous unquoted pattern is refused and a pattern
+/// that selects nothing fails the check and the run instead of passing silently.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_with_dots_are_selected_copied_and_compared() {
+    let src = fresh("postgres", "dots_src").await;
+    let dst = fresh("postgres", "dots_dst").await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        r#"CREATE SCHEMA "a.b"; CREATE SCHEMA a;
+           CREATE TABLE "a.b".t1 (id int PRIMARY KEY, v text);
+           CREATE TABLE "a.b"."t.2" (id int PRIMARY KEY, v text);
+           CREATE TABLE "a.b".t3 (v text);
+           CREATE TABLE a."b.t1" (id int PRIMARY KEY);
+           INSERT INTO "a.b".t1 SELECT g, 'x' || g FROM generate_series(1, 50) g;
+           INSERT INTO "a.b"."t.2" VALUES (1, 'one'), (2, 'two');
+           INSERT INTO "a.b".t3 VALUES ('k'), ('k');
+           INSERT INTO a."b.t1" VALUES (7);"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // `a.b.*` reads as schema `a`, table `b.*` or schema `a.b`, any table: refused
+    let ambiguous = task_file(
+        dir.path(),
+        &src.url,
+        &dst.url,
+        "objects:\n  include: ['a.b.*']\n",
+    );
+    let check = ferry(&["check", &ambiguous]);
+    assert!(!check.status.success(), "{}", text(&check));
+    assert!(
+        text(&check).contains("more than one dot"),
+        "{}",
+        text(&check)
+    );
+
+    // a pattern that selects nothing is named, at check and at run
+    let typo = task_file(
+        dir.path(),
+        &src.url,
+        &dst.url,
+        "objects:\n  include: ['\"a.b\".*', 'nosuch.*']\n",
+    );
+    let check = ferry(&["check", &typo]);
+    assert!(!check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("\"nosuch.*\""), "{}", text(&check));
+    let run = ferry(&["run", "--quiet", &typo]);
+    assert!(!run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("\"nosuch.*\""), "{}", text(&run));
+
+    let task = task_file(
+        dir.path(),
+        &src.url,
+        &dst.url,
+        "chunk_rows: 10\nobjects:\n  include: ['\"a.b\".*']\n  exclude: ['\"a.b\".nosuch']\n",
+    );
+    let check = ferry(&["check", &task]);
+    assert!(check.status.success(), "{}", text(&check));
+    // an exclude pattern that leaves nothing out is a warning, naming it
+    assert!(
+        text(&check).contains("nosuch\" excludes no selected table"),
+        "{}",
+        text(&check)
+    );
+    let run = ferry(&["run", "--quiet", &task]);
+    assert!(run.status.success(), "{}", text(&run));
+    let cmp = ferry(&["compare", &task]);
+    let out = text(&cmp);
+    assert!(cmp.status.success(), "{out}");
+    assert!(!out.contains("missing"), "{out}");
+    assert_eq!(
+        query_lines(
+            "postgres",
+            &dst.url,
+            r#"SELECT (SELECT count(*) FROM "a.b".t1), (SELECT count(*) FROM "a.b"."t.2"),
+                      (SELECT count(*) FROM "a.b".t3),
+                      (SELECT count(*) FROM pg_namespace WHERE nspname = 'a')"#
+        )
+        .await,
+        vec!["50|2|2|0"]
+    );
+
+    // and a table whose name has a dot, by quoting the table part
+    let dst2 = fresh("postgres", "dots_dst2").await;
+    let one = task_file(
+        dir.path(),
+        &src.url,
+        &dst2.url,
+        "objects:\n  include: ['a.\"b.t1\"']\n",
+    );
+    let run = ferry(&["run", "--quiet", &one]);
+    assert!(run.status.success(), "{}", text(&run));
+    let cmp = ferry(&["compare", &one]);
+    assert!(cmp.status.success(), "{}", text(&cmp));
+    assert_eq!(
+        query_lines("postgres", &dst2.url, r#"SELECT id FROM a."b.t1""#).await,
+        vec!["7"]
+    );
+}
+
+/// PostgreSQL tables whose names differ only in case land in distinct MariaDB tables
+/// and distinct checkpoint rows (checkpoint tables an earlier Ferry created with the
+/// server's case-insensitive default collation are altered by `ensure`).
+#[tokio::test(flavor = "multi_thread")]
+async fn names_differing_only_in_case_keep_their_own_checkpoint_rows() {
+    let src = fresh("postgres", "case_src").await;
+    let dst = fresh("mysql", "case_dst").await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        r#"CREATE SCHEMA "A"; CREATE SCHEMA a;
+           CREATE TABLE "A"."T" (id int PRIMARY KEY, v text);
+           CREATE TABLE a.t (id int PRIMARY KEY, v text);
+           INSERT INTO "A"."T" VALUES (1, 'upper');
+           INSERT INTO a.t VALUES (1, 'lower'), (2, 'lower two');"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (upper, lower) = (format!("{}_A", dst.name), format!("{}_a", dst.name));
+    let task = task_file(
+        dir.path(),
+        &src.url,
+        &dst.url,
+        &format!("objects:\n  rename:\n    \"A\": {upper}\n    \"a\": {lower}\n"),
+    );
+    let check = ferry(&["check", &task]);
+    assert!(check.status.success(), "{}", text(&check));
+    let run = ferry(&["run", "--quiet", &task]);
+    assert!(run.status.success(), "{}", text(&run));
+    let cmp = ferry(&["compare", &task]);
+    assert!(cmp.status.success(), "{}", text(&cmp));
+    assert_eq!(
+        query_lines(
+            "mysql",
+            &dst.url,
+            &format!(
+                "SELECT (SELECT group_concat(v ORDER BY id) FROM `{upper}`.`T`), \
+                 (SELECT group_concat(v ORDER BY id) FROM `{lower}`.`t`), \
+                 (SELECT count(*) FROM ferry.tables WHERE task = '{}'), \
+                 (SELECT collation_name FROM information_schema.columns \
+                  WHERE table_schema = 'ferry' AND table_name = 'tables' AND column_name = 'table_name')",
+                task_name(&task)
+            )
+        )
+        .await,
+        vec!["upper|lower,lower two|2|utf8mb4_bin"]
+    );
+}
+
 /// Money moves between accounts in other chunks while the copy runs; the total is
 /// invariant, so the target's total equals it only if every chunk of every worker
 /// was read from the same instant.

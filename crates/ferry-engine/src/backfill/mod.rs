@@ -322,7 +322,7 @@ impl Backfill {
         let src = self.src.as_mut().expect("opened above");
         if self.tables[t].reshaped {
             let id = self.tables[t].table.id.clone();
-            let filter = ferry_core::select::ObjectFilter::new(&[id.to_string()], &[])?;
+            let filter = ferry_core::select::ObjectFilter::table(&id);
             let fresh = src
                 .tables(&filter, self.spec.source.database.as_deref())
                 .await?
