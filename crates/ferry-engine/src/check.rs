@@ -53,6 +53,26 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             e.hint.unwrap_or_default(),
         )),
     }
+    if let Conn::Pg(pg) = &src {
+        // a task that has its slot already needs no free one to resume its stream
+        let slot = ferry_postgres::cdc::slot_name(&spec.name);
+        if matches!(
+            ferry_postgres::cdc::slot_state(pg, &slot).await,
+            Ok(Some(_))
+        ) {
+            for i in items
+                .iter_mut()
+                .filter(|i| !i.ok && i.name.starts_with("source free replication slot"))
+            {
+                i.warn_only = true;
+                i.detail = format!(
+                    "{}, one of them the task's own {slot}: its stream resumes from it (a \
+                     resumed copy needs one more, for a moment)",
+                    i.detail
+                );
+            }
+        }
+    }
     let tables = match source_tables(&mut src, spec).await {
         Ok(t) => {
             let rows: u64 = t.iter().map(|t| t.estimated_rows).sum();

@@ -182,9 +182,13 @@ async fn full_with_handoff(
         cdc::drop_slot_and_publication(pg, &slot).await?;
     }
     let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
+    // only what this attempt created is undone: a slot it could not create (one that
+    // "already exists") may be another run's
+    let mut created = false;
     let summary = async {
         let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
         let (lsn, snapshot) = cdc::create_slot(&mut repl, &slot, false).await?;
+        created = true;
         let handoff = Handoff {
             snapshot,
             position: Position::PgLsn(lsn),
@@ -197,7 +201,13 @@ async fn full_with_handoff(
     .await;
     match summary {
         Ok(s) => Ok((s, warnings)),
-        Err(e) => Err(undo_failed_start(spec, pg, &slot, &tables, e).await),
+        // a transient failure (another run still writing, a lost connection) is
+        // retried: the retry finds the slot without a recorded position and starts afresh
+        Err(e) if created && !e.is_transient() => {
+            Err(undo_failed_start(spec, pg, &slot, &tables, e).await)
+        }
+        Err(e) if created => Err(slot_kept(e, &slot)),
+        Err(e) => Err(e),
     }
 }
 

@@ -406,3 +406,40 @@ async fn a_failed_stream_says_it_keeps_the_slot() {
     assert!(end.status.success(), "{}", text(&end));
     assert!(slots_and_publications(&src.url).await.is_empty());
 }
+
+/// A source whose only replication slot is the task's own: the precheck that `run`
+/// makes first must not refuse the resume of the task's stream (it needs no new slot).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_own_slot_fills_the_source_still_resumes() {
+    let srv = tokio::task::spawn_blocking(|| {
+        ferry_testkit::private_postgres_with("oneslot", "-c max_replication_slots=1")
+    })
+    .await
+    .unwrap();
+    ferry_testkit::pg_exec(&srv.url_for("postgres"), "CREATE DATABASE one_src").await;
+    let src = srv.url_for("one_src");
+    ferry_testkit::pg_exec(
+        &src,
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a');",
+    )
+    .await;
+    let dst = fresh("postgres", "one_dst").await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task_with_mode(dir.path(), &src, &dst.url, "full+incremental", "");
+    let run = || ferry(&["run", "--quiet", "--exit-when-caught-up", &task]);
+    let first = run();
+    assert!(first.status.success(), "{}", text(&first));
+    ferry_testkit::pg_exec(&src, "INSERT INTO items VALUES (2, 'b')").await;
+    // the source's one slot is the task's own now: the resume needs no other
+    let again = run();
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        query_lines("postgres", &dst.url, "SELECT count(*) FROM items").await,
+        vec!["2"]
+    );
+    let check = ferry(&["check", &task]);
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("the task's own"), "{}", text(&check));
+    let end = ferry(&["end", &task]);
+    assert!(end.status.success(), "{}", text(&end));
+}
