@@ -129,7 +129,11 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
             _ => None,
         };
         let caught_up = a.reached(h) || st.behind_bytes == Some(0);
-        st.lag_seconds = if caught_up {
+        // while the copy runs nothing is streamed yet: "lag 0 s" would claim the
+        // target is current; what the stream will start from is in `applied`
+        st.lag_seconds = if st.phase == "full" {
+            None
+        } else if caught_up {
             Some(0.0)
         } else {
             source_commit.map(|c| ((now_us - c) as f64 / 1e6).max(0.0))

@@ -366,7 +366,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 st.source_head.as_deref().unwrap_or("-")
             );
             if let Some(b) = st.behind_bytes {
-                println!("  behind:         {b} bytes of log");
+                if st.phase == "full" {
+                    println!("  behind:         {b} bytes of log since the copy's snapshot (the stream starts when the copy ends)");
+                } else {
+                    println!("  behind:         {b} bytes of log");
+                }
             }
             if let Some(l) = st.lag_seconds {
                 println!("  lag:            {l:.1} s");

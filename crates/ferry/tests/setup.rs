@@ -341,6 +341,11 @@ async fn a_failed_first_run_drops_its_slot_or_says_it_keeps_it() {
             && st.contains("ferry end"),
         "{st}"
     );
+    // nothing streams while the copy is unfinished: no lag to claim
+    assert!(
+        !st.contains("lag:") && st.contains("since the copy's snapshot"),
+        "{st}"
+    );
     let end = ferry(&["end", &task]);
     assert!(end.status.success(), "{}", text(&end));
     assert!(slots_and_publications(&src.url).await.is_empty());
