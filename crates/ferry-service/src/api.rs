@@ -344,13 +344,37 @@ async fn act(
     AxState(app): AxState<Shared>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    body: Option<Json<ActionBody>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let c = caller(&app, &headers).await?;
     let a = Action::from_id(&action)
         .filter(|a| *a != Action::Delete)
         .ok_or_else(|| ServiceError::NotFound(format!("action {action:?} (start, schedule, pause, resume, end, edit, switchover, failover)")))?;
-    let body = body.map(|b| b.0).unwrap_or_default();
+    // the body is optional, but one that is sent is never ignored: JSON with its
+    // content type, or a 415 / 400 / 422 (made JSON by `json_errors`)
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        let json = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return Ok((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request has a body but no `Content-Type: application/json`",
+            )
+                .into_response());
+        }
+        match Json::<ActionBody>::from_bytes(&body) {
+            Ok(Json(b)) => b,
+            Err(rejection) => return Ok(rejection.into_response()),
+        }
+    };
     if a == Action::Edit {
         let objects = body.objects.unwrap_or(Json_::Null);
         let t = app.control.edit(&c, &id, objects).await?;

@@ -604,7 +604,7 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
             "PUT",
             "/api/v1/tenants/acme/webhook",
             &tok,
-            Some(json!({"url": "http://93.184.216.34/hook", "lag_seconds": -1})),
+            Some(json!({"url": "http://127.0.0.1:9/hook", "lag_seconds": -1})),
         )
         .await;
     assert_eq!((s, v["field"].as_str()), (422, Some("lag_seconds")), "{v}");
@@ -670,6 +670,23 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.headers()["content-type"], "application/json");
+
+    // an action's body is optional, but one that is sent is never ignored
+    let act = url(&format!("/api/v1/tasks/{id}/schedule"));
+    for (body, content_type, status) in [
+        ("{\"start_at\": \"2099-01-01T00:00:00Z\"}", None, 415),
+        ("{\"start_at\": ", Some("application/json"), 400),
+        ("{\"start_at\": 5}", Some("application/json"), 422),
+        ("{\"when\": \"soon\"}", Some("application/json"), 422),
+    ] {
+        let mut r = c.post(&act).bearer_auth(&tok).body(body);
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{body}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{body}");
+    }
 }
 
 /// A scheduled start survives a restart of the service; a full-only migration ends by
