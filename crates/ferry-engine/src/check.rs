@@ -275,6 +275,9 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     if let Some(item) = extensions_available(&mut dst, &tables).await {
         items.push(item);
     }
+    if spec.kind == ferry_core::spec::Kind::Dr {
+        items.push(standby_can_be_fenced(&mut dst).await);
+    }
     if let Err(e) = crate::full::target_name_clashes(&mut dst, &tables, &names).await {
         items.push(Item::new(
             "target names are distinct",
@@ -408,6 +411,48 @@ async fn extensions_available(dst: &mut Conn, tables: &[ferry_core::Table]) -> O
             e.message,
             e.hint.unwrap_or_default(),
         )),
+    }
+}
+
+/// DR: the standby (the target) is kept read-only for applications, which Ferry's
+/// user must be allowed to do — or the task fails at its start.
+async fn standby_can_be_fenced(dst: &mut Conn) -> Item {
+    let name = "DR standby can be made read-only for applications";
+    let (sql, fix) = match dst {
+        Conn::Pg(_) => (
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+               OR pg_has_role(current_user, d.datdba, 'MEMBER') \
+             FROM pg_database d WHERE d.datname = current_database()",
+            "make Ferry's user the standby database's owner (ALTER DATABASE … OWNER TO …) \
+             or a superuser, and grant it pg_signal_backend (GRANT pg_signal_backend TO …)",
+        ),
+        Conn::My(_) => (
+            "SELECT COUNT(*) > 0 FROM information_schema.USER_PRIVILEGES \
+             WHERE GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
+                                    SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') \
+               AND PRIVILEGE_TYPE IN ('SUPER', 'READ_ONLY ADMIN')",
+            "GRANT READ_ONLY ADMIN ON *.* TO <Ferry's user> (MariaDB 10.11+; SUPER on older \
+             servers): Ferry sets the standby server's read_only and writes through it",
+        ),
+    };
+    match dst.query_text(sql).await {
+        Ok(r) => {
+            let yes = r
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .is_some_and(|v| v == "t" || v == "1");
+            Item::new(
+                name,
+                yes,
+                if yes {
+                    "Ferry's user may set it"
+                } else {
+                    "Ferry's user may not set it: the task would fail at its start"
+                },
+                if yes { "" } else { fix },
+            )
+        }
+        Err(e) => Item::new(name, false, e.message, fix),
     }
 }
 

@@ -448,3 +448,50 @@ async fn a_task_whose_own_slot_fills_the_source_still_resumes() {
     let end = ferry(&["end", &task]);
     assert!(end.status.success(), "{}", text(&end));
 }
+
+/// `check` of a DR task says whether Ferry's user may keep the standby read-only
+/// (else the task would fail at its start), with the grant that fixes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_whether_a_dr_standby_can_be_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fresh("mysql", "fence_src").await;
+    let dst = fresh("mysql", "fence_dst").await;
+    ferry_testkit::mysql_exec(&src.url, "CREATE TABLE t (id int PRIMARY KEY)").await;
+    let user = ferry_testkit::unique_name("nf");
+    let admin = ferry_testkit::mariadb().url_for("");
+    ferry_testkit::mysql_exec(
+        &admin,
+        &format!(
+            "CREATE USER '{user}'@'%'; GRANT ALL ON `{}`.* TO '{user}'@'%'; GRANT ALL ON ferry.* TO '{user}'@'%'",
+            dst.name
+        ),
+    )
+    .await;
+    let limited = dst.url.replacen("//root@", &format!("//{user}@"), 1);
+    assert_ne!(limited, dst.url, "the test server's URL names root");
+    let dr = |target: &str| {
+        let path = task_file(dir.path(), &src.url, target, "");
+        let body = std::fs::read_to_string(&path).unwrap().replace(
+            "kind: migration\nmode: full\n",
+            "kind: dr\nmode: full+incremental\n",
+        );
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+    let line = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("DR standby can be made read-only"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let out = text(&ferry(&["check", &dr(&limited)]));
+    ferry_testkit::mysql_exec(&admin, &format!("DROP USER '{user}'@'%'")).await;
+    let l = line(&out);
+    assert!(
+        l.contains("FAIL") && out.contains("READ_ONLY ADMIN"),
+        "{out}"
+    );
+    let out = text(&ferry(&["check", &dr(&dst.url)]));
+    let l = line(&out);
+    assert!(!l.is_empty() && !l.contains("FAIL"), "{out}");
+}
