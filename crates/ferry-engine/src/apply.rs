@@ -734,11 +734,16 @@ impl Applier {
             .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|n| *n >= 1 && *n <= t.from.len());
-        let (from, row_text) = match row {
+        let (from, mut row_text) = match row {
             Some(n) => (t.from[n - 1], t.rows.get(n - 1).map(|r| shorten(r))),
             None if t.from.len() == 1 => (t.from[0], t.rows.first().map(|r| shorten(r))),
             None => (t.from.iter().min().copied().unwrap_or(0), None),
         };
+        if tags.len() > 1 && same_place {
+            // several statements of one table and one source transaction, not replayed:
+            // the table and the transaction are right, which row is not known
+            row_text = None;
+        }
         e.context(format!(
             "applying changes to {} (source table {}, {}{})",
             t.table,
