@@ -407,6 +407,22 @@ pub async fn join_writers(conn: &mut Conn, task: &str, slot: Option<usize>) -> R
 /// before that commit would replay what it holds (duplicates in a table without a
 /// key). Call before reading the checkpoint.
 pub async fn fence_writers(conn: &mut Conn, task: &str) -> Result<()> {
+    if writers_gone(conn, task, std::time::Duration::from_secs(60)).await? {
+        return Ok(());
+    }
+    Err(ferry_core::Error::transient(format!(
+        "a session of an earlier run of task {task} still writes to the target"
+    ))
+    .with_hint("a killed Ferry's last statement is still running there; it ends by itself (or end it: pg_terminate_backend / KILL)"))
+}
+
+/// Whether every session that writes `task`'s data to the target is gone, waiting
+/// at most `within` for them to go (a run that was just stopped closes its sessions).
+pub async fn writers_gone(
+    conn: &mut Conn,
+    task: &str,
+    within: std::time::Duration,
+) -> Result<bool> {
     let key = task_key(task);
     let sql = match conn.engine() {
         Engine::Postgres => {
@@ -429,13 +445,10 @@ pub async fn fence_writers(conn: &mut Conn, task: &str) -> Result<()> {
     loop {
         let r = conn.query_text(&sql).await?;
         if r.first().and_then(|r| r[0].as_deref()) == Some("1") {
-            return Ok(());
+            return Ok(true);
         }
-        if t0.elapsed() > std::time::Duration::from_secs(60) {
-            return Err(ferry_core::Error::transient(format!(
-                "a session of an earlier run of task {task} still writes to the target"
-            ))
-            .with_hint("a killed Ferry's last statement is still running there; it ends by itself (or end it: pg_terminate_backend / KILL)"));
+        if t0.elapsed() > within {
+            return Ok(false);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }

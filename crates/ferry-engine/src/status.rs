@@ -185,6 +185,8 @@ async fn slot_line(spec: &TaskSpec) -> Result<(Option<String>, bool)> {
                 .map(|b| format!(", retains {} of WAL on the source", human_bytes(b)))
                 .unwrap_or_default()
         ),
+        // a full-only task never has one
+        None if spec.mode == ferry_core::Mode::Full => return Ok((None, false)),
         None => format!("{slot}: missing"),
     };
     Ok((Some(line), idle))

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use ferry_core::{Engine, Error, ExistingData, Mode, Position, Result, TaskSpec};
 use ferry_postgres::cdc;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// What a run did.
@@ -350,6 +351,20 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
             .map(|(p, _)| p)
     };
     let known = phase.is_some();
+    if known && !checkpoint::writers_gone(&mut dst, &spec.name, Duration::from_secs(10)).await? {
+        // ending under a live run would be undone by it: it keeps applying, and its
+        // next checkpoint overwrites the mark
+        // transient: a run being stopped goes within moments (the service retries)
+        return Err(Error::transient(format!(
+            "task {} is running: a `ferry run` (or a service worker) still writes its changes \
+             to the target",
+            spec.name
+        ))
+        .with_hint(
+            "stop that run first (Ctrl-C or SIGTERM; in the service, `ferry task end ID` ends it \
+             for you), then run `ferry end` again",
+        ));
+    }
     // a copy that never finished left no counters to move (and maybe no tables)
     let copied = matches!(phase.as_deref(), Some("done" | "incremental" | "ended"));
     if copied && spec.mode != Mode::Full {
@@ -364,10 +379,13 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
     }
     if let Conn::Pg(pg) = &src {
         let slot = cdc::slot_name(&spec.name);
+        let had = cdc::slot_state(pg, &slot).await?.is_some();
         cdc::drop_slot_and_publication(pg, &slot).await?;
-        done.push(format!(
-            "dropped replication slot and publication {slot} on the source"
-        ));
+        if had {
+            done.push(format!(
+                "dropped replication slot and publication {slot} on the source"
+            ));
+        }
     }
     if known {
         checkpoint::set_task(&mut dst, &spec.name, "ended", None).await?;

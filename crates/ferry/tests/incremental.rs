@@ -726,3 +726,34 @@ async fn mariadb_a_stream_restarted_behind_an_added_column_follows_it() {
         ["1|7", "2|4", "500|7", "501|3"]
     );
 }
+
+/// `ferry end` while a `ferry run` of the task still streams is refused (the run
+/// would go on applying and overwrite the end mark); once the run stops, it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn end_is_refused_while_a_run_streams() {
+    let src = fresh("mysql", "endlive_src").await;
+    let dst = fresh("postgres", "endlive_dst").await;
+    setup("mysql", &src.url, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &src, &dst, "");
+    let mut child = start_streaming(&task, "postgres", &dst).await;
+    let end = ferry(&["end", &task]);
+    let out = text(&end);
+    assert!(!end.status.success(), "end passed under a live run: {out}");
+    assert!(
+        out.contains("is running") && out.contains("stop that run first"),
+        "{out}"
+    );
+    let name = common::task_name(&task);
+    assert_eq!(
+        phase("postgres", &dst.url, &name).await.as_deref(),
+        Some("incremental")
+    );
+    child.kill();
+    let end = ferry(&["end", &task]);
+    assert!(end.status.success(), "{}", text(&end));
+    assert_eq!(
+        phase("postgres", &dst.url, &name).await.as_deref(),
+        Some("ended")
+    );
+}

@@ -495,3 +495,29 @@ async fn check_says_whether_a_dr_standby_can_be_fenced() {
     let l = line(&out);
     assert!(!l.is_empty() && !l.contains("FAIL"), "{out}");
 }
+
+/// A full-only task from PostgreSQL never has a slot: `status` names none and `end`
+/// claims to drop none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_only_task_has_no_slot_to_report() {
+    let src = fresh("postgres", "fullonly_src").await;
+    let dst = fresh("postgres", "fullonly_dst").await;
+    ferry_testkit::pg_exec(
+        &src.url,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task_file(dir.path(), &src.url, &dst.url, "");
+    let run = ferry(&["run", "--quiet", &task]);
+    assert!(run.status.success(), "{}", text(&run));
+    let st = text(&ferry(&["status", &task]));
+    assert!(!st.contains("slot"), "{st}");
+    let end = ferry(&["end", &task]);
+    assert!(end.status.success(), "{}", text(&end));
+    assert!(
+        !text(&end).contains("dropped replication slot"),
+        "{}",
+        text(&end)
+    );
+}
