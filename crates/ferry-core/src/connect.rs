@@ -139,7 +139,11 @@ impl ConnectFailure {
     /// The classified error: `cannot connect to <endpoint>: <title>: <detail>`, with the
     /// hint. `detail` is the driver's own words (already without secrets).
     pub fn error(self, ep: &Endpoint, detail: &str) -> Error {
-        let message = format!("cannot connect to {ep}: {}: {detail}", self.title());
+        let message = format!(
+            "cannot connect to {ep}: {}: {}",
+            self.title(),
+            tidy_detail(detail)
+        );
         let err = if self.transient() {
             Error::transient(message)
         } else {
@@ -147,6 +151,26 @@ impl ConnectFailure {
         };
         err.with_hint(self.hint(ep))
     }
+}
+
+/// The driver's words without what says nothing: drivers wrap a socket error in
+/// layers (`Input/output error: Input/output error: Connection refused (os error
+/// 111)`); the generic and repeated layers go, the specific one stays.
+fn tidy_detail(detail: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in detail.split(": ").map(str::trim) {
+        if parts.last() != Some(&p) {
+            parts.push(p);
+        }
+    }
+    let generic = |p: &&str| {
+        let l = p.to_ascii_lowercase();
+        l == "input/output error" || l == "io error" || l == "i/o error" || l == "error"
+    };
+    if parts.iter().any(|p| !generic(p)) {
+        parts.retain(|p| !generic(p));
+    }
+    parts.join(": ")
 }
 
 /// Sorts an I/O error of a connection attempt (the engines' drivers both surface the
@@ -224,6 +248,21 @@ mod tests {
             ),
             "{}",
             e.message
+        );
+    }
+
+    #[test]
+    fn driver_detail_loses_its_empty_layers() {
+        assert_eq!(
+            tidy_detail(
+                "Input/output error: Input/output error: Connection refused (os error 111)"
+            ),
+            "Connection refused (os error 111)"
+        );
+        assert_eq!(tidy_detail("Input/output error"), "Input/output error");
+        assert_eq!(
+            tidy_detail("db error: FATAL: password authentication failed for user \"x\""),
+            "db error: FATAL: password authentication failed for user \"x\""
         );
     }
 

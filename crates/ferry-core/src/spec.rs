@@ -69,6 +69,18 @@ pub enum ExistingData {
     Append,
 }
 
+impl ExistingData {
+    /// The word the task file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExistingData::Fail => "fail",
+            ExistingData::Drop => "drop",
+            ExistingData::Truncate => "truncate",
+            ExistingData::Append => "append",
+        }
+    }
+}
+
 /// Database engine of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {

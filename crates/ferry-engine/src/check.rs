@@ -102,13 +102,25 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     if let Some(item) = unmatched_excludes(&mut src, spec).await {
         items.push(item);
     }
+    let streams = spec.mode != ferry_core::Mode::Full;
     for t in &tables {
         if t.primary_key.is_empty() {
+            let detail = if !streams {
+                "copied whole (not split in chunks)"
+            } else if spec.source.engine == ferry_core::Engine::Postgres {
+                "copied whole (not split in chunks); its changes are matched on every column, one \
+                 row at a time (slower; identical duplicate rows are interchangeable); `ferry run` \
+                 sets REPLICA IDENTITY FULL on it on the source (PostgreSQL refuses its \
+                 UPDATE/DELETE once published without it)"
+            } else {
+                "copied whole (not split in chunks); its changes are matched on every column, one \
+                 row at a time (slower; identical duplicate rows are interchangeable)"
+            };
             items.push(
                 Item::new(
                     &format!("{} without a primary key", t.id),
                     false,
-                    "copied whole (not split in chunks); incremental changes are matched on all columns",
+                    detail,
                     "add a primary key on the source if the table has a natural one",
                 )
                 .warning(),
@@ -159,34 +171,6 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             }
         }
     }
-    if spec.mode != ferry_core::Mode::Full {
-        let keyless: Vec<String> = tables
-            .iter()
-            .filter(|t| t.primary_key.is_empty())
-            .map(|t| t.id.to_string())
-            .collect();
-        if !keyless.is_empty() {
-            items.push(
-                Item::new(
-                    "tables without a primary key (incremental)",
-                    false,
-                    format!(
-                        "{}: changes are matched on every column, one row at a time (slower; \
-                         identical duplicate rows are interchangeable){}",
-                        keyless.join(", "),
-                        if spec.source.engine == ferry_core::Engine::Postgres {
-                            "; `ferry run` sets REPLICA IDENTITY FULL on them on the source \
-                             (PostgreSQL refuses their UPDATE/DELETE once published without it)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    "add a primary key on the source where you can",
-                )
-                .warning(),
-            );
-        }
-    }
     let names = NameMap::new(spec, &tables);
     match plan_all(&mut src, spec, &tables, &names).await {
         Ok(ddls) => {
@@ -218,9 +202,9 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             if let Some(db) = missing {
                 items.push(
                     Item::new(
-                        "target database exists",
+                        "target database",
                         false,
-                        format!("target database {db} does not exist: Ferry will create it"),
+                        format!("{db} does not exist yet: `ferry run` creates it"),
                         "",
                     )
                     .warning(),
@@ -349,7 +333,7 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         (None, policy) => items.push(Item::new(
             "target is empty",
             true,
-            format!("{detail}; existing_data: {policy:?} applies"),
+            format!("{detail}; existing_data: {} applies", policy.as_str()),
             "",
         )),
     }

@@ -38,9 +38,9 @@ enum Command {
     Run {
         /// Task file (YAML).
         task: PathBuf,
-        /// Parallel copy workers (default: the task's `jobs`, else the machine's cores).
-        #[arg(long)]
-        jobs: Option<usize>,
+        /// Parallel copy workers, 1 to 64 (default: the task's `jobs`, else the machine's cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=ferry_core::spec::MAX_JOBS as i64))]
+        jobs: Option<u16>,
         /// No progress display.
         #[arg(long, short)]
         quiet: bool,
@@ -243,14 +243,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             let jobs = jobs
+                .map(usize::from)
                 .or(spec.jobs)
                 .unwrap_or_else(default_jobs)
                 .clamp(1, ferry_core::spec::MAX_JOBS);
             tracing::info!(
-                "task {}: {} → {}, {jobs} workers",
+                "task {}: {} → {}, {jobs} worker{}",
                 spec.name,
                 spec.source,
-                spec.target
+                spec.target,
+                if jobs == 1 { "" } else { "s" }
             );
             let metrics = Arc::new(Metrics::new(&spec.name));
             if let Some(addr) = &metrics_addr {

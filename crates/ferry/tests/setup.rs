@@ -66,7 +66,7 @@ async fn a_missing_mariadb_target_database_is_created() {
     assert!(check.status.success(), "{out}");
     assert!(
         out.contains(&format!(
-            "target database {name} does not exist: Ferry will create it"
+            "target database — {name} does not exist yet: `ferry run` creates it"
         )),
         "{out}"
     );
@@ -520,4 +520,14 @@ async fn a_full_only_task_has_no_slot_to_report() {
         "{}",
         text(&end)
     );
+}
+
+/// `--jobs` outside 1..=64 is refused by the command line, naming the flag.
+#[test]
+fn jobs_out_of_range_is_refused() {
+    for bad in ["0", "65", "many"] {
+        let out = ferry(&["run", "--jobs", bad, "nonexistent.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(text(&out).contains("--jobs"), "{bad}: {}", text(&out));
+    }
 }
