@@ -81,8 +81,9 @@ impl ConnectFailure {
                     ),
                 };
                 format!(
-                    "check the user ({}) and the password: in the task's URL, or in \
-                     FERRY_SOURCE_PASSWORD / FERRY_TARGET_PASSWORD; {server_side}",
+                    "check the user ({}) and the password: in the task's URL (`ferry run` also \
+                     reads FERRY_SOURCE_PASSWORD / FERRY_TARGET_PASSWORD; a service task takes \
+                     it from the URL it was created with); {server_side}",
                     ep.user
                 )
             }

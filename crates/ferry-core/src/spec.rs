@@ -283,6 +283,15 @@ impl TaskSpec {
 
     /// Parses and validates task YAML.
     pub fn from_yaml(text: &str) -> Result<TaskSpec> {
+        // a syntax error first, as such (deserialising straight into the spec would
+        // report the first key whose value looks wrong instead)
+        if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+            return Err(Error::definite(format!(
+                "not valid YAML: {}",
+                crate::redact::redact(&e.to_string())
+            ))
+            .with_hint("check the brackets, quotes and indentation around that line"));
+        }
         let raw: RawSpec = serde_yaml::from_str(text).map_err(|e| {
             Error::definite(crate::redact::redact(&e.to_string())).with_hint(
                 "keys: name, kind (migration|sync|dr), mode (full|incremental|full+incremental), \
@@ -385,6 +394,13 @@ objects:
   exclude: ["shop.audit_*"]
   rename: { shop: store }
 "#;
+
+    #[test]
+    fn yaml_syntax_errors_are_named_as_such() {
+        let e = TaskSpec::from_yaml("name: x\nkind: [migration\nmode: full\n").unwrap_err();
+        assert!(e.message.starts_with("not valid YAML"), "{}", e.message);
+        assert!(e.message.contains("line"), "{}", e.message);
+    }
 
     #[test]
     fn parses_the_documented_example() {
