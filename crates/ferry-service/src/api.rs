@@ -97,7 +97,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn caller(app: &App, headers: &HeaderMap) -> ApiResult<Caller> {
     let token = bearer(headers).ok_or_else(|| {
         ServiceError::Unauthorized(
-            "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN)".into(),
+            "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN, \
+             or FERRY_ADMIN_TOKEN for `ferry tenant create|topup`)"
+                .into(),
         )
     })?;
     if token_hash(token) == token_hash(&app.admin_token) {

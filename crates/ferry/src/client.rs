@@ -154,12 +154,27 @@ struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// What to set when no token is set and the service answers 401: the
+    /// variable this command reads, not the service's generic hint.
+    no_token: &'static str,
 }
 
+/// `ferry task …` without a token.
+const NO_TASK_TOKEN: &str =
+    "no API token: set FERRY_TOKEN to your tenant's token (or FERRY_ADMIN_TOKEN to the admin token)";
+/// `ferry tenant create|topup` without a token.
+const NO_ADMIN_TOKEN: &str = "no admin token: set FERRY_ADMIN_TOKEN to the server's admin token \
+     (its FERRY_ADMIN_TOKEN, or the admin.token file in its --data-dir)";
+/// `ferry tenant show` without a token.
+const NO_SHOW_TOKEN: &str = "no token: set FERRY_ADMIN_TOKEN to the server's admin token, \
+     or FERRY_TOKEN to the tenant's own token";
+
 impl Api {
-    /// The first of `token_envs` that is set gives the token.
-    fn new(opts: &ClientOpts, token_envs: &[&str]) -> Api {
+    /// The first of `token_envs` that is set gives the token; `no_token` is the
+    /// hint printed when none is set and the service wants one.
+    fn new(opts: &ClientOpts, token_envs: &[&str], no_token: &'static str) -> Api {
         Api {
+            no_token,
             http: reqwest::Client::new(),
             base: opts.server.trim_end_matches('/').to_string(),
             token: token_envs
@@ -193,6 +208,9 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+            bail!("{} ({})", self.no_token, status.as_u16());
+        }
         if !status.is_success() {
             let msg = v
                 .get("error")
@@ -253,7 +271,7 @@ fn print_task(v: &Value) {
 
 /// Runs `ferry task …`.
 pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
-    let api = Api::new(opts, &["FERRY_TOKEN", "FERRY_ADMIN_TOKEN"]);
+    let api = Api::new(opts, &["FERRY_TOKEN", "FERRY_ADMIN_TOKEN"], NO_TASK_TOKEN);
     use reqwest::Method as M;
     let v = match cmd {
         TaskCmd::Create {
@@ -391,7 +409,11 @@ pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
 
 /// Runs `ferry tenant …` (needs FERRY_ADMIN_TOKEN, or the tenant's own token for `show`).
 pub async fn tenant(opts: &ClientOpts, cmd: TenantCmd) -> Result<ExitCode> {
-    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"]);
+    let no_token = match cmd {
+        TenantCmd::Show { .. } => NO_SHOW_TOKEN,
+        TenantCmd::Create { .. } | TenantCmd::Topup { .. } => NO_ADMIN_TOKEN,
+    };
+    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"], no_token);
     use reqwest::Method as M;
     let v = match cmd {
         TenantCmd::Create { name, balance } => {

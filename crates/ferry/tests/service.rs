@@ -1861,6 +1861,43 @@ async fn the_cli_drives_the_service() {
     );
 }
 
+/// Without a token the CLI names the variable the command reads: FERRY_ADMIN_TOKEN
+/// for tenant administration, FERRY_TOKEN for tasks.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_names_the_token_variable_each_command_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("FERRY_SERVER", &svc.base)
+            .env_remove("FERRY_TOKEN")
+            .env_remove("FERRY_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["tenant", "create", "acme"][..],
+        &["tenant", "topup", "acme", "5"],
+    ] {
+        let o = cli(args);
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(
+            t.contains("set FERRY_ADMIN_TOKEN") && t.contains("(401)"),
+            "{t}"
+        );
+        assert!(!t.contains("FERRY_TOKEN "), "{t}");
+    }
+    let t = text(&cli(&["tenant", "show", "acme"]));
+    assert!(
+        t.contains("FERRY_ADMIN_TOKEN") && t.contains("FERRY_TOKEN "),
+        "{t}"
+    );
+    let t = text(&cli(&["task", "list"]));
+    assert!(t.contains("set FERRY_TOKEN") && t.contains("(401)"), "{t}");
+}
+
 /// Bytes moved are metered too: at one unit per byte, copying a table uses up a
 /// balance of 50,000 and freezes the task; the tenant's usage shows the charge.
 #[tokio::test(flavor = "multi_thread")]
