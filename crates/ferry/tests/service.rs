@@ -555,6 +555,7 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
         ("since=%C3%B9", "since"),
         ("until=24%D1%87", "until"),
         ("since=99999999999999999d", "since"),
+        ("since=2026-11-01..2026-12-20&until=2026-12-01", "since"),
     ] {
         let (s, v) = svc
             .call("GET", &format!("/api/v1/tasks?{q}"), &tok, None)
@@ -563,6 +564,21 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
     }
     let (s, _) = svc.call("GET", "/api/v1/tasks?since=24h", &tok, None).await;
     assert_eq!(s, 200);
+    // the range README documents for --since works in the API too
+    let (s, v) = svc
+        .call(
+            "GET",
+            "/api/v1/tasks?since=2026-11-01..2026-12-20",
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = svc
+        .call("GET", "/api/v1/tasks?since=soon", &tok, None)
+        .await;
+    let why = v["error"].as_str().unwrap_or_default();
+    assert!(why.contains("FROM..TO") && why.contains("until="), "{v}");
 
     // a start time in the past is refused and no task is left behind
     let spec = "name: later\nkind: migration\nmode: full\nsource: postgres://u@127.0.0.1:1/a\ntarget: postgres://u@127.0.0.1:1/b\n";
