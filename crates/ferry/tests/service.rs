@@ -1912,6 +1912,18 @@ async fn the_cli_names_the_token_variable_each_command_reads() {
     );
     let t = text(&cli(&["task", "list"]));
     assert!(t.contains("set FERRY_TOKEN") && t.contains("(401)"), "{t}");
+
+    // text output reads as lines, not JSON
+    svc.tenant("acme", 1.0).await;
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["tenant", "show", "acme"])
+        .env("FERRY_SERVER", &svc.base)
+        .env("FERRY_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("tasks:   none"), "{t}");
+    assert!(!t.contains('{'), "{t}");
 }
 
 /// Bytes moved are metered too: at one unit per byte, copying a table uses up a
