@@ -838,6 +838,19 @@ mod tests {
         }
     }
 
+    /// The console says what to do before a token is set, and when the list is empty.
+    #[test]
+    fn the_console_prompts_for_a_token_and_says_when_there_are_no_tasks() {
+        let rows = CONSOLE
+            .split("<tbody id=\"rows\">")
+            .nth(1)
+            .and_then(|r| r.split("</tbody>").next())
+            .unwrap();
+        assert!(rows.contains("Enter an API token"), "{rows}");
+        assert!(CONSOLE.contains("No tasks yet"));
+        assert!(CONSOLE.contains("No tasks match these filters"));
+    }
+
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {
         let h = |v: &str| {
