@@ -97,7 +97,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn caller(app: &App, headers: &HeaderMap) -> ApiResult<Caller> {
     let token = bearer(headers).ok_or_else(|| {
         ServiceError::Unauthorized(
-            "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN)".into(),
+            "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN, \
+             or FERRY_ADMIN_TOKEN for `ferry tenant create|topup`)"
+                .into(),
         )
     })?;
     if token_hash(token) == token_hash(&app.admin_token) {
@@ -245,8 +247,52 @@ fn since_ms(field: &str, s: &str) -> ApiResult<i64> {
     }
     parse_time(field, s).map_err(|_| ServiceError::Invalid {
         field: field.into(),
-        reason: format!("{s:?}: write 24h, 7d, 30d, a date (2026-11-01) or an RFC 3339 time"),
+        reason: if field == "since" {
+            format!("{s:?}: {SINCE_FORMS}")
+        } else {
+            format!("{s:?}: write 24h, 7d, 30d, a date (2026-11-01) or an RFC 3339 time")
+        },
     })
+}
+
+/// What `since` accepts, for its refusals.
+const SINCE_FORMS: &str = "write 24h, 7d, 30d, a date (2026-11-01), an RFC 3339 time, \
+     or a range FROM..TO of those (2026-11-01..2026-12-20); the end alone goes in until=";
+
+/// `since` and `until` as bounds in milliseconds. `since` may be a range `A..B`
+/// (what README documents for `--since`): the same as `since=A&until=B`, so it
+/// may not be combined with `until`.
+fn since_until(since: Option<&str>, until: Option<&str>) -> ApiResult<(Option<i64>, Option<i64>)> {
+    let range = since.and_then(|s| s.split_once(".."));
+    let Some((a, b)) = range else {
+        return Ok((
+            since.map(|s| since_ms("since", s)).transpose()?,
+            until.map(|s| since_ms("until", s)).transpose()?,
+        ));
+    };
+    let bad = |reason: String| ServiceError::Invalid {
+        field: "since".into(),
+        reason,
+    };
+    let whole = since.unwrap_or_default();
+    if until.is_some() {
+        return Err(bad(format!(
+            "{whole:?} is a range and gives the end already; drop until= or write since=FROM"
+        )));
+    }
+    if a.is_empty() || b.is_empty() {
+        return Err(bad(format!(
+            "{whole:?}: a range needs both ends; {SINCE_FORMS}"
+        )));
+    }
+    let from = since_ms("since", a)
+        .map_err(|_| bad(format!("{whole:?}: {a:?} is not a start; {SINCE_FORMS}")))?;
+    let to = since_ms("since", b)
+        .map_err(|_| bad(format!("{whole:?}: {b:?} is not an end; {SINCE_FORMS}")))?;
+    if to < from {
+        return Err(bad(format!("{whole:?} ends before it starts")));
+    }
+    Ok((Some(from), Some(to)))
 }
 
 async fn list_tasks(
@@ -282,6 +328,7 @@ async fn list_tasks(
             reason: "between 1 and 500".into(),
         });
     }
+    let (since_ms, until_ms) = since_until(q.since.as_deref(), q.until.as_deref())?;
     let filter = TaskFilter {
         tenant: match &c {
             Caller::Admin => None,
@@ -289,16 +336,8 @@ async fn list_tasks(
         },
         kind,
         state,
-        since_ms: q
-            .since
-            .as_deref()
-            .map(|s| since_ms("since", s))
-            .transpose()?,
-        until_ms: q
-            .until
-            .as_deref()
-            .map(|s| since_ms("until", s))
-            .transpose()?,
+        since_ms,
+        until_ms,
         limit,
         offset: q.offset.unwrap_or(0).max(0),
     };
@@ -764,6 +803,52 @@ mod tests {
             since_ms("until", "2026-11-01T00:00:00Z").unwrap(),
             1_793_491_200_000
         );
+    }
+
+    #[test]
+    fn since_takes_a_range_as_since_and_until() {
+        let day = |d: &str| since_ms("until", d).unwrap();
+        assert_eq!(
+            since_until(Some("2026-11-01..2026-12-20"), None).unwrap(),
+            (Some(day("2026-11-01")), Some(day("2026-12-20")))
+        );
+        assert_eq!(
+            since_until(Some("2026-11-01"), Some("2026-12-20")).unwrap(),
+            (Some(day("2026-11-01")), Some(day("2026-12-20")))
+        );
+        assert_eq!(since_until(None, None).unwrap(), (None, None));
+        for (since, until, says) in [
+            ("2026-11-01..2026-12-20", Some("2026-12-01"), "drop until="),
+            ("2026-11-01..", None, "both ends"),
+            ("..2026-12-20", None, "both ends"),
+            ("2026-12-20..2026-11-01", None, "ends before it starts"),
+            ("2026-11-01..soon", None, "\"soon\" is not an end"),
+            ("whenever", None, "FROM..TO"),
+        ] {
+            match since_until(Some(since), until) {
+                Err(ServiceError::Invalid { field, reason }) => {
+                    assert_eq!(field, "since");
+                    assert!(reason.contains(says), "{since}: {reason}");
+                    if says != "drop until=" && !says.starts_with("ends") {
+                        assert!(reason.contains("until="), "{since}: {reason}");
+                    }
+                }
+                other => panic!("{since:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// The console says what to do before a token is set, and when the list is empty.
+    #[test]
+    fn the_console_prompts_for_a_token_and_says_when_there_are_no_tasks() {
+        let rows = CONSOLE
+            .split("<tbody id=\"rows\">")
+            .nth(1)
+            .and_then(|r| r.split("</tbody>").next())
+            .unwrap();
+        assert!(rows.contains("Enter an API token"), "{rows}");
+        assert!(CONSOLE.contains("No tasks yet"));
+        assert!(CONSOLE.contains("No tasks match these filters"));
     }
 
     #[test]

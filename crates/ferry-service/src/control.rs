@@ -208,7 +208,7 @@ impl Control {
             };
             let to = lifecycle::next(t.kind, t.state, cause).map_err(ServiceError::Refused)?;
             let frozen_from = (to == State::Frozen).then_some(t.state);
-            if self
+            if let Some(updated_ms) = self
                 .store
                 .set_state(id, t.state, to, reason, frozen_from)
                 .await?
@@ -219,6 +219,7 @@ impl Control {
                     state: to,
                     reason: reason.map(String::from),
                     frozen_from,
+                    updated_ms,
                     ..t
                 };
                 if to.is_failure() && from != to {
@@ -370,6 +371,39 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every state change moves the task's `updated_ms`, in the row `apply` returns
+    /// (what an action's response shows) and in the stored row.
+    #[tokio::test]
+    async fn a_state_change_moves_updated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("m.db").display()))
+            .await
+            .unwrap();
+        let secrets = Secrets::load(&dir.path().join("key")).unwrap();
+        let c = Control::new(store, secrets);
+        let yaml = "name: t\nkind: migration\nmode: full\n\
+                    source: postgres://u@127.0.0.1:1/a\ntarget: postgres://u@127.0.0.1:1/b\n";
+        let t = c.create_task("acme", yaml, None).await.unwrap();
+        let mut last = t.updated_ms;
+        for (cause, want) in [
+            (Cause::Validated, State::Configuring),
+            (Cause::User(Action::Start), State::Starting),
+            (Cause::User(Action::End), State::Ending),
+        ] {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let moved = c.apply(&t.id, cause, None).await.unwrap();
+            assert_eq!(moved.state, want);
+            assert!(
+                moved.updated_ms > last,
+                "{want:?}: {} <= {last}",
+                moved.updated_ms
+            );
+            let stored = c.store.task(&t.id).await.unwrap().unwrap();
+            assert_eq!(stored.updated_ms, moved.updated_ms, "{want:?}");
+            last = moved.updated_ms;
+        }
+    }
 
     #[test]
     fn passwords_leave_the_url() {

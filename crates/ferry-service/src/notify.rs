@@ -119,11 +119,22 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Why a webhook may not be sent to an address: what kind of address it is, and
+/// whether the admin's allow-list could let it through (so the refusal can say
+/// what to do about it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The kind of address, as a noun phrase ("a loopback address").
+    pub what: &'static str,
+    /// Private/loopback: FERRY_WEBHOOK_ALLOW may allow it; otherwise never.
+    pub allowable: bool,
+}
+
 /// Why a webhook may not be sent to `ip` (`None`: it may). Unspecified, link-local
 /// (cloud metadata services live there), multicast, broadcast and reserved
 /// addresses are never reached; private, shared (CGNAT) and loopback ones only
 /// when `allow` names them.
-pub fn refused(ip: IpAddr, allow: &WebhookAllow) -> Option<&'static str> {
+pub fn refused(ip: IpAddr, allow: &WebhookAllow) -> Option<Refusal> {
     let ip = canonical(ip);
     let (never, internal) = match ip {
         IpAddr::V4(a) => {
@@ -171,7 +182,18 @@ pub fn refused(ip: IpAddr, allow: &WebhookAllow) -> Option<&'static str> {
             (never, internal)
         }
     };
-    never.or_else(|| internal.filter(|_| !allow.contains(ip)))
+    let never = never.map(|what| Refusal {
+        what,
+        allowable: false,
+    });
+    never.or_else(|| {
+        internal
+            .filter(|_| !allow.contains(ip))
+            .map(|what| Refusal {
+                what,
+                allowable: true,
+            })
+    })
 }
 
 /// Where a webhook URL may be sent: an address its host resolves to now that
@@ -206,20 +228,37 @@ pub async fn destination(u: &url::Url, allow: &WebhookAllow) -> Result<SocketAdd
     for a in &addrs {
         match refused(a.ip(), allow) {
             None => return Ok(*a),
-            Some(w) => why.push(format!("{} is {w}", a.ip())),
+            Some(r) => why.push((a.ip(), r)),
         }
     }
+    let host = u.host_str().unwrap_or("");
     if why.is_empty() {
-        return Err(format!(
-            "{} resolves to no address",
-            u.host_str().unwrap_or("")
-        ));
+        return Err(format!("{host} resolves to no address"));
     }
-    Err(format!(
-        "webhooks may not reach {}; private and loopback destinations need the admin's \
-         allow-list (FERRY_WEBHOOK_ALLOW / --webhook-allow)",
-        why.join(", ")
-    ))
+    Err(refusal_message(host, &why))
+}
+
+/// One sentence saying which address a webhook may not reach, why, and how to
+/// allow it (or that it never will be).
+fn refusal_message(host: &str, why: &[(IpAddr, Refusal)]) -> String {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let what = match why {
+        [(ip, r)] if ip.to_string() == host => format!("it is {}", r.what),
+        _ => {
+            let each: Vec<String> = why
+                .iter()
+                .map(|(ip, r)| format!("{ip}, {}", r.what))
+                .collect();
+            format!("it resolves to {}", each.join("; "))
+        }
+    };
+    let how = if why.iter().any(|(_, r)| r.allowable) {
+        "private and loopback addresses are refused unless the server's admin allows them \
+         with FERRY_WEBHOOK_ALLOW / --webhook-allow"
+    } else {
+        "such addresses are refused whatever the allow-list says; use a public address"
+    };
+    format!("webhooks may not reach {host}: {what}; {how}")
 }
 
 /// The webhook of the task's tenant, if any.
@@ -370,6 +409,47 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.contains("link-local"), "{e}");
+    }
+
+    /// A refusal is one sentence: the address, why, and how to allow it.
+    #[tokio::test]
+    async fn refusals_say_what_why_and_how() {
+        let none = WebhookAllow::default();
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        let e = destination(&url("http://169.254.169.254/latest/"), &none)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "webhooks may not reach 169.254.169.254: it is a link-local address (where \
+             cloud metadata services answer); such addresses are refused whatever the \
+             allow-list says; use a public address"
+        );
+        let e = destination(&url("http://127.0.0.1:9/hook"), &none)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "webhooks may not reach 127.0.0.1: it is a loopback address; private and \
+             loopback addresses are refused unless the server's admin allows them with \
+             FERRY_WEBHOOK_ALLOW / --webhook-allow"
+        );
+        let e = destination(&url("http://[::1]:9/"), &none)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with("webhooks may not reach ::1: it is a loopback"),
+            "{e}"
+        );
+        let e = destination(&url("http://localhost:9/"), &none)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with("webhooks may not reach localhost: it resolves to "),
+            "{e}"
+        );
+        assert!(e.contains("FERRY_WEBHOOK_ALLOW"), "{e}");
+        assert!(!e.contains(" is a "), "{e}");
     }
 
     #[tokio::test]

@@ -525,7 +525,9 @@ impl Store {
     }
 
     /// Moves the task from `from` to `to` if it is still in `from` (compare-and-set),
-    /// recording the event. Returns false when another actor changed it first.
+    /// recording the event. Returns the time recorded as the task's `updated_ms`
+    /// (so a caller's copy of the row can show it), or `None` when another actor
+    /// changed the task first.
     pub async fn set_state(
         &self,
         id: &str,
@@ -533,7 +535,7 @@ impl Store {
         to: State,
         reason: Option<&str>,
         frozen_from: Option<State>,
-    ) -> ServiceResult<bool> {
+    ) -> ServiceResult<Option<i64>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
@@ -551,7 +553,7 @@ impl Store {
         .rows_affected();
         if n == 0 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
         sqlx::query("INSERT INTO events (task_id, at_ms, from_state, to_state, reason) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
@@ -562,7 +564,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(now))
     }
 
     /// Marks a task deleted if it is still in `state`.

@@ -154,12 +154,27 @@ struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// What to set when no token is set and the service answers 401: the
+    /// variable this command reads, not the service's generic hint.
+    no_token: &'static str,
 }
 
+/// `ferry task …` without a token.
+const NO_TASK_TOKEN: &str =
+    "no API token: set FERRY_TOKEN to your tenant's token (or FERRY_ADMIN_TOKEN to the admin token)";
+/// `ferry tenant create|topup` without a token.
+const NO_ADMIN_TOKEN: &str = "no admin token: set FERRY_ADMIN_TOKEN to the server's admin token \
+     (its FERRY_ADMIN_TOKEN, or the admin.token file in its --data-dir)";
+/// `ferry tenant show` without a token.
+const NO_SHOW_TOKEN: &str = "no token: set FERRY_ADMIN_TOKEN to the server's admin token, \
+     or FERRY_TOKEN to the tenant's own token";
+
 impl Api {
-    /// The first of `token_envs` that is set gives the token.
-    fn new(opts: &ClientOpts, token_envs: &[&str]) -> Api {
+    /// The first of `token_envs` that is set gives the token; `no_token` is the
+    /// hint printed when none is set and the service wants one.
+    fn new(opts: &ClientOpts, token_envs: &[&str], no_token: &'static str) -> Api {
         Api {
+            no_token,
             http: reqwest::Client::new(),
             base: opts.server.trim_end_matches('/').to_string(),
             token: token_envs
@@ -193,6 +208,9 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+            bail!("{} ({})", self.no_token, status.as_u16());
+        }
         if !status.is_success() {
             let msg = v
                 .get("error")
@@ -231,7 +249,13 @@ fn print_task(v: &Value) {
         s(v, "updated_at")
     );
     if let Some(p) = v.get("progress").filter(|p| !p.is_null()) {
-        println!("  progress: {p}");
+        let mut lines = progress_lines(p).into_iter();
+        if let Some(first) = lines.next() {
+            println!("  progress: {first}");
+        }
+        for l in lines {
+            println!("            {l}");
+        }
     }
     if let Some(a) = v.get("allowed_actions").and_then(Value::as_array) {
         let a: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
@@ -251,9 +275,109 @@ fn print_task(v: &Value) {
     }
 }
 
+/// A number as people read it: no trailing `.0`, JSON's own text otherwise.
+fn num(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        _ => v.to_string(),
+    }
+}
+
+/// A task's progress object as readable lines (`-o json` keeps the object): the
+/// summary first, then the position and each table; keys this client does not
+/// know are shown as `key: value` rather than dropped.
+fn progress_lines(p: &Value) -> Vec<String> {
+    let Some(o) = p.as_object() else {
+        return vec![num(p)];
+    };
+    let mut head = Vec::new();
+    if let Some(ph) = o.get("phase").filter(|v| !v.is_null()) {
+        head.push(format!("phase {}", num(ph)));
+    }
+    if let Some(l) = o.get("lag_seconds").and_then(Value::as_f64) {
+        head.push(format!("lag {l:.1} s"));
+    }
+    for (k, label) in [
+        ("transactions_applied", "transactions applied"),
+        ("rows_applied", "rows applied"),
+        ("recoveries", "recoveries"),
+    ] {
+        if let Some(n) = o.get(k).filter(|v| !v.is_null()) {
+            head.push(format!("{} {label}", num(n)));
+        }
+    }
+    if let Some(at) = o.get("at").filter(|v| !v.is_null()) {
+        head.push(format!("as of {}", num(at)));
+    }
+    let mut lines = vec![head.join(", ")];
+    if let Some(pos) = o.get("position").filter(|v| !v.is_null()) {
+        lines.push(format!("position {}", num(pos)));
+    }
+    for t in o
+        .get("tables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        lines.push(format!(
+            "table {}: {}, {}/{} chunks, {} rows",
+            s(t, "table"),
+            s(t, "stage"),
+            s(t, "chunks_done"),
+            s(t, "chunks"),
+            s(t, "rows")
+        ));
+    }
+    for t in o
+        .get("added_tables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let done = t.get("done").and_then(Value::as_bool) == Some(true);
+        lines.push(format!(
+            "added table {}: {}, {} rows",
+            s(t, "table"),
+            if done { "copied" } else { "copying" },
+            s(t, "rows")
+        ));
+    }
+    const KNOWN: [&str; 9] = [
+        "phase",
+        "lag_seconds",
+        "transactions_applied",
+        "rows_applied",
+        "recoveries",
+        "at",
+        "position",
+        "tables",
+        "added_tables",
+    ];
+    for (k, v) in o.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())) {
+        lines.push(format!("{k}: {}", num(v)));
+    }
+    if lines[0].is_empty() {
+        lines.remove(0);
+    }
+    lines
+}
+
+/// A tenant's tasks by state as one line: `create_failed 1, incremental 1`.
+fn by_state_line(v: &Value) -> String {
+    match v.as_object() {
+        Some(o) if o.is_empty() => "none".into(),
+        Some(o) => o
+            .iter()
+            .map(|(k, n)| format!("{k} {}", num(n)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => num(v),
+    }
+}
+
 /// Runs `ferry task …`.
 pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
-    let api = Api::new(opts, &["FERRY_TOKEN", "FERRY_ADMIN_TOKEN"]);
+    let api = Api::new(opts, &["FERRY_TOKEN", "FERRY_ADMIN_TOKEN"], NO_TASK_TOKEN);
     use reqwest::Method as M;
     let v = match cmd {
         TaskCmd::Create {
@@ -391,7 +515,11 @@ pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
 
 /// Runs `ferry tenant …` (needs FERRY_ADMIN_TOKEN, or the tenant's own token for `show`).
 pub async fn tenant(opts: &ClientOpts, cmd: TenantCmd) -> Result<ExitCode> {
-    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"]);
+    let no_token = match cmd {
+        TenantCmd::Show { .. } => NO_SHOW_TOKEN,
+        TenantCmd::Create { .. } | TenantCmd::Topup { .. } => NO_ADMIN_TOKEN,
+    };
+    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"], no_token);
     use reqwest::Method as M;
     let v = match cmd {
         TenantCmd::Create { name, balance } => {
@@ -428,9 +556,52 @@ pub async fn tenant(opts: &ClientOpts, cmd: TenantCmd) -> Result<ExitCode> {
             println!("  balance: {}", s(&v, "balance"));
             if v.get("usage").is_some() {
                 println!("  usage:   {}", s(&v, "usage"));
-                println!("  tasks:   {}", v["tasks_by_state"]);
+                println!("  tasks:   {}", by_state_line(&v["tasks_by_state"]));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_as_lines_not_json() {
+        let p = json!({
+            "at": "2026-12-01T10:00:00.000Z",
+            "lag_seconds": 0.94,
+            "phase": "incremental",
+            "position": "0/16B3748",
+            "recoveries": 0,
+            "rows_applied": 340,
+            "transactions_applied": 12,
+            "tables": [{"table": "public.a", "stage": "done", "chunks_done": 5, "chunks": 5, "rows": 1000}],
+            "added_tables": [{"table": "b", "next_key": null, "done": false, "rows": 7}],
+            "new_thing": 3
+        });
+        assert_eq!(
+            progress_lines(&p),
+            [
+                "phase incremental, lag 0.9 s, 12 transactions applied, 340 rows applied, \
+                 0 recoveries, as of 2026-12-01T10:00:00.000Z",
+                "position 0/16B3748",
+                "table public.a: done, 5/5 chunks, 1000 rows",
+                "added table b: copying, 7 rows",
+                "new_thing: 3",
+            ]
+        );
+        assert_eq!(progress_lines(&json!({"phase": "full"})), ["phase full"]);
+        assert!(progress_lines(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn tasks_by_state_read_as_one_line() {
+        assert_eq!(
+            by_state_line(&json!({"create_failed": 1, "incremental": 1})),
+            "create_failed 1, incremental 1"
+        );
+        assert_eq!(by_state_line(&json!({})), "none");
+    }
 }

@@ -555,6 +555,7 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
         ("since=%C3%B9", "since"),
         ("until=24%D1%87", "until"),
         ("since=99999999999999999d", "since"),
+        ("since=2026-11-01..2026-12-20&until=2026-12-01", "since"),
     ] {
         let (s, v) = svc
             .call("GET", &format!("/api/v1/tasks?{q}"), &tok, None)
@@ -563,6 +564,21 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
     }
     let (s, _) = svc.call("GET", "/api/v1/tasks?since=24h", &tok, None).await;
     assert_eq!(s, 200);
+    // the range README documents for --since works in the API too
+    let (s, v) = svc
+        .call(
+            "GET",
+            "/api/v1/tasks?since=2026-11-01..2026-12-20",
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = svc
+        .call("GET", "/api/v1/tasks?since=soon", &tok, None)
+        .await;
+    let why = v["error"].as_str().unwrap_or_default();
+    assert!(why.contains("FROM..TO") && why.contains("until="), "{v}");
 
     // a start time in the past is refused and no task is left behind
     let spec = "name: later\nkind: migration\nmode: full\nsource: postgres://u@127.0.0.1:1/a\ntarget: postgres://u@127.0.0.1:1/b\n";
@@ -1859,6 +1875,55 @@ async fn the_cli_drives_the_service() {
         "{}",
         text(&o)
     );
+}
+
+/// Without a token the CLI names the variable the command reads: FERRY_ADMIN_TOKEN
+/// for tenant administration, FERRY_TOKEN for tasks.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_names_the_token_variable_each_command_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("FERRY_SERVER", &svc.base)
+            .env_remove("FERRY_TOKEN")
+            .env_remove("FERRY_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["tenant", "create", "acme"][..],
+        &["tenant", "topup", "acme", "5"],
+    ] {
+        let o = cli(args);
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(
+            t.contains("set FERRY_ADMIN_TOKEN") && t.contains("(401)"),
+            "{t}"
+        );
+        assert!(!t.contains("FERRY_TOKEN "), "{t}");
+    }
+    let t = text(&cli(&["tenant", "show", "acme"]));
+    assert!(
+        t.contains("FERRY_ADMIN_TOKEN") && t.contains("FERRY_TOKEN "),
+        "{t}"
+    );
+    let t = text(&cli(&["task", "list"]));
+    assert!(t.contains("set FERRY_TOKEN") && t.contains("(401)"), "{t}");
+
+    // text output reads as lines, not JSON
+    svc.tenant("acme", 1.0).await;
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["tenant", "show", "acme"])
+        .env("FERRY_SERVER", &svc.base)
+        .env("FERRY_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("tasks:   none"), "{t}");
+    assert!(!t.contains('{'), "{t}");
 }
 
 /// Bytes moved are metered too: at one unit per byte, copying a table uses up a
