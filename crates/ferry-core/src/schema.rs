@@ -181,6 +181,27 @@ pub struct Column {
 }
 
 impl Column {
+    /// A plain nullable column of a type: no default, not generated, no identity —
+    /// what catalog readers start from and tests build.
+    pub fn new(
+        name: impl Into<String>,
+        native_type: impl Into<String>,
+        logical: LogicalType,
+    ) -> Self {
+        Column {
+            name: name.into(),
+            native_type: native_type.into(),
+            logical,
+            nullable: true,
+            default: None,
+            generated: None,
+            generated_stored: false,
+            auto_increment: false,
+            comment: None,
+            charset: None,
+        }
+    }
+
     /// True when the column's value is computed by the database, so it is not copied.
     pub fn is_generated(&self) -> bool {
         self.generated.is_some()

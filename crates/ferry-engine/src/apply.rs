@@ -1138,18 +1138,7 @@ mod tests {
 
     #[test]
     fn row_images_are_bounded() {
-        let col = |i: usize| Column {
-            name: format!("c{i}"),
-            native_type: "text".into(),
-            logical: LogicalType::Text,
-            nullable: true,
-            default: None,
-            generated: None,
-            generated_stored: false,
-            auto_increment: false,
-            comment: None,
-            charset: None,
-        };
+        let col = |i: usize| Column::new(format!("c{i}"), "text", LogicalType::Text);
         let shape = Shape {
             table: TableId::new("s", "t"),
             columns: (0..3).map(col).collect(),

@@ -902,20 +902,12 @@ mod tests {
             "name: t\nkind: migration\nmode: full\nsource: postgres://u@h/db\ntarget: mysql://u@h:3306\n",
         )
         .unwrap();
-        let col = |n: &str| ferry_core::Column {
-            name: n.into(),
-            native_type: "int".into(),
-            logical: ferry_core::LogicalType::Int {
+        let col = |n: &str| {
+            let int = ferry_core::LogicalType::Int {
                 bytes: 4,
                 unsigned: false,
-            },
-            nullable: true,
-            default: None,
-            generated: None,
-            generated_stored: false,
-            auto_increment: false,
-            comment: None,
-            charset: None,
+            };
+            ferry_core::Column::new(n, "int", int)
         };
         let t = |s: &str, n: &str, cols: &[&str]| Table {
             id: TableId::new(s, n),

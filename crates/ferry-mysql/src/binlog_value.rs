@@ -285,18 +285,7 @@ mod tests {
     }
 
     fn column(native: &str, logical: LogicalType) -> Column {
-        Column {
-            name: "c".into(),
-            native_type: native.into(),
-            logical,
-            nullable: true,
-            default: None,
-            generated: None,
-            generated_stored: false,
-            auto_increment: false,
-            comment: None,
-            charset: None,
-        }
+        Column::new("c", native, logical)
     }
 
     #[test]
@@ -321,16 +310,8 @@ mod tests {
     #[test]
     fn binary_n_gets_its_padding_back() {
         let col = |native: &str| Column {
-            name: "b".into(),
-            native_type: native.into(),
-            logical: LogicalType::Bytes,
-            nullable: true,
-            default: None,
-            generated: None,
-            generated_stored: false,
-            auto_increment: false,
             charset: Some("binary".into()),
-            comment: None,
+            ..Column::new("b", native, LogicalType::Bytes)
         };
         let cell = |b: &[u8]| Some(BinlogValue::Value(My::Bytes(b.to_vec())));
         assert_eq!(

@@ -627,16 +627,8 @@ mod tests {
 
     fn col(name: &str, logical: LogicalType, native: &str) -> ferry_core::Column {
         ferry_core::Column {
-            name: name.into(),
-            native_type: native.into(),
-            logical,
             nullable: false,
-            default: None,
-            generated: None,
-            generated_stored: false,
-            auto_increment: false,
-            comment: None,
-            charset: None,
+            ..ferry_core::Column::new(name, native, logical)
         }
     }
 
