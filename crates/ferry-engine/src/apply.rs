@@ -920,7 +920,7 @@ impl Applier {
                 };
                 match (full, key_same && !one_row) {
                     (Some(row), true) => self.upsert(shape, &row).await?,
-                    _ => {
+                    (full, _) => {
                         let mut sets = Vec::new();
                         for (i, c) in new.iter().enumerate() {
                             if let Cell::Value(v) = c {
@@ -950,6 +950,12 @@ impl Applier {
                         );
                         self.push_checked(stmt, shape, &target, "an UPDATE", &old_row)
                             .await?;
+                        // a key-changing UPDATE of a row the target lacks (a replayed
+                        // overlap) must still leave the new row; when the UPDATE found
+                        // its row, upserting the same full image changes nothing
+                        if let (Some(row), false) = (full, one_row) {
+                            self.upsert(shape, &row).await?;
+                        }
                     }
                 }
             }

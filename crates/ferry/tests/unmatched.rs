@@ -53,6 +53,18 @@ async fn a_change_that_matches_no_row_is_never_silent(from: &str, to: &str) {
         st.contains("unmatched:      1 change"),
         "status lacks the unmatched count:\n{st}"
     );
+    // the target lost a keyed row whose key the source then changes: counted, and the
+    // row arrives under its new key all the same
+    exec(to, &dst.url, &format!("DELETE FROM {pk} WHERE id = 1")).await;
+    exec(from, &src.url, "UPDATE pk SET id = 10 WHERE id = 1").await;
+    let out = run();
+    assert!(out.status.success(), "key change catch-up: {}", text(&out));
+    assert_eq!(
+        common::query_lines(to, &dst.url, &format!("SELECT id, b FROM {pk} ORDER BY id")).await,
+        vec!["10|x"]
+    );
+    let st = text(&ferry(&["status", &file]));
+    assert!(st.contains("unmatched:      2 change"), "{st}");
 
     // the target's keyless row drifted: the source's UPDATE of it cannot be applied
     exec(
