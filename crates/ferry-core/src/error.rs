@@ -14,11 +14,39 @@ pub enum ErrorClass {
     Definite,
 }
 
+/// What a caller may branch on besides retry-or-fail. Code never inspects message
+/// text: a condition that changes control flow gets a kind here, set where the
+/// condition is detected (the connectors classify server error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorKind {
+    /// Nothing to branch on: report it.
+    #[default]
+    Other,
+    /// The change stream must reconnect at once and resume from the last committed
+    /// position (not a fault: no backoff, no `recovering`).
+    RestartStream,
+    /// The log reader ended; the reader's own error says why.
+    ReaderStopped,
+    /// The bulk writer ended early; the writer's own error says why.
+    WriterStopped,
+    /// A schema object (table, index, key, constraint) is already there — what an
+    /// interrupted attempt leaves behind.
+    AlreadyExists,
+    /// The server refused for lack of a privilege.
+    NoPrivilege,
+    /// The server cannot report the log position of a snapshot by itself.
+    NoSnapshotPosition,
+    /// A DR switchover found the two sides different and switched nothing.
+    SwitchoverRefused,
+}
+
 /// One Ferry error: a message naming what failed and where, and a hint on how to fix it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct Error {
     /// Retry or fail.
     pub class: ErrorClass,
+    /// What the caller may branch on.
+    pub kind: ErrorKind,
     /// What failed, and where (task, table, column, key, position).
     pub message: String,
     /// How a DBA fixes it, when we know.
@@ -40,6 +68,7 @@ impl Error {
     pub fn definite(message: impl Into<String>) -> Self {
         Error {
             class: ErrorClass::Definite,
+            kind: ErrorKind::Other,
             message: message.into(),
             hint: None,
         }
@@ -49,6 +78,7 @@ impl Error {
     pub fn transient(message: impl Into<String>) -> Self {
         Error {
             class: ErrorClass::Transient,
+            kind: ErrorKind::Other,
             message: message.into(),
             hint: None,
         }
@@ -58,6 +88,17 @@ impl Error {
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Marks what the caller may branch on.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// True when the error is of `kind`.
+    pub fn is(&self, kind: ErrorKind) -> bool {
+        self.kind == kind
     }
 
     /// Prefixes the message with where it happened (table, phase, …).

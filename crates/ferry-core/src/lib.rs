@@ -16,7 +16,7 @@ pub mod select;
 pub mod spec;
 pub mod value;
 
-pub use error::{Error, ErrorClass, Result};
+pub use error::{Error, ErrorClass, ErrorKind, Result};
 pub use position::Position;
 pub use schema::{
     Check, Column, DdlPlan, ForeignKey, Index, LogicalType, PgTypes, Sequence, Table, TableId,

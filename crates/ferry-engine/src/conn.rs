@@ -22,6 +22,26 @@ pub enum Conn {
     My(MyConn),
 }
 
+impl std::ops::Deref for Conn {
+    type Target = dyn ferry_connector::Connection;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Conn::Pg(c) => c,
+            Conn::My(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Conn::Pg(c) => c,
+            Conn::My(c) => c,
+        }
+    }
+}
+
 impl Conn {
     /// Connects to `ep`.
     pub async fn connect(ep: &Endpoint) -> Result<Conn> {
@@ -201,43 +221,10 @@ async fn missing_database(ep: &Endpoint) -> Option<(ferry_mysql::MyConn, String)
     }
 }
 
-/// Creates the MySQL/MariaDB target database the task's URL names when it does not
-/// exist yet, with the source database's character set and collation when the
-/// source is MySQL/MariaDB too (utf8mb4 otherwise). Returns what it did.
+/// Creates the target database the task's URL names when the target's engine lets
+/// Ferry create it and it does not exist yet. Returns what it did.
 pub async fn ensure_target_database(spec: &TaskSpec) -> Result<Option<String>> {
-    let Some(db) = spec
-        .target
-        .database
-        .as_deref()
-        .filter(|_| spec.target.engine == Engine::MySql)
-    else {
-        return Ok(None);
-    };
-    if Conn::connect(&spec.target).await.is_ok() {
-        return Ok(None);
-    }
-    let mut charset = ("utf8mb4".to_string(), None);
-    if let (Engine::MySql, Some(src_db)) = (spec.source.engine, spec.source.database.as_deref()) {
-        let mut src = ferry_mysql::connect(&spec.source)
-            .await
-            .map_err(|e| e.context("source"))?;
-        if let Some((cs, coll)) = ferry_mysql::conn::database_charset(&mut src, src_db).await? {
-            charset = (cs, Some(coll));
-        }
-    }
-    let created =
-        ferry_mysql::conn::ensure_database(&spec.target, &charset.0, charset.1.as_deref())
-            .await
-            .map_err(|e| e.context("target"))?;
-    Ok(created.then(|| {
-        format!(
-            "created the target database {db} (character set {}{})",
-            charset.0,
-            charset
-                .1
-                .as_deref()
-                .map(|c| format!(", collation {c}"))
-                .unwrap_or_default()
-        )
-    }))
+    crate::factory::connector(spec.target.engine)
+        .ensure_database(&spec.target, &spec.source)
+        .await
 }

@@ -12,6 +12,7 @@ use crate::conn::{Conn, Role};
 use crate::full::source_tables;
 use crate::mapping::NameMap;
 use crate::metrics::Metrics;
+use crate::phase::{Phase, Phases};
 use ferry_core::change::Event;
 use ferry_core::{Engine, Error, Position, Result, Table, TaskSpec};
 use std::sync::atomic::Ordering;
@@ -89,6 +90,7 @@ pub async fn run_incremental(
     spec: &TaskSpec,
     opts: &StreamOptions,
     metrics: Arc<Metrics>,
+    phases: &Phases,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<StreamSummary> {
     let goal = if opts.exit_when_caught_up {
@@ -112,6 +114,7 @@ pub async fn run_incremental(
             opts,
             goal.as_ref(),
             &metrics,
+            phases,
             &mut summary,
             &mut shutdown,
             &mut hold,
@@ -120,12 +123,12 @@ pub async fn run_incremental(
         match result {
             Ok(Outcome::CaughtUp) => {
                 summary.caught_up = true;
-                metrics.set_state("caught_up");
+                phases.set(Phase::CaughtUp);
                 best_effort_state(spec, "stopped", None).await;
                 return Ok(summary);
             }
             Ok(Outcome::Stopped) => {
-                metrics.set_state("stopped");
+                phases.set(Phase::Stopped);
                 best_effort_state(spec, "stopped", None).await;
                 return Ok(summary);
             }
@@ -138,8 +141,9 @@ pub async fn run_incremental(
                     backoff = Duration::from_secs(1);
                 }
                 summary.recoveries += 1;
-                metrics.set_reason(&e.message);
-                metrics.set_state("recovering");
+                phases.set(Phase::Recovering {
+                    reason: e.message.clone(),
+                });
                 metrics.recoveries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     "recovering: {} — retrying in {}s",
@@ -150,14 +154,16 @@ pub async fn run_incremental(
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {
-                        metrics.set_state("stopped");
+                        phases.set(Phase::Stopped);
                         return Ok(summary);
                     }
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => {
-                metrics.set_state("incremental_failed");
+                phases.set(Phase::Failed {
+                    error: e.to_string(),
+                });
                 best_effort_state(spec, "incremental_failed", Some(&e.to_string())).await;
                 return Err(e);
             }
@@ -199,11 +205,13 @@ async fn best_effort_state(spec: &TaskSpec, state: &str, reason: Option<&str>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), work).await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     spec: &TaskSpec,
     opts: &StreamOptions,
     goal: Option<&Position>,
     metrics: &Arc<Metrics>,
+    phases: &Phases,
     summary: &mut StreamSummary,
     shutdown: &mut watch::Receiver<bool>,
     hold: &mut Option<Position>,
@@ -254,10 +262,10 @@ async fn attempt(
     drop(src);
     tracing::debug!("source catalog read: {} tables", tables.len());
     let mut backfill = crate::backfill::Backfill::load(spec, &mut dst, &tables).await?;
-    metrics.set_state(if backfill.is_idle() {
-        "incremental"
+    phases.set(if backfill.is_idle() {
+        Phase::Incremental
     } else {
-        "backfill"
+        Phase::Backfill
     });
     let mut applier = Applier::new(dst, spec.source.engine, &spec.name, names).await?;
 
@@ -285,6 +293,7 @@ async fn attempt(
         &start,
         opts,
         metrics,
+        phases,
         summary,
         shutdown,
     )
@@ -469,6 +478,7 @@ async fn apply_loop(
     start: &Position,
     opts: &StreamOptions,
     metrics: &Arc<Metrics>,
+    phases: &Phases,
     summary: &mut StreamSummary,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Outcome> {
@@ -644,7 +654,7 @@ async fn apply_loop(
                 if backfilling && backfill.is_idle() {
                     backfilling = false;
                     tracing::info!("the added tables are copied; they stream like the others now");
-                    metrics.set_state("incremental");
+                    phases.set(Phase::Incremental);
                 }
                 applied = position.clone();
                 pending = None;

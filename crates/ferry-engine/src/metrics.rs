@@ -21,10 +21,7 @@ pub struct Metrics {
     pub unmatched: AtomicU64,
     /// Bytes moved: the full copy's tables (source size) and the applied changes.
     pub bytes: AtomicU64,
-    state: Mutex<String>,
     position: Mutex<String>,
-    reason: Mutex<String>,
-    seen: Mutex<Vec<String>>,
 }
 
 impl Metrics {
@@ -36,41 +33,9 @@ impl Metrics {
         }
     }
 
-    /// Records the task state (`full`, `incremental`, `recovering`, …).
-    pub fn set_state(&self, s: &str) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s.to_string();
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if !seen.iter().any(|x| x == s) {
-            seen.push(s.to_string());
-        }
-    }
-
-    /// Whether the task was in state `s` at some point of this run (a watcher that
-    /// samples `state()` can miss a short phase).
-    pub fn saw(&self, s: &str) -> bool {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|x| x == s)
-    }
-
     /// Records the last applied position.
     pub fn set_position(&self, p: &str) {
         *self.position.lock().unwrap_or_else(|p| p.into_inner()) = p.to_string();
-    }
-
-    /// Why the task is in its state (the fault being recovered from).
-    pub fn set_reason(&self, r: &str) {
-        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = r.to_string();
-    }
-
-    /// The last reason set.
-    pub fn reason(&self) -> String {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// The applied position, as text.
@@ -79,11 +44,6 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// Current state.
-    pub fn state(&self) -> String {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Prometheus exposition text.
@@ -166,19 +126,13 @@ pub fn render_all(tasks: &[&Metrics]) -> String {
             )
         },
     );
-    family(
-        "ferry_task_info",
-        "gauge",
-        "Task state and applied position.",
-        &|m| {
-            format!(
-                "ferry_task_info{{task=\"{}\",state=\"{}\",position=\"{}\"}} 1\n",
-                m.label(),
-                m.state().replace('"', ""),
-                m.position().replace('"', "")
-            )
-        },
-    );
+    family("ferry_task_info", "gauge", "Task applied position.", &|m| {
+        format!(
+            "ferry_task_info{{task=\"{}\",position=\"{}\"}} 1\n",
+            m.label(),
+            m.position().replace('"', "")
+        )
+    });
     out
 }
 

@@ -7,6 +7,7 @@ use crate::full::{plan_all, run_full, source_tables, Handoff, RunOptions, Summar
 use crate::incremental::{run_incremental, source_head, StreamOptions, StreamSummary};
 use crate::mapping::NameMap;
 use crate::metrics::Metrics;
+use crate::phase::{Phase, Phases};
 use ferry_core::{Engine, Error, ExistingData, Mode, Position, Result, TaskSpec};
 use ferry_postgres::cdc;
 use std::sync::Arc;
@@ -30,9 +31,19 @@ pub async fn run_task(
     opts: &RunOptions,
     stream_opts: &StreamOptions,
     metrics: Arc<Metrics>,
+    phases: Arc<Phases>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<TaskOutcome> {
-    run_task_reporting(spec, opts, stream_opts, metrics, shutdown, |_, _| {}).await
+    run_task_reporting(
+        spec,
+        opts,
+        stream_opts,
+        metrics,
+        phases,
+        shutdown,
+        |_, _| {},
+    )
+    .await
 }
 
 /// Runs the task's phases, calling `report` with the copy's summary (if this run
@@ -44,6 +55,7 @@ pub async fn run_task_reporting(
     opts: &RunOptions,
     stream_opts: &StreamOptions,
     metrics: Arc<Metrics>,
+    phases: Arc<Phases>,
     shutdown: watch::Receiver<bool>,
     mut report: impl FnMut(Option<&Summary>, &[String]),
 ) -> Result<TaskOutcome> {
@@ -56,7 +68,7 @@ pub async fn run_task_reporting(
         tracing::info!("{done}");
     }
     if spec.mode == Mode::Full {
-        metrics.set_state("full");
+        phases.set(Phase::Full);
         let summary = run_full(spec, opts, None).await?;
         count_copied(&metrics, &summary);
         report(Some(&summary), &[]);
@@ -82,7 +94,7 @@ pub async fn run_task_reporting(
     let phase = prior.as_ref().map(|(p, _)| p.as_str());
     let streaming = matches!(phase, Some("done" | "incremental"));
     if !streaming {
-        metrics.set_state("full");
+        phases.set(Phase::Full);
         match spec.mode {
             Mode::FullIncremental => {
                 let (summary, warnings) = full_with_handoff(spec, opts, phase.is_some()).await?;
@@ -105,7 +117,7 @@ pub async fn run_task_reporting(
         crate::backfill::adopt_added_tables(spec).await?;
     }
     out.stream = Some(
-        match run_incremental(spec, stream_opts, metrics, shutdown).await {
+        match run_incremental(spec, stream_opts, metrics, &phases, shutdown).await {
             Ok(s) => s,
             Err(e) => return Err(with_slot_note(spec, e).await),
         },

@@ -1,6 +1,6 @@
 //! Connections and error classification.
 
-use ferry_core::{redact::redact, Endpoint, Error, Result, TableId};
+use ferry_core::{redact::redact, Endpoint, Error, ErrorKind, Result, TableId};
 use mysql_async::{prelude::Queryable, Conn, OptsBuilder};
 
 /// A connection plus what it points at (for messages; no password).
@@ -116,9 +116,12 @@ pub fn classify(e: mysql_async::Error) -> Error {
                 Error::definite(msg)
             };
             match s.code {
-                1044 | 1045 | 1142 | 1227 => err.with_hint(
+                1044 | 1045 | 1142 | 1227 => err.with_kind(ErrorKind::NoPrivilege).with_hint(
                     "grant the Ferry user the privilege named above (see `ferry check`)",
                 ),
+                // table exists, duplicate key name, multiple primary key, duplicate
+                // foreign key constraint name
+                1050 | 1061 | 1068 | 1826 => err.with_kind(ErrorKind::AlreadyExists),
                 1148 | 3948 | 4166 => err
                     .with_hint("enable LOAD DATA LOCAL on the target: SET GLOBAL local_infile = 1"),
                 _ => err,

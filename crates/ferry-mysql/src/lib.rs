@@ -10,6 +10,7 @@ pub mod binlog;
 pub mod binlog_value;
 pub mod catalog;
 pub mod conn;
+pub mod connector;
 pub mod ddl;
 pub mod precheck;
 pub mod reader;

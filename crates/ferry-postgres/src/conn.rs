@@ -1,6 +1,6 @@
 //! Connections and error classification.
 
-use ferry_core::{redact::redact, Endpoint, Error, Result};
+use ferry_core::{redact::redact, Endpoint, Error, ErrorKind, Result};
 use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
 /// A connected client; the connection task runs in the background.
@@ -143,7 +143,19 @@ pub fn classify(e: tokio_postgres::Error) -> Error {
         };
         if *code == SqlState::INSUFFICIENT_PRIVILEGE {
             return err
+                .with_kind(ErrorKind::NoPrivilege)
                 .with_hint("grant the Ferry user the privilege named above (see `ferry check`)");
+        }
+        if [
+            SqlState::DUPLICATE_TABLE,
+            SqlState::DUPLICATE_OBJECT,
+            SqlState::DUPLICATE_SCHEMA,
+            SqlState::INVALID_TABLE_DEFINITION,
+        ]
+        .contains(code)
+        {
+            // 42P16 is what a second primary key raises
+            return err.with_kind(ErrorKind::AlreadyExists);
         }
         return err;
     }

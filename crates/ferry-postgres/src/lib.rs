@@ -9,6 +9,7 @@ pub mod array;
 pub mod catalog;
 pub mod cdc;
 pub mod conn;
+pub mod connector;
 pub mod copytext;
 pub mod ddl;
 pub mod pgoutput;

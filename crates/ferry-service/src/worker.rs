@@ -12,6 +12,7 @@ use ferry_core::{Mode, TaskSpec};
 use ferry_engine::conn::{Conn, Role};
 use ferry_engine::incremental::StreamOptions;
 use ferry_engine::metrics::Metrics;
+use ferry_engine::phase::{Phase, Phases};
 use ferry_engine::RunOptions;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,8 @@ struct Runner {
     shutdown: watch::Sender<bool>,
     handle: JoinHandle<()>,
     metrics: Arc<Metrics>,
+    /// Where the engine is.
+    phases: Arc<Phases>,
     /// Set when the runner finished: the engine's outcome.
     outcome: Arc<Mutex<Option<Outcome>>>,
     stopping_since: Option<Instant>,
@@ -266,13 +269,14 @@ impl Worker {
             None => (self.control.spec(t)?, false),
         };
         let metrics = Arc::new(Metrics::new(&t.id));
+        let phases = Arc::new(Phases::new());
         let (shutdown, rx) = watch::channel(false);
         let outcome = Arc::new(Mutex::new(None));
         let out = outcome.clone();
-        let m = metrics.clone();
+        let (m, p) = (metrics.clone(), phases.clone());
         let precheck = t.state == State::Starting;
         let handle = tokio::spawn(async move {
-            let r = run(&spec, m, rx, precheck).await;
+            let r = run(&spec, m, p, rx, precheck).await;
             *out.lock().unwrap() = Some(r);
         });
         self.metrics
@@ -285,6 +289,7 @@ impl Worker {
                 shutdown,
                 handle,
                 metrics,
+                phases,
                 outcome,
                 stopping_since: None,
                 reported: None,
@@ -311,13 +316,18 @@ impl Worker {
             let runners = self.runners.lock().unwrap();
             let r = &runners[&t.id];
             let outcome = r.outcome.lock().unwrap().clone();
+            let phase = r.phases.current();
+            let reason = match &phase {
+                Phase::Recovering { reason } => reason.clone(),
+                _ => String::new(),
+            };
             (
-                r.metrics.state(),
-                r.metrics.reason(),
+                phase.name().to_string(),
+                reason,
                 r.handle.is_finished(),
                 outcome,
                 r.stopping_since,
-                r.metrics.saw("full"),
+                r.phases.entered_full(),
                 r.edit,
             )
         };
@@ -392,7 +402,7 @@ impl Worker {
                         if phase == "full" {
                             c.apply(&t.id, Cause::FullStarted, Some("copying the tables"))
                                 .await?;
-                        } else if edit && (phase == "backfill" || phase.is_empty()) {
+                        } else if edit && (phase == "backfill" || phase == "starting") {
                             c.apply(&t.id, Cause::EditResumed, Some(EDIT_RESUMED))
                                 .await?;
                         } else if phase.starts_with("incremental") {
@@ -488,7 +498,7 @@ impl Worker {
     /// Writes the task's live progress (every 2 s): phase, applied position, lag,
     /// totals, and during the full phase the per-table chunk progress.
     async fn report(&self, t: &TaskRow) {
-        let m = {
+        let (m, phase) = {
             let mut runners = self.runners.lock().unwrap();
             let Some(r) = runners.get_mut(&t.id) else {
                 return;
@@ -499,10 +509,10 @@ impl Worker {
                 return;
             }
             r.reported = Some(Instant::now());
-            r.metrics.clone()
+            (r.metrics.clone(), r.phases.current())
         };
         let mut p = serde_json::json!({
-            "phase": m.state(),
+            "phase": phase.name(),
             "position": m.position(),
             "lag_seconds": m.lag_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6,
             "transactions_applied": m.txns.load(std::sync::atomic::Ordering::Relaxed),
@@ -600,7 +610,7 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
         let opts = RunOptions { jobs: 1, quiet: true, precheck: false };
         let stream = StreamOptions { exit_when_caught_up: true, quiet: true };
         let (_keep, never) = watch::channel(false);
-        ferry_engine::task::run_task(&old, &opts, &stream, Arc::new(Metrics::new(&t.id)), never)
+        ferry_engine::task::run_task(&old, &opts, &stream, Arc::new(Metrics::new(&t.id)), Arc::new(Phases::new()), never)
             .await
             .map_err(|e| format!("catching up before the switch: {e}{fenced}"))?;
         // both sides are read-only to applications now: they must hold the same rows
@@ -790,6 +800,7 @@ async fn validate(spec: &TaskSpec) -> Result<(), String> {
 async fn run(
     spec: &TaskSpec,
     metrics: Arc<Metrics>,
+    phases: Arc<Phases>,
     shutdown: watch::Receiver<bool>,
     precheck: bool,
 ) -> Outcome {
@@ -822,7 +833,7 @@ async fn run(
         exit_when_caught_up: false,
         quiet: true,
     };
-    match ferry_engine::task::run_task(spec, &opts, &stream, metrics, shutdown).await {
+    match ferry_engine::task::run_task(spec, &opts, &stream, metrics, phases, shutdown).await {
         Ok(out) => match (&out.full, spec.mode) {
             (Some(s), Mode::Full) => Outcome::Completed(format!(
                 "full copy finished: {} rows in {} tables",

@@ -280,6 +280,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 &stream_opts,
                 metrics,
+                Arc::new(ferry_engine::phase::Phases::new()),
                 stop_rx,
                 |summary, warnings| {
                     // printed as the copy ends / the stream starts: a streaming run

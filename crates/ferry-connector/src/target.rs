@@ -1,0 +1,4 @@
+//! Writing a target: bulk loads.
+
+/// What a target session does for the full copy and backfills.
+pub trait BulkTarget: Send {}

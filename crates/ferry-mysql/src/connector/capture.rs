@@ -1,0 +1,1 @@
+//! MySQL/MariaDB's change log: the binary log.

@@ -1,0 +1,33 @@
+//! Statements and text queries on a MySQL/MariaDB session.
+
+use super::MyDialect;
+use crate::MyConn;
+use ferry_connector::{async_trait, Dialect, Rows, SqlConn};
+use ferry_core::{select::ObjectFilter, Result, Table};
+
+#[async_trait]
+impl SqlConn for MyConn {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &MyDialect
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        MyConn::exec(self, sql).await
+    }
+
+    async fn exec_counts(&mut self, sql: &str) -> Result<Vec<u64>> {
+        MyConn::exec_counts(self, sql).await
+    }
+
+    async fn query_text(&mut self, sql: &str) -> Result<Rows> {
+        MyConn::query_text(self, sql).await
+    }
+
+    async fn tables(
+        &mut self,
+        filter: &ObjectFilter,
+        default_db: Option<&str>,
+    ) -> Result<Vec<Table>> {
+        crate::catalog::read_tables(self, filter, default_db).await
+    }
+}

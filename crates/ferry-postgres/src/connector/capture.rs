@@ -1,0 +1,1 @@
+//! PostgreSQL's change log: a logical replication slot and its publication.

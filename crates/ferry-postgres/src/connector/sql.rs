@@ -1,0 +1,51 @@
+//! Statements and text queries on a PostgreSQL session.
+
+use super::PgDialect;
+use crate::conn::classify;
+use crate::PgConn;
+use ferry_connector::{async_trait, Dialect, Rows, SqlConn};
+use ferry_core::{select::ObjectFilter, Result, Table};
+use tokio_postgres::SimpleQueryMessage;
+
+#[async_trait]
+impl SqlConn for PgConn {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &PgDialect
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql).await.map_err(classify)
+    }
+
+    async fn exec_counts(&mut self, sql: &str) -> Result<Vec<u64>> {
+        let msgs = self.client.simple_query(sql).await.map_err(classify)?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::CommandComplete(n) => Some(n),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn query_text(&mut self, sql: &str) -> Result<Rows> {
+        let msgs = self.client.simple_query(sql).await.map_err(classify)?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(String::from)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn tables(
+        &mut self,
+        filter: &ObjectFilter,
+        _default_db: Option<&str>,
+    ) -> Result<Vec<Table>> {
+        crate::catalog::read_tables(self, filter).await
+    }
+}
