@@ -1,4 +1,4 @@
 //! The change log of a source: where it is, what holds it, and its stream.
 
-/// The change log of one task's source.
-pub trait ChangeCapture: Send + Sync {}
+/// The change log of one engine.
+pub trait Capture: Send + Sync {}

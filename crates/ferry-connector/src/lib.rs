@@ -7,23 +7,29 @@
 //! one arm of the factory. Nothing here does I/O by itself.
 //!
 //! The traits are split by concern, one file each:
-//! - [`SqlConn`]: statements and text queries, the catalog;
-//! - [`Dialect`]: how SQL is spelled (quoting, literals, upserts, DDL);
-//! - [`ChunkSource`]: consistent snapshots and chunked reads;
-//! - [`BulkTarget`]: bulk loads into the target;
-//! - [`ChangeCapture`]: the change log (slots, positions, the change stream);
-//! - [`Admin`]: prechecks and fencing.
+//! - [`SqlConn`] — statements and text queries, the catalog;
+//! - [`Dialect`] — how SQL is spelled (quoting, literals, upserts, DDL);
+//! - [`ChunkSource`] — consistent snapshots and chunked reads;
+//! - [`BulkTarget`] — bulk loads into the target;
+//! - [`Schema`] — planning tables' DDL for the target;
+//! - [`Capture`] — the change log (slots, positions, the change stream);
+//! - [`Fencing`] — making a database read-only for applications (DR);
+//! - [`Checks`] — prechecks.
 
-mod admin;
 mod capture;
+mod checks;
 mod dialect;
+mod fencing;
+mod schema;
 mod source;
 mod sql;
 mod target;
 
-pub use admin::Admin;
-pub use capture::ChangeCapture;
+pub use capture::Capture;
+pub use checks::Checks;
 pub use dialect::Dialect;
+pub use fencing::Fencing;
+pub use schema::Schema;
 pub use source::ChunkSource;
 pub use sql::{Rows, SqlConn};
 pub use target::BulkTarget;
@@ -39,7 +45,7 @@ impl<T: SqlConn + ChunkSource + BulkTarget + Send + 'static> Connection for T {}
 /// One database engine: opens connections and knows its engine-wide facts. A
 /// connector is stateless (`&'static`), so the factory hands out one per engine.
 #[async_trait]
-pub trait Connector: Admin + Send + Sync {
+pub trait Connector: Schema + Capture + Fencing + Checks + Send + Sync {
     /// Which engine (for messages and for the DDL mapping between engines).
     fn engine(&self) -> Engine;
 

@@ -1,1 +1,6 @@
-//! MySQL/MariaDB's change log: the binary log.
+//! MySql: the change log.
+
+use super::MySql;
+use ferry_connector::Capture;
+
+impl Capture for MySql {}

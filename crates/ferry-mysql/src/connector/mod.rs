@@ -1,8 +1,10 @@
 //! MySQL/MariaDB behind Ferry's connector traits (see `ferry_connector`).
 
-mod admin;
 mod capture;
+mod checks;
 mod dialect;
+mod fencing;
+mod schema;
 mod source;
 mod sql;
 mod target;

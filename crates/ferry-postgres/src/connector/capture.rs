@@ -1,1 +1,6 @@
-//! PostgreSQL's change log: a logical replication slot and its publication.
+//! Postgres: the change log.
+
+use super::Postgres;
+use ferry_connector::Capture;
+
+impl Capture for Postgres {}

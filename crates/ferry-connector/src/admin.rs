@@ -1,4 +1,0 @@
-//! Prechecks and fencing: engine-wide operations on an endpoint.
-
-/// Operations on a whole endpoint.
-pub trait Admin: Send + Sync {}

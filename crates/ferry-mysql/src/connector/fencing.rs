@@ -1,0 +1,6 @@
+//! MySql: fencing for DR.
+
+use super::MySql;
+use ferry_connector::Fencing;
+
+impl Fencing for MySql {}

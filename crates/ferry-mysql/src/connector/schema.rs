@@ -1,0 +1,6 @@
+//! MySql: planning DDL.
+
+use super::MySql;
+use ferry_connector::Schema;
+
+impl Schema for MySql {}

@@ -1,0 +1,6 @@
+//! Postgres: fencing for DR.
+
+use super::Postgres;
+use ferry_connector::Fencing;
+
+impl Fencing for Postgres {}
