@@ -14,7 +14,8 @@
 //! - [`Schema`] — planning tables' DDL for the target;
 //! - [`Capture`] — the change log (slots, positions, the change stream);
 //! - [`Fencing`] — making a database read-only for applications (DR);
-//! - [`Checks`] — prechecks.
+//! - [`Checks`] — prechecks;
+//! - [`StoreDialect`] — the SQL of Ferry's checkpoint tables on a target.
 
 mod capture;
 mod checks;
@@ -23,6 +24,7 @@ mod fencing;
 mod schema;
 mod source;
 mod sql;
+mod store;
 mod target;
 
 pub use capture::Capture;
@@ -32,6 +34,7 @@ pub use fencing::Fencing;
 pub use schema::Schema;
 pub use source::ChunkSource;
 pub use sql::{Rows, SqlConn};
+pub use store::StoreDialect;
 pub use target::BulkTarget;
 
 pub use async_trait::async_trait;

@@ -1,6 +1,6 @@
 //! Statements and text queries: what every engine-blind step of the engine runs.
 
-use crate::{async_trait, Dialect};
+use crate::{async_trait, Dialect, StoreDialect};
 use ferry_core::{select::ObjectFilter, Result, Table, TableId};
 
 /// Rows of a text query: every cell as optional text.
@@ -11,6 +11,12 @@ pub type Rows = Vec<Vec<Option<String>>>;
 pub trait SqlConn: Send {
     /// How this session's engine spells SQL.
     fn dialect(&self) -> &'static dyn Dialect;
+
+    /// The SQL of Ferry's checkpoint tables and writer locks on this engine.
+    fn store_dialect(&self) -> &'static dyn StoreDialect;
+
+    /// The session as `Any`, for its own connector (which knows its concrete type).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 
     /// Runs statements without results.
     async fn exec(&mut self, sql: &str) -> Result<()>;

@@ -2,9 +2,11 @@
 //! to fix it. Failures stop a run; warnings are things the user should know (tables
 //! without keys, settings the incremental phase will need).
 
+use crate::checkpoint::CheckpointStore;
 use crate::conn::Conn;
 use crate::full::{plan_all, source_tables};
 use crate::mapping::NameMap;
+use ferry_connector::Connector;
 use ferry_core::check::Item;
 use ferry_core::{ExistingData, LogicalType, TaskSpec};
 
@@ -31,11 +33,8 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             return items;
         }
     };
-    let source_items = match &mut src {
-        Conn::Pg(c) => ferry_postgres::precheck::source_checks(c).await,
-        Conn::My(c) => ferry_mysql::precheck::source_checks(c).await,
-    };
-    match source_items {
+    let source = crate::factory::connector(spec.source.engine);
+    match source.source_checks(&mut *src, &spec.name).await {
         // what only the incremental phase needs is a failure when the task has one
         Ok(v) => items.extend(v.into_iter().map(|mut i| {
             if spec.mode != ferry_core::Mode::Full
@@ -52,26 +51,6 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             e.message,
             e.hint.unwrap_or_default(),
         )),
-    }
-    if let Conn::Pg(pg) = &src {
-        // a task that has its slot already needs no free one to resume its stream
-        let slot = ferry_postgres::cdc::slot_name(&spec.name);
-        if matches!(
-            ferry_postgres::cdc::slot_state(pg, &slot).await,
-            Ok(Some(_))
-        ) {
-            for i in items
-                .iter_mut()
-                .filter(|i| !i.ok && i.name.starts_with("source free replication slot"))
-            {
-                i.warn_only = true;
-                i.detail = format!(
-                    "{}, one of them the task's own {slot}: its stream resumes from it (a \
-                     resumed copy needs one more, for a moment)",
-                    i.detail
-                );
-            }
-        }
     }
     let tables = match source_tables(&mut src, spec).await {
         Ok(t) => {
@@ -105,16 +84,10 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     let streams = spec.mode != ferry_core::Mode::Full;
     for t in &tables {
         if t.primary_key.is_empty() {
-            let detail = if !streams {
-                "copied whole (not split in chunks)"
-            } else if spec.source.engine == ferry_core::Engine::Postgres {
-                "copied whole (not split in chunks); its changes are matched on every column, one \
-                 row at a time (slower; identical duplicate rows are interchangeable); `ferry run` \
-                 sets REPLICA IDENTITY FULL on it on the source (PostgreSQL refuses its \
-                 UPDATE/DELETE once published without it)"
+            let detail = if streams {
+                source.keyless_stream_note()
             } else {
-                "copied whole (not split in chunks); its changes are matched on every column, one \
-                 row at a time (slower; identical duplicate rows are interchangeable)"
+                "copied whole (not split in chunks)"
             };
             items.push(
                 Item::new(
@@ -222,18 +195,8 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             return items;
         }
     };
-    let target_items = match &mut dst {
-        Conn::Pg(c) => ferry_postgres::precheck::version(c).await.map(|(v, _)| {
-            vec![Item::new(
-                "target version",
-                true,
-                format!("PostgreSQL {v}"),
-                "",
-            )]
-        }),
-        Conn::My(c) => ferry_mysql::precheck::target_checks(c).await,
-    };
-    match target_items {
+    let target = crate::factory::connector(spec.target.engine);
+    match target.target_checks(&mut *dst).await {
         Ok(v) => items.extend(v),
         Err(e) => items.push(Item::new(
             "target settings",
@@ -242,7 +205,7 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             e.hint.unwrap_or_default(),
         )),
     }
-    match crate::checkpoint::ensure(&mut dst).await {
+    match dst.ensure().await {
         Ok(()) => items.push(Item::new(
             "target can hold Ferry's checkpoint tables (ferry.*)",
             true,
@@ -260,7 +223,7 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         items.push(item);
     }
     if spec.kind == ferry_core::spec::Kind::Dr {
-        items.push(standby_can_be_fenced(&mut dst).await);
+        items.push(standby_can_be_fenced(target, &mut dst).await);
     }
     if let Err(e) = crate::full::target_name_clashes(&mut dst, &tables, &names).await {
         items.push(Item::new(
@@ -270,10 +233,7 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             e.hint.unwrap_or_default(),
         ));
     }
-    let own = crate::checkpoint::task(&mut dst, &spec.name)
-        .await
-        .ok()
-        .flatten();
+    let own = dst.task(&spec.name).await.ok().flatten();
     let mut occupied = Vec::new();
     let mut existing = Vec::new();
     for t in &tables {
@@ -315,12 +275,12 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         }
     }
     match (&own, spec.existing_data) {
-        (Some((phase, _)), _) => items.push(Item::new(
+        (Some(own), _) => items.push(Item::new(
             "target is empty",
             true,
             format!(
-                "task {} has run here before (phase {phase}); `ferry run` resumes it",
-                spec.name
+                "task {} has run here before (phase {}); `ferry run` resumes it",
+                spec.name, own.phase
             ),
             "",
         )),
@@ -400,43 +360,20 @@ async fn extensions_available(dst: &mut Conn, tables: &[ferry_core::Table]) -> O
 
 /// DR: the standby (the target) is kept read-only for applications, which Ferry's
 /// user must be allowed to do — or the task fails at its start.
-async fn standby_can_be_fenced(dst: &mut Conn) -> Item {
+async fn standby_can_be_fenced(target: &dyn Connector, dst: &mut Conn) -> Item {
     let name = "DR standby can be made read-only for applications";
-    let (sql, fix) = match dst {
-        Conn::Pg(_) => (
-            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
-               OR pg_has_role(current_user, d.datdba, 'MEMBER') \
-             FROM pg_database d WHERE d.datname = current_database()",
-            "make Ferry's user the standby database's owner (ALTER DATABASE … OWNER TO …) \
-             or a superuser, and grant it pg_signal_backend (GRANT pg_signal_backend TO …)",
+    match target.can_fence(&mut **dst).await {
+        Ok((yes, fix)) => Item::new(
+            name,
+            yes,
+            if yes {
+                "Ferry's user may set it"
+            } else {
+                "Ferry's user may not set it: the task would fail at its start"
+            },
+            if yes { "" } else { fix },
         ),
-        Conn::My(_) => (
-            "SELECT COUNT(*) > 0 FROM information_schema.USER_PRIVILEGES \
-             WHERE GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
-                                    SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') \
-               AND PRIVILEGE_TYPE IN ('SUPER', 'READ_ONLY ADMIN')",
-            "GRANT READ_ONLY ADMIN ON *.* TO <Ferry's user> (MariaDB 10.11+; SUPER on older \
-             servers): Ferry sets the standby server's read_only and writes through it",
-        ),
-    };
-    match dst.query_text(sql).await {
-        Ok(r) => {
-            let yes = r
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .is_some_and(|v| v == "t" || v == "1");
-            Item::new(
-                name,
-                yes,
-                if yes {
-                    "Ferry's user may set it"
-                } else {
-                    "Ferry's user may not set it: the task would fail at its start"
-                },
-                if yes { "" } else { fix },
-            )
-        }
-        Err(e) => Item::new(name, false, e.message, fix),
+        Err(e) => Item::new(name, false, e.message, e.hint.unwrap_or_default()),
     }
 }
 

@@ -6,6 +6,7 @@
 //! chunks are never copied twice and unfinished ones were rolled back whole.
 
 use crate::checkpoint;
+use crate::checkpoint::{CheckpointStore, TableStage, TaskPhase, TaskRecord};
 use crate::conn::{Conn, Role};
 use crate::copy::{copy_chunk, validate_chunk, TableJob};
 use crate::mapping::{plan_ddl, Ddl, NameMap};
@@ -274,16 +275,16 @@ pub async fn run_full(
     let (from, to) = (spec.source.engine, spec.target.engine);
     let mut src = Conn::open(spec, Role::Source).await?;
     let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
+    dst.ensure().await?;
     checkpoint::fence_writers(&mut dst, &spec.name).await?;
-    let prior = checkpoint::task(&mut dst, &spec.name).await?;
+    let prior = dst.task(&spec.name).await?;
     let resuming = match &prior {
-        Some((phase, _)) if phase == "done" => {
+        Some(r) if r.phase == TaskPhase::Done => {
             if matches!(
                 spec.existing_data,
                 ExistingData::Drop | ExistingData::Truncate
             ) {
-                checkpoint::reset(&mut dst, &spec.name).await?;
+                dst.reset(&spec.name).await?;
                 false
             } else {
                 return Err(Error::definite(format!(
@@ -302,10 +303,10 @@ pub async fn run_full(
     target_name_clashes(&mut dst, &tables, &names).await?;
     missing_extensions(&mut dst, &tables).await?;
     let mut warnings: Vec<String> = ddls.iter().flat_map(|d| d.warnings.clone()).collect();
-    let mut stages = checkpoint::stages(&mut dst, &spec.name).await?;
+    let mut stages = dst.stages(&spec.name).await?;
 
     if !resuming {
-        checkpoint::reset(&mut dst, &spec.name).await?;
+        dst.reset(&spec.name).await?;
         stages.clear();
         let mut refused = Vec::new();
         let targets: Vec<TableId> = tables.iter().map(|t| names.target(&t.id)).collect();
@@ -316,8 +317,8 @@ pub async fn run_full(
                 Room::Kept => {
                     // recorded, so that a resumed copy neither recreates it nor
                     // trips over the keys it has
-                    checkpoint::set_stage(&mut dst, &spec.name, target, "kept").await?;
-                    stages.insert(target.to_string(), "kept".into());
+                    dst.set_stage(&spec.name, target, TableStage::Kept).await?;
+                    stages.insert(target.to_string(), TableStage::Kept);
                 }
                 Room::Refused(why) => refused.push(why),
             }
@@ -381,7 +382,7 @@ pub async fn run_full(
     let mut progress = Progress::new(opts.quiet);
     let mut totals: HashMap<TableId, u64> = HashMap::new();
     let chunks: Vec<Chunk> = if resuming {
-        let plan = checkpoint::load_plan(&mut dst, &spec.name).await?;
+        let plan = dst.load_plan(&spec.name).await?;
         for t in &tables {
             totals.insert(names.target(&t.id), t.estimated_rows);
         }
@@ -414,18 +415,18 @@ pub async fn run_full(
                 });
             }
         }
-        checkpoint::save_plan(&mut dst, &spec.name, &plan).await?;
-        checkpoint::set_task(
-            &mut dst,
-            &spec.name,
-            "full",
-            position.as_ref().map(|p| p.to_string()).as_deref(),
-        )
-        .await?;
+        dst.save_plan(&spec.name, &plan).await?;
+        dst.set_task(&spec.name, TaskPhase::Full, position.as_ref())
+            .await?;
         plan
     };
     let position_text = match (&prior, resuming) {
-        (Some((_, Some(p))), true) => Some(p.clone()),
+        (
+            Some(TaskRecord {
+                position: Some(p), ..
+            }),
+            true,
+        ) => Some(p.to_string()),
         _ => position.as_ref().map(|p| p.to_string()),
     };
 
@@ -441,8 +442,9 @@ pub async fn run_full(
                     .await
                     .map_err(|e| e.context(format!("creating {target}")))?;
             }
-            checkpoint::set_stage(&mut dst, &spec.name, &target, "created").await?;
-            e.insert("created".into());
+            dst.set_stage(&spec.name, &target, TableStage::Created)
+                .await?;
+            e.insert(TableStage::Created);
         }
         let already: u64 = chunks
             .iter()
@@ -490,7 +492,7 @@ pub async fn run_full(
     let kept: Arc<std::collections::HashSet<String>> = Arc::new(
         stages
             .iter()
-            .filter(|(_, s)| s.as_str() == "kept")
+            .filter(|(_, s)| **s == TableStage::Kept)
             .map(|(t, _)| t.clone())
             .collect(),
     );
@@ -509,7 +511,7 @@ pub async fn run_full(
                 let _ = target.exec("SET session_replication_role = replica").await;
             }
         }
-        checkpoint::join_writers(&mut target, &spec.name, Some(slot)).await?;
+        target.join_writers(&spec.name, Some(slot)).await?;
         let kept = kept.clone();
         let (queue, remaining, table_jobs, post, table_progress, stop, task_name) = (
             queue.clone(),
@@ -598,16 +600,16 @@ pub async fn run_full(
     }
 
     // tables whose data was complete before this run but not yet indexed
-    let stages_now = checkpoint::stages(&mut dst, &spec.name).await?;
+    let stages_now = dst.stages(&spec.name).await?;
     for (target, ddl) in post.iter() {
-        if stages_now.get(&target.to_string()).map(String::as_str) == Some("created") {
+        if stages_now.get(&target.to_string()) == Some(&TableStage::Created) {
             finish_table(&mut dst, &spec.name, target, ddl, true).await?;
             table_progress[target].finish();
         }
     }
     // foreign keys and translated checks, after every table's data
     for (target, ddl) in post.iter() {
-        if stages_now.get(&target.to_string()).map(String::as_str) == Some("done") {
+        if stages_now.get(&target.to_string()) == Some(&TableStage::Done) {
             continue;
         }
         add_foreign_keys(&mut dst, target, ddl).await?;
@@ -621,9 +623,9 @@ pub async fn run_full(
                 }
             }
         }
-        checkpoint::set_stage(&mut dst, &spec.name, target, "done").await?;
+        dst.set_stage(&spec.name, target, TableStage::Done).await?;
     }
-    checkpoint::set_task(&mut dst, &spec.name, "done", None).await?;
+    dst.set_task(&spec.name, TaskPhase::Done, None).await?;
 
     let mut summaries: Vec<TableSummary> = progress
         .tables
@@ -889,7 +891,7 @@ async fn finish_table(
             Err(e) => return Err(e.context(format!("building keys/indexes of {target}"))),
         }
     }
-    checkpoint::set_stage(conn, task, target, "indexed").await
+    conn.set_stage(task, target, TableStage::Indexed).await
 }
 
 #[cfg(test)]

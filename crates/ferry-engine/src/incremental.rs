@@ -8,6 +8,7 @@
 
 use crate::apply::{now_us, Applier, RESTART};
 use crate::checkpoint;
+use crate::checkpoint::{CheckpointStore, StreamState, TableStage, TaskPhase, TaskRecord};
 use crate::conn::{Conn, Role};
 use crate::full::source_tables;
 use crate::mapping::NameMap;
@@ -124,12 +125,12 @@ pub async fn run_incremental(
             Ok(Outcome::CaughtUp) => {
                 summary.caught_up = true;
                 phases.set(Phase::CaughtUp);
-                best_effort_state(spec, "stopped", None).await;
+                best_effort_state(spec, StreamState::Stopped, None).await;
                 return Ok(summary);
             }
             Ok(Outcome::Stopped) => {
                 phases.set(Phase::Stopped);
-                best_effort_state(spec, "stopped", None).await;
+                best_effort_state(spec, StreamState::Stopped, None).await;
                 return Ok(summary);
             }
             Err(e) if e.is_transient() => {
@@ -150,7 +151,7 @@ pub async fn run_incremental(
                     e.message,
                     backoff.as_secs()
                 );
-                best_effort_state(spec, "recovering", Some(&e.message)).await;
+                best_effort_state(spec, StreamState::Recovering, Some(&e.message)).await;
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {
@@ -164,7 +165,7 @@ pub async fn run_incremental(
                 phases.set(Phase::Failed {
                     error: e.to_string(),
                 });
-                best_effort_state(spec, "incremental_failed", Some(&e.to_string())).await;
+                best_effort_state(spec, StreamState::Failed, Some(&e.to_string())).await;
                 return Err(e);
             }
         }
@@ -197,10 +198,10 @@ where
     }
 }
 
-async fn best_effort_state(spec: &TaskSpec, state: &str, reason: Option<&str>) {
+async fn best_effort_state(spec: &TaskSpec, state: StreamState, reason: Option<&str>) {
     let work = async {
         let mut dst = Conn::open(spec, Role::Target).await?;
-        checkpoint::set_stream_state(&mut dst, &spec.name, state, reason).await
+        dst.set_stream_state(&spec.name, state, reason).await
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), work).await;
 }
@@ -217,11 +218,13 @@ async fn attempt(
     hold: &mut Option<Position>,
 ) -> Result<Outcome> {
     let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
+    dst.ensure().await?;
     checkpoint::fence_writers(&mut dst, &spec.name).await?;
-    checkpoint::join_writers(&mut dst, &spec.name, None).await?;
-    let start = match checkpoint::task(&mut dst, &spec.name).await? {
-        Some((_, Some(p))) => Position::parse(&p)?,
+    dst.join_writers(&spec.name, None).await?;
+    let start = match dst.task(&spec.name).await? {
+        Some(TaskRecord {
+            position: Some(p), ..
+        }) => p,
         _ => {
             return Err(Error::definite(format!(
                 "task {} has no start position on the target",
@@ -230,9 +233,11 @@ async fn attempt(
             .with_hint("run it with mode full+incremental first, or give start_position"))
         }
     };
-    checkpoint::set_task(&mut dst, &spec.name, "incremental", None).await?;
-    checkpoint::set_stream_state(&mut dst, &spec.name, "incremental", None).await?;
-    let watermarks = checkpoint::watermarks(&mut dst, &spec.name).await?;
+    dst.set_task(&spec.name, TaskPhase::Incremental, None)
+        .await?;
+    dst.set_stream_state(&spec.name, StreamState::Incremental, None)
+        .await?;
+    let watermarks = dst.watermarks(&spec.name).await?;
     metrics.set_position(&start.to_string());
     tracing::info!(
         "stream from {start}; watermarks: {}",
@@ -449,7 +454,10 @@ async fn follow_ddl(
                     crate::full::add_foreign_keys(applier.conn(), &target, d).await?;
                 }
                 // its rows all come through the stream: nothing to copy later
-                checkpoint::set_stage(applier.conn(), &spec.name, &target, "streamed").await?;
+                applier
+                    .conn()
+                    .set_stage(&spec.name, &target, TableStage::Streamed)
+                    .await?;
                 tracing::info!("created {target}, which the source created");
             }
             Ok(())

@@ -1,7 +1,7 @@
 //! `ferry status`: what the target holds (phase, applied position, totals) against
 //! where the source is now, so lag is measured, not guessed.
 
-use crate::checkpoint;
+use crate::checkpoint::{CheckpointStore, TaskPhase, TaskRecord};
 use crate::conn::{Conn, Role};
 use ferry_core::{Error, Position, Result, TaskSpec};
 
@@ -48,11 +48,11 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
             None
         }
         None => {
-            checkpoint::ensure(&mut dst).await?;
-            checkpoint::task(&mut dst, &spec.name).await?
+            dst.ensure().await?;
+            dst.task(&spec.name).await?
         }
     };
-    let Some((phase, position)) = recorded else {
+    let Some(TaskRecord { phase, position }) = recorded else {
         st.phase = "not started".into();
         // a slot without a task on the target was left by a failed run
         let (line, idle) = slot_line(spec).await?;
@@ -67,29 +67,20 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
         }
         return Ok(st);
     };
-    st.phase = phase;
-    st.applied = position.clone();
-    let t = dst.literal(&spec.name);
-    let rows = dst
-        .query_text(&format!(
-            "SELECT state, reason, source_commit_us, applied_at_us, txns, row_changes, unmatched FROM ferry.stream WHERE task = {t}"
-        ))
-        .await?;
+    st.phase = phase.to_string();
+    st.applied = position.as_ref().map(Position::to_string);
     let now_us = crate::apply::now_us();
     let mut source_commit = None;
-    if let Some(r) = rows.first() {
-        st.state = r[0].clone();
-        st.reason = r[1].clone();
-        source_commit = r[2].as_deref().and_then(|v| v.parse::<i64>().ok());
-        st.updated_seconds_ago = r[3]
-            .as_deref()
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|a| (now_us - a) as f64 / 1e6);
-        st.txns = r[4].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-        st.rows = r[5].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-        st.unmatched = r[6].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if let Some(r) = dst.stream(&spec.name).await? {
+        st.state = r.state.map(|s| s.to_string());
+        st.reason = r.reason;
+        source_commit = r.source_commit_us;
+        st.updated_seconds_ago = r.applied_at_us.map(|a| (now_us - a) as f64 / 1e6);
+        st.txns = r.txns;
+        st.rows = r.rows;
+        st.unmatched = r.unmatched;
     }
-    if st.phase == "ended" {
+    if phase == TaskPhase::Ended {
         // nothing is applied any more: no lag to measure, the applied position is
         // final; a slot is worth naming only if one is (still) there
         st.updated_seconds_ago = None;
@@ -114,7 +105,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
             None
         }
     };
-    let applied = position.as_deref().map(Position::parse).transpose()?;
+    let applied = position;
     if let (Some(h), Some(a)) = (&head, &applied) {
         st.behind_bytes = match (h, a) {
             (Position::PgLsn(h), Position::PgLsn(a)) => Some(h.saturating_sub(*a)),
@@ -131,7 +122,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
         let caught_up = a.reached(h) || st.behind_bytes == Some(0);
         // while the copy runs nothing is streamed yet: "lag 0 s" would claim the
         // target is current; what the stream will start from is in `applied`
-        st.lag_seconds = if st.phase == "full" {
+        st.lag_seconds = if phase == TaskPhase::Full {
             None
         } else if caught_up {
             Some(0.0)
@@ -142,7 +133,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
     st.source_head = head.map(|h| h.to_string());
     let (line, idle) = slot_line(spec).await?;
     st.slot = line;
-    if idle && st.phase == "full" && st.reason.is_none() {
+    if idle && phase == TaskPhase::Full && st.reason.is_none() {
         st.reason = Some(
             "the copy stopped before it finished; the source keeps this task's replication \
              slot for the resume and it holds WAL until then — `ferry run` resumes, \

@@ -1,7 +1,7 @@
 //! A task's phases in order: the full copy (if the mode has one and it is not done),
 //! then the incremental stream (if the mode has one); and ending a task.
 
-use crate::checkpoint;
+use crate::checkpoint::{CheckpointStore, StreamState, TableStage, TaskPhase};
 use crate::conn::{Conn, Role};
 use crate::full::{plan_all, run_full, source_tables, Handoff, RunOptions, Summary};
 use crate::incremental::{run_incremental, source_head, StreamOptions, StreamSummary};
@@ -76,14 +76,14 @@ pub async fn run_task_reporting(
         return Ok(out);
     }
     let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
-    let mut prior = checkpoint::task(&mut dst, &spec.name).await?;
-    if prior.as_ref().is_some_and(|(p, _)| p == "ended") {
+    dst.ensure().await?;
+    let mut prior = dst.task(&spec.name).await?;
+    if prior.as_ref().is_some_and(|r| r.phase == TaskPhase::Ended) {
         if matches!(
             spec.existing_data,
             ExistingData::Drop | ExistingData::Truncate
         ) {
-            checkpoint::reset(&mut dst, &spec.name).await?;
+            dst.reset(&spec.name).await?;
             prior = None;
         } else {
             return Err(Error::definite(format!("task {} was ended", spec.name)).with_hint(
@@ -91,8 +91,8 @@ pub async fn run_task_reporting(
             ));
         }
     }
-    let phase = prior.as_ref().map(|(p, _)| p.as_str());
-    let streaming = matches!(phase, Some("done" | "incremental"));
+    let phase = prior.as_ref().map(|r| r.phase);
+    let streaming = matches!(phase, Some(TaskPhase::Done | TaskPhase::Incremental));
     if !streaming {
         phases.set(Phase::Full);
         match spec.mode {
@@ -259,25 +259,22 @@ async fn undo_failed_start(
 ) -> Error {
     let undone = async {
         let mut dst = Conn::open(spec, Role::Target).await?;
-        checkpoint::ensure(&mut dst).await?;
-        if checkpoint::task(&mut dst, &spec.name).await?.is_some()
-            && checkpoint::load_plan(&mut dst, &spec.name)
-                .await?
-                .iter()
-                .any(|c| c.done)
+        dst.ensure().await?;
+        if dst.task(&spec.name).await?.is_some()
+            && dst.load_plan(&spec.name).await?.iter().any(|c| c.done)
         {
             return Ok(false);
         }
-        let stages = checkpoint::stages(&mut dst, &spec.name).await?;
+        let stages = dst.stages(&spec.name).await?;
         let names = NameMap::new(spec, tables);
         for t in tables {
             let target = names.target(&t.id);
-            if stages.get(&target.to_string()).map(String::as_str) == Some("created") {
+            if stages.get(&target.to_string()) == Some(&TableStage::Created) {
                 let q = dst.qualified(&target);
                 dst.exec(&format!("DROP TABLE IF EXISTS {q}")).await?;
             }
         }
-        checkpoint::reset(&mut dst, &spec.name).await?;
+        dst.reset(&spec.name).await?;
         cdc::drop_slot_and_publication(pg, slot).await?;
         Ok::<bool, Error>(true)
     }
@@ -304,7 +301,7 @@ async fn undo_failed_start(
 /// nothing written there can precede the stream.
 pub async fn start_stream_here(spec: &TaskSpec) -> Result<Vec<String>> {
     let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
+    dst.ensure().await?;
     start_without_copy(spec, &mut dst).await
 }
 
@@ -324,8 +321,9 @@ async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<Strin
             let started = async {
                 let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
                 let lsn = cdc::create_slot(&mut repl, &slot, false).await?.0;
-                let position = Position::PgLsn(lsn).to_string();
-                checkpoint::set_task(dst, &spec.name, "done", Some(&position)).await
+                let position = Position::PgLsn(lsn);
+                dst.set_task(&spec.name, TaskPhase::Done, Some(&position))
+                    .await
             }
             .await;
             if let Err(e) = started {
@@ -342,7 +340,8 @@ async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<Strin
             None => source_head(spec).await?,
         },
     };
-    checkpoint::set_task(dst, &spec.name, "done", Some(&position.to_string())).await?;
+    dst.set_task(&spec.name, TaskPhase::Done, Some(&position))
+        .await?;
     Ok(warnings)
 }
 
@@ -357,13 +356,15 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
         // the task never ran there (`ferry run` creates the database first)
         None
     } else {
-        checkpoint::ensure(&mut dst).await?;
-        checkpoint::task(&mut dst, &spec.name)
-            .await?
-            .map(|(p, _)| p)
+        dst.ensure().await?;
+        dst.task(&spec.name).await?.map(|r| r.phase)
     };
     let known = phase.is_some();
-    if known && !checkpoint::writers_gone(&mut dst, &spec.name, Duration::from_secs(10)).await? {
+    if known
+        && !dst
+            .writers_gone(&spec.name, Duration::from_secs(10))
+            .await?
+    {
         // ending under a live run would be undone by it: it keeps applying, and its
         // next checkpoint overwrites the mark
         // transient: a run being stopped goes within moments (the service retries)
@@ -378,7 +379,10 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
         ));
     }
     // a copy that never finished left no counters to move (and maybe no tables)
-    let copied = matches!(phase.as_deref(), Some("done" | "incremental" | "ended"));
+    let copied = matches!(
+        phase,
+        Some(TaskPhase::Done | TaskPhase::Incremental | TaskPhase::Ended)
+    );
     if copied && spec.mode != Mode::Full {
         // cut-over: replicated inserts carried explicit keys, so the target's
         // sequences / AUTO_INCREMENT never moved; bring them past the source's
@@ -400,8 +404,9 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
         }
     }
     if known {
-        checkpoint::set_task(&mut dst, &spec.name, "ended", None).await?;
-        checkpoint::set_stream_state(&mut dst, &spec.name, "ended", None).await?;
+        dst.set_task(&spec.name, TaskPhase::Ended, None).await?;
+        dst.set_stream_state(&spec.name, StreamState::Ended, None)
+            .await?;
         done.push("marked the task ended on the target".into());
     }
     Ok(done)

@@ -9,6 +9,7 @@ use crate::error::ServiceResult;
 use crate::store::{now_ms, TaskRow};
 use ferry_core::lifecycle::{Cause, State};
 use ferry_core::{Mode, TaskSpec};
+use ferry_engine::checkpoint::{CheckpointStore, TaskPhase};
 use ferry_engine::conn::{Conn, Role};
 use ferry_engine::incremental::StreamOptions;
 use ferry_engine::metrics::Metrics;
@@ -526,9 +527,7 @@ impl Worker {
         ) {
             if let Ok(spec) = self.control.spec(t) {
                 if let Ok(mut dst) = Conn::open(&spec, Role::Target).await {
-                    if let Ok(tables) =
-                        ferry_engine::checkpoint::table_progress(&mut dst, &t.id).await
-                    {
+                    if let Ok(tables) = dst.table_progress(&t.id).await {
                         p["tables"] = serde_json::to_value(tables).unwrap_or_default();
                     }
                 }
@@ -538,7 +537,7 @@ impl Worker {
             // a sync edit: how far the copy of each added table has got
             if let Ok(spec) = self.control.spec(t) {
                 if let Ok(mut dst) = Conn::open(&spec, Role::Target).await {
-                    if let Ok(rows) = ferry_engine::checkpoint::backfills(&mut dst, &t.id).await {
+                    if let Ok(rows) = dst.backfills(&t.id).await {
                         p["added_tables"] = serde_json::to_value(rows).unwrap_or_default();
                     }
                 }
@@ -646,8 +645,8 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
             .map_err(|e| format!("releasing the old direction: {e}{fenced}"))?;
         // the old primary becomes the target: a fresh checkpoint there
         let mut dst = Conn::connect(&old.source).await.map_err(|e| e.to_string())?;
-        ferry_engine::checkpoint::ensure(&mut dst).await.map_err(|e| e.to_string())?;
-        ferry_engine::checkpoint::reset(&mut dst, &t.id).await.map_err(|e| e.to_string())?;
+        dst.ensure().await.map_err(|e| e.to_string())?;
+        dst.reset(&t.id).await.map_err(|e| e.to_string())?;
         // the reverse stream starts before the new primary takes writes
         let mut reversed = old.clone();
         std::mem::swap(&mut reversed.source, &mut reversed.target);
@@ -705,22 +704,20 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
 /// primary committed after it may be lost.
 async fn failover(spec: &TaskSpec) -> Result<String, ferry_core::Error> {
     let mut dst = Conn::open(spec, Role::Target).await?;
-    ferry_engine::checkpoint::ensure(&mut dst).await?;
-    let position = ferry_engine::checkpoint::task(&mut dst, &spec.name)
+    dst.ensure().await?;
+    let position = dst
+        .task(&spec.name)
         .await?
-        .and_then(|(_, p)| p)
+        .and_then(|r| r.position)
+        .map(|p| p.to_string())
         .unwrap_or_else(|| "none (the standby never finished initialising)".into());
     let commit = dst
-        .query_text(&format!(
-            "SELECT source_commit_us FROM ferry.stream WHERE task = {}",
-            dst.literal(&spec.name)
-        ))
+        .stream(&spec.name)
         .await?
-        .first()
-        .and_then(|r| r[0].as_deref().and_then(|v| v.parse::<i64>().ok()))
+        .and_then(|r| r.source_commit_us)
         .map(|us| crate::store::rfc3339(us / 1000))
         .unwrap_or_else(|| "unknown".into());
-    ferry_engine::checkpoint::set_task(&mut dst, &spec.name, "ended", None).await?;
+    dst.set_task(&spec.name, TaskPhase::Ended, None).await?;
     ferry_engine::dr::set_read_only(&spec.target, false).await?;
     let mut done = format!(
         "failover done: {} is promoted (writable); it holds every change up to {position} \

@@ -8,6 +8,7 @@
 mod common;
 
 use common::{ferry, fresh, query_lines, text, Db};
+use ferry_engine::checkpoint::CheckpointStore;
 use std::process::{Child, Command};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -654,9 +655,7 @@ async fn a_new_run_waits_for_an_earlier_run_s_surviving_session(engine: &'static
     let mut survivor = ferry_engine::conn::Conn::open(&spec, ferry_engine::conn::Role::Target)
         .await
         .unwrap();
-    ferry_engine::checkpoint::join_writers(&mut survivor, &name, None)
-        .await
-        .unwrap();
+    survivor.join_writers(&name, None).await.unwrap();
     exec(engine, &src.url, "INSERT INTO events VALUES ('fenced', 1);").await;
     let child = spawn_run(&task, &[]);
     let arrived = "SELECT count(*) FROM events WHERE kind = 'fenced'";

@@ -1,7 +1,7 @@
 //! Planning a backfill: the tables a task selects but never copied are created on the
 //! target and recorded, for the stream to copy.
 
-use crate::checkpoint;
+use crate::checkpoint::{CheckpointStore, TableStage};
 use crate::conn::{Conn, Role};
 use crate::full::{add_foreign_keys, create_table_now, make_room, plan_all, source_tables, Room};
 use crate::mapping::NameMap;
@@ -18,14 +18,14 @@ pub async fn adopt_added_tables(spec: &TaskSpec) -> Result<Vec<TableId>> {
     let all = source_tables(&mut src, spec).await?;
     let names = NameMap::new(spec, &all);
     let mut dst = Conn::open(spec, Role::Target).await?;
-    checkpoint::ensure(&mut dst).await?;
+    dst.ensure().await?;
     let selected: HashSet<String> = all
         .iter()
         .map(|t| names.target(&t.id).to_string())
         .collect();
-    let stages = checkpoint::stages(&mut dst, &spec.name).await?;
+    let stages = dst.stages(&spec.name).await?;
     for target in stages.keys().filter(|t| !selected.contains(*t)) {
-        checkpoint::forget_stage(&mut dst, &spec.name, target).await?;
+        dst.forget_stage(&spec.name, target).await?;
     }
     let added: Vec<Table> = all
         .iter()
@@ -56,9 +56,10 @@ pub async fn adopt_added_tables(spec: &TaskSpec) -> Result<Vec<TableId>> {
                 continue;
             }
         }
-        checkpoint::drop_backfill(&mut dst, &spec.name, &t.id.to_string()).await?;
-        checkpoint::add_backfill(&mut dst, &spec.name, &t.id).await?;
-        checkpoint::set_stage(&mut dst, &spec.name, &target, "backfill").await?;
+        dst.drop_backfill(&spec.name, &t.id.to_string()).await?;
+        dst.add_backfill(&spec.name, &t.id).await?;
+        dst.set_stage(&spec.name, &target, TableStage::Backfill)
+            .await?;
         tracing::info!(
             "{} was added to the task: it is copied while the stream goes on",
             t.id

@@ -32,6 +32,7 @@ mod visibility;
 pub use adopt::adopt_added_tables;
 
 use crate::apply::{restart, Applier};
+use crate::checkpoint::CheckpointStore;
 use crate::checkpoint::{self, BackfillRow};
 use crate::conn::{Conn, Role};
 use crate::copy::TableJob;
@@ -137,9 +138,9 @@ impl Backfill {
         };
         let selected: HashMap<String, &Table> =
             tables.iter().map(|t| (t.id.to_string(), t)).collect();
-        for row in checkpoint::backfills(dst, &spec.name).await? {
+        for row in dst.backfills(&spec.name).await? {
             let Some(t) = selected.get(&row.table) else {
-                checkpoint::drop_backfill(dst, &spec.name, &row.table).await?;
+                dst.drop_backfill(&spec.name, &row.table).await?;
                 continue;
             };
             if row.done {

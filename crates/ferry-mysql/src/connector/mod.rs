@@ -7,6 +7,7 @@ mod fencing;
 mod schema;
 mod source;
 mod sql;
+mod store;
 mod target;
 
 pub use dialect::MyDialect;
@@ -81,9 +82,11 @@ impl Connector for MySql {
     }
 }
 
-impl MyConn {
-    /// For a caller holding a `dyn Connection` it knows is MySQL's.
-    pub fn downcast(c: &mut dyn std::any::Any) -> Option<&mut MyConn> {
-        c.downcast_mut()
-    }
+/// The MyConn behind a connection this connector opened.
+pub(crate) fn session(c: &mut dyn Connection) -> Result<&mut MyConn> {
+    c.as_any_mut().downcast_mut::<MyConn>().ok_or_else(|| {
+        ferry_core::Error::definite(
+            "a MySQL/MariaDB operation was given another engine's connection (a bug in Ferry)",
+        )
+    })
 }

@@ -2,13 +2,21 @@
 
 use super::MyDialect;
 use crate::MyConn;
-use ferry_connector::{async_trait, Dialect, Rows, SqlConn};
+use ferry_connector::{async_trait, Dialect, Rows, SqlConn, StoreDialect};
 use ferry_core::{select::ObjectFilter, Result, Table};
 
 #[async_trait]
 impl SqlConn for MyConn {
     fn dialect(&self) -> &'static dyn Dialect {
         &MyDialect
+    }
+
+    fn store_dialect(&self) -> &'static dyn StoreDialect {
+        &super::store::MyStore
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {

@@ -1,6 +1,62 @@
-//! Postgres: prechecks.
+//! PostgreSQL: prechecks.
 
-use super::Postgres;
-use ferry_connector::Checks;
+use super::{session, Postgres};
+use ferry_connector::{async_trait, Checks, Connection};
+use ferry_core::{check::Item, Result};
 
-impl Checks for Postgres {}
+#[async_trait]
+impl Checks for Postgres {
+    async fn source_checks(&self, conn: &mut dyn Connection, task: &str) -> Result<Vec<Item>> {
+        let pg = session(conn)?;
+        let mut items = crate::precheck::source_checks(pg).await?;
+        // a task that has its slot already needs no free one to resume its stream
+        let slot = crate::cdc::slot_name(task);
+        if matches!(crate::cdc::slot_state(pg, &slot).await, Ok(Some(_))) {
+            for i in items
+                .iter_mut()
+                .filter(|i| !i.ok && i.name.starts_with("source free replication slot"))
+            {
+                i.warn_only = true;
+                i.detail = format!(
+                    "{}, one of them the task's own {slot}: its stream resumes from it (a \
+                     resumed copy needs one more, for a moment)",
+                    i.detail
+                );
+            }
+        }
+        Ok(items)
+    }
+
+    async fn target_checks(&self, conn: &mut dyn Connection) -> Result<Vec<Item>> {
+        let (v, _) = crate::precheck::version(session(conn)?).await?;
+        Ok(vec![Item::new(
+            "target version",
+            true,
+            format!("PostgreSQL {v}"),
+            "",
+        )])
+    }
+
+    async fn can_fence(&self, conn: &mut dyn Connection) -> Result<(bool, &'static str)> {
+        let r = conn
+            .query_text(
+                "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                   OR pg_has_role(current_user, d.datdba, 'MEMBER') \
+                 FROM pg_database d WHERE d.datname = current_database()",
+            )
+            .await?;
+        let yes = r.first().and_then(|r| r.first().cloned().flatten()) == Some("t".into());
+        Ok((
+            yes,
+            "make Ferry's user the standby database's owner (ALTER DATABASE … OWNER TO …) \
+             or a superuser, and grant it pg_signal_backend (GRANT pg_signal_backend TO …)",
+        ))
+    }
+
+    fn keyless_stream_note(&self) -> &'static str {
+        "copied whole (not split in chunks); its changes are matched on every column, one \
+         row at a time (slower; identical duplicate rows are interchangeable); `ferry run` \
+         sets REPLICA IDENTITY FULL on it on the source (PostgreSQL refuses its \
+         UPDATE/DELETE once published without it)"
+    }
+}

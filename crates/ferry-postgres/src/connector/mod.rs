@@ -7,6 +7,7 @@ mod fencing;
 mod schema;
 mod source;
 mod sql;
+mod store;
 mod target;
 
 pub use dialect::PgDialect;
@@ -49,9 +50,11 @@ impl Connector for Postgres {
     }
 }
 
-impl PgConn {
-    /// For a caller holding a `dyn Connection` it knows is PostgreSQL's.
-    pub fn downcast(c: &mut dyn std::any::Any) -> Option<&mut PgConn> {
-        c.downcast_mut()
-    }
+/// The PgConn behind a connection this connector opened.
+pub(crate) fn session(c: &mut dyn Connection) -> Result<&mut PgConn> {
+    c.as_any_mut().downcast_mut::<PgConn>().ok_or_else(|| {
+        ferry_core::Error::definite(
+            "a PostgreSQL operation was given another engine's connection (a bug in Ferry)",
+        )
+    })
 }

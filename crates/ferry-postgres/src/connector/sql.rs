@@ -3,7 +3,7 @@
 use super::PgDialect;
 use crate::conn::classify;
 use crate::PgConn;
-use ferry_connector::{async_trait, Dialect, Rows, SqlConn};
+use ferry_connector::{async_trait, Dialect, Rows, SqlConn, StoreDialect};
 use ferry_core::{select::ObjectFilter, Result, Table};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -11,6 +11,14 @@ use tokio_postgres::SimpleQueryMessage;
 impl SqlConn for PgConn {
     fn dialect(&self) -> &'static dyn Dialect {
         &PgDialect
+    }
+
+    fn store_dialect(&self) -> &'static dyn StoreDialect {
+        &super::store::PgStore
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {
