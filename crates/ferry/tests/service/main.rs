@@ -1,0 +1,33 @@
+//! `ferry serve` over real HTTP with real databases: each state is reached through
+//! its real cause (a start, a pause, a scheduled time passing, a killed service, a
+//! balance running out, an unreachable endpoint), illegal actions answer 409, tenants
+//! see only their own tasks, and no change is lost across any of it.
+//!
+//! Tests wait on states the API reports, never on fixed sleeps.
+//!
+//! One test binary, `service`; [`harness`] holds what the tests share, and each other
+//! module is one topic:
+//!
+//! - `api`: authentication, tenants' isolation, malformed requests, the OpenAPI document
+//! - `cli`: the `ferry tenant` / `ferry task` commands as clients of the API
+//! - `lifecycle`: a task from create to delete, scheduled starts, every failure state
+//! - `sync`: edits of a running sync (tables added and removed while writes go on)
+//! - `dr`: switchover, failover and fencing, on PostgreSQL and MariaDB
+//! - `workers`: leases, a killed node's task recovered, takeover by another worker
+//! - `notify`: metering (balance and bytes) and webhook notifications
+//!
+//! Run one topic with a name filter on the module path, e.g.
+//! `cargo nextest run -p ferry --test service -- dr::`, or one test by its name:
+//! `cargo nextest run -p ferry --test service -- the_cli_drives_the_service`.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+
+mod api;
+mod cli;
+mod dr;
+mod lifecycle;
+mod notify;
+mod sync;
+mod workers;
