@@ -10,6 +10,9 @@ pub struct Item {
     /// A failure here is reported but does not fail `check` (needed only later,
     /// e.g. for the incremental phase).
     pub warn_only: bool,
+    /// Needed only by the change stream: a warning for a task that only copies, a
+    /// failure for one that streams.
+    pub stream_only: bool,
     /// What was found.
     pub detail: String,
     /// How to fix a failure.
@@ -23,6 +26,7 @@ impl Item {
             name: name.into(),
             ok,
             warn_only: false,
+            stream_only: false,
             detail: detail.into(),
             fix: fix.into(),
         }
@@ -31,6 +35,13 @@ impl Item {
     /// Marks the item as a warning (reported, does not fail the check).
     pub fn warning(mut self) -> Item {
         self.warn_only = true;
+        self
+    }
+
+    /// Marks the item as needed by the change stream only (see `stream_only`).
+    pub fn for_stream(mut self) -> Item {
+        self.warn_only = true;
+        self.stream_only = true;
         self
     }
 }

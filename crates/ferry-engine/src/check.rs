@@ -37,10 +37,7 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     match source.source_checks(&mut *src, &spec.name).await {
         // what only the incremental phase needs is a failure when the task has one
         Ok(v) => items.extend(v.into_iter().map(|mut i| {
-            if spec.mode != ferry_core::Mode::Full
-                && i.name.contains("(for incremental)")
-                && !i.name.contains("metadata")
-            {
+            if spec.mode != ferry_core::Mode::Full && i.stream_only {
                 i.warn_only = false;
             }
             i

@@ -36,27 +36,36 @@ pub async fn source_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
     let r = vars.into_iter().next().unwrap_or_default();
     let g = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
     let cnf = "(my.cnf [mysqld]) and restart";
-    items.push(item(
-        "source log_bin=ON (for incremental)",
-        g(0) == "1",
-        format!("log_bin={}", g(0)),
-        &format!("set log_bin=ON {cnf}"),
-        true,
-    ));
-    items.push(item(
-        "source binlog_format=ROW (for incremental)",
-        g(1) == "ROW",
-        format!("binlog_format={}", g(1)),
-        &format!("set binlog_format=ROW {cnf}"),
-        true,
-    ));
-    items.push(item(
-        "source binlog_row_image=FULL (for incremental)",
-        g(2) == "FULL",
-        format!("binlog_row_image={}", g(2)),
-        &format!("set binlog_row_image=FULL {cnf}"),
-        true,
-    ));
+    items.push(
+        item(
+            "source log_bin=ON (for incremental)",
+            g(0) == "1",
+            format!("log_bin={}", g(0)),
+            &format!("set log_bin=ON {cnf}"),
+            true,
+        )
+        .for_stream(),
+    );
+    items.push(
+        item(
+            "source binlog_format=ROW (for incremental)",
+            g(1) == "ROW",
+            format!("binlog_format={}", g(1)),
+            &format!("set binlog_format=ROW {cnf}"),
+            true,
+        )
+        .for_stream(),
+    );
+    items.push(
+        item(
+            "source binlog_row_image=FULL (for incremental)",
+            g(2) == "FULL",
+            format!("binlog_row_image={}", g(2)),
+            &format!("set binlog_row_image=FULL {cnf}"),
+            true,
+        )
+        .for_stream(),
+    );
     items.push(item(
         "source binlog_row_metadata=FULL (for incremental)",
         g(4) == "FULL",
@@ -89,13 +98,16 @@ pub async fn source_checks(conn: &mut MyConn) -> Result<Vec<Item>> {
         "GRANT RELOAD, LOCK TABLES ON *.* TO <user> (without it MariaDB sources are copied by one worker; MySQL sources need it)",
         true,
     ));
-    items.push(item(
-        "source REPLICATION SLAVE/CLIENT privileges (for incremental)",
-        has("REPLICATION SLAVE") || (is_maria && has("BINLOG MONITOR")),
-        String::new(),
-        "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>",
-        true,
-    ));
+    items.push(
+        item(
+            "source REPLICATION SLAVE/CLIENT privileges (for incremental)",
+            has("REPLICATION SLAVE") || (is_maria && has("BINLOG MONITOR")),
+            String::new(),
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>",
+            true,
+        )
+        .for_stream(),
+    );
     Ok(items)
 }
 

@@ -16,8 +16,10 @@ pub async fn version(conn: &PgConn) -> Result<(String, i32)> {
     Ok((r.get(0), r.get(1)))
 }
 
-/// Checks a source's settings for the incremental phase and its privileges.
-pub async fn source_checks(conn: &PgConn) -> Result<Vec<Item>> {
+/// Checks a source's settings for the incremental phase and its privileges. `own_slot`:
+/// the task's slot, when it exists already (its stream resumes from it, so a full
+/// source needs no free slot).
+pub async fn source_checks(conn: &PgConn, own_slot: Option<&str>) -> Result<Vec<Item>> {
     let c = &conn.client;
     let mut items = Vec::new();
     let (v, num) = version(conn).await?;
@@ -44,18 +46,26 @@ pub async fn source_checks(conn: &PgConn) -> Result<Vec<Item>> {
             format!("wal_level={wal}"),
             "set wal_level = logical in postgresql.conf and restart PostgreSQL",
         )
-        .warning(),
+        .for_stream(),
     );
     let (max, used): (i32, i32) = (r.get(1), r.get(2));
-    items.push(
-        Item::new(
-            "source free replication slot (for incremental)",
-            used < max,
-            format!("{used} of {max} slots used"),
-            "raise max_replication_slots or drop unused slots (SELECT pg_drop_replication_slot(name))",
-        )
-        .warning(),
-    );
+    let mut slots = Item::new(
+        "source free replication slot (for incremental)",
+        used < max,
+        format!("{used} of {max} slots used"),
+        "raise max_replication_slots or drop unused slots (SELECT pg_drop_replication_slot(name))",
+    )
+    .for_stream();
+    if let (Some(slot), false) = (own_slot, slots.ok) {
+        slots = slots.warning();
+        slots.stream_only = false;
+        slots.detail = format!(
+            "{}, one of them the task's own {slot}: its stream resumes from it (a resumed copy \
+             needs one more, for a moment)",
+            slots.detail
+        );
+    }
+    items.push(slots);
     let repl: bool = r.get(3);
     items.push(
         Item::new(
@@ -64,7 +74,7 @@ pub async fn source_checks(conn: &PgConn) -> Result<Vec<Item>> {
             if repl { "granted" } else { "missing" },
             "ALTER ROLE <user> REPLICATION",
         )
-        .warning(),
+        .for_stream(),
     );
     Ok(items)
 }

@@ -8,23 +8,9 @@ use ferry_core::{check::Item, Result};
 impl Checks for Postgres {
     async fn source_checks(&self, conn: &mut dyn Connection, task: &str) -> Result<Vec<Item>> {
         let pg = session(conn)?;
-        let mut items = crate::precheck::source_checks(pg).await?;
-        // a task that has its slot already needs no free one to resume its stream
         let slot = crate::cdc::slot_name(task);
-        if matches!(crate::cdc::slot_state(pg, &slot).await, Ok(Some(_))) {
-            for i in items
-                .iter_mut()
-                .filter(|i| !i.ok && i.name.starts_with("source free replication slot"))
-            {
-                i.warn_only = true;
-                i.detail = format!(
-                    "{}, one of them the task's own {slot}: its stream resumes from it (a \
-                     resumed copy needs one more, for a moment)",
-                    i.detail
-                );
-            }
-        }
-        Ok(items)
+        let own = matches!(crate::cdc::slot_state(pg, &slot).await, Ok(Some(_)));
+        crate::precheck::source_checks(pg, own.then_some(slot.as_str())).await
     }
 
     async fn target_checks(&self, conn: &mut dyn Connection) -> Result<Vec<Item>> {
