@@ -543,16 +543,14 @@ impl Applier {
             } else {
                 &tags[tags.len() - 1]
             });
-        } else {
-            if self.dst.exec(self.dialect.begin()).await.is_ok() {
-                for t in tags {
-                    if self.dst.exec(&sql[t.span.clone()]).await.is_err() {
-                        culprit = Some(t);
-                        break;
-                    }
+        } else if self.dst.exec(self.dialect.begin()).await.is_ok() {
+            for t in tags {
+                if self.dst.exec(&sql[t.span.clone()]).await.is_err() {
+                    culprit = Some(t);
+                    break;
                 }
-                let _ = self.dst.exec("ROLLBACK").await;
             }
+            let _ = self.dst.exec("ROLLBACK").await;
         }
         let at = |i: usize| match marks.get(i) {
             Some(Some(p)) => format!("the source transaction at {p}"),
