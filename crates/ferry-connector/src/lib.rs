@@ -29,7 +29,7 @@ mod target;
 
 pub use capture::Capture;
 pub use checks::Checks;
-pub use dialect::Dialect;
+pub use dialect::{Dialect, MatchForm};
 pub use fencing::Fencing;
 pub use schema::Schema;
 pub use source::ChunkSource;

@@ -23,8 +23,9 @@
 
 use crate::conn::Conn;
 use crate::mapping::NameMap;
+use ferry_connector::{Dialect, MatchForm};
 use ferry_core::change::{Cell, RowOp, Shape};
-use ferry_core::{Column, Engine, Error, LogicalType, Position, Result, TableId, Value};
+use ferry_core::{Column, Engine, Error, ErrorKind, LogicalType, Position, Result, TableId, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -43,34 +44,6 @@ pub struct Applied {
     /// Changes to keyed tables that found no row on the target (see the module doc).
     pub unmatched: u64,
 }
-
-/// How a target column is compared with a value when a row is looked up.
-#[derive(Debug, Clone, PartialEq)]
-enum MatchBy {
-    /// `col = literal`.
-    Equal,
-    /// PostgreSQL types without a usable `=`: `col::text = (literal::type)::text`,
-    /// both sides in the type's own output form.
-    Text(String),
-    /// A MySQL `JSON` column: `col = CAST(literal AS JSON)`.
-    Json,
-    /// PostgreSQL types whose `=` holds for distinct values (`1.0 = 1.00`,
-    /// `'1 day' = '24 hours'`, `-0 = 0`): `=` (an index can serve it) and the text
-    /// form, so of two rows equal under `=` the one the source changed is found.
-    EqualAndText(String),
-    /// MySQL character columns, whose collation may ignore case, accents and
-    /// trailing spaces: `=` and the same string exactly (binary collation, length).
-    EqualExactString,
-    /// MySQL `CHAR` (stored without trailing spaces): `=` and the binary collation.
-    EqualSameCase,
-}
-
-/// PostgreSQL types whose `=` is missing or not equality (`box` and `circle`
-/// compare areas): matched as text. Other types are checked in the catalog.
-const PG_TEXT_MATCHED: &str =
-    "'json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle'";
-/// PostgreSQL types whose `=` holds for distinct values: matched by both.
-const PG_EQUAL_AND_TEXT: &str = "'numeric', 'interval', 'float4', 'float8', 'citext'";
 
 /// Longest row image quoted in an error.
 const MAX_ROW_IMAGE: usize = 1000;
@@ -116,8 +89,10 @@ struct Tag {
 /// The applier of one task: a target connection with an open transaction.
 pub struct Applier {
     dst: Conn,
+    /// The source's engine (the dialect maps values and columns from it).
     from: Engine,
-    to: Engine,
+    /// How the target spells SQL.
+    dialect: &'static dyn Dialect,
     task: String,
     names: NameMap,
     buf: String,
@@ -132,7 +107,7 @@ pub struct Applier {
     pub applied: Applied,
     /// Target columns per target table (and how each is matched), loaded when a
     /// table is first seen.
-    columns: HashMap<TableId, HashMap<String, MatchBy>>,
+    columns: HashMap<TableId, HashMap<String, MatchForm>>,
     /// Statements in `buf`.
     stmts: usize,
     /// Statements of `buf` that must find their row.
@@ -152,19 +127,18 @@ pub struct Applier {
 impl Applier {
     /// An applier writing through `dst`.
     pub async fn new(mut dst: Conn, from: Engine, task: &str, names: NameMap) -> Result<Applier> {
-        let to = dst.engine();
+        let dialect = dst.dialect();
         // foreign keys hold on the source already; rows arrive in source order but a
         // subset of tables may be replicated
-        match to {
-            Engine::MySql => dst.exec("SET SESSION foreign_key_checks = 0").await?,
-            Engine::Postgres => {
-                let _ = dst.exec("SET session_replication_role = replica").await;
-            }
+        let (session, must) = dialect.writer_session();
+        let set = dst.exec(session).await;
+        if must {
+            set?;
         }
         Ok(Applier {
             dst,
             from,
-            to,
+            dialect,
             task: task.to_string(),
             names,
             buf: String::new(),
@@ -222,10 +196,7 @@ impl Applier {
     }
 
     fn ident(&self, s: &str) -> String {
-        match self.to {
-            Engine::Postgres => ferry_postgres::quote_ident(s),
-            Engine::MySql => ferry_mysql::conn::quote_ident(s),
-        }
+        self.dialect.ident(s)
     }
 
     fn qualified(&self, t: &TableId) -> String {
@@ -234,42 +205,7 @@ impl Applier {
 
     /// A SQL literal for `v`, stored in a column of source type `ty`.
     fn literal(&self, v: &Value, ty: &LogicalType) -> std::result::Result<String, String> {
-        if v.is_null() {
-            return Ok("NULL".into());
-        }
-        let mut out = Vec::new();
-        match self.to {
-            Engine::Postgres => {
-                ferry_postgres::types::encode_text(v, ty, &mut out)?;
-                let raw = ferry_postgres::copytext::split_line(&out)
-                    .into_iter()
-                    .next()
-                    .flatten()
-                    .unwrap_or_default();
-                Ok(ferry_postgres::quote_literal(&String::from_utf8_lossy(
-                    &raw,
-                )))
-            }
-            Engine::MySql => {
-                ferry_mysql::types::encode_field(v, ty, &mut out)?;
-                let raw = unescape_load_data(&out);
-                let text = String::from_utf8_lossy(&raw);
-                Ok(match (v, ferry_mysql::types::load_conversion(ty)) {
-                    (Value::Bytes(_), _) => format!("X'{text}'"),
-                    (Value::Bits(_), Some(_)) => format!("b'{text}'"),
-                    (
-                        Value::Int(_)
-                        | Value::UInt(_)
-                        | Value::Bool(_)
-                        | Value::F32(_)
-                        | Value::F64(_)
-                        | Value::Decimal(_),
-                        _,
-                    ) => text.into_owned(),
-                    _ => ferry_mysql::conn::quote_literal(&text),
-                })
-            }
-        }
+        self.dialect.value_literal(v, ty)
     }
 
     fn value_error(&self, shape: &Shape, col: usize, v: &Value, why: String) -> Error {
@@ -294,14 +230,10 @@ impl Applier {
     /// The literal that writes `v` into column `col`.
     fn lit(&self, shape: &Shape, col: usize, v: &Value) -> Result<String> {
         let c = &shape.columns[col];
-        if (self.from, self.to) == (Engine::MySql, Engine::MySql) {
-            if let Some((m, d)) = ferry_mysql::types::declared_float(&c.native_type) {
-                match ferry_mysql::types::fit_declared_float(v, m, d) {
-                    Ok(Some(w)) => return self.lit(shape, col, &w),
-                    Ok(None) => {}
-                    Err(why) => return Err(self.value_error(shape, col, v, why)),
-                }
-            }
+        match self.dialect.fit_for_write(v, c, self.from) {
+            Ok(Some(w)) => return self.lit(shape, col, &w),
+            Ok(None) => {}
+            Err(why) => return Err(self.value_error(shape, col, v, why)),
         }
         self.literal(v, &c.logical)
             .map_err(|why| self.value_error(shape, col, v, why))
@@ -314,41 +246,12 @@ impl Applier {
         let mut parts = Vec::new();
         for i in shape.match_columns() {
             let name = self.ident(&shape.columns[i].name);
-            let by = cols
+            let form = cols
                 .and_then(|c| c.get(&shape.columns[i].name))
-                .unwrap_or(&MatchBy::Equal);
-            match (&row[i], by) {
-                (Value::Null, _) => parts.push(format!("{name} IS NULL")),
-                (v, MatchBy::Equal) => {
-                    parts.push(format!("{name} = {}", self.stored_lit(shape, i, v)?))
-                }
-                (v, MatchBy::Text(ty)) => parts.push(format!(
-                    "{name}::text = ({}::{ty})::text",
-                    self.stored_lit(shape, i, v)?
-                )),
-                (v, MatchBy::Json) => parts.push(format!(
-                    "{name} = CAST({} AS JSON)",
-                    self.stored_lit(shape, i, v)?
-                )),
-                (v, MatchBy::EqualAndText(ty)) => {
-                    let l = self.stored_lit(shape, i, v)?;
-                    parts.push(format!("{name} = {l} AND {name}::text = ({l}::{ty})::text"))
-                }
-                (v @ (Value::Text(_) | Value::Json(_)), MatchBy::EqualExactString) => {
-                    let l = self.stored_lit(shape, i, v)?;
-                    parts.push(format!(
-                        "{name} = {l} AND {name} = {l} COLLATE utf8mb4_bin \
-                         AND CHAR_LENGTH({name}) = CHAR_LENGTH({l})"
-                    ))
-                }
-                (v @ (Value::Text(_) | Value::Json(_)), MatchBy::EqualSameCase) => {
-                    let l = self.stored_lit(shape, i, v)?;
-                    parts.push(format!("{name} = {l} AND {name} = {l} COLLATE utf8mb4_bin"))
-                }
-                (v, MatchBy::EqualExactString | MatchBy::EqualSameCase) => {
-                    parts.push(format!("{name} = {}", self.stored_lit(shape, i, v)?))
-                }
-            }
+                .unwrap_or(&MatchForm::Equal);
+            let v = &row[i];
+            let l = self.stored_lit(shape, i, v)?;
+            parts.push(self.dialect.match_predicate(&name, v, &l, form));
         }
         Ok(parts.join(" AND "))
     }
@@ -430,7 +333,7 @@ impl Applier {
                 ))
                 .await?;
                 if let Some(set) = self.columns.get_mut(&target) {
-                    set.insert(c.name.clone(), MatchBy::Equal);
+                    set.insert(c.name.clone(), MatchForm::Equal);
                 }
             }
             // how the new columns compare comes from the target's catalog
@@ -450,57 +353,19 @@ impl Applier {
         Ok(())
     }
 
+    /// The type of an added column: the shape's columns come from the source catalog.
     fn column_type(&self, c: &Column) -> Result<String> {
-        // the shape's columns come from the source catalog: the same engine keeps the
-        // native type, another engine gets the documented mapping
-        if self.from == self.to {
-            return Ok(c.native_type.clone());
-        }
-        match (self.to, &c.logical) {
-            (Engine::Postgres, LogicalType::Enum(_)) => Ok("text".into()),
-            (Engine::Postgres, ty) => ferry_postgres::ddl::pg_type(ty, "text"),
-            (Engine::MySql, ty) => ferry_mysql::ddl::mysql_type(ty, false),
-        }
+        self.dialect.column_type(c, self.from)
     }
 
+    /// The default of an added column, when the target can take it.
     fn column_default(&self, c: &Column) -> Option<String> {
-        let d = c.default.as_deref()?;
-        match (self.from, self.to) {
-            (a, b) if a == b => Some(d.to_string()),
-            (_, Engine::Postgres) => ferry_postgres::ddl::default_from_mysql(d, &c.logical),
-            (_, Engine::MySql) => ferry_mysql::ddl::default_from_pg(d, &c.logical),
-        }
+        self.dialect.column_default(c, self.from)
     }
 
     /// The target table's columns and how each is matched.
-    async fn target_columns(&mut self, t: &TableId) -> Result<HashMap<String, MatchBy>> {
-        let (schema, name) = (self.dst.literal(&t.schema), self.dst.literal(&t.name));
-        let sql = match self.to {
-            // arrays compare by their element type, domains by their base type
-            Engine::Postgres => format!(
-                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
-                   CASE WHEN e.typname IN ({PG_TEXT_MATCHED}) OR e.typtype = 'c' THEN 'text' \
-                        WHEN e.typname IN ({PG_EQUAL_AND_TEXT}) THEN 'exact' \
-                        WHEN e.typtype IN ('e', 'r', 'm') THEN 'equal' \
-                        WHEN EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' \
-                                     AND o.oprleft = e.oid AND o.oprright = e.oid) THEN 'equal' \
-                        ELSE 'text' END \
-                 FROM pg_attribute a \
-                 JOIN pg_class r ON r.oid = a.attrelid \
-                 JOIN pg_namespace n ON n.oid = r.relnamespace \
-                 JOIN pg_type t ON t.oid = a.atttypid \
-                 JOIN pg_type e ON e.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem \
-                                                WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
-                 WHERE n.nspname = {schema} AND r.relname = {name} AND a.attnum > 0 AND NOT a.attisdropped"
-            ),
-            Engine::MySql => format!(
-                "SELECT COLUMN_NAME, DATA_TYPE, CASE WHEN DATA_TYPE = 'json' THEN 'json' \
-                   WHEN DATA_TYPE IN ('varchar', 'tinytext', 'text', 'mediumtext', 'longtext') THEN 'string' \
-                   WHEN DATA_TYPE = 'char' THEN 'char' \
-                   ELSE 'equal' END \
-                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name}"
-            ),
-        };
+    async fn target_columns(&mut self, t: &TableId) -> Result<HashMap<String, MatchForm>> {
+        let sql = self.dialect.match_forms_sql(t);
         let rows = self.dst.query_text(&sql).await?;
         if rows.is_empty() {
             return Err(Error::definite(format!(
@@ -509,42 +374,30 @@ impl Applier {
             .with_hint("it was dropped on the target; run the task again with existing_data: drop to copy it"));
         }
         Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let by = match r[2].as_deref() {
-                    Some("text") => MatchBy::Text(r[1].clone()?),
-                    Some("json") => MatchBy::Json,
-                    Some("exact") => MatchBy::EqualAndText(r[1].clone()?),
-                    Some("string") => MatchBy::EqualExactString,
-                    Some("char") => MatchBy::EqualSameCase,
-                    _ => MatchBy::Equal,
-                };
-                Some((r[0].clone()?, by))
-            })
+            .iter()
+            .filter_map(|r| self.dialect.match_form_row(r))
             .collect())
     }
 
-    /// Runs a schema statement. PostgreSQL runs it inside the open transaction; MySQL
-    /// commits implicitly on DDL, so the open transaction is rolled back first and the
-    /// stream restarts from the last committed position (a [`restart`] error).
+    /// Runs a schema statement. A target with transactional DDL (PostgreSQL) runs it
+    /// inside the open transaction; one that commits implicitly on DDL (MySQL) has
+    /// the open transaction rolled back first, and the stream restarts from the last
+    /// committed position (a [`restart`] error).
     async fn schema_change(&mut self, stmt: &str) -> Result<()> {
-        match self.to {
-            Engine::Postgres => {
-                self.flush_insert()?;
-                self.add(stmt);
-                self.send().await
-            }
-            Engine::MySql => {
-                let had_work = self.open_rows > 0 || self.open_txns > 0;
-                self.rollback().await;
-                self.dst.exec(stmt).await?;
-                if had_work {
-                    Err(restart(
-                        "the target's schema changed under an open transaction",
-                    ))
-                } else {
-                    Ok(())
-                }
+        if self.dialect.ddl_is_transactional() {
+            self.flush_insert()?;
+            self.add(stmt);
+            self.send().await
+        } else {
+            let had_work = self.open_rows > 0 || self.open_txns > 0;
+            self.rollback().await;
+            self.dst.exec(stmt).await?;
+            if had_work {
+                Err(restart(
+                    "the target's schema changed under an open transaction",
+                ))
+            } else {
+                Ok(())
             }
         }
     }
@@ -594,10 +447,7 @@ impl Applier {
 
     fn begin_if_needed(&mut self) {
         if !self.in_txn {
-            self.add(match self.to {
-                Engine::Postgres => "BEGIN",
-                Engine::MySql => "START TRANSACTION",
-            });
+            self.add(self.dialect.begin());
             self.in_txn = true;
         }
     }
@@ -693,20 +543,14 @@ impl Applier {
             } else {
                 &tags[tags.len() - 1]
             });
-        } else {
-            let begin = match self.to {
-                Engine::Postgres => "BEGIN",
-                Engine::MySql => "START TRANSACTION",
-            };
-            if self.dst.exec(begin).await.is_ok() {
-                for t in tags {
-                    if self.dst.exec(&sql[t.span.clone()]).await.is_err() {
-                        culprit = Some(t);
-                        break;
-                    }
+        } else if self.dst.exec(self.dialect.begin()).await.is_ok() {
+            for t in tags {
+                if self.dst.exec(&sql[t.span.clone()]).await.is_err() {
+                    culprit = Some(t);
+                    break;
                 }
-                let _ = self.dst.exec("ROLLBACK").await;
             }
+            let _ = self.dst.exec("ROLLBACK").await;
         }
         let at = |i: usize| match marks.get(i) {
             Some(Some(p)) => format!("the source transaction at {p}"),
@@ -727,12 +571,10 @@ impl Applier {
                 at(first)
             ));
         };
-        // MySQL names the row of a multi-row statement: "… at row 2"
-        let row = e
-            .message
-            .rsplit_once(" at row ")
-            .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse::<usize>().ok())
+        // the server may name the row of a multi-row statement
+        let row = self
+            .dialect
+            .failed_row(&e)
             .filter(|n| *n >= 1 && *n <= t.from.len());
         let (from, mut row_text) = match row {
             Some(n) => (t.from[n - 1], t.rows.get(n - 1).map(|r| shorten(r))),
@@ -768,53 +610,13 @@ impl Applier {
             .iter()
             .map(|c| self.ident(&c.name))
             .collect();
-        // the source chose the values, also of GENERATED ALWAYS identity columns
-        let overriding = match self.to {
-            Engine::Postgres => " OVERRIDING SYSTEM VALUE",
-            Engine::MySql => "",
-        };
         let mut sql = format!(
-            "INSERT INTO {} ({}){overriding} VALUES {}",
-            self.qualified(&p.target),
-            cols.join(", "),
+            "{} VALUES {}",
+            self.dialect.insert_head(&self.qualified(&p.target), &cols),
             p.rows.join(", ")
         );
         if !p.shape.key.is_empty() {
-            let key: HashSet<usize> = p.shape.key.iter().copied().collect();
-            let rest: Vec<&String> = cols
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !key.contains(i))
-                .map(|(_, c)| c)
-                .collect();
-            match self.to {
-                Engine::Postgres => {
-                    let keys: Vec<&String> = p.shape.key.iter().map(|i| &cols[*i]).collect();
-                    let keys = keys
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    if rest.is_empty() {
-                        sql.push_str(&format!(" ON CONFLICT ({keys}) DO NOTHING"));
-                    } else {
-                        let set: Vec<String> =
-                            rest.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
-                        sql.push_str(&format!(
-                            " ON CONFLICT ({keys}) DO UPDATE SET {}",
-                            set.join(", ")
-                        ));
-                    }
-                }
-                Engine::MySql => {
-                    let set: Vec<String> = if rest.is_empty() {
-                        vec![format!("{0} = {0}", cols[p.shape.key[0]])]
-                    } else {
-                        rest.iter().map(|c| format!("{c} = VALUES({c})")).collect()
-                    };
-                    sql.push_str(&format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
-                }
-            }
+            sql.push_str(&self.dialect.upsert_tail(&cols, &p.shape.key));
         }
         let span = self.add(&sql);
         self.tags.push(Tag {
@@ -971,24 +773,19 @@ impl Applier {
 
     /// `UPDATE …`/`DELETE …` with a predicate; limited to one row for keyless tables.
     fn one_row_statement(&self, t: &str, head: &str, pred: &str, one_row: bool) -> String {
-        match (one_row, self.to) {
-            (false, _) => format!("{head} WHERE {pred}"),
-            (true, Engine::MySql) => format!("{head} WHERE {pred} LIMIT 1"),
-            (true, Engine::Postgres) => {
-                format!("{head} WHERE ctid = (SELECT ctid FROM {t} WHERE {pred} LIMIT 1)")
-            }
+        if one_row {
+            self.dialect.one_row_statement(t, head, pred)
+        } else {
+            format!("{head} WHERE {pred}")
         }
     }
 
-    /// Empties tables (inside the transaction: MySQL's TRUNCATE would commit).
+    /// Empties tables (inside the transaction, which a TRUNCATE may commit).
     pub async fn truncate(&mut self, tables: &[TableId]) -> Result<()> {
         self.begin_if_needed();
         for t in tables {
             let target = self.names.target(t);
-            let stmt = match self.to {
-                Engine::Postgres => format!("TRUNCATE {}", self.qualified(&target)),
-                Engine::MySql => format!("DELETE FROM {}", self.qualified(&target)),
-            };
+            let stmt = self.dialect.truncate_in_txn(&target);
             self.push(stmt).await?;
         }
         Ok(())
@@ -1104,7 +901,7 @@ pub const RESTART: &str = "restarting the stream: ";
 /// A transient error asking the run loop to reconnect at once and resume from the
 /// last committed position.
 pub fn restart(why: &str) -> Error {
-    Error::transient(format!("{RESTART}{why}"))
+    Error::transient(format!("{RESTART}{why}")).with_kind(ErrorKind::RestartStream)
 }
 
 /// At most 200 characters of a row's text, for an error message.
@@ -1114,28 +911,6 @@ fn shorten(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-/// Undoes `LOAD DATA` field escaping (`\\`, `\t`, `\n`, `\r`, `\0`).
-fn unescape_load_data(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\' && i + 1 < s.len() {
-            out.push(match s[i + 1] {
-                b't' => b'\t',
-                b'n' => b'\n',
-                b'r' => b'\r',
-                b'0' => 0,
-                other => other,
-            });
-            i += 2;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1163,17 +938,5 @@ mod tests {
         let image = Applier::row_image(&wide, &row);
         assert!(image.len() <= MAX_ROW_IMAGE + 4, "{}", image.len());
         assert!(image.ends_with(" …"));
-    }
-
-    #[test]
-    fn load_data_unescape() {
-        let mut out = Vec::new();
-        ferry_mysql::types::encode_field(
-            &Value::Text("a\tb\\n\n\0'".into()),
-            &LogicalType::Text,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(unescape_load_data(&out), b"a\tb\\n\n\0'".to_vec());
     }
 }
