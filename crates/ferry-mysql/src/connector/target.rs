@@ -66,3 +66,51 @@ impl RowEncoder for DeclaredFloats {
         self.inner.encode(&fitted, out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::chunk::RowContext;
+    use ferry_core::{LogicalType, TableId};
+
+    fn encoder() -> DeclaredFloats {
+        DeclaredFloats {
+            inner: LineEncoder {
+                ctx: RowContext {
+                    table: TableId::new("d", "t"),
+                    columns: vec!["id".into(), "f".into()],
+                    key_positions: vec![0],
+                    target_types: vec![
+                        LogicalType::Int {
+                            bytes: 4,
+                            unsigned: false,
+                        },
+                        LogicalType::Float32,
+                    ],
+                },
+                field: crate::types::encode_field,
+            },
+            floats: vec![None, Some((10, 2))],
+        }
+    }
+
+    #[test]
+    fn declared_floats_are_fitted_to_their_bound() {
+        let mut out = Vec::new();
+        let beyond = Value::F32(-99_999_999.99f64 as f32);
+        encoder()
+            .encode(&[vec![Value::Int(1), beyond]], &mut out)
+            .unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.starts_with("1\t-99999999.99"), "{line:?}");
+    }
+
+    #[test]
+    fn a_float_far_beyond_its_bound_names_its_row() {
+        let mut out = Vec::new();
+        let e = encoder()
+            .encode(&[vec![Value::Int(7), Value::F32(2e8)]], &mut out)
+            .unwrap_err();
+        assert!(e.message.contains("id=7"), "{}", e.message);
+    }
+}
