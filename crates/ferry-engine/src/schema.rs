@@ -369,11 +369,7 @@ async fn optional_statements(
 /// Creates a table with its keys and indexes at once ([`create_table`] with
 /// [`Keys::Now`]), for a table that joins a task that already streams. Returns the
 /// plan's warnings and what could not be carried.
-pub(crate) async fn create_table_now(
-    dst: &mut Conn,
-    target: &TableId,
-    ddl: &Ddl,
-) -> Result<Vec<String>> {
+pub async fn create_table_now(dst: &mut Conn, target: &TableId, ddl: &Ddl) -> Result<Vec<String>> {
     let mut warnings = ddl.warnings.clone();
     warnings.extend(create_table(dst, target, ddl, Keys::Now).await?);
     Ok(warnings)
@@ -381,7 +377,7 @@ pub(crate) async fn create_table_now(
 
 /// The foreign keys of a created table, but those it has already (a kept table,
 /// `existing_data: truncate | append`, or an interrupted attempt).
-pub(crate) async fn add_foreign_keys(dst: &mut Conn, target: &TableId, ddl: &Ddl) -> Result<()> {
+pub async fn add_foreign_keys(dst: &mut Conn, target: &TableId, ddl: &Ddl) -> Result<()> {
     if ddl.foreign_keys.is_empty() {
         return Ok(());
     }

@@ -14,7 +14,7 @@ impl BulkTarget for MyConn {
     }
 
     /// `LOAD DATA LOCAL INFILE` fed with text lines encoded from rows (floats of a
-    /// declared precision fitted to their bound, see [`DeclaredFloats`]).
+    /// declared precision fitted to their bound, see `DeclaredFloats`).
     async fn bulk_load(&mut self, load: BulkLoad<'_>, rx: Receiver<Batch>) -> Result<u64> {
         let inner = LineEncoder {
             ctx: load.context.clone(),
