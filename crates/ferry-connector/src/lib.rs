@@ -31,11 +31,11 @@ pub use capture::Capture;
 pub use checks::Checks;
 pub use dialect::{Dialect, MatchForm};
 pub use fencing::Fencing;
-pub use schema::Schema;
-pub use source::ChunkSource;
+pub use schema::{NameFolding, Schema};
+pub use source::{ChunkSource, ReadFormat, Snapshot};
 pub use sql::{Rows, SqlConn};
 pub use store::StoreDialect;
-pub use target::BulkTarget;
+pub use target::{BulkLoad, BulkTarget};
 
 pub use async_trait::async_trait;
 use ferry_core::{Endpoint, Engine, Result};

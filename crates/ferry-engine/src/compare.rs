@@ -6,6 +6,7 @@
 use crate::conn::{Conn, Role};
 use crate::full::source_tables;
 use crate::mapping::NameMap;
+use ferry_connector::ReadFormat;
 use ferry_core::canonical::Digest;
 use ferry_core::chunk::{split_range, Batch, KeyRange};
 use ferry_core::select::ObjectFilter;
@@ -82,10 +83,7 @@ async fn compare_table(
         }
     }
     let key = t.integer_key().map(|c| c.name.clone());
-    let (count, bounds) = match src {
-        Conn::Pg(c) => ferry_postgres::reader::key_stats(c, &t.id, key.as_deref()).await?,
-        Conn::My(c) => ferry_mysql::reader::key_stats(c, &t.id, key.as_deref()).await?,
-    };
+    let (count, bounds) = src.key_stats(&t.id, key.as_deref()).await?;
     let ranges: Vec<Option<KeyRange>> = match (key, bounds) {
         (Some(k), Some((lo, hi))) if aligned.column(&k).is_some() => {
             split_range(&k, lo, hi, count, chunk_rows)
@@ -140,10 +138,7 @@ async fn digest(conn: &mut Conn, t: &Table, range: Option<&KeyRange>) -> Result<
     let (tx, mut rx) = mpsc::channel::<Batch>(8);
     let types: Vec<LogicalType> = t.copied_columns().map(|c| c.logical.clone()).collect();
     let read = async {
-        let r = match conn {
-            Conn::Pg(c) => ferry_postgres::reader::read_rows(c, t, range, &tx, 1000).await,
-            Conn::My(c) => ferry_mysql::reader::read_rows(c, t, range, &tx, 1000).await,
-        };
+        let r = conn.read_chunk(t, range, ReadFormat::Rows, &tx, 1000).await;
         drop(tx);
         r
     };

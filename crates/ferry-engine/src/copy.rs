@@ -4,8 +4,9 @@
 
 use crate::checkpoint::mark_done_sql;
 use crate::conn::Conn;
-use ferry_core::chunk::{Batch, Chunk, LineEncoder, RowContext, RowEncoder};
-use ferry_core::{Engine, Error, LogicalType, Result, Table, TableId};
+use ferry_connector::{BulkLoad, ReadFormat};
+use ferry_core::chunk::{Batch, Chunk, RowContext};
+use ferry_core::{Engine, Error, ErrorKind, LogicalType, Result, Table, TableId};
 use tokio::sync::mpsc;
 
 /// Rows per batch handed from reader to writer.
@@ -24,7 +25,8 @@ pub struct TableJob {
     pub columns: Vec<String>,
     /// Types used to encode each copied column for the target.
     pub types: Vec<LogicalType>,
-    /// PostgreSQL → PostgreSQL: binary COPY passthrough, nothing decoded.
+    /// Between two servers of an engine that can (PostgreSQL: binary COPY), the
+    /// data passes through in the engine's own bulk format, nothing decoded.
     pub passthrough: bool,
     /// Position of this run's snapshot when it differs from the task's recorded
     /// start (a resumed copy): whole-table chunks record it as their watermark.
@@ -38,7 +40,7 @@ impl TableJob {
         TableJob {
             columns: cols.iter().map(|c| c.name.clone()).collect(),
             types: cols.iter().map(|c| c.logical.clone()).collect(),
-            passthrough: from == Engine::Postgres && to == Engine::Postgres,
+            passthrough: from == to && crate::factory::connector(to).passthrough(),
             source,
             target,
             watermark: None,
@@ -71,11 +73,8 @@ pub async fn copy_chunk(
     task: &str,
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    dst.exec(match dst.engine() {
-        Engine::Postgres => "BEGIN",
-        Engine::MySql => "START TRANSACTION",
-    })
-    .await?;
+    let begin = dst.dialect().begin();
+    dst.exec(begin).await?;
     match copy_rows(src, dst, job, chunk.range.as_ref(), on_rows).await {
         Ok(rows) => {
             let mark = mark_done_sql(dst, task, chunk, rows);
@@ -100,8 +99,9 @@ pub async fn copy_chunk(
 }
 
 /// Bulk-loads the rows of `range` (the whole table for `None`) into the target inside
-/// the transaction `dst` has open (PostgreSQL COPY, binary passthrough between
-/// PostgreSQL servers; MySQL LOAD DATA); returns the rows copied.
+/// the transaction `dst` has open (the target's bulk load, see
+/// `ferry_connector::BulkTarget`; the engine's own bulk bytes between two servers of
+/// an engine that passes data through); returns the rows copied.
 pub async fn copy_rows(
     src: &mut Conn,
     dst: &mut Conn,
@@ -121,103 +121,39 @@ pub async fn copy_rows(
             }
         }
     };
+    let format = if job.passthrough {
+        ReadFormat::Passthrough
+    } else {
+        ReadFormat::Rows
+    };
     let read = async {
-        let r = match src {
-            Conn::Pg(c) if job.passthrough => {
-                ferry_postgres::reader::copy_binary(c, &job.source, range, &tx).await
-            }
-            Conn::Pg(c) => {
-                ferry_postgres::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await
-            }
-            Conn::My(c) => {
-                ferry_mysql::reader::read_rows(c, &job.source, range, &tx, BATCH_ROWS).await
-            }
-        };
+        let r = src
+            .read_chunk(&job.source, range, format, &tx, BATCH_ROWS)
+            .await;
         drop(tx);
         r
     };
-    let write = async {
-        match &mut *dst {
-            Conn::Pg(c) => {
-                let enc: Option<Box<dyn RowEncoder>> = (!job.passthrough).then(|| {
-                    Box::new(LineEncoder {
-                        ctx: job.context(),
-                        field: ferry_postgres::types::encode_text,
-                    }) as Box<dyn RowEncoder>
-                });
-                ferry_postgres::writer::copy_in(
-                    c,
-                    &job.target,
-                    &job.columns,
-                    job.passthrough && !job.source.pg_types.text_copy,
-                    rx,
-                    enc,
-                )
-                .await
-            }
-            Conn::My(c) => {
-                let inner = LineEncoder {
-                    ctx: job.context(),
-                    field: ferry_mysql::types::encode_field,
-                };
-                let floats: Vec<Option<(u32, u32)>> = job
-                    .columns
-                    .iter()
-                    .map(|n| {
-                        job.source
-                            .column(n)
-                            .and_then(|c| ferry_mysql::types::declared_float(&c.native_type))
-                    })
-                    .collect();
-                let enc: Box<dyn RowEncoder> = if floats.iter().any(Option::is_some) {
-                    Box::new(DeclaredFloats { inner, floats })
-                } else {
-                    Box::new(inner)
-                };
-                ferry_mysql::writer::load(c, &job.target, &job.columns, &job.types, rx, enc).await
-            }
-        }
+    let context = job.context();
+    let load = BulkLoad {
+        source: &job.source,
+        target: &job.target,
+        columns: &job.columns,
+        types: &job.types,
+        context: &context,
+        passthrough: job.passthrough,
     };
+    let write = dst.bulk_load(load, rx);
     let (r, w, ()) = tokio::join!(read, write, relay);
     match (r, w) {
         (Ok(()), Ok(rows)) => Ok(rows),
         // the writer's error is the root cause when it stopped first (the reader then
         // only saw a closed channel); otherwise the reader's
-        (Err(re), Err(we)) => Err(if re.message.contains("writer stopped") {
+        (Err(re), Err(we)) => Err(if re.is(ErrorKind::WriterStopped) {
             we
         } else {
             re
         }),
         (Err(e), _) | (_, Err(e)) => Err(e),
-    }
-}
-
-/// Rows for MySQL `FLOAT(M,D)`/`DOUBLE(M,D)` columns: a stored float just beyond the
-/// declared bound is written as the bound, which the server stores as the same float
-/// (see [`ferry_mysql::types::fit_declared_float`]).
-struct DeclaredFloats {
-    inner: LineEncoder,
-    floats: Vec<Option<(u32, u32)>>,
-}
-
-impl RowEncoder for DeclaredFloats {
-    fn encode(&mut self, rows: &[Vec<ferry_core::Value>], out: &mut Vec<u8>) -> Result<()> {
-        let mut fitted = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut row = row.clone();
-            for (i, f) in self.floats.iter().enumerate() {
-                let (Some((m, d)), Some(v)) = (f, row.get(i)) else {
-                    continue;
-                };
-                match ferry_mysql::types::fit_declared_float(v, *m, *d) {
-                    Ok(Some(w)) => row[i] = w,
-                    Ok(None) => {}
-                    Err(why) => return Err(self.inner.ctx.value_error(&row, i, &why)),
-                }
-            }
-            fitted.push(row);
-        }
-        self.inner.encode(&fitted, out)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod phase;
 pub mod progress;
+pub mod schema;
 pub mod status;
 pub mod task;
 

@@ -1,5 +1,6 @@
 //! Where each source table lands on the target, and what its DDL is.
 
+use crate::factory::connector;
 use ferry_core::{Engine, Result, Table, TableId, TaskSpec};
 use std::collections::BTreeMap;
 
@@ -10,16 +11,16 @@ pub struct NameMap {
 }
 
 impl NameMap {
-    /// Builds the map. Schema renames come from the task; with none given, a
-    /// MySQL/MariaDB target whose URL names a database receives a single-schema
-    /// source into that database (PostgreSQL targets keep schema names).
+    /// Builds the map. Schema renames come from the task; with none given, a target
+    /// whose schemas are databases (MySQL/MariaDB) and whose URL names a database
+    /// receives a single-schema source into that database (PostgreSQL targets keep
+    /// schema names).
     pub fn new(spec: &TaskSpec, tables: &[Table]) -> NameMap {
         let mut renames = spec.rename.clone();
         let schemas: std::collections::BTreeSet<&str> =
             tables.iter().map(|t| t.id.schema.as_str()).collect();
-        if let (Engine::MySql, Some(db), 1) =
-            (spec.target.engine, &spec.target.database, schemas.len())
-        {
+        let into_database = connector(spec.target.engine).schemas_are_databases();
+        if let (true, Some(db), 1) = (into_database, &spec.target.database, schemas.len()) {
             let only = schemas
                 .iter()
                 .next()
@@ -57,8 +58,5 @@ pub fn plan_ddl(
 ) -> Result<Ddl> {
     let target = names.target(&t.id);
     let map = |id: &TableId| names.target(id);
-    Ok(match to {
-        Engine::Postgres => ferry_postgres::ddl::plan(t, &target, from, &map)?,
-        Engine::MySql => ferry_mysql::ddl::plan(t, &target, from, create_text, &map)?,
-    })
+    connector(to).plan_ddl(t, &target, from, create_text, &map)
 }

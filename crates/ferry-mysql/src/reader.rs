@@ -2,7 +2,9 @@
 
 use crate::conn::{classify, qualified, quote_ident, MyConn};
 use crate::types::{parse_cell, select_expr};
-use ferry_core::{chunk::Batch, chunk::KeyRange, Column, Error, Position, Result, Table, TableId};
+use ferry_core::{
+    chunk::Batch, chunk::KeyRange, Column, Error, ErrorKind, Position, Result, Table, TableId,
+};
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc::Sender;
@@ -12,16 +14,16 @@ use tokio::sync::mpsc::Sender;
 ///
 /// The instant is made by `FLUSH TABLES WITH READ LOCK` on `coordinator`: writes
 /// pause only while the workers start their transactions and the position is read.
-pub async fn begin_snapshot(
+pub async fn begin_snapshot<'a>(
     coordinator: &mut MyConn,
-    workers: &mut [MyConn],
+    workers: impl IntoIterator<Item = &'a mut MyConn> + Send,
 ) -> Result<Option<Position>> {
     coordinator.exec("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
         e.context("cannot take the brief global read lock that fixes the snapshot instant")
             .with_hint("grant RELOAD (and LOCK TABLES) to the Ferry user: GRANT RELOAD, LOCK TABLES ON *.* TO …")
     })?;
     let result = async {
-        for w in workers.iter_mut() {
+        for w in workers {
             w.exec("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 .await?;
             w.exec("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -190,9 +192,10 @@ pub async fn read_rows(
                 batch_bytes = 0;
                 let full = std::mem::replace(&mut rows, Vec::with_capacity(batch_rows));
                 if tx.send(Batch::Rows(full)).await.is_err() {
-                    failure = Some(Error::transient(
-                        "the writer stopped before the chunk was read to the end",
-                    ));
+                    failure = Some(
+                        Error::transient("the writer stopped before the chunk was read to the end")
+                            .with_kind(ErrorKind::WriterStopped),
+                    );
                     break;
                 }
             }
@@ -208,6 +211,7 @@ pub async fn read_rows(
     if !rows.is_empty() {
         tx.send(Batch::Rows(rows)).await.map_err(|_| {
             Error::transient("the writer stopped before the chunk was read to the end")
+                .with_kind(ErrorKind::WriterStopped)
         })?;
     }
     Ok(())

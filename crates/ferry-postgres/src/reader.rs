@@ -5,7 +5,9 @@ use crate::conn::{classify, qualified, quote_ident, PgConn};
 use crate::copytext::split_line;
 use crate::types::parse_text;
 use bytes::{Bytes, BytesMut};
-use ferry_core::{chunk::Batch, chunk::KeyRange, Column, Error, Position, Result, Table, TableId};
+use ferry_core::{
+    chunk::Batch, chunk::KeyRange, Column, Error, ErrorKind, Position, Result, Table, TableId,
+};
 use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
 
@@ -117,9 +119,10 @@ pub async fn copy_binary(
 }
 
 async fn send(tx: &Sender<Batch>, b: Batch) -> Result<()> {
-    tx.send(b)
-        .await
-        .map_err(|_| Error::transient("the writer stopped before the chunk was read to the end"))
+    tx.send(b).await.map_err(|_| {
+        Error::transient("the writer stopped before the chunk was read to the end")
+            .with_kind(ErrorKind::WriterStopped)
+    })
 }
 
 /// Streams a chunk as decoded rows of the copied columns, `batch_rows` at a time.

@@ -1,6 +1,38 @@
 //! A PostgreSQL session as a bulk-load target.
 
 use crate::PgConn;
-use ferry_connector::BulkTarget;
+use ferry_connector::{async_trait, BulkLoad, BulkTarget, SqlConn};
+use ferry_core::chunk::{Batch, LineEncoder, RowEncoder};
+use ferry_core::Result;
+use tokio::sync::mpsc::Receiver;
 
-impl BulkTarget for PgConn {}
+#[async_trait]
+impl BulkTarget for PgConn {
+    /// `session_replication_role = replica` skips the foreign keys' triggers; it
+    /// needs superuser (or SET granted on it), so a refusal is ignored and kept
+    /// tables' keys are then checked.
+    async fn begin_bulk_session(&mut self) -> Result<()> {
+        let _ = self.exec("SET session_replication_role = replica").await;
+        Ok(())
+    }
+
+    /// `COPY … FROM STDIN`: text lines encoded from rows, or the source's COPY
+    /// bytes passed through (binary unless the table's types need text).
+    async fn bulk_load(&mut self, load: BulkLoad<'_>, rx: Receiver<Batch>) -> Result<u64> {
+        let enc: Option<Box<dyn RowEncoder>> = (!load.passthrough).then(|| {
+            Box::new(LineEncoder {
+                ctx: load.context.clone(),
+                field: crate::types::encode_text,
+            }) as Box<dyn RowEncoder>
+        });
+        crate::writer::copy_in(
+            self,
+            load.target,
+            load.columns,
+            load.passthrough && !load.source.pg_types.text_copy,
+            rx,
+            enc,
+        )
+        .await
+    }
+}
