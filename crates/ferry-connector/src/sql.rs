@@ -51,6 +51,19 @@ pub trait SqlConn: Send {
         self.dialect().qualified(t)
     }
 
+    /// Prepares this session for writes whose order does not follow the target's
+    /// foreign keys (they hold on the source already; a subset of tables may be
+    /// replicated, chunks of parents and children load in any order): the
+    /// dialect's [`Dialect::writer_session`].
+    async fn begin_writer_session(&mut self) -> Result<()> {
+        let (session, must) = self.dialect().writer_session();
+        let set = self.exec(session).await;
+        if must {
+            set?;
+        }
+        Ok(())
+    }
+
     /// Whether `t` exists, and whether it has any row.
     async fn table_state(&mut self, t: &TableId) -> Result<Option<bool>> {
         let exists = self.dialect().table_exists_sql(t);

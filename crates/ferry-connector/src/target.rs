@@ -26,11 +26,6 @@ pub struct BulkLoad<'a> {
 /// What a target session does for the full copy and backfills.
 #[async_trait]
 pub trait BulkTarget: Send {
-    /// Prepares this session for bulk loads whose order does not follow the
-    /// foreign keys (chunks of parents and children load in any order): the
-    /// engine's way to defer or skip their checks, where it has one.
-    async fn begin_bulk_session(&mut self) -> Result<()>;
-
     /// Loads everything `rx` delivers, inside the transaction this session has
     /// open (it neither commits nor rolls back), and returns the rows loaded.
     async fn bulk_load(&mut self, load: BulkLoad<'_>, rx: Receiver<Batch>) -> Result<u64>;

@@ -128,13 +128,7 @@ impl Applier {
     /// An applier writing through `dst`.
     pub async fn new(mut dst: Conn, from: Engine, task: &str, names: NameMap) -> Result<Applier> {
         let dialect = dst.dialect();
-        // foreign keys hold on the source already; rows arrive in source order but a
-        // subset of tables may be replicated
-        let (session, must) = dialect.writer_session();
-        let set = dst.exec(session).await;
-        if must {
-            set?;
-        }
+        dst.begin_writer_session().await?;
         Ok(Applier {
             dst,
             from,

@@ -323,7 +323,7 @@ pub async fn run_full(
         let mut target = Conn::open(spec, Role::Target).await?;
         // the foreign keys of tables kept by `existing_data: truncate | append` hold
         // on the source already; chunks of parents and children load in any order
-        target.begin_bulk_session().await?;
+        target.begin_writer_session().await?;
         target.join_writers(&spec.name, Some(slot)).await?;
         let kept = kept.clone();
         let (queue, remaining, table_jobs, post, table_progress, stop, task_name) = (

@@ -1,7 +1,7 @@
 //! A PostgreSQL session as a bulk-load target.
 
 use crate::PgConn;
-use ferry_connector::{async_trait, BulkLoad, BulkTarget, SqlConn};
+use ferry_connector::{async_trait, BulkLoad, BulkTarget};
 use ferry_core::chunk::{Batch, LineEncoder, RowEncoder};
 use ferry_core::Result;
 use tokio::sync::mpsc::Receiver;
@@ -11,11 +11,6 @@ impl BulkTarget for PgConn {
     /// `session_replication_role = replica` skips the foreign keys' triggers; it
     /// needs superuser (or SET granted on it), so a refusal is ignored and kept
     /// tables' keys are then checked.
-    async fn begin_bulk_session(&mut self) -> Result<()> {
-        let _ = self.exec("SET session_replication_role = replica").await;
-        Ok(())
-    }
-
     /// `COPY … FROM STDIN`: text lines encoded from rows, or the source's COPY
     /// bytes passed through (binary unless the table's types need text).
     async fn bulk_load(&mut self, load: BulkLoad<'_>, rx: Receiver<Batch>) -> Result<u64> {
