@@ -579,8 +579,34 @@ async fn healthz(AxState(app): AxState<Shared>) -> ApiResult<&'static str> {
     Ok("ok\n")
 }
 
+/// `ferry_tasks{kind,state}`: the store's task counts, in its order (kind, state).
+#[derive(Debug)]
+struct TaskCounts(Vec<(String, String, i64)>);
+
+impl prometheus_client::collector::Collector for TaskCounts {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        let mut family = encoder.encode_descriptor(
+            "ferry_tasks",
+            "Tasks by kind and state.",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (kind, state, n) in &self.0 {
+            let labels = [("kind", kind.as_str()), ("state", state.as_str())];
+            prometheus_client::metrics::gauge::ConstGauge::new(*n)
+                .encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// `/metrics` names every tenant's tasks: the admin token or the metrics token.
-async fn metrics(AxState(app): AxState<Shared>, headers: HeaderMap) -> ApiResult<String> {
+/// Prometheus text 0.0.4, or OpenMetrics when the `Accept` header asks for it.
+async fn metrics(AxState(app): AxState<Shared>, headers: HeaderMap) -> ApiResult<Response> {
     let scraper = match (&app.metrics_token, bearer(&headers)) {
         (Some(m), Some(t)) => token_hash(t) == token_hash(m),
         _ => false,
@@ -593,18 +619,24 @@ async fn metrics(AxState(app): AxState<Shared>, headers: HeaderMap) -> ApiResult
             )
         })?;
     }
-    let mut out = String::new();
-    out.push_str("# HELP ferry_tasks Tasks by kind and state.\n# TYPE ferry_tasks gauge\n");
-    for (k, s, n) in app.control.store.task_counts().await? {
-        out.push_str(&format!("ferry_tasks{{kind=\"{k}\",state=\"{s}\"}} {n}\n"));
-    }
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(TaskCounts(app.control.store.task_counts().await?)));
     if let Some(w) = &app.worker {
         let running: Vec<_> = w.metrics.lock().unwrap().values().cloned().collect();
         let refs: Vec<&ferry_engine::metrics::Metrics> =
             running.iter().map(|m| m.as_ref()).collect();
-        out.push_str(&ferry_engine::metrics::render_all(&refs));
+        registry.register_collector(Box::new(ferry_engine::metrics::collector(&refs)));
     }
-    Ok(out)
+    let format = ferry_engine::metrics::Format::negotiate(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, format.content_type())],
+        format.encode(&registry),
+    )
+        .into_response())
 }
 
 /// The OpenAPI document (kept beside the routes; a test checks they match).
