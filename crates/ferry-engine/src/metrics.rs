@@ -418,6 +418,46 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
+    /// `--metrics` answers a scrape with the format's Content-Type: 0.0.4 by
+    /// default, OpenMetrics when the Accept header asks for it.
+    #[tokio::test]
+    async fn the_endpoint_answers_with_the_negotiated_content_type() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let m = std::sync::Arc::new(running("cli"));
+        m.observe_commit(Some(2.0), 0.01);
+        serve(&addr, m).await.unwrap();
+        let get = |accept: &'static str| {
+            let addr = addr.clone();
+            async move {
+                let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let req = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}\r\n");
+                sock.write_all(req.as_bytes()).await.unwrap();
+                let mut answer = String::new();
+                sock.read_to_string(&mut answer).await.unwrap();
+                answer
+            }
+        };
+        let plain = get("").await;
+        assert!(plain.starts_with("HTTP/1.1 200 OK\r\n"), "{plain}");
+        assert!(
+            plain.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("\nferry_applied_rows_total{task=\"cli\"} 12\n"));
+        assert!(plain.contains("\nferry_commit_lag_seconds_count{task=\"cli\"} 1\n"));
+        let open = get("Accept: application/openmetrics-text;version=1.0.0\r\n").await;
+        assert!(
+            open.contains("\r\nContent-Type: application/openmetrics-text; version=1.0.0"),
+            "{open}"
+        );
+        assert!(open.ends_with("# EOF\n"), "{open}");
+    }
+
     /// Task names are label values: quotes and backslashes are escaped, not lost.
     #[test]
     fn label_values_are_escaped() {
