@@ -381,7 +381,12 @@ async fn commit_group(
     let rows = applier.open_rows();
     let txns = applier.open_txns();
     let unmatched = applier.applied.unmatched;
+    let started = std::time::Instant::now();
     applier.commit(position, commit_time).await?;
+    metrics.observe_commit(
+        commit_time.map(|ct| (now_us() - ct) as f64 / 1e6),
+        started.elapsed().as_secs_f64(),
+    );
     metrics
         .unmatched
         .fetch_add(applier.applied.unmatched - unmatched, Ordering::Relaxed);

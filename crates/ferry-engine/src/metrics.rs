@@ -1,11 +1,23 @@
-//! Live counters of a running task, served in the Prometheus text format.
+//! Live counters of a running task, exposed through `prometheus-client` in the
+//! Prometheus text format (or OpenMetrics, when the scraper asks for it).
+//!
+//! The atomics stay the source of truth (the engine and the service read and bump
+//! them directly); a [`Collector`] turns them into metric families at scrape time.
+//! Lag and apply latency are histograms, so p50/p99 come from `/metrics`.
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a running task exposes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Task name (label).
     pub task: String,
@@ -22,6 +34,37 @@ pub struct Metrics {
     /// Bytes moved: the full copy's tables (source size) and the applied changes.
     pub bytes: AtomicU64,
     position: Mutex<String>,
+    /// Seconds behind the source at each committed group.
+    commit_lag: Histogram,
+    /// Seconds to commit one group on the target.
+    apply: Histogram,
+}
+
+/// Lag buckets: 1 ms to about 35 minutes, doubling.
+fn lag_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 22)
+}
+
+/// Apply-latency buckets: 100 µs to about 52 seconds, doubling.
+fn apply_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0001, 2.0, 20)
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            task: String::new(),
+            rows: AtomicU64::new(0),
+            txns: AtomicU64::new(0),
+            lag_us: AtomicI64::new(0),
+            recoveries: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            position: Mutex::new(String::new()),
+            commit_lag: Histogram::new(lag_buckets()),
+            apply: Histogram::new(apply_buckets()),
+        }
+    }
 }
 
 impl Metrics {
@@ -46,94 +89,223 @@ impl Metrics {
             .clone()
     }
 
-    /// Prometheus exposition text.
+    /// Records one committed group: how far behind the source its last commit was
+    /// (`None` when the source gave no commit time) and how long the target took
+    /// to commit it, both in seconds. Feeds the lag and apply-latency histograms.
+    pub fn observe_commit(&self, lag_seconds: Option<f64>, apply_seconds: f64) {
+        if let Some(lag) = lag_seconds {
+            self.commit_lag.observe(lag.max(0.0));
+        }
+        self.apply.observe(apply_seconds.max(0.0));
+    }
+
+    /// Prometheus exposition text (format 0.0.4).
     pub fn render(&self) -> String {
         render_all(std::slice::from_ref(&self))
     }
 
-    fn label(&self) -> String {
-        self.task.replace(['"', '\\', '\n'], "")
+    /// The values of this task at this instant.
+    fn sample(&self) -> Sample {
+        Sample {
+            task: self.task.clone(),
+            rows: self.rows.load(Ordering::Relaxed),
+            txns: self.txns.load(Ordering::Relaxed),
+            lag_seconds: self.lag_us.load(Ordering::Relaxed) as f64 / 1e6,
+            unmatched: self.unmatched.load(Ordering::Relaxed),
+            recoveries: self.recoveries.load(Ordering::Relaxed),
+            position: self.position(),
+            commit_lag: self.commit_lag.clone(),
+            apply: self.apply.clone(),
+        }
     }
 }
 
-/// Prometheus exposition text for several tasks: each metric family once, one
-/// sample per task (the format refuses repeated HELP/TYPE lines).
-pub fn render_all(tasks: &[&Metrics]) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, sample: &dyn Fn(&Metrics) -> String| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for m in tasks {
-            out.push_str(&sample(m));
+/// One task's values read at scrape time (the histograms are shared handles).
+#[derive(Debug)]
+struct Sample {
+    task: String,
+    rows: u64,
+    txns: u64,
+    lag_seconds: f64,
+    unmatched: u64,
+    recoveries: u64,
+    position: String,
+    commit_lag: Histogram,
+    apply: Histogram,
+}
+
+impl Sample {
+    fn label(&self) -> [(&'static str, &str); 1] {
+        [("task", self.task.as_str())]
+    }
+}
+
+/// The metric families of several running tasks, for a [`Registry`]: each family
+/// once, one sample (or one histogram) per task.
+#[derive(Debug)]
+pub struct Tasks(Vec<Sample>);
+
+/// A collector of the tasks' current values, to register in a [`Registry`] beside
+/// other metrics (the service adds its task counts).
+pub fn collector(tasks: &[&Metrics]) -> Tasks {
+    Tasks(tasks.iter().map(|m| m.sample()).collect())
+}
+
+impl Tasks {
+    fn counter(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: impl Fn(&Sample) -> u64,
+    ) -> std::fmt::Result {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for s in &self.0 {
+            ConstCounter::new(value(s)).encode(family.encode_family(&s.label())?)?;
         }
-    };
-    family(
-        "ferry_applied_rows_total",
-        "counter",
-        "Row changes applied to the target.",
-        &|m| {
-            format!(
-                "ferry_applied_rows_total{{task=\"{}\"}} {}\n",
-                m.label(),
-                m.rows.load(Ordering::Relaxed)
-            )
-        },
-    );
-    family(
-        "ferry_applied_transactions_total",
-        "counter",
-        "Source transactions applied to the target.",
-        &|m| {
-            format!(
-                "ferry_applied_transactions_total{{task=\"{}\"}} {}\n",
-                m.label(),
-                m.txns.load(Ordering::Relaxed)
-            )
-        },
-    );
-    family(
-        "ferry_lag_seconds",
-        "gauge",
-        "Age of the last applied source commit when it was applied (0 when caught up).",
-        &|m| {
-            format!(
-                "ferry_lag_seconds{{task=\"{}\"}} {:.3}\n",
-                m.label(),
-                m.lag_us.load(Ordering::Relaxed) as f64 / 1e6
-            )
-        },
-    );
-    family(
-        "ferry_unmatched_changes_total",
-        "counter",
-        "Deletes and key-changing updates of keyed tables that found no row on the target.",
-        &|m| {
-            format!(
-                "ferry_unmatched_changes_total{{task=\"{}\"}} {}\n",
-                m.label(),
-                m.unmatched.load(Ordering::Relaxed)
-            )
-        },
-    );
-    family(
-        "ferry_recoveries_total",
-        "counter",
-        "Recoveries from transient faults.",
-        &|m| {
-            format!(
-                "ferry_recoveries_total{{task=\"{}\"}} {}\n",
-                m.label(),
-                m.recoveries.load(Ordering::Relaxed)
-            )
-        },
-    );
-    family("ferry_task_info", "gauge", "Task applied position.", &|m| {
-        format!(
-            "ferry_task_info{{task=\"{}\",position=\"{}\"}} 1\n",
-            m.label(),
-            m.position().replace('"', "")
+        Ok(())
+    }
+
+    fn histogram(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: impl Fn(&Sample) -> &Histogram,
+    ) -> std::fmt::Result {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for s in &self.0 {
+            value(s).encode(family.encode_family(&s.label())?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Tasks {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        // counters are named without `_total`: the encoder adds it to the samples
+        self.counter(
+            &mut encoder,
+            "ferry_applied_rows",
+            "Row changes applied to the target.",
+            |s| s.rows,
+        )?;
+        self.counter(
+            &mut encoder,
+            "ferry_applied_transactions",
+            "Source transactions applied to the target.",
+            |s| s.txns,
+        )?;
+        let mut lag = encoder.encode_descriptor(
+            "ferry_lag_seconds",
+            "Age of the last applied source commit when it was applied (0 when caught up).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.0 {
+            ConstGauge::new(s.lag_seconds).encode(lag.encode_family(&s.label())?)?;
+        }
+        self.counter(
+            &mut encoder,
+            "ferry_unmatched_changes",
+            "Deletes and key-changing updates of keyed tables that found no row on the target.",
+            |s| s.unmatched,
+        )?;
+        self.counter(
+            &mut encoder,
+            "ferry_recoveries",
+            "Recoveries from transient faults.",
+            |s| s.recoveries,
+        )?;
+        // an info family: `ferry_task_info{task,position} 1`
+        let mut info = encoder.encode_descriptor(
+            "ferry_task",
+            "Task applied position.",
+            None,
+            MetricType::Info,
+        )?;
+        for s in &self.0 {
+            info.encode_info(&[("task", s.task.as_str()), ("position", &s.position)])?;
+        }
+        self.histogram(
+            &mut encoder,
+            "ferry_commit_lag_seconds",
+            "Seconds behind the source at each committed group (age of its last source commit).",
+            |s| &s.commit_lag,
+        )?;
+        self.histogram(
+            &mut encoder,
+            "ferry_apply_seconds",
+            "Seconds the target took to commit one group of source transactions.",
+            |s| &s.apply,
         )
-    });
-    out
+    }
+}
+
+/// Exposition text for several tasks: each metric family once, one sample per
+/// task (the format refuses repeated HELP/TYPE lines). Prometheus text 0.0.4.
+pub fn render_all(tasks: &[&Metrics]) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector(tasks)));
+    Format::Prometheus.encode(&registry)
+}
+
+/// The exposition formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format 0.0.4 (the default).
+    Prometheus,
+    /// OpenMetrics 1.0 text, when the `Accept` header asks for it (Prometheus does).
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text`, otherwise the Prometheus text format.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a)
+                if a.to_ascii_lowercase()
+                    .contains("application/openmetrics-text") =>
+            {
+                Format::OpenMetrics
+            }
+            _ => Format::Prometheus,
+        }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// `registry` in this format.
+    pub fn encode(self, registry: &Registry) -> String {
+        let mut out = String::new();
+        let done = match self {
+            Format::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+            }
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
+        };
+        // writing to a String fails only if a metric's own encoding does
+        done.expect("metrics encode into a String");
+        out
+    }
+}
+
+/// The `Accept` header of a raw HTTP request, if any.
+fn accept_header(request: &str) -> Option<&str> {
+    request
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("accept"))
+        .map(|(_, v)| v.trim())
 }
 
 /// Serves `GET /metrics` (any path) on `addr` until the process ends.
@@ -147,10 +319,15 @@ pub async fn serve(addr: &str, metrics: std::sync::Arc<Metrics>) -> std::io::Res
             let m = metrics.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
-                let _ = sock.read(&mut buf).await;
-                let body = m.render();
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let format = Format::negotiate(accept_header(&request));
+                let mut registry = Registry::default();
+                registry.register_collector(Box::new(collector(&[m.as_ref()])));
+                let body = format.encode(&registry);
                 let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    format.content_type(),
                     body.len()
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;
@@ -158,4 +335,136 @@ pub async fn serve(addr: &str, metrics: std::sync::Arc<Metrics>) -> std::io::Res
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(name: &str) -> Metrics {
+        let m = Metrics::new(name);
+        m.rows.fetch_add(12, Ordering::Relaxed);
+        m.txns.fetch_add(3, Ordering::Relaxed);
+        m.lag_us.store(1_500_000, Ordering::Relaxed);
+        m.unmatched.fetch_add(1, Ordering::Relaxed);
+        m.recoveries.fetch_add(2, Ordering::Relaxed);
+        m.set_position("0/16B3748");
+        m
+    }
+
+    /// The names, labels and values are what dashboards and alerts already use;
+    /// each family is described once however many tasks run.
+    #[test]
+    fn the_prometheus_text_keeps_the_families_and_describes_each_once() {
+        let (a, b) = (running("a"), running("b"));
+        a.observe_commit(Some(0.25), 0.004);
+        a.observe_commit(None, 0.002);
+        let text = render_all(&[&a, &b]);
+        for line in [
+            "# HELP ferry_applied_rows_total Row changes applied to the target.",
+            "# TYPE ferry_applied_rows_total counter",
+            "ferry_applied_rows_total{task=\"a\"} 12",
+            "ferry_applied_rows_total{task=\"b\"} 12",
+            "ferry_applied_transactions_total{task=\"a\"} 3",
+            "# TYPE ferry_lag_seconds gauge",
+            "ferry_lag_seconds{task=\"a\"} 1.5",
+            "ferry_unmatched_changes_total{task=\"a\"} 1",
+            "ferry_recoveries_total{task=\"b\"} 2",
+            "# TYPE ferry_task_info gauge",
+            "ferry_task_info{task=\"a\",position=\"0/16B3748\"} 1",
+            "# TYPE ferry_commit_lag_seconds histogram",
+            "ferry_commit_lag_seconds_count{task=\"a\"} 1",
+            "ferry_commit_lag_seconds_bucket{task=\"a\",le=\"+Inf\"} 1",
+            "ferry_commit_lag_seconds_count{task=\"b\"} 0",
+            "ferry_apply_seconds_count{task=\"a\"} 2",
+            "ferry_apply_seconds_sum{task=\"a\"} 0.006",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        for family in [
+            "ferry_lag_seconds ",
+            "ferry_applied_rows_total ",
+            "ferry_task_info ",
+        ] {
+            assert_eq!(text.matches(&format!("# HELP {family}")).count(), 1);
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    /// A scraper that asks for OpenMetrics gets it (counter families named without
+    /// `_total`, the samples with it, an EOF line); anything else gets 0.0.4.
+    #[test]
+    fn openmetrics_is_served_when_asked_for() {
+        let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(Format::negotiate(Some(accept)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
+        assert_eq!(Format::negotiate(None), Format::Prometheus);
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nACCEPT: {accept}\r\n\r\n");
+        assert_eq!(accept_header(&req), Some(accept));
+        let m = running("a");
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector(&[&m])));
+        let text = Format::OpenMetrics.encode(&registry);
+        assert!(
+            text.contains("# TYPE ferry_applied_rows counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_applied_rows_total{task=\"a\"} 12\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE ferry_task info\n"), "{text}");
+        assert!(text.contains("ferry_task_info{task=\"a\",position=\"0/16B3748\"} 1\n"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// `--metrics` answers a scrape with the format's Content-Type: 0.0.4 by
+    /// default, OpenMetrics when the Accept header asks for it.
+    #[tokio::test]
+    async fn the_endpoint_answers_with_the_negotiated_content_type() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let m = std::sync::Arc::new(running("cli"));
+        m.observe_commit(Some(2.0), 0.01);
+        serve(&addr, m).await.unwrap();
+        let get = |accept: &'static str| {
+            let addr = addr.clone();
+            async move {
+                let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let req = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}\r\n");
+                sock.write_all(req.as_bytes()).await.unwrap();
+                let mut answer = String::new();
+                sock.read_to_string(&mut answer).await.unwrap();
+                answer
+            }
+        };
+        let plain = get("").await;
+        assert!(plain.starts_with("HTTP/1.1 200 OK\r\n"), "{plain}");
+        assert!(
+            plain.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("\nferry_applied_rows_total{task=\"cli\"} 12\n"));
+        assert!(plain.contains("\nferry_commit_lag_seconds_count{task=\"cli\"} 1\n"));
+        let open = get("Accept: application/openmetrics-text;version=1.0.0\r\n").await;
+        assert!(
+            open.contains("\r\nContent-Type: application/openmetrics-text; version=1.0.0"),
+            "{open}"
+        );
+        assert!(open.ends_with("# EOF\n"), "{open}");
+    }
+
+    /// Task names are label values: quotes and backslashes are escaped, not lost.
+    #[test]
+    fn label_values_are_escaped() {
+        let text = Metrics::new("a\"b\\c").render();
+        assert!(
+            text.contains("ferry_applied_rows_total{task=\"a\\\"b\\\\c\"} 0"),
+            "{text}"
+        );
+    }
 }

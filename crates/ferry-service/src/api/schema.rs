@@ -1,0 +1,282 @@
+//! The shapes the API answers with, as types: the handlers build them and the
+//! OpenAPI document is generated from them, so the two cannot drift.
+
+use ferry_core::lifecycle::{ACTIONS, STATES};
+use ferry_core::spec::Kind;
+use serde::Serialize;
+use serde_json::Value as Json_;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// A string schema that takes one of `ids`.
+fn one_of(ids: impl IntoIterator<Item = &'static str>, what: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ids))
+        .description(Some(what))
+        .into()
+}
+
+/// A task kind's id (`migration`, `sync`, `dr`); schema only.
+pub struct KindId;
+
+impl PartialSchema for KindId {
+    fn schema() -> RefOr<Schema> {
+        one_of(
+            [Kind::Migration, Kind::Sync, Kind::Dr].map(Kind::id),
+            "task kind",
+        )
+    }
+}
+
+impl ToSchema for KindId {
+    fn name() -> Cow<'static, str> {
+        "Kind".into()
+    }
+}
+
+/// A lifecycle state's id (SPEC.md §2); schema only.
+pub struct StateId;
+
+impl PartialSchema for StateId {
+    fn schema() -> RefOr<Schema> {
+        one_of(STATES.map(|s| s.id()), "lifecycle state")
+    }
+}
+
+impl ToSchema for StateId {
+    fn name() -> Cow<'static, str> {
+        "State".into()
+    }
+}
+
+/// A lifecycle action's id; schema only.
+pub struct ActionId;
+
+impl PartialSchema for ActionId {
+    fn schema() -> RefOr<Schema> {
+        one_of(ACTIONS.map(|a| a.id()), "lifecycle action")
+    }
+}
+
+impl ToSchema for ActionId {
+    fn name() -> Cow<'static, str> {
+        "Action".into()
+    }
+}
+
+/// An error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// On a 500: the id under which the service log has the details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// A refused value (422): which field and why.
+#[derive(Serialize, ToSchema)]
+pub struct InvalidError {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The field (of the body, the query or the task file).
+    pub field: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+/// An action the task's state does not allow (409).
+#[derive(Serialize, ToSchema)]
+pub struct Refused {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The task's state.
+    #[schema(value_type = StateId)]
+    pub state: &'static str,
+    /// The actions this state allows.
+    #[schema(value_type = Vec<ActionId>)]
+    pub allowed: Vec<&'static str>,
+}
+
+/// One table of the full copy (in `progress.tables`); schema only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TableProgress {
+    table: String,
+    stage: Option<String>,
+    chunks_done: i64,
+    chunks: i64,
+    rows: i64,
+}
+
+/// A table added by a sync edit (in `progress.added_tables`); schema only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AddedTable {
+    table: String,
+    /// Keys below this are on the target.
+    next_key: Option<String>,
+    done: bool,
+    rows: i64,
+}
+
+/// A running task's live progress, written by its worker every 2 s; schema only.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Progress {
+    /// Engine phase: full, incremental, backfill (a sync edit's added tables are
+    /// being copied), recovering, …
+    phase: String,
+    position: String,
+    lag_seconds: f64,
+    transactions_applied: i64,
+    rows_applied: i64,
+    recoveries: i64,
+    at: String,
+    /// During the full phase: each table's chunks.
+    tables: Option<Vec<TableProgress>>,
+    /// During a sync edit: how far the running stream has copied each added table.
+    added_tables: Option<Vec<AddedTable>>,
+}
+
+/// A task (no passwords: the stored spec has none).
+#[derive(Serialize, ToSchema)]
+pub struct Task {
+    /// The task id.
+    pub id: String,
+    /// The task file's name.
+    pub name: String,
+    /// The owning tenant.
+    pub tenant: String,
+    /// Its kind.
+    #[schema(value_type = KindId)]
+    pub kind: &'static str,
+    /// Its lifecycle state.
+    #[schema(value_type = StateId)]
+    pub state: &'static str,
+    /// The state's label for the console.
+    pub state_label: &'static str,
+    /// Why the task is in its state (a failure's error, …).
+    pub reason: Option<String>,
+    /// The actions its state allows.
+    #[schema(value_type = Vec<ActionId>)]
+    pub allowed_actions: Vec<&'static str>,
+    /// The task file's mode.
+    #[schema(value_type = Option<String>)]
+    pub mode: Option<Json_>,
+    /// The source URL, without its password.
+    #[schema(value_type = Option<String>)]
+    pub source: Option<Json_>,
+    /// The target URL, without its password.
+    #[schema(value_type = Option<String>)]
+    pub target: Option<Json_>,
+    /// Scheduled start.
+    #[schema(format = DateTime)]
+    pub start_at: Option<String>,
+    /// When it was created.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it last changed.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// The node holding the task's lease.
+    pub worker: Option<String>,
+    /// Live progress while it runs.
+    #[schema(value_type = Option<Progress>)]
+    pub progress: Option<Json_>,
+}
+
+/// A lifecycle transition of a task.
+#[derive(Serialize, ToSchema)]
+pub struct Event {
+    /// When.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The state before (none at creation).
+    pub from: Option<String>,
+    /// The state after.
+    pub to: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// A task with its lifecycle events.
+#[derive(Serialize, ToSchema)]
+pub struct TaskDetail {
+    /// The task.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Its transitions, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// A page of tasks, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct TaskPage {
+    /// The page.
+    pub tasks: Vec<Task>,
+    /// How many tasks match the filter.
+    pub total: i64,
+    /// The page size asked for.
+    pub limit: i64,
+    /// How many matching tasks precede the page.
+    pub offset: i64,
+}
+
+/// A tenant: balance, usage, webhook and tasks by state.
+#[derive(Serialize, ToSchema)]
+pub struct Tenant {
+    /// Its name.
+    pub name: String,
+    /// What is left to spend.
+    pub balance: f64,
+    /// What its tasks have used.
+    pub usage: f64,
+    /// Where its notifications go.
+    #[schema(value_type = Option<crate::notify::Webhook>)]
+    pub webhook: Option<Json_>,
+    /// Its tasks, counted by state.
+    pub tasks_by_state: BTreeMap<&'static str, u64>,
+}
+
+/// A tenant just created, with its token (shown this once).
+#[derive(Serialize, ToSchema)]
+pub struct NewTenant {
+    /// Its name.
+    pub name: String,
+    /// Its opening balance.
+    pub balance: f64,
+    /// Its API token: `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// `value` as JSON (the handlers' answers and `events` are built as JSON values,
+/// exactly what the types serialise to).
+pub fn to_json(value: &impl Serialize) -> Json_ {
+    serde_json::to_value(value).expect("the API's types serialise")
+}
+
+/// The id of an action posted to `/api/v1/tasks/{id}/{action}` (all but `delete`,
+/// which is `DELETE /api/v1/tasks/{id}`); schema only.
+pub struct PostedActionId;
+
+impl PartialSchema for PostedActionId {
+    fn schema() -> RefOr<Schema> {
+        let ids = ACTIONS
+            .iter()
+            .filter(|a| **a != ferry_core::lifecycle::Action::Delete)
+            .map(|a| a.id());
+        one_of(ids, "lifecycle action")
+    }
+}
+
+impl ToSchema for PostedActionId {
+    fn name() -> Cow<'static, str> {
+        "PostedAction".into()
+    }
+}
