@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod phase;
 pub mod progress;
 pub mod status;
+pub mod switch;
 pub mod task;
 
 pub use full::{run_full, RunOptions, Summary};

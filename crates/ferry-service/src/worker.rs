@@ -659,8 +659,8 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
         ferry_engine::dr::set_read_only(&old.target, false)
             .await
             .map_err(|e| format!("making the standby {} writable: {e}{fenced}", old.target))?;
-        let mut doc: serde_yaml::Value = serde_yaml::from_str(&t.spec).map_err(|e| e.to_string())?;
-        if let serde_yaml::Value::Mapping(m) = &mut doc {
+        let mut doc: serde_norway::Value = serde_norway::from_str(&t.spec).map_err(|e| e.to_string())?;
+        if let serde_norway::Value::Mapping(m) = &mut doc {
             let (s, d) = (m.get("source").cloned(), m.get("target").cloned());
             if let (Some(s), Some(d)) = (s, d) {
                 m.insert("source".into(), d);
@@ -669,7 +669,7 @@ async fn switchover(c: &Control, t: &TaskRow) -> crate::error::ServiceResult<()>
             m.insert("mode".into(), "incremental".into());
             m.remove("start_position");
         }
-        let spec = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+        let spec = serde_norway::to_string(&doc).map_err(|e| e.to_string())?;
         let mut sealed: crate::control::Sealed =
             serde_json::from_str(&t.secrets).map_err(|e| e.to_string())?;
         std::mem::swap(&mut sealed.source, &mut sealed.target);
