@@ -285,14 +285,14 @@ impl TaskSpec {
     pub fn from_yaml(text: &str) -> Result<TaskSpec> {
         // a syntax error first, as such (deserialising straight into the spec would
         // report the first key whose value looks wrong instead)
-        if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+        if let Err(e) = serde_norway::from_str::<serde_norway::Value>(text) {
             return Err(Error::definite(format!(
                 "not valid YAML: {}",
                 crate::redact::redact(&e.to_string())
             ))
             .with_hint("check the brackets, quotes and indentation around that line"));
         }
-        let raw: RawSpec = serde_yaml::from_str(text).map_err(|e| {
+        let raw: RawSpec = serde_norway::from_str(text).map_err(|e| {
             Error::definite(crate::redact::redact(&e.to_string())).with_hint(
                 "keys: name, kind (migration|sync|dr), mode (full|incremental|full+incremental), \
                  source, target, objects {include, exclude, rename}, existing_data \
@@ -377,6 +377,42 @@ impl TaskSpec {
             start_position,
         })
     }
+
+    /// The same task the other way round, as a DR switchover continues it: the old
+    /// target is the source, the old source the target, streaming changes only from
+    /// the new source's current position (its data is already on both sides).
+    pub fn reversed(&self) -> TaskSpec {
+        TaskSpec {
+            source: self.target.clone(),
+            target: self.source.clone(),
+            mode: Mode::Incremental,
+            start_position: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// The stored text of a task file turned the other way round, as
+/// [`TaskSpec::reversed`] turns the parsed spec: `source` and `target` swapped,
+/// `mode: incremental`, no `start_position`. Other keys stay as they were (the
+/// stored text is what the user sees of the task after a switchover).
+pub fn reverse_spec_text(yaml: &str) -> Result<String> {
+    let mut doc: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| {
+        Error::definite(format!(
+            "not valid YAML: {}",
+            crate::redact::redact(&e.to_string())
+        ))
+    })?;
+    if let serde_norway::Value::Mapping(m) = &mut doc {
+        let (s, d) = (m.get("source").cloned(), m.get("target").cloned());
+        if let (Some(s), Some(d)) = (s, d) {
+            m.insert("source".into(), d);
+            m.insert("target".into(), s);
+        }
+        m.insert("mode".into(), "incremental".into());
+        m.remove("start_position");
+    }
+    serde_norway::to_string(&doc).map_err(|e| Error::definite(e.to_string()))
 }
 
 #[cfg(test)]
@@ -434,5 +470,60 @@ objects:
         assert!(e.to_string().contains("not allowed"));
         let e = TaskSpec::from_yaml(&SHOP.replace("mysql://", "oracle://")).unwrap_err();
         assert!(e.to_string().contains("oracle"), "{e}");
+    }
+
+    const DR: &str = r#"
+name: standby
+kind: dr
+mode: incremental
+source: mysql://root:secret@127.0.0.1:3306/shop
+target: mysql://root@127.0.0.1:3307/shop
+start_position: binlog:mariadb-bin.000003:1234
+chunk_rows: 500
+objects:
+  include: ["shop.*"]
+"#;
+
+    #[test]
+    fn reversed_swaps_the_ends_and_streams_only() {
+        let t = TaskSpec::from_yaml(&SHOP.replace("mode: full", "mode: full+incremental")).unwrap();
+        let r = t.reversed();
+        assert_eq!(r.source.to_string(), t.target.to_string());
+        assert_eq!(r.target.to_string(), t.source.to_string());
+        assert_eq!(r.source.engine, Engine::Postgres);
+        assert_eq!(r.target.password.as_deref(), Some("secret"));
+        assert_eq!(r.mode, Mode::Incremental);
+        assert_eq!(
+            (r.name.as_str(), r.kind, r.chunk_rows),
+            ("shop", t.kind, t.chunk_rows)
+        );
+        assert_eq!(r.rename, t.rename);
+        assert!(r.objects.matches("shop", "orders"));
+        let d = TaskSpec::from_yaml(DR).unwrap();
+        assert!(d.start_position.is_some());
+        assert!(d.reversed().start_position.is_none());
+    }
+
+    #[test]
+    fn the_stored_text_is_reversed_like_the_spec() {
+        let text = reverse_spec_text(DR).unwrap();
+        let r = TaskSpec::from_yaml(&text).unwrap();
+        let d = TaskSpec::from_yaml(DR).unwrap().reversed();
+        assert_eq!(r.source.to_string(), d.source.to_string());
+        assert_eq!(r.target.to_string(), d.target.to_string());
+        assert_eq!(r.source.port, 3307);
+        assert_eq!(r.target.password.as_deref(), Some("secret"));
+        assert_eq!(r.mode, Mode::Incremental);
+        assert!(r.start_position.is_none());
+        assert!(!text.contains("start_position"), "{text}");
+        assert_eq!(
+            (r.name, r.kind, r.chunk_rows),
+            ("standby".to_string(), Kind::Dr, 500)
+        );
+        // twice is the way it was
+        let back = TaskSpec::from_yaml(&reverse_spec_text(&text).unwrap()).unwrap();
+        assert_eq!(back.source.port, 3306);
+        let e = reverse_spec_text("name: [x\n").unwrap_err();
+        assert!(e.message.starts_with("not valid YAML"), "{}", e.message);
     }
 }

@@ -20,6 +20,7 @@ pub mod phase;
 pub mod progress;
 pub mod schema;
 pub mod status;
+pub mod switch;
 pub mod task;
 
 pub use full::{run_full, RunOptions, Summary};

@@ -257,7 +257,9 @@ impl ChunkSource for MemConn {
         batch_rows: usize,
     ) -> Result<()> {
         if format == ReadFormat::Passthrough {
-            return Err(Error::definite("the in-memory engine has no native copy format"));
+            return Err(Error::definite(
+                "the in-memory engine has no native copy format",
+            ));
         }
         let rows: Vec<Vec<Value>> = {
             let db = self.db.lock().unwrap();
@@ -375,7 +377,10 @@ impl Schema for MemConnector {
         tables: &[&TableId],
         _drop: bool,
     ) -> Result<()> {
-        let mem = dst.as_any_mut().downcast_mut::<MemConn>().expect("a MemConn");
+        let mem = dst
+            .as_any_mut()
+            .downcast_mut::<MemConn>()
+            .expect("a MemConn");
         let mut db = mem.db.lock().unwrap();
         for t in tables {
             if let Some(table) = db.tables.get_mut(t) {
@@ -419,7 +424,9 @@ impl Connector for MemConnector {
     }
 
     async fn connect(&self, _ep: &Endpoint) -> Result<Box<dyn Connection>> {
-        Err(Error::definite("the in-memory engine is opened by the test, not by URL"))
+        Err(Error::definite(
+            "the in-memory engine is opened by the test, not by URL",
+        ))
     }
 
     async fn connect_without_database(
@@ -527,7 +534,10 @@ async fn the_chunked_copy_and_compare_run_against_an_in_memory_engine() {
         for (i, statements) in db.committed.iter().enumerate() {
             assert_eq!(statements.len(), 1, "{statements:?}");
             assert!(statements[0].contains("UPDATE ferry.chunks SET done = 1"));
-            assert!(statements[0].ends_with(&format!("AND chunk = {i}")), "{statements:?}");
+            assert!(
+                statements[0].ends_with(&format!("AND chunk = {i}")),
+                "{statements:?}"
+            );
         }
     }
 
@@ -544,6 +554,10 @@ async fn the_chunked_copy_and_compare_run_against_an_in_memory_engine() {
         .unwrap();
     assert!(!v.equal);
     assert_eq!(v.differences.len(), 1, "{:?}", v.differences);
-    assert!(v.differences[0].contains("contents differ"), "{:?}", v.differences);
+    assert!(
+        v.differences[0].contains("contents differ"),
+        "{:?}",
+        v.differences
+    );
     let _ = TaskSpec::from_yaml; // the task file is not needed to drive these steps
 }

@@ -133,7 +133,7 @@ fn admin_only(c: &Caller) -> ApiResult<()> {
 
 /// The task object the API returns (no passwords: the stored spec has none).
 fn task_view(t: &TaskRow) -> schema::Task {
-    let spec: Json_ = serde_yaml::from_str::<serde_yaml::Value>(&t.spec)
+    let spec: Json_ = serde_norway::from_str::<serde_norway::Value>(&t.spec)
         .ok()
         .and_then(|v| serde_json::to_value(v).ok())
         .unwrap_or(Json_::Null);

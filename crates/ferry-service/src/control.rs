@@ -117,8 +117,8 @@ impl Control {
                 });
             }
         }
-        let mut doc: serde_yaml::Value =
-            serde_yaml::from_str(yaml).map_err(|e| ServiceError::Invalid {
+        let mut doc: serde_norway::Value =
+            serde_norway::from_str(yaml).map_err(|e| ServiceError::Invalid {
                 field: "spec".into(),
                 reason: e.to_string(),
             })?;
@@ -127,7 +127,7 @@ impl Control {
             ("source", &mut sealed.source),
             ("target", &mut sealed.target),
         ] {
-            if let Some(serde_yaml::Value::String(u)) = doc.get_mut(key) {
+            if let Some(serde_norway::Value::String(u)) = doc.get_mut(key) {
                 let (clean, pw) = strip_password(u);
                 *u = clean;
                 *slot = pw.map(|p| self.secrets.seal(&p));
@@ -140,7 +140,8 @@ impl Control {
             kind: spec.kind,
             state: State::Creating,
             reason: Some("validating the endpoints".into()),
-            spec: serde_yaml::to_string(&doc).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            spec: serde_norway::to_string(&doc)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
             secrets: serde_json::to_string(&sealed).expect("serialisable"),
             start_at_ms,
             frozen_from: None,
@@ -336,19 +337,19 @@ impl Control {
         }
         let objects: ferry_core::spec::ObjectsSpec =
             serde_json::from_value(objects).map_err(|e| invalid(e.to_string()))?;
-        let mut doc: serde_yaml::Value =
-            serde_yaml::from_str(&t.spec).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let value = serde_yaml::to_value(serde_json::json!({
+        let mut doc: serde_norway::Value =
+            serde_norway::from_str(&t.spec).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let value = serde_norway::to_value(serde_json::json!({
             "include": objects.include,
             "exclude": objects.exclude,
             "rename": objects.rename,
         }))
         .map_err(|e| invalid(e.to_string()))?;
-        if let serde_yaml::Value::Mapping(m) = &mut doc {
+        if let serde_norway::Value::Mapping(m) = &mut doc {
             m.insert("objects".into(), value);
         }
         let yaml =
-            serde_yaml::to_string(&doc).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            serde_norway::to_string(&doc).map_err(|e| ServiceError::Internal(e.to_string()))?;
         TaskSpec::from_yaml(&yaml).map_err(|e| invalid(e.to_string()))?;
         self.store.set_pending_spec(id, Some(&yaml)).await?;
         match self

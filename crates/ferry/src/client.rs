@@ -459,7 +459,7 @@ pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
         TaskCmd::Edit { id, objects } => {
             let text = std::fs::read_to_string(&objects)
                 .with_context(|| format!("cannot read {}", objects.display()))?;
-            let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+            let yaml: serde_norway::Value = serde_norway::from_str(&text)
                 .with_context(|| format!("{} is not YAML", objects.display()))?;
             // accept the section alone or a file with an `objects:` key
             let yaml = yaml.get("objects").cloned().unwrap_or(yaml);
