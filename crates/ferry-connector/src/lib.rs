@@ -25,7 +25,7 @@ mod source;
 mod sql;
 mod target;
 
-pub use capture::Capture;
+pub use capture::{Capture, DdlChange, Seen, SlotStart, SlotState, TaskSlot, TxSnapshot};
 pub use checks::Checks;
 pub use dialect::Dialect;
 pub use fencing::Fencing;

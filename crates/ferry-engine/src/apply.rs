@@ -1104,7 +1104,7 @@ pub const RESTART: &str = "restarting the stream: ";
 /// A transient error asking the run loop to reconnect at once and resume from the
 /// last committed position.
 pub fn restart(why: &str) -> Error {
-    Error::transient(format!("{RESTART}{why}"))
+    Error::transient(format!("{RESTART}{why}")).with_kind(ferry_core::ErrorKind::RestartStream)
 }
 
 /// At most 200 characters of a row's text, for an error message.

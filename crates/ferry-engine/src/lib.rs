@@ -18,7 +18,9 @@ pub mod mapping;
 pub mod metrics;
 pub mod phase;
 pub mod progress;
+mod read_compat;
 pub mod status;
+mod stream;
 pub mod task;
 
 pub use full::{run_full, RunOptions, Summary};
