@@ -1,4 +1,19 @@
 //! Disaster-recovery fencing: making a database read-only for applications.
 
-/// Fencing of one engine.
-pub trait Fencing: Send + Sync {}
+use crate::async_trait;
+use ferry_core::{Endpoint, Result};
+
+/// Fencing of one engine: how a DR standby (or an old primary) is kept read-only
+/// for applications while Ferry's own sessions still write to it.
+#[async_trait]
+pub trait Fencing: Send + Sync {
+    /// Fences (`on`) or unfences the database of `ep`.
+    async fn set_read_only(&self, ep: &Endpoint, on: bool) -> Result<()>;
+
+    /// A query on a session to the database answering with one true/false cell
+    /// (`t`/`1` for yes): whether Ferry's user may fence it.
+    fn can_fence_sql(&self) -> &'static str;
+
+    /// What a DBA does when [`Fencing::can_fence_sql`] says no.
+    fn can_fence_fix(&self) -> &'static str;
+}

@@ -80,6 +80,25 @@ impl Position {
     }
 }
 
+impl Position {
+    /// Bytes of log from `earlier` to this position, when the log says (the same
+    /// WAL; the same binlog file); `None` across binlog files or logs.
+    pub fn bytes_after(&self, earlier: &Position) -> Option<u64> {
+        match (self, earlier) {
+            (Position::PgLsn(h), Position::PgLsn(a)) => Some(h.saturating_sub(*a)),
+            (
+                Position::Binlog {
+                    file: fh, pos: ph, ..
+                },
+                Position::Binlog {
+                    file: fa, pos: pa, ..
+                },
+            ) if fh == fa => Some(ph.saturating_sub(*pa)),
+            _ => None,
+        }
+    }
+}
+
 fn file_seq(file: &str) -> u64 {
     file.rsplit('.')
         .next()
@@ -126,5 +145,16 @@ mod tests {
         assert!(b("bin.000010", 4).reached(&b("bin.000009", 900)));
         assert!(!b("bin.000009", 899).reached(&b("bin.000009", 900)));
         assert!(Position::PgLsn(5).reached(&Position::PgLsn(5)));
+        assert_eq!(Position::PgLsn(9).bytes_after(&Position::PgLsn(5)), Some(4));
+        assert_eq!(Position::PgLsn(5).bytes_after(&Position::PgLsn(9)), Some(0));
+        assert_eq!(
+            b("bin.000009", 900).bytes_after(&b("bin.000009", 100)),
+            Some(800)
+        );
+        assert_eq!(
+            b("bin.000010", 900).bytes_after(&b("bin.000009", 100)),
+            None
+        );
+        assert_eq!(b("bin.000010", 900).bytes_after(&Position::PgLsn(1)), None);
     }
 }

@@ -44,7 +44,10 @@ pub async fn compare(spec: &TaskSpec, chunk_rows: u64) -> Result<Vec<TableVerdic
     Ok(out)
 }
 
-async fn compare_table(
+/// Compares source table `t` with `target`, chunk by chunk over the source's integer
+/// key (whole-table when it has none). Public so that any pair of sessions can be
+/// compared, whatever opened them.
+pub async fn compare_table(
     src: &mut Conn,
     dst: &mut Conn,
     t: &Table,

@@ -18,8 +18,10 @@ pub mod mapping;
 pub mod metrics;
 pub mod phase;
 pub mod progress;
+mod read_compat;
 pub mod schema;
 pub mod status;
+mod stream;
 pub mod switch;
 pub mod task;
 

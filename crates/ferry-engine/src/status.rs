@@ -2,7 +2,8 @@
 //! where the source is now, so lag is measured, not guessed.
 
 use crate::checkpoint::{CheckpointStore, TaskPhase, TaskRecord};
-use crate::conn::{Conn, Role};
+use crate::conn::Conn;
+use crate::factory::connector;
 use ferry_core::{Error, Position, Result, TaskSpec};
 
 /// A task's status.
@@ -84,15 +85,14 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
         // nothing is applied any more: no lag to measure, the applied position is
         // final; a slot is worth naming only if one is (still) there
         st.updated_seconds_ago = None;
-        if spec.source.engine == ferry_core::Engine::Postgres {
-            if let Ok(Conn::Pg(pg)) = Conn::open(spec, Role::Source).await {
-                let slot = ferry_postgres::cdc::slot_name(&spec.name);
-                if let Ok(Some(s)) = ferry_postgres::cdc::slot_state(&pg, &slot).await {
-                    st.slot = Some(format!(
-                        "{slot}: still on the source ({}); drop it: SELECT pg_drop_replication_slot('{slot}')",
-                        if s.active { "in use" } else { "unused" }
-                    ));
-                }
+        if let Ok(Some(slot)) = connector(spec.source.engine).task_slot(spec).await {
+            if let Ok(Some(s)) = slot.state().await {
+                st.slot = Some(format!(
+                    "{}: still on the source ({}); drop it: {}",
+                    slot.name(),
+                    if s.active { "in use" } else { "unused" },
+                    slot.drop_statement()
+                ));
             }
         }
         return Ok(st);
@@ -107,18 +107,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
     };
     let applied = position;
     if let (Some(h), Some(a)) = (&head, &applied) {
-        st.behind_bytes = match (h, a) {
-            (Position::PgLsn(h), Position::PgLsn(a)) => Some(h.saturating_sub(*a)),
-            (
-                Position::Binlog {
-                    file: fh, pos: ph, ..
-                },
-                Position::Binlog {
-                    file: fa, pos: pa, ..
-                },
-            ) if fh == fa => Some(ph.saturating_sub(*pa)),
-            _ => None,
-        };
+        st.behind_bytes = h.bytes_after(a);
         let caught_up = a.reached(h) || st.behind_bytes == Some(0);
         // while the copy runs nothing is streamed yet: "lag 0 s" would claim the
         // target is current; what the stream will start from is in `applied`
@@ -144,18 +133,16 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
     Ok(st)
 }
 
-/// One line on the task's PostgreSQL slot: its WAL status, whether something streams
-/// from it and how much WAL the source keeps for it (None: not a PostgreSQL source,
-/// or the source is unreachable); and whether it exists with nothing reading it.
+/// One line on the task's slot: its WAL status, whether something streams from it
+/// and how much WAL the source keeps for it (None: the source keeps no slot, or is
+/// unreachable); and whether it exists with nothing reading it.
 async fn slot_line(spec: &TaskSpec) -> Result<(Option<String>, bool)> {
-    if spec.source.engine != ferry_core::Engine::Postgres {
-        return Ok((None, false));
-    }
-    let Ok(Conn::Pg(pg)) = Conn::open(spec, Role::Source).await else {
+    let Ok(Some(task_slot)) = connector(spec.source.engine).task_slot(spec).await else {
         return Ok((None, false));
     };
-    let slot = ferry_postgres::cdc::slot_name(&spec.name);
-    let state = ferry_postgres::cdc::slot_state(&pg, &slot)
+    let slot = task_slot.name();
+    let state = task_slot
+        .state()
         .await
         .map_err(|e| Error::definite(e.message))?;
     let idle = state.as_ref().is_some_and(|s| !s.active);

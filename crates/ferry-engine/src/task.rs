@@ -3,13 +3,14 @@
 
 use crate::checkpoint::{CheckpointStore, StreamState, TableStage, TaskPhase};
 use crate::conn::{Conn, Role};
+use crate::factory::connector;
 use crate::full::{plan_all, run_full, source_tables, Handoff, RunOptions, Summary};
 use crate::incremental::{run_incremental, source_head, StreamOptions, StreamSummary};
 use crate::mapping::NameMap;
 use crate::metrics::Metrics;
 use crate::phase::{Phase, Phases};
-use ferry_core::{Engine, Error, ExistingData, Mode, Position, Result, TaskSpec};
-use ferry_postgres::cdc;
+use ferry_connector::{SlotStart, TaskSlot};
+use ferry_core::{Error, ExistingData, Mode, Result, TaskSpec};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -125,18 +126,24 @@ pub async fn run_task_reporting(
     Ok(out)
 }
 
-/// A failed stream of a PostgreSQL source leaves the task's slot in place (the task
-/// resumes from it): `e`, saying so when the slot is still there.
+/// A failed stream leaves the task's slot (on a source that keeps one) in place (the
+/// task resumes from it): `e`, saying so when the slot is still there.
 async fn with_slot_note(spec: &TaskSpec, e: Error) -> Error {
-    if spec.source.engine != Engine::Postgres || e.is_transient() {
+    if e.is_transient() {
         return e;
     }
-    let slot = cdc::slot_name(&spec.name);
-    match Conn::open(spec, Role::Source).await {
-        Ok(Conn::Pg(pg)) if matches!(cdc::slot_state(&pg, &slot).await, Ok(Some(_))) => {
-            slot_kept(e, &slot)
-        }
+    match connector(spec.source.engine).task_slot(spec).await {
+        Ok(Some(slot)) if matches!(slot.state().await, Ok(Some(_))) => slot_kept(e, slot.name()),
         _ => e,
+    }
+}
+
+/// The handoff the full copy reads from: the snapshot a just-created slot exported
+/// and the position its stream starts at.
+fn handoff_of(start: &dyn SlotStart) -> Handoff {
+    Handoff {
+        snapshot: start.snapshot().to_string(),
+        position: start.position().clone(),
     }
 }
 
@@ -148,8 +155,9 @@ fn count_copied(metrics: &Metrics, s: &Summary) {
         .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Full copy whose end meets the change stream exactly. For PostgreSQL the slot is
-/// created first and its exported snapshot is what the copy reads; a resumed copy
+/// Full copy whose end meets the change stream exactly. On a source that keeps a
+/// slot (PostgreSQL) the slot is created first and its exported snapshot is what the
+/// copy reads (elsewhere the copy finds its own start position); a resumed copy
 /// keeps the slot of the first attempt (its later snapshot overlaps the stream,
 /// which the idempotent apply absorbs). A first attempt that fails before any chunk
 /// is committed undoes what it created ([`undo_failed_start`]); one that fails later
@@ -159,56 +167,50 @@ async fn full_with_handoff(
     opts: &RunOptions,
     resuming: bool,
 ) -> Result<(Summary, Vec<String>)> {
-    if spec.source.engine != Engine::Postgres {
+    let capture = connector(spec.source.engine);
+    if capture.slot_name(spec).is_none() {
         return Ok((run_full(spec, opts, None).await?, vec![]));
     }
-    let slot = cdc::slot_name(&spec.name);
     let mut src = Conn::open(spec, Role::Source).await?;
     let tables = source_tables(&mut src, spec).await?;
-    let Conn::Pg(pg) = &src else {
-        unreachable!("engine checked above")
+    drop(src);
+    let Some(slot) = capture
+        .task_slot(spec)
+        .await
+        .map_err(|e| e.context("source"))?
+    else {
+        return Ok((run_full(spec, opts, None).await?, vec![]));
     };
     if resuming {
         // the rest is copied from a new snapshot whose exact position a temporary
         // slot gives; whole-table chunks record it so the stream skips what they hold
-        let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
-        cdc::verify_slot(pg, &slot).await?;
+        let warnings = slot.ensure_tables(&tables).await?;
+        slot.verify().await?;
         let summary = async {
-            let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-            let (lsn, snapshot) =
-                cdc::create_slot(&mut repl, &format!("{slot}_resume"), true).await?;
-            let handoff = Handoff {
-                snapshot,
-                position: Position::PgLsn(lsn),
-            };
-            let summary = run_full(spec, opts, Some(&handoff)).await;
-            drop(repl);
+            let start = slot.create(true).await?;
+            let summary = run_full(spec, opts, Some(&handoff_of(&*start))).await;
+            drop(start);
             summary
         }
         .await;
         return summary
             .map(|s| (s, warnings))
-            .map_err(|e| slot_kept(e, &slot));
+            .map_err(|e| slot_kept(e, slot.name()));
     }
-    if cdc::slot_state(pg, &slot).await?.is_some() {
+    if slot.state().await?.is_some() {
         // left by an earlier attempt that never recorded a position: unusable
-        cdc::drop_slot_and_publication(pg, &slot).await?;
+        slot.drop_all().await?;
     }
-    let warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
+    let warnings = slot.ensure_tables(&tables).await?;
     // only what this attempt created is undone: a slot it could not create (one that
     // "already exists") may be another run's
     let mut created = false;
     let summary = async {
-        let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-        let (lsn, snapshot) = cdc::create_slot(&mut repl, &slot, false).await?;
+        let start = slot.create(false).await?;
         created = true;
-        let handoff = Handoff {
-            snapshot,
-            position: Position::PgLsn(lsn),
-        };
-        // `repl` stays open (holding the snapshot) until every worker has joined
-        let summary = run_full(spec, opts, Some(&handoff)).await;
-        drop(repl);
+        // `start` stays open (holding the snapshot) until every worker has joined
+        let summary = run_full(spec, opts, Some(&handoff_of(&*start))).await;
+        drop(start);
         summary
     }
     .await;
@@ -217,9 +219,9 @@ async fn full_with_handoff(
         // a transient failure (another run still writing, a lost connection) is
         // retried: the retry finds the slot without a recorded position and starts afresh
         Err(e) if created && !e.is_transient() => {
-            Err(undo_failed_start(spec, pg, &slot, &tables, e).await)
+            Err(undo_failed_start(spec, &*slot, &tables, e).await)
         }
-        Err(e) if created => Err(slot_kept(e, &slot)),
+        Err(e) if created => Err(slot_kept(e, slot.name())),
         Err(e) => Err(e),
     }
 }
@@ -252,11 +254,11 @@ fn slot_kept(e: Error, slot: &str) -> Error {
 /// when the target cannot tell) the slot is kept for the resume, which `e` then says.
 async fn undo_failed_start(
     spec: &TaskSpec,
-    pg: &ferry_postgres::PgConn,
-    slot: &str,
+    task_slot: &dyn TaskSlot,
     tables: &[ferry_core::Table],
     e: Error,
 ) -> Error {
+    let slot = task_slot.name();
     let undone = async {
         let mut dst = Conn::open(spec, Role::Target).await?;
         dst.ensure().await?;
@@ -275,7 +277,7 @@ async fn undo_failed_start(
             }
         }
         dst.reset(&spec.name).await?;
-        cdc::drop_slot_and_publication(pg, slot).await?;
+        task_slot.drop_all().await?;
         Ok::<bool, Error>(true)
     }
     .await;
@@ -296,7 +298,7 @@ async fn undo_failed_start(
 }
 
 /// Fixes where the task's stream will start — now — without copying: the slot is
-/// created (PostgreSQL) or the binlog position read (MySQL) and recorded on the
+/// created (a source that keeps one) or the log position read and recorded on the
 /// target. A DR switchover calls this before opening the new primary to writes, so
 /// nothing written there can precede the stream.
 pub async fn start_stream_here(spec: &TaskSpec) -> Result<Vec<String>> {
@@ -305,44 +307,45 @@ pub async fn start_stream_here(spec: &TaskSpec) -> Result<Vec<String>> {
     start_without_copy(spec, &mut dst).await
 }
 
-/// `mode: incremental`: no copy; the stream starts at the slot's creation point
-/// (PostgreSQL) or at `start_position` / the current binlog position (MySQL).
+/// `mode: incremental`: no copy; the stream starts at the slot's creation point (a
+/// source that keeps a slot) or at `start_position` / the log's current end.
 async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<String>> {
     let mut src = Conn::open(spec, Role::Source).await?;
     let tables = source_tables(&mut src, spec).await?;
-    let mut warnings = Vec::new();
-    let position = match &src {
-        Conn::Pg(pg) => {
-            let slot = cdc::slot_name(&spec.name);
-            if cdc::slot_state(pg, &slot).await?.is_some() {
-                cdc::drop_slot_and_publication(pg, &slot).await?;
-            }
-            warnings = cdc::ensure_publication(pg, &slot, &tables).await?;
-            let started = async {
-                let mut repl = ferry_postgres::replication::ReplConn::connect(&spec.source).await?;
-                let lsn = cdc::create_slot(&mut repl, &slot, false).await?.0;
-                let position = Position::PgLsn(lsn);
-                dst.set_task(&spec.name, TaskPhase::Done, Some(&position))
-                    .await
-            }
-            .await;
-            if let Err(e) = started {
-                // nothing recorded the slot: it would hold WAL for no one
-                return Err(match cdc::drop_slot_and_publication(pg, &slot).await {
-                    Ok(()) => e,
-                    Err(_) => slot_kept(e, &slot),
-                });
-            }
-            return Ok(warnings);
+    let task_slot = connector(spec.source.engine)
+        .task_slot(spec)
+        .await
+        .map_err(|e| e.context("source"))?;
+    if let Some(slot) = task_slot {
+        if slot.state().await?.is_some() {
+            slot.drop_all().await?;
         }
-        Conn::My(_) => match &spec.start_position {
-            Some(p) => p.clone(),
-            None => source_head(spec).await?,
-        },
+        let warnings = slot.ensure_tables(&tables).await?;
+        let started = async {
+            let start = slot.create(false).await?;
+            let recorded = dst
+                .set_task(&spec.name, TaskPhase::Done, Some(start.position()))
+                .await;
+            drop(start);
+            recorded
+        }
+        .await;
+        if let Err(e) = started {
+            // nothing recorded the slot: it would hold WAL for no one
+            return Err(match slot.drop_all().await {
+                Ok(()) => e,
+                Err(_) => slot_kept(e, slot.name()),
+            });
+        }
+        return Ok(warnings);
+    }
+    let position = match &spec.start_position {
+        Some(p) => p.clone(),
+        None => source_head(spec).await?,
     };
     dst.set_task(&spec.name, TaskPhase::Done, Some(&position))
         .await?;
-    Ok(warnings)
+    Ok(Vec::new())
 }
 
 /// Ends a task: releases the source's slot and publication and marks it ended.
@@ -393,13 +396,17 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
             ));
         }
     }
-    if let Conn::Pg(pg) = &src {
-        let slot = cdc::slot_name(&spec.name);
-        let had = cdc::slot_state(pg, &slot).await?.is_some();
-        cdc::drop_slot_and_publication(pg, &slot).await?;
+    if let Some(slot) = connector(spec.source.engine)
+        .task_slot(spec)
+        .await
+        .map_err(|e| e.context("source"))?
+    {
+        let had = slot.state().await?.is_some();
+        slot.drop_all().await?;
         if had {
             done.push(format!(
-                "dropped replication slot and publication {slot} on the source"
+                "dropped replication slot and publication {} on the source",
+                slot.name()
             ));
         }
     }

@@ -1,6 +1,7 @@
 //! Readers hand batches over by size as well as by row count, so memory stays bounded
 //! by bytes in flight whatever the row width.
 
+use ferry_connector::ReadFormat;
 use ferry_core::chunk::{Batch, BATCH_BYTES};
 use ferry_core::{select::ObjectFilter, Endpoint};
 use ferry_engine::conn::Conn;
@@ -13,11 +14,9 @@ async fn batch_sizes(url: &str) -> Vec<(usize, usize)> {
     let t = tables.into_iter().find(|t| t.id.name == "wide").unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let read = async {
-        match &mut conn {
-            Conn::Pg(c) => ferry_postgres::reader::read_rows(c, &t, None, &tx, 1000).await,
-            Conn::My(c) => ferry_mysql::reader::read_rows(c, &t, None, &tx, 1000).await,
-        }
-        .unwrap();
+        conn.read_chunk(&t, None, ReadFormat::Rows, &tx, 1000)
+            .await
+            .unwrap();
         drop(tx);
     };
     let collect = async {

@@ -64,7 +64,8 @@ pub async fn begin_single_snapshot(conn: &mut MyConn) -> Result<Option<Position>
         return Err(Error::definite(
             "this server cannot report the binlog position of a snapshot without a global read lock",
         )
-        .with_hint("grant RELOAD and LOCK TABLES to the Ferry user: GRANT RELOAD, LOCK TABLES ON *.* TO …"));
+        .with_hint("grant RELOAD and LOCK TABLES to the Ferry user: GRANT RELOAD, LOCK TABLES ON *.* TO …")
+        .with_kind(ferry_core::ErrorKind::NoSnapshotPosition));
     }
     if file.is_empty() {
         return Ok(None);

@@ -77,14 +77,13 @@ pub async fn adopt_added_tables(spec: &TaskSpec) -> Result<Vec<TableId>> {
             "drop them on the target, or set existing_data: drop / truncate / append in the task",
         ));
     }
-    if let Conn::Pg(pg) = &src {
+    if let Some(slot) = crate::factory::connector(spec.source.engine)
+        .task_slot(spec)
+        .await
+        .map_err(|e| e.context("source"))?
+    {
         // from here on the slot carries the new tables' changes
-        ferry_postgres::cdc::ensure_publication(
-            pg,
-            &ferry_postgres::cdc::slot_name(&spec.name),
-            &all,
-        )
-        .await?;
+        slot.ensure_tables(&all).await?;
     }
     Ok(added.into_iter().map(|t| t.id).collect())
 }

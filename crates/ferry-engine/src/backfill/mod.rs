@@ -36,14 +36,15 @@ use crate::checkpoint::CheckpointStore;
 use crate::checkpoint::{self, BackfillRow};
 use crate::conn::{Conn, Role};
 use crate::copy::TableJob;
+use crate::factory::connector;
 use crate::mapping::NameMap;
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::chunk::{Batch, KeyRange};
-use ferry_core::{Engine, Error, Position, Result, Table, TableId, TaskSpec, Value};
+use ferry_core::{Error, ErrorKind, Position, Result, Table, TableId, TaskSpec, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use visibility::{Coverage, InFlight, PgSnapshot, Seen};
+use visibility::{Coverage, InFlight};
 
 /// Upper bounds on a backfill chunk (the stream waits while one is copied): rows,
 /// and bytes by the table's average row size, so wide rows make smaller chunks.
@@ -182,11 +183,10 @@ impl Backfill {
                 }
             }
         }
-        self.txn_seen = match self.in_flight.as_ref().map(|f| &f.seen) {
-            None => false,
-            Some(Seen::Binlog(w)) => marker.is_some_and(|m| !m.reached(w)),
-            Some(Seen::Pg(s)) => xid.is_some_and(|x| s.sees(x)),
-        };
+        self.txn_seen = self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.seen.saw(marker, xid));
     }
 
     fn key_of(shape: &Shape, key: &Option<String>, row: &[Value]) -> Option<i128> {
@@ -271,9 +271,10 @@ impl Backfill {
             if matches!(&self.in_flight, Some(fl) if fl.table == t) && self.txn_seen {
                 // the open chunk already reflects the truncation but the copied part
                 // before it does not: read the chunk again after it
-                return Err(restart(&format!(
-                    "{id} was truncated while it was being copied"
-                )));
+                return Err(
+                    restart(&format!("{id} was truncated while it was being copied"))
+                        .with_kind(ErrorKind::RestartStream),
+                );
             }
             out.push(id);
         }
@@ -339,49 +340,13 @@ impl Backfill {
             );
             self.tables[t] = Filling::new(fresh, job, f.covered, f.rows);
         }
-        let seen = match src {
-            Conn::Pg(c) => {
-                c.client
-                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await
-                    .map_err(ferry_postgres::conn::classify)?;
-                let text: String = c
-                    .client
-                    .query_one("SELECT pg_current_snapshot()::text", &[])
-                    .await
-                    .map_err(ferry_postgres::conn::classify)?
-                    .get(0);
-                let snap = PgSnapshot::parse(&text)
-                    .ok_or_else(|| Error::definite(format!("unexpected snapshot {text:?}")))?;
-                let missed = snap
-                    .xip
-                    .iter()
-                    .any(|x| self.recent_set.contains_key(&(*x as u32)));
-                if missed {
-                    src.exec("ROLLBACK").await?;
-                    tracing::debug!("backfill snapshot misses a streamed transaction; retrying");
-                    return Ok(false);
-                }
-                Seen::Pg(snap)
-            }
-            Conn::My(c) => {
-                let position = match ferry_mysql::reader::begin_single_snapshot(c).await {
-                    Ok(p) => p,
-                    Err(e) if e.message.contains("cannot report the binlog position") => {
-                        // MySQL: line the snapshot up with the binlog under a brief
-                        // global read lock taken on a second connection
-                        c.exec("ROLLBACK").await?;
-                        let mut lock = ferry_mysql::connect(&self.spec.source).await?;
-                        ferry_mysql::reader::begin_snapshot(&mut lock, std::slice::from_mut(c))
-                            .await?
-                    }
-                    Err(e) => return Err(e),
-                };
-                Seen::Binlog(position.ok_or_else(|| {
-                    Error::definite("the source has no binary log").with_hint("enable log_bin")
-                })?)
-            }
-        };
+        let capture = connector(self.spec.source.engine);
+        let seen = capture.chunk_snapshot(&self.spec, &mut **src).await?;
+        if seen.misses(|x| self.recent_set.contains_key(&x)) {
+            src.exec("ROLLBACK").await?;
+            tracing::debug!("backfill snapshot misses a streamed transaction; retrying");
+            return Ok(false);
+        }
         let f = &self.tables[t];
         let lo = match f.covered {
             Coverage::Below(h) => Some(h),
@@ -395,10 +360,7 @@ impl Backfill {
         let hi = match &f.key {
             None => None,
             Some(k) => {
-                let col = match src {
-                    Conn::Pg(_) => ferry_postgres::quote_ident(k),
-                    Conn::My(_) => ferry_mysql::conn::quote_ident(k),
-                };
+                let col = src.ident(k);
                 let from = lo
                     .map(|l| format!(" WHERE {col} >= {l}"))
                     .unwrap_or_default();
@@ -450,16 +412,8 @@ impl Backfill {
             }
         };
         src.exec("COMMIT").await?;
-        let until = match (&seen, &*src) {
-            (Seen::Binlog(p), _) => p.clone(),
-            (Seen::Pg(_), Conn::Pg(c)) => {
-                // written after the snapshot: its commit follows everything it saw
-                Position::PgLsn(ferry_postgres::cdc::emit_marker(c, "backfill chunk").await?)
-            }
-            (Seen::Pg(_), Conn::My(_)) => {
-                unreachable!("a PostgreSQL snapshot comes from PostgreSQL")
-            }
-        };
+        // after everything the snapshot saw (a marker written now, or its position)
+        let until = capture.chunk_until(&mut **src, &seen).await?;
         let f = &mut self.tables[t];
         f.covered = match hi {
             Some(h) => Coverage::Below(h),
@@ -502,17 +456,10 @@ async fn upsert_rows(
     range: Option<&KeyRange>,
     spec: &TaskSpec,
 ) -> Result<u64> {
-    let native_arrays = spec.target.engine == Engine::Postgres;
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
     let read = async {
         let tx = tx;
-        match src {
-            Conn::Pg(c) if native_arrays => {
-                ferry_postgres::reader::read_rows_native_arrays(c, table, range, &tx, 1000).await
-            }
-            Conn::Pg(c) => ferry_postgres::reader::read_rows(c, table, range, &tx, 1000).await,
-            Conn::My(c) => ferry_mysql::reader::read_rows(c, table, range, &tx, 1000).await,
-        }
+        crate::read_compat::read_rows(src, spec, table, range, &tx, 1000).await
     };
     let write = async {
         let mut n = 0u64;

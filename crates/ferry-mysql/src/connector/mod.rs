@@ -5,6 +5,7 @@ mod checks;
 mod dialect;
 mod fencing;
 mod schema;
+mod snapshot;
 mod source;
 mod sql;
 mod store;
