@@ -9,11 +9,4 @@ use ferry_core::{Endpoint, Result};
 pub trait Fencing: Send + Sync {
     /// Fences (`on`) or unfences the database of `ep`.
     async fn set_read_only(&self, ep: &Endpoint, on: bool) -> Result<()>;
-
-    /// A query on a session to the database answering with one true/false cell
-    /// (`t`/`1` for yes): whether Ferry's user may fence it.
-    fn can_fence_sql(&self) -> &'static str;
-
-    /// What a DBA does when [`Fencing::can_fence_sql`] says no.
-    fn can_fence_fix(&self) -> &'static str;
 }

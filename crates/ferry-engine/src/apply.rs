@@ -889,13 +889,10 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// The message prefix of a [`restart`] error.
-pub const RESTART: &str = "restarting the stream: ";
-
 /// A transient error asking the run loop to reconnect at once and resume from the
 /// last committed position.
 pub fn restart(why: &str) -> Error {
-    Error::transient(format!("{RESTART}{why}")).with_kind(ErrorKind::RestartStream)
+    Error::transient(format!("restarting the stream: {why}")).with_kind(ErrorKind::RestartStream)
 }
 
 /// At most 200 characters of a row's text, for an error message.

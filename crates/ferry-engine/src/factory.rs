@@ -12,10 +12,3 @@ pub fn connector(engine: Engine) -> &'static dyn Connector {
         Engine::MySql => &ferry_mysql::connector::MySql,
     }
 }
-
-/// Whether `engine`'s change capture holds resources on the source that outlive
-/// the stream (PostgreSQL's replication slot and publication): a failover must
-/// release them on the old primary. Moves to the `Capture` trait.
-pub fn holds_source_slot(engine: Engine) -> bool {
-    matches!(engine, Engine::Postgres)
-}

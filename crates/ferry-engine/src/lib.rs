@@ -18,7 +18,6 @@ pub mod mapping;
 pub mod metrics;
 pub mod phase;
 pub mod progress;
-mod read_compat;
 pub mod schema;
 pub mod status;
 mod stream;

@@ -44,7 +44,7 @@ pub async fn plan_all(
 /// table names too when `lower_case_table_names` is not 0 — `"A"."T"` and `a.t` of a
 /// PostgreSQL source are then one table there.
 pub async fn target_name_clashes(dst: &mut Conn, tables: &[Table], names: &NameMap) -> Result<()> {
-    let folding = connector(dst.engine()).name_folding(&mut **dst).await?;
+    let folding = dst.connector().name_folding(&mut **dst).await?;
     if folding == NameFolding::default() {
         return Ok(());
     }
@@ -116,10 +116,7 @@ pub async fn missing_extensions(dst: &mut Conn, tables: &[Table]) -> Result<Opti
     if needed.is_empty() {
         return Ok(None);
     }
-    let Some(available) = connector(dst.engine())
-        .available_extensions(&mut **dst)
-        .await?
-    else {
+    let Some(available) = dst.connector().available_extensions(&mut **dst).await? else {
         return Ok(None);
     };
     let missing = missing_among(&needed, &available);
@@ -231,7 +228,7 @@ pub(crate) async fn make_room(
         .map(|t| t.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    connector(dst.engine())
+    dst.connector()
         .clear_tables(&mut **dst, &existing, policy == ExistingData::Drop)
         .await
         .map_err(|e| {
@@ -257,7 +254,7 @@ pub(crate) async fn outside_references(
         return Ok(Vec::new());
     }
     let schemas: Vec<&str> = schemas.into_iter().collect();
-    let sql = connector(dst.engine()).foreign_keys_into_sql(&schemas);
+    let sql = dst.connector().foreign_keys_into_sql(&schemas);
     let rows = dst.query_text(&sql).await?;
     Ok(outside_of(&rows, parents, selected))
 }

@@ -243,9 +243,10 @@ pub async fn failover(spec: &TaskSpec) -> Result<FailedOver> {
         .and_then(|r| r.source_commit_us);
     dst.set_task(&spec.name, TaskPhase::Ended, None).await?;
     crate::dr::set_read_only(&spec.target, false).await?;
-    // TODO(capture seam): ask the source's `Capture` whether its engine holds slots
-    // once that trait says so; the factory answers meanwhile
-    let old_primary = if crate::factory::holds_source_slot(spec.source.engine) {
+    let old_primary = if crate::factory::connector(spec.source.engine)
+        .slot_name(spec)
+        .is_some()
+    {
         let slot = crate::dr::slot_of(spec);
         match crate::dr::release_old_primary(spec).await {
             Ok(()) => OldPrimary::Released { slot },

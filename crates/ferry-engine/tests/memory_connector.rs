@@ -7,20 +7,23 @@
 
 use ferry_connector::{
     async_trait, BulkLoad, BulkTarget, Capture, Checks, ChunkSource, Connection, Connector,
-    Dialect, Fencing, MatchForm, NameFolding, ReadFormat, Rows, Schema, Snapshot, SqlConn,
-    StoreDialect,
+    DdlChange, Dialect, Fencing, MatchForm, NameFolding, ReadFormat, Rows, Schema, Seen, Snapshot,
+    SqlConn, StoreDialect, TaskSlot,
 };
+use ferry_core::change::Event;
 use ferry_core::check::Item;
 use ferry_core::chunk::{split_range, Batch, Chunk, KeyRange};
 use ferry_core::select::ObjectFilter;
 use ferry_core::{
-    Column, DdlPlan, Endpoint, Engine, Error, LogicalType, Position, Result, Table, TableId, Value,
+    Column, DdlPlan, Endpoint, Engine, Error, LogicalType, Position, Result, Table, TableId,
+    TaskSpec, Value,
 };
 use ferry_engine::conn::Conn;
 use ferry_engine::copy::{copy_chunk, TableJob};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::mpsc::{self, Receiver, Sender};
+use tokio::sync::watch;
 
 /// One in-memory database: tables with their model and rows, and every committed
 /// transaction's statements (what Ferry wrote besides rows: its checkpoints).
@@ -409,7 +412,61 @@ impl Checks for MemConnector {
     }
 }
 
-// CAPTURE_AND_FENCING
+/// What the in-memory engine answers where a change log is needed: it has none.
+fn no_log() -> Error {
+    Error::definite("the in-memory engine has no change log")
+}
+
+#[async_trait]
+impl Capture for MemConnector {
+    async fn head(&self, _spec: &TaskSpec) -> Result<Position> {
+        Err(no_log())
+    }
+
+    async fn catch_up_goal(&self, _spec: &TaskSpec) -> Result<Position> {
+        Err(no_log())
+    }
+
+    fn slot_name(&self, _spec: &TaskSpec) -> Option<String> {
+        None
+    }
+
+    async fn task_slot(&self, _spec: &TaskSpec) -> Result<Option<Box<dyn TaskSlot>>> {
+        Ok(None)
+    }
+
+    async fn stream(
+        &self,
+        _spec: &TaskSpec,
+        _start: &Position,
+        _tables: Vec<Table>,
+        _tx: &mpsc::Sender<Event>,
+        _acked: watch::Receiver<Option<Position>>,
+    ) -> Result<()> {
+        Err(no_log())
+    }
+
+    async fn chunk_snapshot(&self, _spec: &TaskSpec, _c: &mut dyn Connection) -> Result<Seen> {
+        Err(no_log())
+    }
+
+    async fn chunk_until(&self, _c: &mut dyn Connection, _seen: &Seen) -> Result<Position> {
+        Err(no_log())
+    }
+
+    fn classify_ddl(&self, _schema: &str, _statement: &str) -> DdlChange {
+        DdlChange::Other
+    }
+}
+
+#[async_trait]
+impl Fencing for MemConnector {
+    async fn set_read_only(&self, _ep: &Endpoint, _on: bool) -> Result<()> {
+        Err(Error::definite(
+            "the in-memory engine has no read-only mode",
+        ))
+    }
+}
 
 #[async_trait]
 impl Connector for MemConnector {

@@ -38,6 +38,7 @@ use crate::conn::{Conn, Role};
 use crate::copy::TableJob;
 use crate::factory::connector;
 use crate::mapping::NameMap;
+use ferry_connector::ReadFormat;
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::chunk::{Batch, KeyRange};
 use ferry_core::{Error, ErrorKind, Position, Result, Table, TableId, TaskSpec, Value};
@@ -457,9 +458,15 @@ async fn upsert_rows(
     spec: &TaskSpec,
 ) -> Result<u64> {
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
+    // within one engine values keep their native forms (PostgreSQL arrays as arrays)
+    let format = if spec.source.engine == spec.target.engine {
+        ReadFormat::NativeArrays
+    } else {
+        ReadFormat::Rows
+    };
     let read = async {
         let tx = tx;
-        crate::read_compat::read_rows(src, spec, table, range, &tx, 1000).await
+        src.read_chunk(table, range, format, &tx, 1000).await
     };
     let write = async {
         let mut n = 0u64;

@@ -15,16 +15,4 @@ impl Fencing for MySql {
         ))
         .await
     }
-
-    fn can_fence_sql(&self) -> &'static str {
-        "SELECT COUNT(*) > 0 FROM information_schema.USER_PRIVILEGES \
-         WHERE GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
-                                SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') \
-           AND PRIVILEGE_TYPE IN ('SUPER', 'READ_ONLY ADMIN')"
-    }
-
-    fn can_fence_fix(&self) -> &'static str {
-        "GRANT READ_ONLY ADMIN ON *.* TO <Ferry's user> (MariaDB 10.11+; SUPER on older \
-         servers): Ferry sets the standby server's read_only and writes through it"
-    }
 }

@@ -48,15 +48,4 @@ impl Fencing for Postgres {
         }
         Ok(())
     }
-
-    fn can_fence_sql(&self) -> &'static str {
-        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
-           OR pg_has_role(current_user, d.datdba, 'MEMBER') \
-         FROM pg_database d WHERE d.datname = current_database()"
-    }
-
-    fn can_fence_fix(&self) -> &'static str {
-        "make Ferry's user the standby database's owner (ALTER DATABASE … OWNER TO …) \
-         or a superuser, and grant it pg_signal_backend (GRANT pg_signal_backend TO …)"
-    }
 }
