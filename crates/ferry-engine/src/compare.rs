@@ -4,8 +4,8 @@
 //! Chunks have unbounded ends, so rows that exist only on the target are counted too.
 
 use crate::conn::{Conn, Role};
-use crate::full::source_tables;
-use crate::mapping::NameMap;
+use crate::copy::source_tables;
+use crate::schema::mapping::NameMap;
 use ferry_connector::ReadFormat;
 use ferry_core::canonical::Digest;
 use ferry_core::chunk::{split_range, Batch, KeyRange};

@@ -70,7 +70,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
     };
     st.phase = phase.to_string();
     st.applied = position.as_ref().map(Position::to_string);
-    let now_us = crate::apply::now_us();
+    let now_us = crate::stream::apply::now_us();
     let mut source_commit = None;
     if let Some(r) = dst.stream(&spec.name).await? {
         st.state = r.state.map(|s| s.to_string());
@@ -97,7 +97,7 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
         }
         return Ok(st);
     }
-    let head = match crate::incremental::source_head(spec).await {
+    let head = match crate::stream::source_head(spec).await {
         Ok(h) => Some(h),
         Err(e) => {
             st.reason

@@ -3,12 +3,12 @@
 
 use crate::checkpoint::{CheckpointStore, StreamState, TableStage, TaskPhase};
 use crate::conn::{Conn, Role};
+use crate::copy::{plan_all, run_full, source_tables, Handoff, RunOptions, Summary};
 use crate::factory::connector;
-use crate::full::{plan_all, run_full, source_tables, Handoff, RunOptions, Summary};
-use crate::incremental::{run_incremental, source_head, StreamOptions, StreamSummary};
-use crate::mapping::NameMap;
 use crate::metrics::Metrics;
 use crate::phase::{Phase, Phases};
+use crate::schema::mapping::NameMap;
+use crate::stream::{run_incremental, source_head, StreamOptions, StreamSummary};
 use ferry_connector::{SlotStart, TaskSlot};
 use ferry_core::{Error, ExistingData, Mode, Result, TaskSpec};
 use std::sync::Arc;
@@ -115,7 +115,7 @@ pub async fn run_task_reporting(
     drop(dst);
     if streaming && spec.mode == Mode::FullIncremental {
         // tables added to the objects since the copy: the stream copies them
-        crate::backfill::adopt_added_tables(spec).await?;
+        crate::stream::backfill::adopt_added_tables(spec).await?;
     }
     out.stream = Some(
         match run_incremental(spec, stream_opts, metrics, &phases, shutdown).await {

@@ -19,7 +19,7 @@ use ferry_core::{
     TaskSpec, Value,
 };
 use ferry_engine::conn::Conn;
-use ferry_engine::copy::{copy_chunk, TableJob};
+use ferry_engine::copy::chunk::{copy_chunk, TableJob};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{self, Receiver, Sender};

@@ -873,7 +873,7 @@ async fn metrics(AxState(app): AxState<Shared>, headers: HeaderMap) -> ApiResult
 }
 
 /// The OpenAPI document, generated from the handlers and their types (see
-/// [`openapi`]); built once.
+/// `api/openapi.rs`); built once.
 pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
     static DOC: std::sync::LazyLock<utoipa::openapi::OpenApi> =
         std::sync::LazyLock::new(openapi::document);

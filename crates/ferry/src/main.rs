@@ -3,10 +3,10 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ferry_core::{redact::redact, spec::Kind, TaskSpec};
-use ferry_engine::incremental::StreamOptions;
 use ferry_engine::metrics::Metrics;
 use ferry_engine::task::{end_task, run_task_reporting};
-use ferry_engine::{compare, full::default_jobs, RunOptions, Summary};
+use ferry_engine::StreamOptions;
+use ferry_engine::{compare, default_jobs, RunOptions, Summary};
 use std::path::{Path, PathBuf};
 
 mod client;

@@ -4,7 +4,7 @@
 //! and how far the stream has applied.
 //!
 //! [`CheckpointStore`] is the seam: a SQL target keeps the records in tables of a
-//! `ferry` schema/database ([`sql`]); a target without SQL tables (a backup set in
+//! `ferry` schema/database (`checkpoint/sql.rs`); a target without SQL tables (a backup set in
 //! object storage) implements the same trait its own way. Stages and phases are
 //! typed; their text form is what the SQL store writes.
 
@@ -45,7 +45,7 @@ pub enum TableStage {
     Done,
     /// It existed before the task and was kept (`existing_data: truncate | append`).
     Kept,
-    /// Added to a streaming task: the stream copies it (see `crate::backfill`).
+    /// Added to a streaming task: the stream copies it (see `crate::stream::backfill`).
     Backfill,
     /// Created by the stream after the source created it: every row streams.
     Streamed,
@@ -145,7 +145,7 @@ pub struct TableProgress {
 }
 
 /// How far the snapshot of a table added to a running stream has got (see
-/// [`crate::backfill`]).
+/// `stream::backfill`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackfillRow {
     /// Source table.

@@ -2,15 +2,15 @@
 //! [`Applier`] (and the backfills of added tables), grouped into target
 //! transactions that commit at source transaction boundaries with their position.
 
-use crate::apply::{now_us, restart, Applier};
-use crate::backfill::Backfill;
 use crate::checkpoint::{CheckpointStore, TableStage};
 use crate::conn::{Conn, Role};
 use crate::factory::connector;
-use crate::incremental::{Outcome, StreamOptions, StreamSummary};
-use crate::mapping::NameMap;
 use crate::metrics::Metrics;
 use crate::phase::{Phase, Phases};
+use crate::schema::mapping::NameMap;
+use crate::stream::apply::{now_us, restart, Applier};
+use crate::stream::backfill::Backfill;
+use crate::stream::{Outcome, StreamOptions, StreamSummary};
 use ferry_connector::DdlChange;
 use ferry_core::change::{Event, RowOp, Shape};
 use ferry_core::{Error, ErrorKind, Position, Result, TableId, TaskSpec};
@@ -443,14 +443,14 @@ async fn create_table(applier: &mut Applier, spec: &TaskSpec, table: &TableId) -
         return Ok(());
     };
     let names = NameMap::new(spec, std::slice::from_ref(&t));
-    let ddl = crate::full::plan_all(&mut src, spec, std::slice::from_ref(&t), &names).await?;
+    let ddl = crate::copy::plan_all(&mut src, spec, std::slice::from_ref(&t), &names).await?;
     let target = names.target(&t.id);
     if applier.conn().table_state(&target).await?.is_none() {
         for d in &ddl {
-            for w in crate::full::create_table_now(applier.conn(), &target, d).await? {
+            for w in crate::copy::create_table_now(applier.conn(), &target, d).await? {
                 tracing::warn!("{w}");
             }
-            crate::full::add_foreign_keys(applier.conn(), &target, d).await?;
+            crate::copy::add_foreign_keys(applier.conn(), &target, d).await?;
         }
         // its rows all come through the stream: nothing to copy later
         applier

@@ -1,7 +1,7 @@
 //! The one-off jobs a worker runs in the background for a task it leased:
 //! validating a new task, ending one (with a DR failover when asked), and a DR
 //! switchover. The procedures themselves are the engine's
-//! ([`ferry_engine::switch`]); what is here touches the service's store: the
+//! ([`ferry_engine::dr::switch`]); what is here touches the service's store: the
 //! causes applied, and after a switchover the task's spec and secrets turned round.
 
 use crate::control::{Control, Sealed};
@@ -10,7 +10,7 @@ use crate::store::TaskRow;
 use ferry_core::lifecycle::{Action, Cause, State};
 use ferry_core::{Error, ErrorKind, TaskSpec};
 use ferry_engine::conn::{Conn, Role};
-use ferry_engine::switch;
+use ferry_engine::dr::switch;
 
 /// Validates a new task (both endpoints answer), then schedules it when it has a
 /// start time.

@@ -9,10 +9,10 @@ use crate::error::ServiceResult;
 use crate::store::TaskRow;
 use ferry_core::lifecycle::{Cause, State};
 use ferry_core::{Mode, TaskSpec};
-use ferry_engine::incremental::StreamOptions;
 use ferry_engine::metrics::Metrics;
 use ferry_engine::phase::{Phase, Phases};
 use ferry_engine::RunOptions;
+use ferry_engine::StreamOptions;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -263,7 +263,7 @@ async fn run(
         // primary, nor the reverse stream after a switchover) until a switchover or a
         // failover promotes it; fenced from the first copy on, again at every
         // (re)start. Ferry's own sessions bypass it.
-        if let Err(e) = ferry_engine::switch::fence_standby(spec).await {
+        if let Err(e) = ferry_engine::dr::switch::fence_standby(spec).await {
             return if e.is_transient() {
                 Outcome::Transient(e.to_string())
             } else {
@@ -272,7 +272,7 @@ async fn run(
         }
     }
     let opts = RunOptions {
-        jobs: spec.jobs.unwrap_or_else(ferry_engine::full::default_jobs),
+        jobs: spec.jobs.unwrap_or_else(ferry_engine::default_jobs),
         quiet: true,
         precheck: false,
     };

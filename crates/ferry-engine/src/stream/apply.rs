@@ -22,7 +22,7 @@
 //! logged and counted (`unmatched` in `ferry status`, `ferry_unmatched_changes_total`).
 
 use crate::conn::Conn;
-use crate::mapping::NameMap;
+use crate::schema::mapping::NameMap;
 use ferry_connector::{Dialect, MatchForm};
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::{Column, Engine, Error, ErrorKind, LogicalType, Position, Result, TableId, Value};

@@ -3,8 +3,8 @@
 
 use crate::checkpoint::{CheckpointStore, TableStage};
 use crate::conn::{Conn, Role};
-use crate::full::{add_foreign_keys, create_table_now, make_room, plan_all, source_tables, Room};
-use crate::mapping::NameMap;
+use crate::copy::{add_foreign_keys, create_table_now, make_room, plan_all, source_tables, Room};
+use crate::schema::mapping::NameMap;
 use ferry_core::{Error, Result, Table, TableId, TaskSpec};
 use std::collections::HashSet;
 

@@ -5,6 +5,8 @@
 //! [`ferry_connector::Fencing`]; Ferry's own sessions still write to a fenced
 //! database, so it still receives the reversed stream.
 
+pub mod switch;
+
 use crate::factory::connector;
 use ferry_core::{Endpoint, Error, Result, TaskSpec};
 use std::time::Duration;

@@ -31,13 +31,13 @@ mod visibility;
 
 pub use adopt::adopt_added_tables;
 
-use crate::apply::{restart, Applier};
 use crate::checkpoint::CheckpointStore;
 use crate::checkpoint::{self, BackfillRow};
 use crate::conn::{Conn, Role};
-use crate::copy::TableJob;
+use crate::copy::chunk::TableJob;
 use crate::factory::connector;
-use crate::mapping::NameMap;
+use crate::schema::mapping::NameMap;
+use crate::stream::apply::{restart, Applier};
 use ferry_connector::ReadFormat;
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::chunk::{Batch, KeyRange};
@@ -395,7 +395,7 @@ impl Backfill {
         let copied = if self.bulk {
             let job = f.job.clone();
             let dst = applier.bulk_conn().await?;
-            let n = crate::copy::copy_rows(src, dst, &job, range.as_ref(), &|_| {}).await;
+            let n = crate::copy::chunk::copy_rows(src, dst, &job, range.as_ref(), &|_| {}).await;
             if let Ok(n) = n {
                 // metered like a full copy: the table's size, pro rata
                 let per_row = table.estimated_bytes / table.estimated_rows.max(1);

@@ -7,9 +7,9 @@
 
 use crate::checkpoint::{CheckpointStore, TaskPhase};
 use crate::conn::{Conn, Role};
-use crate::incremental::StreamOptions;
 use crate::metrics::Metrics;
 use crate::phase::Phases;
+use crate::stream::StreamOptions;
 use crate::RunOptions;
 use ferry_core::{Endpoint, Error, ErrorKind, Result, TaskSpec};
 use std::fmt;

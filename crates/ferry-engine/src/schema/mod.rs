@@ -6,9 +6,11 @@
 //!
 //! Engine-blind: engine facts and statements come from the connectors' `Schema`.
 
+pub mod mapping;
+
 use crate::conn::Conn;
 use crate::factory::connector;
-use crate::mapping::{plan_ddl, Ddl, NameMap};
+use crate::schema::mapping::{plan_ddl, Ddl, NameMap};
 use ferry_connector::NameFolding;
 use ferry_core::{Error, ErrorKind, ExistingData, Result, Table, TableId, TaskSpec};
 use std::collections::HashMap;

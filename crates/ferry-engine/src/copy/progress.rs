@@ -191,8 +191,10 @@ impl TableProgress {
         self.meter.rate()
     }
 
-    /// What the bar shows after the counts: `waiting`, or the rate and ETA.
-    pub fn rate_and_eta(&self) -> (String, String) {
+    /// What the bar shows after the counts: `waiting`, or the rate and ETA (the
+    /// bar's template reads the same two texts).
+    #[cfg(test)]
+    fn rate_and_eta(&self) -> (String, String) {
         (self.meter.rate_text(), self.meter.eta_text())
     }
 }
@@ -260,16 +262,6 @@ impl Progress {
         });
         self.tables.push(t.clone());
         t
-    }
-
-    /// Prints a line above the bars (or to stderr).
-    pub fn println(&self, line: &str) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(line);
-            }
-            None => eprintln!("{line}"),
-        }
     }
 
     /// Whether bars are drawn (else the caller runs [`Progress::log_loop`]).

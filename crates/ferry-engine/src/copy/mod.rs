@@ -5,12 +5,15 @@
 //! chunk's "done" mark live on the target (see [`crate::checkpoint`]), so finished
 //! chunks are never copied twice and unfinished ones were rolled back whole.
 
+pub mod chunk;
+pub(crate) mod progress;
+
 use crate::checkpoint;
 use crate::checkpoint::{CheckpointStore, TableStage, TaskPhase, TaskRecord};
 use crate::conn::{Conn, Role};
-use crate::copy::{copy_chunk, validate_chunk, TableJob};
-use crate::mapping::{Ddl, NameMap};
-use crate::progress::{Progress, TableProgress};
+use crate::copy::chunk::{copy_chunk, validate_chunk, TableJob};
+use crate::copy::progress::{Progress, TableProgress};
+use crate::schema::mapping::{Ddl, NameMap};
 use crate::schema::{build_keys, create_table, finish_after_data, Keys};
 use ferry_core::chunk::{split_range, Chunk};
 use ferry_core::{Error, ExistingData, Position, Result, Table, TableId, TaskSpec};
