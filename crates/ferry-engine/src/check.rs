@@ -4,7 +4,8 @@
 
 use crate::checkpoint::CheckpointStore;
 use crate::conn::Conn;
-use crate::copy::{plan_all, source_tables};
+use crate::copy::source_tables;
+use crate::schema::plan_all;
 use crate::schema::mapping::NameMap;
 use ferry_connector::Connector;
 use ferry_core::check::Item;
@@ -222,7 +223,7 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     if spec.kind == ferry_core::spec::Kind::Dr {
         items.push(standby_can_be_fenced(target, &mut dst).await);
     }
-    if let Err(e) = crate::copy::target_name_clashes(&mut dst, &tables, &names).await {
+    if let Err(e) = crate::schema::target_name_clashes(&mut dst, &tables, &names).await {
         items.push(Item::new(
             "target names are distinct",
             false,
@@ -260,7 +261,7 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     {
         let selected: Vec<_> = tables.iter().map(|t| names.target(&t.id)).collect();
         let parents: Vec<_> = existing.iter().collect();
-        match crate::copy::outside_references(&mut dst, &parents, &selected).await {
+        match crate::schema::outside_references(&mut dst, &parents, &selected).await {
             Ok(refs) if refs.is_empty() => {}
             Ok(refs) => items.push(Item::new(
                 "no table outside the task references the tables existing_data replaces",
@@ -338,7 +339,7 @@ pub async fn precheck(spec: &TaskSpec) -> ferry_core::Result<()> {
 /// installable on the target; `None` when none is needed.
 async fn extensions_available(dst: &mut Conn, tables: &[ferry_core::Table]) -> Option<Item> {
     let name = "target has the extensions the tables' types come from";
-    match crate::copy::missing_extensions(dst, tables).await {
+    match crate::schema::missing_extensions(dst, tables).await {
         Ok(None) => None,
         Ok(Some(exts)) => Some(Item::new(
             name,

@@ -3,7 +3,8 @@
 
 use crate::checkpoint::{CheckpointStore, StreamState, TableStage, TaskPhase};
 use crate::conn::{Conn, Role};
-use crate::copy::{plan_all, run_full, source_tables, Handoff, RunOptions, Summary};
+use crate::copy::{run_full, source_tables, Handoff, RunOptions, Summary};
+use crate::schema::plan_all;
 use crate::factory::connector;
 use crate::metrics::Metrics;
 use crate::phase::{Phase, Phases};

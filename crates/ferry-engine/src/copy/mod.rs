@@ -14,7 +14,10 @@ use crate::conn::{Conn, Role};
 use crate::copy::chunk::{copy_chunk, validate_chunk, TableJob};
 use crate::copy::progress::{Progress, TableProgress};
 use crate::schema::mapping::{Ddl, NameMap};
-use crate::schema::{build_keys, create_table, finish_after_data, Keys};
+use crate::schema::{
+    build_keys, create_table, finish_after_data, make_room, missing_extensions, plan_all,
+    target_name_clashes, Keys, Room,
+};
 use ferry_core::chunk::{split_range, Chunk};
 use ferry_core::{Error, ExistingData, Position, Result, Table, TableId, TaskSpec};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -22,11 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-// The schema toolbox moved to `crate::schema`; these names stay for its callers.
-pub(crate) use crate::schema::{
-    add_foreign_keys, create_table_now, make_room, outside_references, Room,
-};
-pub use crate::schema::{missing_extensions, plan_all, target_name_clashes};
 
 /// How to run.
 #[derive(Debug, Clone)]

@@ -380,7 +380,12 @@ impl ApplyLoop<'_> {
         let rows = applier.open_rows();
         let txns = applier.open_txns();
         let unmatched = applier.applied.unmatched;
+        let started = Instant::now();
         applier.commit(position, commit_time).await?;
+        metrics.observe_commit(
+            commit_time.map(|ct| (now_us() - ct) as f64 / 1e6),
+            started.elapsed().as_secs_f64(),
+        );
         metrics
             .unmatched
             .fetch_add(applier.applied.unmatched - unmatched, Ordering::Relaxed);
@@ -443,14 +448,14 @@ async fn create_table(applier: &mut Applier, spec: &TaskSpec, table: &TableId) -
         return Ok(());
     };
     let names = NameMap::new(spec, std::slice::from_ref(&t));
-    let ddl = crate::copy::plan_all(&mut src, spec, std::slice::from_ref(&t), &names).await?;
+    let ddl = crate::schema::plan_all(&mut src, spec, std::slice::from_ref(&t), &names).await?;
     let target = names.target(&t.id);
     if applier.conn().table_state(&target).await?.is_none() {
         for d in &ddl {
-            for w in crate::copy::create_table_now(applier.conn(), &target, d).await? {
+            for w in crate::schema::create_table_now(applier.conn(), &target, d).await? {
                 tracing::warn!("{w}");
             }
-            crate::copy::add_foreign_keys(applier.conn(), &target, d).await?;
+            crate::schema::add_foreign_keys(applier.conn(), &target, d).await?;
         }
         // its rows all come through the stream: nothing to copy later
         applier

@@ -37,16 +37,37 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
     )
     .await;
 
-    // Prometheus: state counts, and the running task's lag, each family once
-    let m = reqwest::Client::new()
-        .get(format!("{}/metrics", svc.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Prometheus: state counts, and the running task's lag, each family once; the
+    // commit histograms count the groups the stream has committed
+    let scrape = || async {
+        reqwest::Client::new()
+            .get(format!("{}/metrics", svc.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let committed = |m: &str| {
+        let line = format!("ferry_apply_seconds_count{{task=\"{id}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut m = scrape().await;
+    let t0 = std::time::Instant::now();
+    while committed(&m) == 0 && t0.elapsed() < T {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        m = scrape().await;
+    }
+    assert!(committed(&m) >= 1, "{m}");
+    assert!(
+        m.contains(&format!("ferry_commit_lag_seconds_count{{task=\"{id}\"}}")),
+        "{m}"
+    );
     assert!(
         m.contains("ferry_tasks{kind=\"migration\",state=\"incremental\"} 1"),
         "{m}"
