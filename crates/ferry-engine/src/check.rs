@@ -5,8 +5,8 @@
 use crate::checkpoint::CheckpointStore;
 use crate::conn::Conn;
 use crate::copy::source_tables;
-use crate::schema::plan_all;
 use crate::schema::mapping::NameMap;
+use crate::schema::plan_all;
 use ferry_connector::Connector;
 use ferry_core::check::Item;
 use ferry_core::{ExistingData, LogicalType, TaskSpec};

@@ -5,6 +5,7 @@
 //! them directly); a [`Collector`] turns them into metric families at scrape time.
 //! Lag and apply latency are histograms, so p50/p99 come from `/metrics`.
 
+use crate::phase::Phases;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -13,7 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a running task exposes.
@@ -34,6 +35,9 @@ pub struct Metrics {
     /// Bytes moved: the full copy's tables (source size) and the applied changes.
     pub bytes: AtomicU64,
     position: Mutex<String>,
+    /// The engine's phase, exported as the `state` label of `ferry_task_info` (the
+    /// metrics only read it; the engine reports it through [`Phases`]).
+    phases: Option<Arc<Phases>>,
     /// Seconds behind the source at each committed group.
     commit_lag: Histogram,
     /// Seconds to commit one group on the target.
@@ -61,6 +65,7 @@ impl Default for Metrics {
             unmatched: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             position: Mutex::new(String::new()),
+            phases: None,
             commit_lag: Histogram::new(lag_buckets()),
             apply: Histogram::new(apply_buckets()),
         }
@@ -73,6 +78,14 @@ impl Metrics {
         Metrics {
             task: task.to_string(),
             ..Metrics::default()
+        }
+    }
+
+    /// Metrics of task `task` whose engine reports its phase through `phases`.
+    pub fn watching(task: &str, phases: Arc<Phases>) -> Metrics {
+        Metrics {
+            phases: Some(phases),
+            ..Metrics::new(task)
         }
     }
 
@@ -114,6 +127,11 @@ impl Metrics {
             unmatched: self.unmatched.load(Ordering::Relaxed),
             recoveries: self.recoveries.load(Ordering::Relaxed),
             position: self.position(),
+            state: self
+                .phases
+                .as_ref()
+                .map(|p| p.current().name())
+                .unwrap_or_default(),
             commit_lag: self.commit_lag.clone(),
             apply: self.apply.clone(),
         }
@@ -130,6 +148,7 @@ struct Sample {
     unmatched: u64,
     recoveries: u64,
     position: String,
+    state: &'static str,
     commit_lag: Histogram,
     apply: Histogram,
 }
@@ -217,15 +236,19 @@ impl Collector for Tasks {
             "Recoveries from transient faults.",
             |s| s.recoveries,
         )?;
-        // an info family: `ferry_task_info{task,position} 1`
+        // an info family: `ferry_task_info{task,state,position} 1`
         let mut info = encoder.encode_descriptor(
             "ferry_task",
-            "Task applied position.",
+            "Task state (the engine's phase) and applied position.",
             None,
             MetricType::Info,
         )?;
         for s in &self.0 {
-            info.encode_info(&[("task", s.task.as_str()), ("position", &s.position)])?;
+            info.encode_info(&[
+                ("task", s.task.as_str()),
+                ("state", s.state),
+                ("position", &s.position),
+            ])?;
         }
         self.histogram(
             &mut encoder,
@@ -342,7 +365,11 @@ mod tests {
     use super::*;
 
     fn running(name: &str) -> Metrics {
-        let m = Metrics::new(name);
+        let phases = Arc::new(Phases::new());
+        phases.set(crate::phase::Phase::Recovering {
+            reason: "reset".into(),
+        });
+        let m = Metrics::watching(name, phases);
         m.rows.fetch_add(12, Ordering::Relaxed);
         m.txns.fetch_add(3, Ordering::Relaxed);
         m.lag_us.store(1_500_000, Ordering::Relaxed);
@@ -371,7 +398,7 @@ mod tests {
             "ferry_unmatched_changes_total{task=\"a\"} 1",
             "ferry_recoveries_total{task=\"b\"} 2",
             "# TYPE ferry_task_info gauge",
-            "ferry_task_info{task=\"a\",position=\"0/16B3748\"} 1",
+            "ferry_task_info{task=\"a\",state=\"recovering\",position=\"0/16B3748\"} 1",
             "# TYPE ferry_commit_lag_seconds histogram",
             "ferry_commit_lag_seconds_count{task=\"a\"} 1",
             "ferry_commit_lag_seconds_bucket{task=\"a\",le=\"+Inf\"} 1",
@@ -414,7 +441,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE ferry_task info\n"), "{text}");
-        assert!(text.contains("ferry_task_info{task=\"a\",position=\"0/16B3748\"} 1\n"));
+        assert!(text.contains(
+            "ferry_task_info{task=\"a\",state=\"recovering\",position=\"0/16B3748\"} 1\n"
+        ));
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 

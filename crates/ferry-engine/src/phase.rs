@@ -27,7 +27,8 @@ pub enum Phase {
     },
     /// Stopped on request.
     Stopped,
-    /// A definite error ended the phase.
+    /// A definite error ended the change stream (the copy's failures end the run
+    /// with its error instead).
     Failed {
         /// The error, as shown to the user.
         error: String,

@@ -4,11 +4,11 @@
 use crate::checkpoint::{CheckpointStore, StreamState, TableStage, TaskPhase};
 use crate::conn::{Conn, Role};
 use crate::copy::{run_full, source_tables, Handoff, RunOptions, Summary};
-use crate::schema::plan_all;
 use crate::factory::connector;
 use crate::metrics::Metrics;
 use crate::phase::{Phase, Phases};
 use crate::schema::mapping::NameMap;
+use crate::schema::plan_all;
 use crate::stream::{run_incremental, source_head, StreamOptions, StreamSummary};
 use ferry_connector::{SlotStart, TaskSlot};
 use ferry_core::{Error, ExistingData, Mode, Result, TaskSpec};

@@ -146,15 +146,18 @@ pub fn classify(e: tokio_postgres::Error) -> Error {
                 .with_kind(ErrorKind::NoPrivilege)
                 .with_hint("grant the Ferry user the privilege named above (see `ferry check`)");
         }
-        if [
-            SqlState::DUPLICATE_TABLE,
-            SqlState::DUPLICATE_OBJECT,
-            SqlState::DUPLICATE_SCHEMA,
-            SqlState::INVALID_TABLE_DEFINITION,
-        ]
-        .contains(code)
+        // 42P16 covers every invalid table definition; of those only a second
+        // primary key means "already there" (the server has no finer code)
+        let second_key = *code == SqlState::INVALID_TABLE_DEFINITION
+            && db.message().starts_with("multiple primary keys");
+        if second_key
+            || [
+                SqlState::DUPLICATE_TABLE,
+                SqlState::DUPLICATE_OBJECT,
+                SqlState::DUPLICATE_SCHEMA,
+            ]
+            .contains(code)
         {
-            // 42P16 is what a second primary key raises
             return err.with_kind(ErrorKind::AlreadyExists);
         }
         return err;

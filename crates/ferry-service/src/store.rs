@@ -310,9 +310,14 @@ impl Store {
         .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if e.to_string().to_lowercase().contains("unique") => Err(
-                ServiceError::Conflict(format!("tenant {name:?} already exists")),
-            ),
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation()) =>
+            {
+                Err(ServiceError::Conflict(format!(
+                    "tenant {name:?} already exists"
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }

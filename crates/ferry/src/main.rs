@@ -254,7 +254,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 spec.target,
                 if jobs == 1 { "" } else { "s" }
             );
-            let metrics = Arc::new(Metrics::new(&spec.name));
+            let phases = Arc::new(ferry_engine::Phases::new());
+            let metrics = Arc::new(Metrics::watching(&spec.name, phases.clone()));
             if let Some(addr) = &metrics_addr {
                 ferry_engine::metrics::serve(addr, metrics.clone())
                     .await
@@ -280,7 +281,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 &stream_opts,
                 metrics,
-                Arc::new(ferry_engine::phase::Phases::new()),
+                phases,
                 stop_rx,
                 |summary, warnings| {
                     // printed as the copy ends / the stream starts: a streaming run

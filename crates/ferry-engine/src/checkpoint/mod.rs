@@ -3,10 +3,15 @@
 //! are committed, which tables are finished, the source position the rows came from
 //! and how far the stream has applied.
 //!
-//! [`CheckpointStore`] is the seam: a SQL target keeps the records in tables of a
-//! `ferry` schema/database (`checkpoint/sql.rs`); a target without SQL tables (a backup set in
-//! object storage) implements the same trait its own way. Stages and phases are
-//! typed; their text form is what the SQL store writes.
+//! [`CheckpointStore`] is the seam for the records read and written outside a data
+//! transaction: a SQL target keeps them in tables of a `ferry` schema/database
+//! (`checkpoint/sql.rs`); a target without SQL tables (a backup set in object
+//! storage) implements the same trait its own way. The records a data transaction
+//! carries (a chunk's done mark, a watermark, a backfill's progress, the stream's
+//! position at each commit) are still SQL statements built for SQL targets
+//! (`mark_done_sql`, `watermark_sql`, `backfill_sql`, the applier's commit): a
+//! non-SQL target needs them behind the trait too. Stages and phases are typed;
+//! their text form is what the SQL store writes.
 
 mod sql;
 mod writers;

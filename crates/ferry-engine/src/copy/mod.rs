@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {

@@ -232,15 +232,21 @@ pub async fn switchover(old: &TaskSpec) -> Result<Switched> {
 pub async fn failover(spec: &TaskSpec) -> Result<FailedOver> {
     let mut dst = Conn::open(spec, Role::Target).await?;
     dst.ensure().await?;
-    let position = dst
-        .task(&spec.name)
-        .await?
-        .and_then(|r| r.position)
-        .map(|p| p.to_string());
-    let commit_us = dst
-        .stream(&spec.name)
-        .await?
-        .and_then(|r| r.source_commit_us);
+    // an unreadable record must not keep the standby from being promoted: the
+    // report then says so instead of naming a position
+    let position = match dst.task(&spec.name).await {
+        Ok(r) => r.and_then(|r| r.position).map(|p| p.to_string()),
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => Some(format!(
+            "an unknown position (its record is unreadable: {})",
+            e.message
+        )),
+    };
+    let commit_us = match dst.stream(&spec.name).await {
+        Ok(r) => r.and_then(|r| r.source_commit_us),
+        Err(e) if e.is_transient() => return Err(e),
+        Err(_) => None,
+    };
     dst.set_task(&spec.name, TaskPhase::Ended, None).await?;
     crate::dr::set_read_only(&spec.target, false).await?;
     let old_primary = if crate::factory::connector(spec.source.engine)

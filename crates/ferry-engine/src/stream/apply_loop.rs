@@ -252,8 +252,7 @@ impl ApplyLoop<'_> {
             *self.hold = Some(position);
             return Err(restart(
                 "a schema change arrived while a copied chunk waited for the stream",
-            )
-            .with_kind(ErrorKind::RestartStream));
+            ));
         }
         if let Some((p, ct)) = st.pending.take() {
             self.commit_group(&p, ct).await?;

@@ -8,7 +8,6 @@ use tokio::sync::mpsc::Receiver;
 
 #[async_trait]
 impl BulkTarget for MyConn {
-    /// `foreign_key_checks = 0` for this session.
     /// `LOAD DATA LOCAL INFILE` fed with text lines encoded from rows (floats of a
     /// declared precision fitted to their bound, see `DeclaredFloats`).
     async fn bulk_load(&mut self, load: BulkLoad<'_>, rx: Receiver<Batch>) -> Result<u64> {

@@ -8,9 +8,6 @@ use tokio::sync::mpsc::Receiver;
 
 #[async_trait]
 impl BulkTarget for PgConn {
-    /// `session_replication_role = replica` skips the foreign keys' triggers; it
-    /// needs superuser (or SET granted on it), so a refusal is ignored and kept
-    /// tables' keys are then checked.
     /// `COPY … FROM STDIN`: text lines encoded from rows, or the source's COPY
     /// bytes passed through (binary unless the table's types need text).
     async fn bulk_load(&mut self, load: BulkLoad<'_>, rx: Receiver<Batch>) -> Result<u64> {

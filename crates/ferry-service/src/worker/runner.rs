@@ -73,8 +73,8 @@ impl Worker {
             Some(p) => (self.control.spec_from(t, p)?, true),
             None => (self.control.spec(t)?, false),
         };
-        let metrics = Arc::new(Metrics::new(&t.id));
         let phases = Arc::new(Phases::new());
+        let metrics = Arc::new(Metrics::watching(&t.id, phases.clone()));
         let (shutdown, rx) = watch::channel(false);
         let outcome = Arc::new(Mutex::new(None));
         let out = outcome.clone();

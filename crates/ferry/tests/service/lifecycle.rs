@@ -65,6 +65,12 @@ async fn a_migration_task_lives_its_whole_lifecycle_over_http() {
     }
     assert!(committed(&m) >= 1, "{m}");
     assert!(
+        m.contains(&format!(
+            "ferry_task_info{{task=\"{id}\",state=\"incremental\","
+        )),
+        "{m}"
+    );
+    assert!(
         m.contains(&format!("ferry_commit_lag_seconds_count{{task=\"{id}\"}}")),
         "{m}"
     );

@@ -4,8 +4,8 @@
 use crate::checkpoint::{CheckpointStore, TableStage};
 use crate::conn::{Conn, Role};
 use crate::copy::source_tables;
-use crate::schema::{add_foreign_keys, create_table_now, make_room, plan_all, Room};
 use crate::schema::mapping::NameMap;
+use crate::schema::{add_foreign_keys, create_table_now, make_room, plan_all, Room};
 use ferry_core::{Error, Result, Table, TableId, TaskSpec};
 use std::collections::HashSet;
 

@@ -41,7 +41,7 @@ use crate::stream::apply::{restart, Applier};
 use ferry_connector::ReadFormat;
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::chunk::{Batch, KeyRange};
-use ferry_core::{Error, ErrorKind, Position, Result, Table, TableId, TaskSpec, Value};
+use ferry_core::{Error, Position, Result, Table, TableId, TaskSpec, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -272,10 +272,9 @@ impl Backfill {
             if matches!(&self.in_flight, Some(fl) if fl.table == t) && self.txn_seen {
                 // the open chunk already reflects the truncation but the copied part
                 // before it does not: read the chunk again after it
-                return Err(
-                    restart(&format!("{id} was truncated while it was being copied"))
-                        .with_kind(ErrorKind::RestartStream),
-                );
+                return Err(restart(&format!(
+                    "{id} was truncated while it was being copied"
+                )));
             }
             out.push(id);
         }
