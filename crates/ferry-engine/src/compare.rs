@@ -65,6 +65,8 @@ pub async fn compare_table(
     let filter = ObjectFilter::table(target);
     let found = dst.tables(&filter, Some(&target.schema)).await?;
     let Some(tt) = found.into_iter().find(|x| &x.id == target) else {
+        // what the target lacks: every source row
+        v.source_rows = src.key_stats(&t.id, None).await?.0;
         v.differences.push("missing on the target".into());
         return Ok(v);
     };

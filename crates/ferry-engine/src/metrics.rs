@@ -283,17 +283,26 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format an `Accept` header asks for: OpenMetrics when it names
-    /// `application/openmetrics-text`, otherwise the Prometheus text format.
+    /// The format an `Accept` header asks for: OpenMetrics when one of its media
+    /// ranges names `application/openmetrics-text` with a weight above 0,
+    /// otherwise the Prometheus text format.
     pub fn negotiate(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a)
-                if a.to_ascii_lowercase()
-                    .contains("application/openmetrics-text") =>
-            {
-                Format::OpenMetrics
-            }
-            _ => Format::Prometheus,
+        let wants_open_metrics = accept.is_some_and(|a| {
+            a.split(',').any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or_default();
+                let refused = parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f64>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+            })
+        });
+        if wants_open_metrics {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
         }
     }
 
@@ -331,7 +340,70 @@ fn accept_header(request: &str) -> Option<&str> {
         .map(|(_, v)| v.trim())
 }
 
-/// Serves `GET /metrics` (any path) on `addr` until the process ends.
+/// The most a scrape request may hold before its headers end.
+const MAX_REQUEST: usize = 16 * 1024;
+/// How long a scraper may take to send its request.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads an HTTP request's head (up to the blank line that ends the headers),
+/// whatever the number of reads it arrives in; `None` when the client sends too
+/// much, too slowly, or goes away.
+async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut buf).await.ok()?;
+            if n == 0 || head.len() + n > MAX_REQUEST {
+                return None;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, read).await.ok()??;
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The answer to one scrape request: metrics for `GET /metrics` (the headers only
+/// for `HEAD`), 404 for other paths, 405 for other methods.
+fn answer(request: &str, m: &Metrics) -> String {
+    let mut first = request
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace();
+    let (method, path) = (
+        first.next().unwrap_or_default(),
+        first.next().unwrap_or_default(),
+    );
+    let path = path.split('?').next().unwrap_or_default();
+    let plain = |status: &str, extra: &str| {
+        let body = format!("{status}\n");
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    if path != "/metrics" {
+        return plain("404 Not Found", "");
+    }
+    if method != "GET" && method != "HEAD" {
+        return plain("405 Method Not Allowed", "Allow: GET, HEAD\r\n");
+    }
+    let format = Format::negotiate(accept_header(request));
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector(&[m])));
+    let body = format.encode(&registry);
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        format.content_type(),
+        body.len(),
+        if method == "HEAD" { "" } else { body.as_str() }
+    )
+}
+
+/// Serves `GET /metrics` on `addr` until the process ends.
 pub async fn serve(addr: &str, metrics: std::sync::Arc<Metrics>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(async move {
@@ -341,19 +413,9 @@ pub async fn serve(addr: &str, metrics: std::sync::Arc<Metrics>) -> std::io::Res
             };
             let m = metrics.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let format = Format::negotiate(accept_header(&request));
-                let mut registry = Registry::default();
-                registry.register_collector(Box::new(collector(&[m.as_ref()])));
-                let body = format.encode(&registry);
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    format.content_type(),
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
+                if let Some(request) = read_head(&mut sock).await {
+                    let _ = sock.write_all(answer(&request, &m).as_bytes()).await;
+                }
             });
         }
     });
@@ -495,5 +557,64 @@ mod tests {
             text.contains("ferry_applied_rows_total{task=\"a\\\"b\\\\c\"} 0"),
             "{text}"
         );
+    }
+
+    /// A weight of 0 refuses OpenMetrics; other paths and methods are refused; a
+    /// HEAD request gets the headers alone.
+    #[test]
+    fn scrapes_are_answered_by_path_method_and_weight() {
+        let refused = "text/plain;version=0.0.4, application/openmetrics-text;q=0";
+        assert_eq!(Format::negotiate(Some(refused)), Format::Prometheus);
+        let weighted = "application/openmetrics-text; version=1.0.0; q=0.5";
+        assert_eq!(Format::negotiate(Some(weighted)), Format::OpenMetrics);
+        let m = running("a");
+        let get = answer("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &m);
+        assert!(get.starts_with("HTTP/1.1 200 OK\r\n") && get.contains("ferry_applied_rows_total"));
+        let head = answer("HEAD /metrics?x=1 HTTP/1.1\r\n\r\n", &m);
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        let elsewhere = answer("GET /nonexistent HTTP/1.1\r\n\r\n", &m);
+        assert!(
+            elsewhere.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{elsewhere}"
+        );
+        let post = answer("POST /metrics HTTP/1.1\r\n\r\n", &m);
+        assert!(
+            post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+                && post.contains("Allow: GET, HEAD")
+        );
+    }
+
+    /// A request whose headers arrive in several writes (and past 2 KB) is read
+    /// whole before it is answered: its Accept header counts.
+    #[tokio::test]
+    async fn a_request_in_pieces_is_read_whole() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        serve(&addr, std::sync::Arc::new(running("a")))
+            .await
+            .unwrap();
+        let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let pad = "x".repeat(3000);
+        sock.write_all(format!("GET /metrics HTTP/1.1\r\nX-Pad: {pad}\r\n").as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        sock.write_all(b"Accept: application/openmetrics-text\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        sock.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.contains("Content-Type: application/openmetrics-text"),
+            "{answer}"
+        );
+        assert!(answer.ends_with("# EOF\n"));
     }
 }

@@ -621,4 +621,12 @@ async fn the_chunked_copy_and_compare_run_against_an_in_memory_engine() {
         "{:?}",
         v.differences
     );
+
+    // a target table that is gone: every source row is missing there
+    target.lock().unwrap().tables.remove(&dst_t.id);
+    let v = ferry_engine::compare::compare_table(&mut src, &mut dst, &t, &dst_t.id, 2_000)
+        .await
+        .unwrap();
+    assert_eq!((v.source_rows, v.target_rows), (10_000, 0));
+    assert_eq!(v.differences, ["missing on the target"]);
 }

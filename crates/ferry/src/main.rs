@@ -399,6 +399,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::End { task } => {
             let spec = load(&task)?;
+            if spec.kind != Kind::Migration {
+                log::error(&format!(
+                    "{} is a `kind: {}` task: the service runs it, under its task id, and ends \
+                     it; `ferry end` ends tasks that `ferry run` ran\n  \
+                     hint: `ferry task end ID` (`ferry task list` shows the id)",
+                    spec.name,
+                    spec.kind.id()
+                ));
+                return Ok(ExitCode::from(2));
+            }
             match end_task(&spec).await {
                 Ok(done) => {
                     for d in done {

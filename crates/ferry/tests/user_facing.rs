@@ -291,6 +291,13 @@ async fn run_refuses_sync_and_dr_tasks_naming_the_service_command() {
         assert!(t.contains(&format!("`kind: {kind}` task")), "{t}");
         assert!(t.contains(&format!("ferry task create -f {task}")), "{t}");
         assert!(!t.contains("cannot connect"), "it ran: {t}");
+        // nor does `ferry end` end one: the service owns it, under its id
+        let out = ferry_env(&["end", &task], &[]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        assert!(t.contains(&format!("`kind: {kind}` task")), "{t}");
+        assert!(t.contains("ferry task end"), "{t}");
+        assert!(!t.contains("ended"), "{t}");
     }
 }
 
