@@ -410,6 +410,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             match end_task(&spec).await {
+                Ok(done) if done.is_empty() => {
+                    println!(
+                        "task {} has not run against {}: nothing to end",
+                        spec.name, spec.target
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
                 Ok(done) => {
                     for d in done {
                         println!("{d}");

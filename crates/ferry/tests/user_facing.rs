@@ -324,6 +324,11 @@ async fn an_ended_task_has_no_lag_and_compare_names_both_tables() {
         .unwrap()
         .replace("mode: full\n", "mode: full+incremental\n");
     std::fs::write(&task, yaml).unwrap();
+    // a task that never ran has nothing to end, and `end` says so
+    let end = ferry_env(&["end", &task], &[]);
+    assert!(end.status.success(), "{}", text(&end));
+    assert!(text(&end).contains("nothing to end"), "{}", text(&end));
+    assert!(!text(&end).contains("ended"), "{}", text(&end));
     let run = ferry_env(&["run", "--quiet", "--exit-when-caught-up", &task], &[]);
     assert!(run.status.success(), "{}", text(&run));
     assert!(text(&run).contains("app.acct"), "{}", text(&run));
