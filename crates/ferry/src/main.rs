@@ -9,6 +9,23 @@ use ferry_engine::StreamOptions;
 use ferry_engine::{compare, default_jobs, RunOptions, Summary};
 use std::path::{Path, PathBuf};
 
+/// `println!` that ends the program quietly when standard output is a closed pipe
+/// (`ferry status … | head -1`), as a program killed by SIGPIPE would (status 141),
+/// and with an error for any other write failure — the standard one panics on both
+/// (Rust ignores SIGPIPE).
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 mod client;
 mod log;
 use std::process::ExitCode;

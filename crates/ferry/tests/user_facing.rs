@@ -482,3 +482,24 @@ async fn a_resumed_stream_says_it_streams_when_it_starts() {
     assert!(!out.contains("snapshot position"), "{out}");
     assert!(text(&ferry_env(&["end", &task], &[])).contains("ended"));
 }
+
+/// Output piped into a reader that stops early (`ferry check … | head -1`) ends the
+/// program quietly, as SIGPIPE would, instead of a panic and its backtrace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_output_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!("postgres://postgres@127.0.0.1:{}/x", closed_port());
+    let task = task_with_source(dir.path(), &src).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["check", &task])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the reader goes away before the first line is written
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
