@@ -18,6 +18,11 @@ pub trait Checks: Send + Sync {
     /// standby), and how to grant it when not.
     async fn can_fence(&self, conn: &mut dyn Connection) -> Result<(bool, &'static str)>;
 
+    /// Whether Ferry's user may create its checkpoint tables (the `ferry`
+    /// namespace) on the target, found out without leaving anything there (a check
+    /// creates nothing); the detail says what was found.
+    async fn can_hold_checkpoints(&self, conn: &mut dyn Connection) -> Result<(bool, String)>;
+
     /// What streaming changes of a table without a key involves on this source
     /// (shown by `ferry check` for each such table).
     fn keyless_stream_note(&self) -> &'static str;

@@ -203,12 +203,18 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             e.hint.unwrap_or_default(),
         )),
     }
-    match dst.ensure().await {
-        Ok(()) => items.push(Item::new(
+    // found out without creating them: a check (and a failed precheck) leaves the
+    // target as it was
+    match target.can_hold_checkpoints(&mut *dst).await {
+        Ok((ok, detail)) => items.push(Item::new(
             "target can hold Ferry's checkpoint tables (ferry.*)",
-            true,
-            "",
-            "",
+            ok,
+            detail,
+            if ok {
+                ""
+            } else {
+                "grant CREATE on the target database to the Ferry user"
+            },
         )),
         Err(e) => items.push(Item::new(
             "target can hold Ferry's checkpoint tables (ferry.*)",

@@ -407,6 +407,10 @@ impl Checks for MemConnector {
         Ok((false, "the in-memory engine has no read-only mode"))
     }
 
+    async fn can_hold_checkpoints(&self, _c: &mut dyn Connection) -> Result<(bool, String)> {
+        Ok((true, String::new()))
+    }
+
     fn keyless_stream_note(&self) -> &'static str {
         "the in-memory engine has no change log"
     }

@@ -244,6 +244,16 @@ async fn a_wal_level_replica_source_fails_run_with_the_check_s_fix_and_leaves_no
         .await,
         vec!["0"]
     );
+    // nor did the precheck leave Ferry's checkpoint schema behind
+    assert_eq!(
+        query_lines(
+            "postgres",
+            &dst.url,
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'ferry'"
+        )
+        .await,
+        vec!["0"]
+    );
 }
 
 /// A first run whose copy fails before any chunk is committed drops what it created

@@ -31,6 +31,37 @@ impl Checks for MySql {
         ))
     }
 
+    async fn can_hold_checkpoints(&self, conn: &mut dyn Connection) -> Result<(bool, String)> {
+        // DDL commits at once here: ask for the privilege instead of trying
+        let exists = !conn
+            .query_text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'ferry'")
+            .await?
+            .is_empty();
+        let grantee = "CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
+                       SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')";
+        let r = conn
+            .query_text(&format!(
+                "SELECT (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES \
+                         WHERE GRANTEE = {grantee} AND PRIVILEGE_TYPE = 'CREATE') \
+                      + (SELECT COUNT(*) FROM information_schema.SCHEMA_PRIVILEGES \
+                         WHERE GRANTEE = {grantee} AND TABLE_SCHEMA = 'ferry' \
+                         AND PRIVILEGE_TYPE = 'CREATE') > 0"
+            ))
+            .await?;
+        let may_create = r.first().and_then(|r| r.first().cloned().flatten()) == Some("1".into());
+        Ok(match (exists, may_create) {
+            (_, true) => (true, String::new()),
+            (true, false) => (
+                false,
+                "the ferry database exists but Ferry's user may not create tables in it".into(),
+            ),
+            (false, false) => (
+                false,
+                "Ferry's user may not create the ferry database (no CREATE privilege)".into(),
+            ),
+        })
+    }
+
     fn keyless_stream_note(&self) -> &'static str {
         "copied whole (not split in chunks); its changes are matched on every column, one \
          row at a time (slower; identical duplicate rows are interchangeable)"

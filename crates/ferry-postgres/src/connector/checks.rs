@@ -39,6 +39,22 @@ impl Checks for Postgres {
         ))
     }
 
+    async fn can_hold_checkpoints(&self, conn: &mut dyn Connection) -> Result<(bool, String)> {
+        // DDL is transactional here: try it, then undo it
+        conn.exec("BEGIN").await?;
+        let tried = conn
+            .exec(
+                "CREATE SCHEMA IF NOT EXISTS ferry; \
+                 CREATE TABLE IF NOT EXISTS ferry.ferry_check_probe (probe int)",
+            )
+            .await;
+        conn.exec("ROLLBACK").await?;
+        Ok(match tried {
+            Ok(()) => (true, String::new()),
+            Err(e) => (false, e.message),
+        })
+    }
+
     fn keyless_stream_note(&self) -> &'static str {
         "copied whole (not split in chunks); its changes are matched on every column, one \
          row at a time (slower; identical duplicate rows are interchangeable); `ferry run` \
