@@ -392,6 +392,13 @@ async fn list_tasks(
             reason: "between 1 and 500".into(),
         });
     }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ServiceError::Invalid {
+            field: "offset".into(),
+            reason: "0 or more".into(),
+        });
+    }
     let (since_ms, until_ms) = since_until(q.since.as_deref(), q.until.as_deref())?;
     let filter = TaskFilter {
         tenant: match &c {
@@ -403,7 +410,7 @@ async fn list_tasks(
         since_ms,
         until_ms,
         limit,
-        offset: q.offset.unwrap_or(0).max(0),
+        offset,
     };
     let (rows, total) = app.control.store.tasks(&filter).await?;
     Ok(Json(to_json(&TaskPage {
@@ -844,6 +851,13 @@ async fn metrics(AxState(app): AxState<Shared>, headers: HeaderMap) -> ApiResult
         (Some(m), Some(t)) => token_hash(t) == token_hash(m),
         _ => false,
     };
+    if bearer(&headers).is_none() {
+        return Err(ServiceError::Unauthorized(
+            "no token: /metrics needs Authorization: Bearer with the admin token or the \
+             metrics token (FERRY_METRICS_TOKEN of the server)"
+                .into(),
+        ));
+    }
     if !scraper {
         admin_only(&caller(&app, &headers).await?).map_err(|_| {
             ServiceError::Forbidden(

@@ -203,7 +203,10 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
         }
         r.send()
     };
-    assert_eq!(metrics(None).await.unwrap().status().as_u16(), 401);
+    let none = metrics(None).await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+    let why = none.text().await.unwrap();
+    assert!(why.contains("FERRY_METRICS_TOKEN"), "{why}");
     assert_eq!(metrics(Some(&tok)).await.unwrap().status().as_u16(), 403);
     for t in [ADMIN, "scrape-me"] {
         let r = metrics(Some(t)).await.unwrap();
@@ -254,6 +257,10 @@ async fn bad_requests_are_refused_with_json_before_anything_is_written() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.headers()["content-type"], "application/json");
+    // as documented, an offset is 0 or more
+    let (s, v) = svc.call("GET", "/api/v1/tasks?offset=-1", &tok, None).await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["field"], "offset", "{v}");
 
     // an action's body is optional, but one that is sent is never ignored
     let act = url(&format!("/api/v1/tasks/{id}/schedule"));
