@@ -3,7 +3,7 @@
 
 use crate::factory;
 use ferry_connector::{Connection, Connector};
-use ferry_core::{Endpoint, Engine, Error, Result, TaskSpec};
+use ferry_core::{Endpoint, Error, Result, TaskSpec};
 
 /// Which endpoint of a task.
 #[derive(Debug, Clone, Copy)]
@@ -44,11 +44,6 @@ impl Conn {
     /// The connector of this session's engine.
     pub fn connector(&self) -> &'static dyn Connector {
         self.connector
-    }
-
-    /// The engine.
-    pub fn engine(&self) -> Engine {
-        self.connector.engine()
     }
 
     // The statement runners are repeated here (they are the session's `SqlConn`

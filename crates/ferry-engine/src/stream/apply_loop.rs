@@ -381,8 +381,10 @@ impl ApplyLoop<'_> {
         let unmatched = applier.applied.unmatched;
         let started = Instant::now();
         applier.commit(position, commit_time).await?;
+        // how far behind the source this commit is: the histogram and the gauge
+        let lag_us = commit_time.map(|ct| (now_us() - ct).max(0));
         metrics.observe_commit(
-            commit_time.map(|ct| (now_us() - ct) as f64 / 1e6),
+            lag_us.map(|l| l as f64 / 1e6),
             started.elapsed().as_secs_f64(),
         );
         metrics
@@ -395,10 +397,8 @@ impl ApplyLoop<'_> {
         metrics.rows.fetch_add(rows, Ordering::Relaxed);
         metrics.txns.fetch_add(txns, Ordering::Relaxed);
         metrics.set_position(&position.to_string());
-        if let Some(ct) = commit_time {
-            metrics
-                .lag_us
-                .store((now_us() - ct).max(0), Ordering::Relaxed);
+        if let Some(l) = lag_us {
+            metrics.lag_us.store(l, Ordering::Relaxed);
         }
         self.summary.txns += txns;
         self.summary.rows += rows;
