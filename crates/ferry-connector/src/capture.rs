@@ -54,6 +54,43 @@ pub trait Capture: Send + Sync {
 
     /// What a schema change the log carries as a statement does to the tables.
     fn classify_ddl(&self, schema: &str, statement: &str) -> DdlChange;
+
+    /// What the source keeps of its log for the task resuming at `applied`, and how
+    /// safe that is (read on a short-lived session, never the stream's). `Ok(None)`:
+    /// the engine cannot tell, or keeps nothing for the task (a slot that is gone).
+    /// Fails with [`ferry_core::ErrorKind::PositionLost`] when the log at `applied`
+    /// is already gone.
+    async fn retention(&self, _spec: &TaskSpec, _applied: &Position) -> Result<Option<Retention>> {
+        Ok(None)
+    }
+}
+
+/// What a source keeps of its log for one task: what a stopped or slow task costs
+/// the source's disk, and how close the log it needs is to being removed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retention {
+    /// What holds the log: the task's replication slot, or the oldest binlog file
+    /// the task still needs.
+    pub holder: String,
+    /// The source keeps the log because of the task (a slot): without it the log
+    /// would be removed, so its size is the task's cost. False for a binlog, which
+    /// the server keeps (and expires) whatever its readers.
+    pub held_for_task: bool,
+    /// Bytes of log kept from the oldest one the task needs to the log's end.
+    pub retained_bytes: Option<u64>,
+    /// PostgreSQL `wal_status` (`reserved`, `extended`, `unreserved`, `lost`).
+    pub wal_status: Option<String>,
+    /// Bytes the source may still write before the slot is invalidated (PostgreSQL
+    /// `safe_wal_size`; `None` without a limit).
+    pub safe_bytes: Option<i64>,
+    /// The source's cap on the log a slot keeps (`max_slot_wal_keep_size`; `None`:
+    /// unlimited).
+    pub limit_bytes: Option<u64>,
+    /// Seconds after which the source removes old log files (binlog expiry; `None`:
+    /// never, or not applicable).
+    pub expire_seconds: Option<u64>,
+    /// Something streams from it right now.
+    pub active: bool,
 }
 
 /// The task's resource on a source (a replication slot and its publication): held

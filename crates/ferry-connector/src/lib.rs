@@ -27,7 +27,9 @@ mod sql;
 mod store;
 mod target;
 
-pub use capture::{Capture, DdlChange, Seen, SlotStart, SlotState, TaskSlot, TxSnapshot};
+pub use capture::{
+    Capture, DdlChange, Retention, Seen, SlotStart, SlotState, TaskSlot, TxSnapshot,
+};
 pub use checks::Checks;
 pub use dialect::{Dialect, MatchForm};
 pub use fencing::Fencing;

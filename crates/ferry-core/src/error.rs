@@ -38,6 +38,10 @@ pub enum ErrorKind {
     NoSnapshotPosition,
     /// A DR switchover found the two sides different and switched nothing.
     SwitchoverRefused,
+    /// The source no longer has the log the task must resume from (a lost or missing
+    /// replication slot, a purged binlog): the stream can never continue from its
+    /// checkpoint, only a full resync helps. Always definite.
+    PositionLost,
 }
 
 /// One Ferry error: a message naming what failed and where, and a hint on how to fix it.
@@ -110,6 +114,23 @@ impl Error {
     /// True when retrying may help.
     pub fn is_transient(&self) -> bool {
         self.class == ErrorClass::Transient
+    }
+}
+
+/// What a [`ErrorKind::PositionLost`] error tells the user to do (the engine cannot
+/// tell whether the CLI or the service runs the task, so both ways are named).
+pub const FULL_RESYNC_HINT: &str =
+    "full resync needed: end the task (`ferry end <task file>`, or `ferry task end ID` in the \
+     service) and run it again with `existing_data: drop` (the target tables are copied anew)";
+
+impl Error {
+    /// A definite [`ErrorKind::PositionLost`] error: `what` says which log is gone
+    /// and where the task had to resume; the message ends with "full resync needed"
+    /// and the hint says how, plus `prevent` (how to keep it from happening again).
+    pub fn position_lost(what: impl fmt::Display, prevent: &str) -> Self {
+        Error::definite(format!("{what}: full resync needed"))
+            .with_kind(ErrorKind::PositionLost)
+            .with_hint(format!("{FULL_RESYNC_HINT}; {prevent}"))
     }
 }
 

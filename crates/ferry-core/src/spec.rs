@@ -242,6 +242,85 @@ struct RawSpec {
     chunk_rows: Option<u64>,
     #[serde(default)]
     start_position: Option<String>,
+    #[serde(default)]
+    source_protection: RawProtection,
+}
+
+/// `source_protection:` in the task file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProtection {
+    #[serde(default)]
+    max_retained_wal: Option<serde_norway::Value>,
+    #[serde(default)]
+    sample_seconds: Option<u64>,
+}
+
+/// How a task watches what the source keeps of its log for it (`source_protection:`
+/// in the task file): a slot that nobody reads must never fill the source's disk
+/// unnoticed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceProtection {
+    /// Warn when the source keeps more log than this for the task (bytes; `None`:
+    /// the default, 10 GB or half of the source's `max_slot_wal_keep_size`).
+    pub max_retained_wal: Option<u64>,
+    /// Seconds between two samples of the source's retention (default 30).
+    pub sample_seconds: u64,
+}
+
+/// `10GB`, `512 MB`, `1MiB`, `4096` → bytes (decimal units: kB, MB, GB, TB; binary:
+/// KiB, MiB, GiB, TiB).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = (t[..split].trim(), t[split..].trim());
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = n * mult;
+    (1.0..1.8e19).contains(&bytes).then_some(bytes as u64)
+}
+
+impl RawProtection {
+    fn parse(self) -> Result<SourceProtection> {
+        let max_retained_wal = match self.max_retained_wal {
+            None => None,
+            Some(v) => {
+                let text = match &v {
+                    serde_norway::Value::Number(n) => n.to_string(),
+                    serde_norway::Value::String(s) => s.clone(),
+                    _ => String::new(),
+                };
+                Some(parse_size(&text).ok_or_else(|| {
+                    Error::definite(format!(
+                        "source_protection.max_retained_wal: {text:?} is not a size"
+                    ))
+                    .with_hint("write e.g. 10GB, 512MB or a number of bytes")
+                })?)
+            }
+        };
+        if self.sample_seconds == Some(0) {
+            return Err(Error::definite(
+                "source_protection.sample_seconds must be at least 1",
+            ));
+        }
+        Ok(SourceProtection {
+            max_retained_wal,
+            sample_seconds: self.sample_seconds.unwrap_or(30),
+        })
+    }
 }
 
 /// A parsed, validated task.
@@ -270,6 +349,8 @@ pub struct TaskSpec {
     /// `mode: incremental` only: where to start reading a MySQL/MariaDB binlog
     /// (`binlog:file:pos`); default the source's current position.
     pub start_position: Option<crate::Position>,
+    /// How the source's log kept for the task is watched.
+    pub source_protection: SourceProtection,
 }
 
 impl TaskSpec {
@@ -296,7 +377,8 @@ impl TaskSpec {
             Error::definite(crate::redact::redact(&e.to_string())).with_hint(
                 "keys: name, kind (migration|sync|dr), mode (full|incremental|full+incremental), \
                  source, target, objects {include, exclude, rename}, existing_data \
-                 (fail|drop|truncate|append), jobs, chunk_rows, start_position",
+                 (fail|drop|truncate|append), jobs, chunk_rows, start_position, \
+                 source_protection {max_retained_wal, sample_seconds}",
             )
         })?;
         if raw.name.is_empty()
@@ -341,6 +423,7 @@ impl TaskSpec {
             );
         }
         let objects = ObjectFilter::new(&raw.objects.include, &raw.objects.exclude)?;
+        let source_protection = raw.source_protection.parse()?;
         let start_position = match &raw.start_position {
             None => None,
             Some(p) => {
@@ -375,6 +458,7 @@ impl TaskSpec {
             jobs: raw.jobs,
             chunk_rows: raw.chunk_rows.unwrap_or(200_000),
             start_position,
+            source_protection,
         })
     }
 
@@ -525,5 +609,41 @@ objects:
         assert_eq!(back.source.port, 3306);
         let e = reverse_spec_text("name: [x\n").unwrap_err();
         assert!(e.message.starts_with("not valid YAML"), "{}", e.message);
+    }
+
+    #[test]
+    fn source_protection_takes_a_size_and_a_sampling_period() {
+        let base = "name: t\nkind: migration\nmode: incremental\nsource: postgres://u@h/db\ntarget: postgres://u@h/db2\n";
+        let t = TaskSpec::from_yaml(base).unwrap();
+        assert_eq!(t.source_protection.max_retained_wal, None);
+        assert_eq!(t.source_protection.sample_seconds, 30);
+        let t = TaskSpec::from_yaml(&format!(
+            "{base}source_protection: {{max_retained_wal: 10GB, sample_seconds: 5}}\n"
+        ))
+        .unwrap();
+        assert_eq!(t.source_protection.max_retained_wal, Some(10_000_000_000));
+        assert_eq!(t.source_protection.sample_seconds, 5);
+        let t = TaskSpec::from_yaml(&format!(
+            "{base}source_protection: {{max_retained_wal: 4096}}\n"
+        ))
+        .unwrap();
+        assert_eq!(t.source_protection.max_retained_wal, Some(4096));
+        for bad in [
+            "max_retained_wal: lots",
+            "sample_seconds: 0",
+            "max_wal: 1GB",
+        ] {
+            let e =
+                TaskSpec::from_yaml(&format!("{base}source_protection: {{{bad}}}\n")).unwrap_err();
+            assert!(
+                e.message.contains("source_protection") || e.message.contains("unknown field"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(parse_size("512 MB"), Some(512_000_000));
+        assert_eq!(parse_size("1MiB"), Some(1_048_576));
+        assert_eq!(parse_size("1.5GB"), Some(1_500_000_000));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("-1GB"), None);
     }
 }

@@ -6,6 +6,7 @@
 //! Lag and apply latency are histograms, so p50/p99 come from `/metrics`.
 
 use crate::phase::Phases;
+use crate::stream::protect::SourceRetention;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -35,6 +36,8 @@ pub struct Metrics {
     /// Bytes moved: the full copy's tables (source size) and the applied changes.
     pub bytes: AtomicU64,
     position: Mutex<String>,
+    /// The last sample of what the source keeps of its log for the task.
+    retention: Mutex<Option<SourceRetention>>,
     /// The engine's phase, exported as the `state` label of `ferry_task_info` (the
     /// metrics only read it; the engine reports it through [`Phases`]).
     phases: Option<Arc<Phases>>,
@@ -65,6 +68,7 @@ impl Default for Metrics {
             unmatched: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             position: Mutex::new(String::new()),
+            retention: Mutex::new(None),
             phases: None,
             commit_lag: Histogram::new(lag_buckets()),
             apply: Histogram::new(apply_buckets()),
@@ -102,6 +106,20 @@ impl Metrics {
             .clone()
     }
 
+    /// Records the last sample of the source's retention for the task.
+    pub fn set_retention(&self, r: Option<SourceRetention>) {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = r;
+    }
+
+    /// The last sample of the source's retention for the task (`None`: none yet,
+    /// or the source keeps nothing Ferry can see).
+    pub fn retention(&self) -> Option<SourceRetention> {
+        self.retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Records one committed group: how far behind the source its last commit was
     /// (`None` when the source gave no commit time) and how long the target took
     /// to commit it, both in seconds. Feeds the lag and apply-latency histograms.
@@ -127,6 +145,7 @@ impl Metrics {
             unmatched: self.unmatched.load(Ordering::Relaxed),
             recoveries: self.recoveries.load(Ordering::Relaxed),
             position: self.position(),
+            retained_bytes: self.retention().and_then(|r| r.retained_bytes),
             state: self
                 .phases
                 .as_ref()
@@ -148,6 +167,7 @@ struct Sample {
     unmatched: u64,
     recoveries: u64,
     position: String,
+    retained_bytes: Option<u64>,
     state: &'static str,
     commit_lag: Histogram,
     apply: Histogram,
@@ -236,6 +256,18 @@ impl Collector for Tasks {
             "Recoveries from transient faults.",
             |s| s.recoveries,
         )?;
+        let mut retained = encoder.encode_descriptor(
+            "ferry_source_retained_bytes",
+            "Bytes of log the source keeps for the task (PostgreSQL: its slot's WAL from restart_lsn; \
+             MySQL/MariaDB: the binlogs from the one it resumes in), as last sampled.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &self.0 {
+            if let Some(b) = s.retained_bytes {
+                ConstGauge::new(b as i64).encode(retained.encode_family(&s.label())?)?;
+            }
+        }
         // an info family: `ferry_task_info{task,state,position} 1`
         let mut info = encoder.encode_descriptor(
             "ferry_task",
@@ -438,6 +470,10 @@ mod tests {
         m.unmatched.fetch_add(1, Ordering::Relaxed);
         m.recoveries.fetch_add(2, Ordering::Relaxed);
         m.set_position("0/16B3748");
+        m.set_retention(Some(SourceRetention {
+            retained_bytes: Some(12_345),
+            ..SourceRetention::default()
+        }));
         m
     }
 
@@ -467,6 +503,8 @@ mod tests {
             "ferry_commit_lag_seconds_count{task=\"b\"} 0",
             "ferry_apply_seconds_count{task=\"a\"} 2",
             "ferry_apply_seconds_sum{task=\"a\"} 0.006",
+            "# TYPE ferry_source_retained_bytes gauge",
+            "ferry_source_retained_bytes{task=\"a\"} 12345",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }

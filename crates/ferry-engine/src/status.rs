@@ -4,6 +4,7 @@
 use crate::checkpoint::{CheckpointStore, TaskPhase, TaskRecord};
 use crate::conn::Conn;
 use crate::factory::connector;
+use crate::stream::protect::SourceRetention;
 use ferry_core::{Error, Position, Result, TaskSpec};
 
 /// A task's status.
@@ -33,6 +34,11 @@ pub struct Status {
     pub updated_seconds_ago: Option<f64>,
     /// PostgreSQL slot `wal_status` and whether a process streams from it.
     pub slot: Option<String>,
+    /// What the source keeps of its log for the task (see `stream::protect`).
+    pub source_retention: Option<SourceRetention>,
+    /// A source-protection warning: the source keeps more log for the task than its
+    /// threshold, the log it needs is about to be removed, or is gone.
+    pub warning: Option<String>,
 }
 
 /// Reads the task's status from the target and the source.
@@ -122,6 +128,15 @@ pub async fn status(spec: &TaskSpec) -> Result<Status> {
     st.source_head = head.map(|h| h.to_string());
     let (line, idle) = slot_line(spec).await?;
     st.slot = line;
+    match crate::stream::protect::sample(spec).await {
+        Ok(Some((_, r))) => {
+            st.warning = r.warning.clone();
+            st.source_retention = Some(r);
+        }
+        Ok(None) => {}
+        Err(e) if e.is(ferry_core::ErrorKind::PositionLost) => st.warning = Some(e.message),
+        Err(_) => {}
+    }
     if idle && phase == TaskPhase::Full && st.reason.is_none() {
         st.reason = Some(
             "the copy stopped before it finished; the source keeps this task's replication \
@@ -171,7 +186,7 @@ async fn slot_line(spec: &TaskSpec) -> Result<(Option<String>, bool)> {
 }
 
 /// `1234567` → `1.2 MB`.
-fn human_bytes(b: u64) -> String {
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;
     let mut unit = 0;

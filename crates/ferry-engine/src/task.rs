@@ -130,7 +130,8 @@ pub async fn run_task_reporting(
 /// A failed stream leaves the task's slot (on a source that keeps one) in place (the
 /// task resumes from it): `e`, saying so when the slot is still there.
 async fn with_slot_note(spec: &TaskSpec, e: Error) -> Error {
-    if e.is_transient() {
+    // a lost position cannot be resumed from: its error says what to do instead
+    if e.is_transient() || e.is(ferry_core::ErrorKind::PositionLost) {
         return e;
     }
     match connector(spec.source.engine).task_slot(spec).await {

@@ -10,6 +10,7 @@
 use crate::binlog_value::convert;
 use crate::catalog::read_tables;
 use crate::conn::{classify, MyConn};
+use ferry_connector::Retention;
 use ferry_core::change::{Cell, Event, RowOp, Shape};
 use ferry_core::{select::ObjectFilter, Endpoint, Error, Position, Result, Table, TableId};
 use futures::StreamExt;
@@ -52,16 +53,75 @@ pub async fn verify_source(conn: &mut MyConn, start: &Position) -> Result<()> {
         .with_hint("SET GLOBAL binlog_row_image = FULL (and in the server config)"));
     }
     if let Position::Binlog { file, .. } = start {
-        let logs = conn.query_text("SHOW BINARY LOGS").await?;
-        if !logs.iter().any(|r| r[0].as_deref() == Some(file.as_str())) {
-            return Err(Error::definite(format!(
-                "binlog purged: the source no longer has {file}, where this task must resume"
-            ))
-            .with_hint("a full resync is needed: run the task again with existing_data: drop; \
-                        keep binlogs longer (binlog_expire_logs_seconds) than a task may be stopped"));
-        }
+        binlogs_from(conn, file).await?;
     }
     Ok(())
+}
+
+/// How to keep binlogs from being purged under a task again.
+const KEEP_BINLOGS: &str = "keep binlogs longer (binlog_expire_logs_seconds) than a task may be \
+                            stopped or behind, and purge none a task still needs";
+
+/// The binlog files from `file` (the one a task resumes in) to the newest, with
+/// their sizes; fails with "full resync needed" ([`ferry_core::ErrorKind::PositionLost`]) when
+/// the source no longer has `file`.
+pub async fn binlogs_from(conn: &mut MyConn, file: &str) -> Result<Vec<(String, u64)>> {
+    let logs: Vec<(String, u64)> = conn
+        .query_text("SHOW BINARY LOGS")
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let name = r.first().cloned().flatten()?;
+            let size = r.get(1).cloned().flatten().and_then(|s| s.parse().ok());
+            Some((name, size.unwrap_or(0)))
+        })
+        .collect();
+    let Some(at) = logs.iter().position(|(n, _)| n == file) else {
+        return Err(purged(file, &logs));
+    };
+    Ok(logs[at..].to_vec())
+}
+
+/// "Binlog purged": `file` is gone (the oldest the source still has is named).
+fn purged(file: &str, logs: &[(String, u64)]) -> Error {
+    Error::position_lost(
+        format!(
+            "binlog purged: the source no longer has {file}, where this task must resume{}",
+            logs.first()
+                .map(|(n, _)| format!(" (its oldest binlog is {n})"))
+                .unwrap_or_default()
+        ),
+        KEEP_BINLOGS,
+    )
+}
+
+/// `e` from the binlog dump, as "full resync needed" when the server says the
+/// file or GTID position it was asked for is gone (error 1236, "Could not find
+/// first log file name in binary log index file" and its GTID variants).
+fn lost_or(e: mysql_async::Error, file: &str) -> Error {
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1236 => Error::position_lost(
+            format!(
+                "binlog purged: the source cannot send the binlog from {file} ({}, error 1236)",
+                s.message
+            ),
+            KEEP_BINLOGS,
+        ),
+        _ => classify(e),
+    }
+}
+
+/// What the source keeps of its binlog from `file` on (the one the task resumes
+/// in), and after how long it expires binlogs.
+pub async fn retention(conn: &mut MyConn, file: &str) -> Result<Retention> {
+    let logs = binlogs_from(conn, file).await?;
+    Ok(Retention {
+        holder: format!("binlog {file}"),
+        held_for_task: false,
+        retained_bytes: Some(logs.iter().map(|(_, s)| s).sum()),
+        expire_seconds: crate::precheck::binlog_expiry(conn).await?.seconds(),
+        ..Retention::default()
+    })
 }
 
 /// Replica server id for a task: stable, and far from ids DBAs hand out.
@@ -489,7 +549,7 @@ pub async fn stream(
         .conn
         .get_binlog_stream(request)
         .await
-        .map_err(|e| classify(e).context("starting the binlog stream"))?;
+        .map_err(|e| lost_or(e, file).context("starting the binlog stream"))?;
     tracing::debug!("binlog stream requested from {file}:{pos}");
     let mut dec = Decoder {
         catalog,
@@ -516,7 +576,7 @@ pub async fn stream(
             )))
             }
             Ok(None) => return Err(Error::transient(format!("{ep} ended the binlog stream"))),
-            Ok(Some(Err(e))) => return Err(classify(e).context("reading the binlog")),
+            Ok(Some(Err(e))) => return Err(lost_or(e, &dec.file).context("reading the binlog")),
             Ok(Some(Ok(ev))) => ev,
         };
         let header = ev.header();

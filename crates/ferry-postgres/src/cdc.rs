@@ -12,9 +12,10 @@ use crate::conn::{classify, qualified, quote_ident, PgConn};
 use crate::pgoutput::{self, Message, RelColumn, TupleValue};
 use crate::replication::{ReplConn, StreamMessage, PG_EPOCH_OFFSET_US};
 use crate::types::parse_text;
+use ferry_connector::Retention;
 use ferry_core::change::{Cell, Event, RowOp, Shape};
 use ferry_core::{
-    select::ObjectFilter, Error, LogicalType, Position, Result, Table, TableId, Value,
+    select::ObjectFilter, Error, ErrorKind, LogicalType, Position, Result, Table, TableId, Value,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -198,20 +199,88 @@ pub async fn drop_slot_and_publication(conn: &PgConn, name: &str) -> Result<()> 
         .map_err(classify)
 }
 
-/// Fails with "full resync needed" when the slot is gone or lost its WAL.
+/// How to keep a slot from being lost again.
+const KEEP_SLOT: &str =
+    "keep tasks from staying stopped (or far behind) longer than the source keeps \
+                         WAL for them: raise max_slot_wal_keep_size, or watch `ferry status` / the \
+                         source_retention_warning webhook";
+
+/// Fails with "full resync needed" ([`ErrorKind::PositionLost`]) when the slot is
+/// gone or lost its WAL.
 pub async fn verify_slot(conn: &PgConn, slot: &str) -> Result<SlotState> {
     match slot_state(conn, slot).await? {
-        None => Err(Error::definite(format!(
-            "the source has no replication slot {slot}: changes since the last applied position are gone"
-        ))
-        .with_hint("a full resync is needed: run the task again with existing_data: drop")),
-        Some(s) if s.wal_status == "lost" => Err(Error::definite(format!(
-            "replication slot {slot} was invalidated (wal_status = lost, the source removed WAL it still needed)"
-        ))
-        .with_hint("a full resync is needed: `ferry end` the task, then run it again with existing_data: drop; \
-                    raise max_slot_wal_keep_size to prevent this")),
+        None => Err(Error::position_lost(
+            format!(
+                "the source has no replication slot {slot} although the task's checkpoint \
+                 says its stream resumes from it: the changes since the last applied position are gone"
+            ),
+            KEEP_SLOT,
+        )),
+        Some(s) if s.wal_status == "lost" => Err(Error::position_lost(
+            format!(
+                "replication slot {slot} was invalidated (wal_status = lost: the source removed \
+                 WAL it still needed, past max_slot_wal_keep_size)"
+            ),
+            KEEP_SLOT,
+        )),
         Some(s) => Ok(s),
     }
+}
+
+/// `e` from the replication connection, as "full resync needed" when the server
+/// says the slot's WAL is gone or the slot is (PostgreSQL has no finer SQLSTATE for
+/// these than its message: 58P01 and 55000 cover other conditions too).
+pub fn lost_or(e: Error, slot: &str) -> Error {
+    let m = &e.message;
+    let lost = m.contains("has already been removed")
+        || m.contains("can no longer get changes from replication slot")
+        || m.contains("This slot has been invalidated")
+        || (m.contains("replication slot") && m.contains("does not exist"));
+    if lost && !e.is(ErrorKind::PositionLost) {
+        Error::position_lost(
+            format!(
+                "replication slot {slot} cannot stream any more ({})",
+                e.message
+            ),
+            KEEP_SLOT,
+        )
+    } else {
+        e
+    }
+}
+
+/// What the source keeps for the task's slot: `None` when the slot does not exist.
+pub async fn retention(conn: &PgConn, slot: &str) -> Result<Option<Retention>> {
+    let rows = conn
+        .client
+        .query(
+            "SELECT coalesce(wal_status, ''), active, \
+             CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN NULL \
+                  ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END, \
+             safe_wal_size::bigint, \
+             pg_size_bytes(current_setting('max_slot_wal_keep_size'))::bigint \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(classify)?;
+    Ok(rows.first().map(|r| {
+        let status: String = r.get(0);
+        Retention {
+            holder: format!("replication slot {slot}"),
+            held_for_task: true,
+            retained_bytes: r
+                .get::<_, Option<i64>>(2)
+                .and_then(|b| u64::try_from(b).ok()),
+            wal_status: (!status.is_empty()).then_some(status),
+            safe_bytes: r.get(3),
+            limit_bytes: r
+                .get::<_, Option<i64>>(4)
+                .and_then(|b| u64::try_from(b).ok()),
+            expire_seconds: None,
+            active: r.get(1),
+        }
+    }))
 }
 
 fn column_name_list(cols: &[RelColumn]) -> Vec<&str> {
@@ -429,7 +498,9 @@ pub async fn stream(
     acked: &mut watch::Receiver<u64>,
 ) -> Result<()> {
     let (slot, start) = (from.slot, from.start);
-    repl.start_replication(slot, slot, start).await?;
+    repl.start_replication(slot, slot, start)
+        .await
+        .map_err(|e| lost_or(e, slot))?;
     let mut dec = Decoder {
         catalog,
         tables: from.tables.into_iter().map(|t| (t.id.clone(), t)).collect(),
@@ -444,7 +515,7 @@ pub async fn stream(
     let mut events = Vec::new();
     loop {
         tokio::select! {
-            m = repl.next() => match m? {
+            m = repl.next() => match m.map_err(|e| lost_or(e, slot))? {
                 StreamMessage::XLogData { data, .. } => {
                     last_data = std::time::Instant::now();
                     let msg = pgoutput::parse(data)

@@ -66,6 +66,7 @@ pub async fn source_checks(conn: &PgConn, own_slot: Option<&str>) -> Result<Vec<
         );
     }
     items.push(slots);
+    items.push(wal_keep(conn).await?);
     let repl: bool = r.get(3);
     items.push(
         Item::new(
@@ -77,4 +78,45 @@ pub async fn source_checks(conn: &PgConn, own_slot: Option<&str>) -> Result<Vec<
         .for_stream(),
     );
     Ok(items)
+}
+
+/// What the source does with a slot that falls behind: `max_slot_wal_keep_size`
+/// (unlimited: a stalled task's slot can fill the disk; limited: a slot past it is
+/// invalidated and its task needs a full resync), with `wal_keep_size` beside it.
+pub async fn wal_keep(conn: &PgConn) -> Result<Item> {
+    let r = conn
+        .client
+        .query_one(
+            "SELECT current_setting('max_slot_wal_keep_size'), \
+                    pg_size_bytes(current_setting('max_slot_wal_keep_size'))::bigint, \
+                    current_setting('wal_keep_size')",
+            &[],
+        )
+        .await
+        .map_err(classify)?;
+    let (text, bytes, keep): (String, i64, String) = (r.get(0), r.get(1), r.get(2));
+    let name = "source max_slot_wal_keep_size (for incremental)";
+    Ok(if bytes < 0 {
+        Item::new(
+            name,
+            false,
+            format!(
+                "max_slot_wal_keep_size = -1 (unlimited), wal_keep_size = {keep}: a stalled task's \
+                 slot can fill the disk; set max_slot_wal_keep_size"
+            ),
+            "set max_slot_wal_keep_size (postgresql.conf, reload) below the WAL disk's free \
+             space; Ferry warns before a slot gets there (source_protection.max_retained_wal)",
+        )
+        .warning()
+    } else {
+        Item::new(
+            name,
+            true,
+            format!(
+                "max_slot_wal_keep_size = {text}, wal_keep_size = {keep}: a slot further behind \
+                 than that is invalidated and its task needs a full resync"
+            ),
+            "",
+        )
+    })
 }

@@ -636,6 +636,24 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the reason of a task still in `state` (a warning about a running or
+    /// stopped task that changes no state: no event is recorded). Returns whether
+    /// it did.
+    pub async fn set_reason(&self, id: &str, state: State, reason: &str) -> ServiceResult<bool> {
+        Ok(
+            sqlx::query(
+                "UPDATE tasks SET reason = $1 WHERE id = $2 AND state = $3 AND deleted = 0",
+            )
+            .bind(reason)
+            .bind(id)
+            .bind(state.id())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                == 1,
+        )
+    }
+
     /// Records the worker's progress JSON.
     pub async fn set_progress(&self, id: &str, progress: &str) -> ServiceResult<()> {
         sqlx::query("UPDATE tasks SET progress = $1 WHERE id = $2")

@@ -412,6 +412,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(s) = &st.slot {
                 println!("  slot:           {s}");
             }
+            if let Some(w) = &st.warning {
+                println!("  warning:        {}", redact(w));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::End { task } => {

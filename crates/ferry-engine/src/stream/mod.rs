@@ -9,6 +9,7 @@
 pub(crate) mod apply;
 pub(crate) mod apply_loop;
 pub(crate) mod backfill;
+pub mod protect;
 
 use crate::checkpoint;
 use crate::checkpoint::{CheckpointStore, StreamState, TaskPhase, TaskRecord};
@@ -96,6 +97,11 @@ pub async fn run_incremental(
     };
     let mut backoff = Duration::from_secs(1);
     let mut hold: Option<Position> = None;
+    // what the source keeps for the task, sampled beside the stream (its first
+    // sample at once: a resumed task hears at its start how close its log is to
+    // being removed); stops with the phase
+    let _protect =
+        crate::abort_on_drop::AbortOnDrop::spawn(protect::watch(spec.clone(), metrics.clone()));
     loop {
         let started = Instant::now();
         let result = attempt(

@@ -4,7 +4,7 @@
 //! position alone.
 
 use super::MySql;
-use ferry_connector::{async_trait, Capture, Connection, DdlChange, Seen, TaskSlot};
+use ferry_connector::{async_trait, Capture, Connection, DdlChange, Retention, Seen, TaskSlot};
 use ferry_core::change::Event;
 use ferry_core::{Error, Position, Result, Table, TaskSpec};
 use tokio::sync::{mpsc, watch};
@@ -61,6 +61,16 @@ impl Capture for MySql {
             tx,
         )
         .await
+    }
+
+    async fn retention(&self, spec: &TaskSpec, applied: &Position) -> Result<Option<Retention>> {
+        let Position::Binlog { file, .. } = applied else {
+            return Ok(None);
+        };
+        let mut c = crate::connect(&spec.source)
+            .await
+            .map_err(|e| e.context("source"))?;
+        crate::binlog::retention(&mut c, file).await.map(Some)
     }
 
     async fn chunk_snapshot(&self, spec: &TaskSpec, conn: &mut dyn Connection) -> Result<Seen> {

@@ -6,7 +6,8 @@ use crate::cdc;
 use crate::replication::ReplConn;
 use crate::PgConn;
 use ferry_connector::{
-    async_trait, Capture, Connection, DdlChange, Seen, SlotStart, SlotState, TaskSlot, TxSnapshot,
+    async_trait, Capture, Connection, DdlChange, Retention, Seen, SlotStart, SlotState, TaskSlot,
+    TxSnapshot,
 };
 use ferry_core::change::Event;
 use ferry_core::{Endpoint, Engine, Error, Position, Result, Table, TaskSpec};
@@ -129,6 +130,12 @@ impl Capture for Postgres {
     fn classify_ddl(&self, _schema: &str, _statement: &str) -> DdlChange {
         // pgoutput carries no DDL statements
         DdlChange::Other
+    }
+
+    async fn retention(&self, spec: &TaskSpec, _applied: &Position) -> Result<Option<Retention>> {
+        // the slot's restart_lsn, not the applied position, is what the source keeps
+        let c = source(spec).await?;
+        cdc::retention(&c, &cdc::slot_name(&spec.name)).await
     }
 }
 

@@ -1,16 +1,51 @@
 //! PostgreSQL: prechecks.
 
 use super::{session, Postgres};
-use ferry_connector::{async_trait, Checks, Connection};
+use ferry_connector::{async_trait, Checks, Connection, Retention};
 use ferry_core::{check::Item, Result};
+
+/// The task's own slot, when it exists: what it keeps on the source, and whether it
+/// can still be resumed from (a warning, so that the run itself fails with the
+/// "full resync needed" error).
+fn own_slot(slot: &str, r: &Retention) -> Item {
+    let status = r.wal_status.as_deref().unwrap_or("?");
+    let retained = r
+        .retained_bytes
+        .map(|b| format!(", retains {b} bytes of WAL on the source"))
+        .unwrap_or_default();
+    let lost = status == "lost";
+    Item::new(
+        &format!("source replication slot {slot} (the task's own)"),
+        !lost && status != "unreserved",
+        if lost {
+            "wal_status lost: the source removed WAL the task needs — full resync needed".to_string()
+        } else {
+            format!(
+                "wal_status {status}, {}{retained}",
+                if r.active { "streaming" } else { "not streaming" }
+            )
+        },
+        if lost {
+            "`ferry end` the task, then run it again with existing_data: drop"
+        } else {
+            "run the task so it catches up (or `ferry end` it): unreserved WAL is removed at the next checkpoint"
+        },
+    )
+    .warning()
+}
 
 #[async_trait]
 impl Checks for Postgres {
     async fn source_checks(&self, conn: &mut dyn Connection, task: &str) -> Result<Vec<Item>> {
         let pg = session(conn)?;
         let slot = crate::cdc::slot_name(task);
-        let own = matches!(crate::cdc::slot_state(pg, &slot).await, Ok(Some(_)));
-        crate::precheck::source_checks(pg, own.then_some(slot.as_str())).await
+        let own = crate::cdc::retention(pg, &slot).await.ok().flatten();
+        let mut items =
+            crate::precheck::source_checks(pg, own.is_some().then_some(slot.as_str())).await?;
+        if let Some(r) = own {
+            items.push(own_slot(&slot, &r));
+        }
+        Ok(items)
     }
 
     async fn target_checks(&self, conn: &mut dyn Connection) -> Result<Vec<Item>> {

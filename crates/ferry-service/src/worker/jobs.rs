@@ -116,3 +116,93 @@ async fn validate(spec: &TaskSpec) -> Result<(), String> {
         .map_err(|e| e.context("target").to_string())?;
     Ok(())
 }
+
+/// Separates a stopped task's reason from the note on its slot appended to it.
+const SLOT_NOTE: &str = " — slot ";
+
+/// A stopped task (paused, frozen, failed) whose replication slot is still on the
+/// source: nothing reads the slot, so the source keeps WAL for it until the task
+/// runs again or ends. Flagged in the task's reason and in its progress
+/// (`source_slot`); the flag goes when the slot does.
+pub(super) async fn idle_slot(c: Control, t: TaskRow, me: String) -> ServiceResult<()> {
+    let note = match c.spec(&t) {
+        Ok(spec) => {
+            match tokio::time::timeout(std::time::Duration::from_secs(20), slot_note(&spec, &t))
+                .await
+            {
+                Ok(n) => n,
+                // unreachable now: leave the last flag as it is
+                Err(_) => return c.store.release(&t.id, &me).await,
+            }
+        }
+        Err(_) => None,
+    };
+    let mut progress: serde_json::Value = t
+        .progress
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let base = t
+        .reason
+        .as_deref()
+        .map(|r| r.split(SLOT_NOTE).next().unwrap_or(r).to_string());
+    let reason = match &note {
+        Some((detail, text)) => {
+            progress["source_slot"] = detail.clone();
+            Some(match &base {
+                Some(b) if !b.is_empty() => format!("{b}{SLOT_NOTE}{text}"),
+                _ => format!("slot {text}"),
+            })
+        }
+        None => {
+            if let Some(m) = progress.as_object_mut() {
+                m.remove("source_slot");
+            }
+            base
+        }
+    };
+    c.store.set_progress(&t.id, &progress.to_string()).await?;
+    if let Some(r) = reason.filter(|r| Some(r) != t.reason.as_ref()) {
+        c.store.set_reason(&t.id, t.state, &r).await?;
+    }
+    c.store.release(&t.id, &me).await
+}
+
+/// The progress detail and the reason's note for the task's slot, when it exists
+/// with nothing reading it; `None` otherwise.
+async fn slot_note(spec: &TaskSpec, t: &TaskRow) -> Option<(serde_json::Value, String)> {
+    let slot = ferry_engine::factory::connector(spec.source.engine)
+        .task_slot(spec)
+        .await
+        .ok()??;
+    let state = slot.state().await.ok()??;
+    if state.active {
+        return None;
+    }
+    let name = slot.name().to_string();
+    let retained = state
+        .retained_bytes
+        .map(ferry_engine::status::human_bytes)
+        .unwrap_or_else(|| "an unknown amount".into());
+    let text = if state.wal_status == "lost" {
+        format!(
+            "{name} is lost (wal_status lost): the source removed WAL this task needs — full resync \
+             needed (end the task and create it again with existing_data: drop)"
+        )
+    } else {
+        format!(
+            "{name} retains {retained} of WAL on the source while the task is {}: nothing reads it, \
+             so the source keeps that WAL (and more as it writes) until the task runs again — \
+             resume or start it, or end it to drop the slot",
+            t.state.id()
+        )
+    };
+    let detail = serde_json::json!({
+        "name": name,
+        "retained_bytes": state.retained_bytes,
+        "wal_status": state.wal_status,
+        "active": false,
+        "note": text,
+    });
+    Some((detail, text))
+}

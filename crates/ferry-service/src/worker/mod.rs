@@ -36,7 +36,12 @@ pub struct Worker {
     edits: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Live metrics of the tasks running here, for `/metrics`.
     pub metrics: Mutex<HashMap<String, Arc<Metrics>>>,
+    /// When each stopped task's slot was last looked at (see [`jobs::idle_slot`]).
+    slots_checked: Mutex<HashMap<String, Instant>>,
 }
+
+/// How often a stopped task's replication slot is looked at.
+const IDLE_SLOT_EVERY: Duration = Duration::from_secs(15);
 
 impl Worker {
     /// A worker named `id`.
@@ -48,6 +53,7 @@ impl Worker {
             retry_at: Mutex::new(HashMap::new()),
             edits: Mutex::new(HashMap::new()),
             metrics: Mutex::new(HashMap::new()),
+            slots_checked: Mutex::new(HashMap::new()),
         })
     }
 
@@ -99,6 +105,13 @@ impl Worker {
                 self.control.store.lease(&t.id, &self.id, until).await?;
                 return Ok(());
             }
+            if self.idle_slot_due(&t) {
+                if self.control.store.lease(&t.id, &self.id, until).await? {
+                    let (control, me) = (self.control.clone(), self.id.clone());
+                    self.spawn_job(&t.id.clone(), "slot check", jobs::idle_slot(control, t, me));
+                }
+                return Ok(());
+            }
             let due = match t.state {
                 State::Creating | State::Ending => true,
                 State::WaitingToStart => t.start_at_ms.is_some_and(|at| at <= now),
@@ -109,6 +122,24 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Whether a stopped task's slot is due to be looked at (paused, frozen or
+    /// failed tasks keep theirs; a task that failed before it existed has none).
+    fn idle_slot_due(&self, t: &TaskRow) -> bool {
+        let stopped = matches!(t.state, State::Paused | State::Frozen)
+            || (t.state.is_failure() && t.state != State::CreateFailed);
+        if !stopped || t.lease_owner.as_deref().is_some_and(|o| o != self.id) {
+            return false;
+        }
+        let mut checked = self.slots_checked.lock().unwrap();
+        let due = checked
+            .get(&t.id)
+            .is_none_or(|at| at.elapsed() >= IDLE_SLOT_EVERY);
+        if due {
+            checked.insert(t.id.clone(), Instant::now());
+        }
+        due
     }
 
     fn retry_due(&self, id: &str) -> bool {

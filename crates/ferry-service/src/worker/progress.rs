@@ -7,6 +7,7 @@ use crate::store::{now_ms, TaskRow};
 use ferry_core::lifecycle::State;
 use ferry_engine::checkpoint::CheckpointStore;
 use ferry_engine::conn::{Conn, Role};
+use ferry_engine::stream::protect::SourceRetention;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -59,11 +60,49 @@ impl Worker {
                 }
             }
         }
+        let retention = m.retention();
+        if let Some(r) = &retention {
+            p["source_retention"] = serde_json::to_value(r).unwrap_or_default();
+        }
         if let Err(e) = self.control.store.set_progress(&t.id, &p.to_string()).await {
             tracing::debug!(task = %t.id, "progress not stored: {e}");
         }
         let lag = p["lag_seconds"].as_f64().unwrap_or(0.0);
         self.watch_lag(t, lag).await;
+        if let Some(r) = retention {
+            self.watch_retention(t, &r).await;
+        }
+    }
+
+    /// A new source-retention crossing (the engine counts them): the task's reason
+    /// says it, and the tenant's webhook gets a `source_retention_warning` — once
+    /// per crossing, not per sample.
+    async fn watch_retention(&self, t: &TaskRow, r: &SourceRetention) {
+        let fresh = {
+            let mut runners = self.runners.lock().unwrap();
+            let Some(run) = runners.get_mut(&t.id) else {
+                return;
+            };
+            let fresh = r.crossings > run.retention_seen;
+            run.retention_seen = r.crossings;
+            fresh
+        };
+        let Some(warning) = r.warning.as_deref().filter(|_| fresh) else {
+            return;
+        };
+        let mut t = t.clone();
+        match self.control.store.set_reason(&t.id, t.state, warning).await {
+            Ok(true) => t.reason = Some(warning.to_string()),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(task = %t.id, "reason not stored: {e}"),
+        }
+        tracing::warn!(task = %t.id, "{warning}");
+        crate::notify::send(
+            &self.control,
+            &t,
+            "source_retention_warning",
+            serde_json::to_value(r).unwrap_or_default(),
+        );
     }
 
     /// Sends the tenant's `lag_high` webhook once the task's lag has stayed above

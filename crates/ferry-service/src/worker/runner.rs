@@ -37,6 +37,8 @@ pub(super) struct Runner {
     /// Since when the lag is above the tenant's threshold, and whether that was
     /// already reported.
     pub(super) lag_high: Option<(Instant, bool)>,
+    /// The source-retention crossings already reported (reason and webhook).
+    pub(super) retention_seen: u64,
     /// Runs a pending sync edit's objects (the added tables are being copied).
     edit: bool,
 }
@@ -99,6 +101,7 @@ impl Worker {
                 stopping_since: None,
                 reported: None,
                 lag_high: None,
+                retention_seen: 0,
                 edit,
             },
         );

@@ -15,6 +15,7 @@
 //! - `dr`: switchover, failover and fencing, on PostgreSQL and MariaDB
 //! - `workers`: leases, a killed node's task recovered, takeover by another worker
 //! - `notify`: metering (balance and bytes) and webhook notifications
+//! - `protect`: source protection (retained WAL warnings, a paused task's slot flagged)
 //!
 //! Run one topic with a name filter on the module path, e.g.
 //! `cargo nextest run -p ferry --test service -- dr::`, or one test by its name:
@@ -29,5 +30,6 @@ mod cli;
 mod dr;
 mod lifecycle;
 mod notify;
+mod protect;
 mod sync;
 mod workers;
