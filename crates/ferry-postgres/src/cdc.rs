@@ -608,3 +608,26 @@ pub async fn current_lsn(conn: &PgConn) -> Result<u64> {
     ferry_core::position::parse_lsn(&s)
         .ok_or_else(|| Error::definite(format!("unexpected LSN {s:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server says when a slot's WAL or the slot is gone becomes "full
+    /// resync needed"; anything else (a reset connection) stays as it was.
+    #[test]
+    fn a_removed_wal_segment_or_slot_is_a_lost_position() {
+        for m in [
+            "requested WAL segment 000000010000000000000003 has already been removed (SQLSTATE 58P01)",
+            "can no longer get changes from replication slot \"ferry_t\" (SQLSTATE 55000)",
+            "replication slot \"ferry_t\" does not exist (SQLSTATE 42704)",
+        ] {
+            let e = lost_or(Error::definite(m), "ferry_t");
+            assert!(e.is(ErrorKind::PositionLost) && !e.is_transient(), "{m}");
+            assert!(e.message.ends_with("full resync needed"), "{}", e.message);
+            assert!(e.to_string().contains("existing_data: drop"), "{e}");
+        }
+        let reset = lost_or(Error::transient("connection reset by peer"), "ferry_t");
+        assert!(reset.is_transient() && !reset.is(ErrorKind::PositionLost));
+    }
+}

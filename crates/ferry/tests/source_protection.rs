@@ -175,7 +175,27 @@ async fn a_purged_binlog_fails_the_run_naming_the_missing_file() {
     let run = ferry(&["run", "--exit-when-caught-up", &task]);
     assert!(run.status.success(), "{}", text(&run));
     assert_eq!(count("postgres", &dst.url, "purge_src.t").await, "10");
+    // a change applied by a second run: the target records its source commit time
+    query_lines("mysql", &src.url, "INSERT INTO t VALUES (11, 'applied')").await;
+    let run = ferry(&["run", "--exit-when-caught-up", &task]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(count("postgres", &dst.url, "purge_src.t").await, "11");
+    // binlogs expire after 10 s: the change the stopped task needs next is soon older
+    // than 80% of that
+    query_lines(
+        "mysql",
+        &admin,
+        "SET GLOBAL binlog_expire_logs_seconds = 10",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     let status = text(&ferry(&["status", &task]));
+    assert!(
+        status.contains("warning:        the oldest binlog this task still needs")
+            && status.contains("source purges binlogs after 10 s")
+            && status.contains("less than 20% headroom"),
+        "{status}"
+    );
     let applied = status
         .lines()
         .find_map(|l| l.trim().strip_prefix("applied:"))
@@ -185,7 +205,7 @@ async fn a_purged_binlog_fails_the_run_naming_the_missing_file() {
     // binlog:<file>:<offset>
     let file = applied.split(':').nth(1).unwrap().to_string();
 
-    query_lines("mysql", &src.url, "INSERT INTO t VALUES (11, 'after')").await;
+    query_lines("mysql", &src.url, "INSERT INTO t VALUES (12, 'after')").await;
     // MariaDB keeps a binlog until InnoDB no longer needs it for crash recovery:
     // rotate and purge until the checkpoint's file is gone
     let t0 = Instant::now();
@@ -223,5 +243,5 @@ async fn a_purged_binlog_fails_the_run_naming_the_missing_file() {
             && out.contains("full resync needed"),
         "{out}"
     );
-    assert_eq!(count("postgres", &dst.url, "purge_src.t").await, "10");
+    assert_eq!(count("postgres", &dst.url, "purge_src.t").await, "11");
 }

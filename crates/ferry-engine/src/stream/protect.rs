@@ -52,8 +52,8 @@ pub struct SourceRetention {
     /// Seconds after which the source purges binlogs (absent: never / not a binlog).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expire_seconds: Option<u64>,
-    /// Age in seconds of the last source commit the task applied (how old the oldest
-    /// change it still needs is, at most).
+    /// Age in seconds of the last source commit the task applied, or of the last
+    /// time it recorded its position as current.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age_seconds: Option<f64>,
     /// Something streams from it right now.
@@ -182,10 +182,12 @@ pub async fn sample(spec: &TaskSpec) -> Result<Option<(Level, SourceRetention)>>
     else {
         return Ok(None);
     };
+    // the last applied source commit, else (nothing applied yet: a caught-up task
+    // records no commit) when the target last recorded the position as current
     let commit = dst
         .stream(&spec.name)
         .await?
-        .and_then(|r| r.source_commit_us);
+        .and_then(|r| r.source_commit_us.or(r.applied_at_us));
     drop(dst);
     let Some(r) = connector(spec.source.engine)
         .retention(spec, &applied)

@@ -87,6 +87,20 @@ impl Worker {
             run.retention_seen = r.crossings;
             fresh
         };
+        if r.warning.is_none() && t.reason.as_deref().is_some_and(is_retention_warning) {
+            // the warning no longer holds: the reason says so instead of keeping it
+            let back = format!(
+                "source retention back to normal: {} retains {}",
+                r.holder,
+                r.retained_bytes
+                    .map(ferry_engine::status::human_bytes)
+                    .unwrap_or_else(|| "?".into())
+            );
+            if let Err(e) = self.control.store.set_reason(&t.id, t.state, &back).await {
+                tracing::debug!(task = %t.id, "reason not stored: {e}");
+            }
+            return;
+        }
         let Some(warning) = r.warning.as_deref().filter(|_| fresh) else {
             return;
         };
@@ -133,6 +147,14 @@ impl Worker {
     }
 }
 
+/// Whether `reason` is a source-retention warning (see
+/// [`ferry_engine::stream::protect::assess`]).
+fn is_retention_warning(reason: &str) -> bool {
+    reason.starts_with("source retains ")
+        || reason.contains("is about to be lost: wal_status unreserved")
+        || reason.starts_with("the oldest binlog this task still needs")
+}
+
 /// Whether a lag of `lag` seconds is due to be reported now, given `high` (since
 /// when the lag is above `limit`, and whether that stretch was reported), which it
 /// updates: a stretch is reported once, after `for_secs` above the limit; falling
@@ -153,6 +175,20 @@ fn lag_alert(high: &mut Option<(Instant, bool)>, lag: f64, limit: f64, for_secs:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_warnings_are_told_from_other_reasons() {
+        assert!(is_retention_warning(
+            "source retains 12.3 GB of WAL for this task's replication slot ferry_x (threshold 10.0 GB)"
+        ));
+        assert!(is_retention_warning(
+            "replication slot ferry_x is about to be lost: wal_status unreserved (it retains 2 MB …)"
+        ));
+        assert!(is_retention_warning(
+            "the oldest binlog this task still needs (binlog b.000001) holds changes from 900 s ago"
+        ));
+        assert!(!is_retention_warning("resume requested"));
+    }
 
     #[test]
     fn a_high_lag_is_reported_once_per_stretch() {
