@@ -17,7 +17,7 @@ use crate::factory::connector;
 use crate::metrics::Metrics;
 use crate::status::human_bytes;
 use ferry_connector::Retention;
-use ferry_core::{Result, TaskSpec};
+use ferry_core::{ErrorKind, Result, TaskSpec};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -244,6 +244,21 @@ pub async fn watch(spec: TaskSpec, metrics: Arc<Metrics>) {
                 metrics.set_retention(Some(s));
             }
             Ok(Ok(None)) => metrics.set_retention(None),
+            Ok(Err(e)) if e.is(ErrorKind::PositionLost) => {
+                // the stream may still read newer log, but its resume point is gone:
+                // the next restart of the stream fails — said now, loudly
+                if level < Level::Danger {
+                    crossings += 1;
+                    tracing::warn!("{}", e.message);
+                }
+                level = Level::Danger;
+                metrics.set_retention(Some(SourceRetention {
+                    holder: "the source's log".into(),
+                    warning: Some(e.message),
+                    crossings,
+                    ..SourceRetention::default()
+                }));
+            }
             Ok(Err(e)) => tracing::debug!("source retention not sampled: {e}"),
             Err(_) => tracing::debug!("source retention not sampled: no answer within 20 s"),
         }
