@@ -582,7 +582,7 @@ impl Applier {
             // the table and the transaction are right, which row is not known
             row_text = None;
         }
-        e.context(format!(
+        let e = e.context(format!(
             "applying changes to {} (source table {}, {}{})",
             t.table,
             t.source,
@@ -592,8 +592,12 @@ impl Applier {
                 at(from)
             },
             row_text.map(|r| format!(", row {r}")).unwrap_or_default()
-        ))
-        .with_hint("a value does not fit its target column (see docs/type-mapping.md): fix it on the source, or exclude the table, then run the task again")
+        ));
+        // a fault that passes (a full disk, a lost connection) keeps its own hint
+        if e.is_transient() {
+            return e;
+        }
+        e.with_hint("a value does not fit its target column (see docs/type-mapping.md): fix it on the source, or exclude the table, then run the task again")
     }
 
     fn flush_insert(&mut self) -> Result<()> {
