@@ -61,6 +61,7 @@ fn migrations(postgres: bool) -> Vec<String> {
                summary TEXT)"
         ),
         "CREATE INDEX audit_at ON audit (at_ms, id)".into(),
+        "CREATE INDEX tenants_old_token ON tenants (old_token_hash)".into(),
     ]
 }
 

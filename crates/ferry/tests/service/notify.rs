@@ -336,4 +336,11 @@ async fn webhooks_are_signed_and_retried_with_one_delivery_id() {
     let again = tokio::time::timeout(Duration::from_secs(3), heard400.recv()).await;
     assert!(again.is_err(), "a 400 was retried");
     assert!(svc.log().contains("not retried"), "{}", svc.log());
+    // the secrets are in no audit entry either
+    let (_, v) = svc
+        .call("GET", "/api/v1/audit?tenant=hooked", ADMIN, None)
+        .await;
+    assert!(v["total"].as_i64().unwrap() >= 5, "{v:#}");
+    let all = v.to_string();
+    assert!(!all.contains(&secret) && !all.contains(&secret2), "{all}");
 }

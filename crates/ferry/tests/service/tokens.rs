@@ -97,6 +97,37 @@ async fn a_tenant_token_rotates_without_a_restart() {
     assert_eq!(svc.call("GET", me, &t3, None).await.0, 200);
     // the grace token of before is gone with this rotation as well
     assert_eq!(svc.call("GET", me, &t1, None).await.0, 401);
+
+    // the rotations are audited, and no token is in the log
+    let (s, v) = svc
+        .call("GET", "/api/v1/audit?limit=1000", ADMIN, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let rotations: Vec<(&str, i64)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == "/api/v1/tenants/acme/token")
+        .map(|e| (e["who"].as_str().unwrap(), e["status"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        rotations,
+        [
+            ("admin", 200),
+            ("acme", 200),
+            ("acme", 422),
+            ("other", 404),
+            ("acme", 200)
+        ],
+        "{v:#}"
+    );
+    let all = v.to_string();
+    for t in [&t0, &t1, &t2, &t3, &other] {
+        assert!(
+            !all.contains(t.as_str()),
+            "a token is in the audit log: {all}"
+        );
+    }
 }
 
 /// The admin token rotated over the CLI: the old one is refused at once, the new
@@ -142,6 +173,20 @@ async fn the_admin_token_rotates_and_survives_a_restart() {
         200
     );
     assert!(!svc.log().contains(&new), "the new admin token was logged");
+    let (s, v) = svc.call("GET", "/api/v1/audit", &new, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "/api/v1/admin/token" && e["status"] == 200),
+        "{v:#}"
+    );
+    assert!(
+        !v.to_string().contains(&new),
+        "the admin token is in the audit log"
+    );
 
     // the way back when the rotated token is lost
     svc.kill();
