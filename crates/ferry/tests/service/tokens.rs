@@ -207,3 +207,50 @@ async fn the_admin_token_rotates_and_survives_a_restart() {
     );
     reset.kill();
 }
+
+/// Two API nodes on one PostgreSQL metadata store: the admin token rotated on one
+/// is refused by the other at once and the new one accepted there; a tenant token
+/// rotated on one is refused by the other; both nodes' calls are in one audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotations_reach_every_node_sharing_the_metadata() {
+    let meta = crate::common::fresh("postgres", "meta").await;
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--meta", meta.url.as_str(), "--no-worker"];
+    let a = Service::start_with(da.path(), &args, &[("FERRY_SECRET_KEY", key)]).await;
+    let b = Service::start_with(db.path(), &args, &[("FERRY_SECRET_KEY", key)]).await;
+    let t0 = a.tenant("shared", 1.0).await;
+    let me = "/api/v1/tenants/shared";
+    assert_eq!(b.call("GET", me, &t0, None).await.0, 200);
+    assert_eq!(b.call("GET", me, ADMIN, None).await.0, 200);
+
+    let (s, v) = a.call("POST", "/api/v1/admin/token", ADMIN, None).await;
+    assert_eq!(s, 200, "{v}");
+    let admin = v["token"].as_str().unwrap().to_string();
+    assert_eq!(b.call("GET", me, ADMIN, None).await.0, 401, "node b");
+    assert_eq!(b.call("GET", me, &admin, None).await.0, 200, "node b");
+
+    let (s, v) = b
+        .call("POST", "/api/v1/tenants/shared/token", &admin, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let t1 = v["token"].as_str().unwrap().to_string();
+    assert_eq!(a.call("GET", me, &t0, None).await.0, 401, "node a");
+    assert_eq!(a.call("GET", me, &t1, None).await.0, 200, "node a");
+
+    let (s, v) = a
+        .call("GET", "/api/v1/audit?tenant=shared", &admin, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let paths: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/api/v1/tenants", "/api/v1/tenants/shared/token"],
+        "{v:#}"
+    );
+}
