@@ -122,6 +122,24 @@ async fn the_service_speaks_https_to_clients_that_trust_its_ca() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+    // the audit log has the client's address over TLS too
+    let v: serde_json::Value = trusting
+        .get(format!("{base}/api/v1/audit"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["entries"][0]["status"], 201, "{v:#}");
+    assert!(
+        v["entries"][0]["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{v:#}"
+    );
     let log_text = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(
         log_text.contains(&format!("API on https://127.0.0.1:{port}")),

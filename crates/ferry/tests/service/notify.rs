@@ -300,10 +300,15 @@ async fn webhooks_are_signed_and_retried_with_one_delivery_id() {
     assert!(!log.contains(&secret), "the signing secret was logged");
 
     // a rotated secret signs from then on; a 400 is not retried
-    let (s, v) = svc
-        .call("POST", "/api/v1/tenants/hooked/webhook/secret", &tok, None)
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["tenant", "rotate-webhook-secret", "hooked", "-o", "json"])
+        .env("FERRY_SERVER", &svc.base)
+        .env("FERRY_TOKEN", &tok)
+        .env_remove("FERRY_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", crate::common::text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let secret2 = v["signing_secret"].as_str().unwrap().to_string();
     assert_ne!(secret2, secret);
     let (hook400, mut heard400) = scripted_receiver(vec![400, 400, 400]).await;
