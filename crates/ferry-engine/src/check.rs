@@ -221,7 +221,9 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             false,
             e.message,
             // the server's own hint (a full disk) before the usual cause
-            e.hint.as_deref().unwrap_or("grant CREATE on the target database to the Ferry user"),
+            e.hint
+                .as_deref()
+                .unwrap_or("grant CREATE on the target database to the Ferry user"),
         )),
     }
     if let Some(item) = extensions_available(&mut dst, &tables).await {

@@ -27,7 +27,10 @@ async fn rows(c: &mut Conn) -> Vec<String> {
 
 async fn a_stale_run_commits_nothing(url: &str, task: &str) {
     let mut stale = open(url).await;
-    stale.exec("CREATE TABLE data (v varchar(20))").await.unwrap();
+    stale
+        .exec("CREATE TABLE data (v varchar(20))")
+        .await
+        .unwrap();
     let old = Fence::claim(&mut stale, task).await.unwrap();
 
     // a transaction of the earlier run, sent before the new run claims the task ...
@@ -79,7 +82,10 @@ async fn a_claim_waits_for_a_commit_past_its_check(url: &str, task: &str) {
         (f, rows(&mut c).await)
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!claim.is_finished(), "the claim did not wait for the checked transaction");
+    assert!(
+        !claim.is_finished(),
+        "the claim did not wait for the checked transaction"
+    );
     old_conn.exec("COMMIT").await.unwrap();
     let (fresh, seen) = claim.await.unwrap();
     assert_eq!(fresh.epoch, old.epoch + 1);

@@ -18,8 +18,8 @@ use ferry_core::{
     Column, DdlPlan, Endpoint, Engine, Error, LogicalType, Position, Result, Table, TableId,
     TaskSpec, Value,
 };
-use ferry_engine::conn::Conn;
 use ferry_engine::checkpoint::Fence;
+use ferry_engine::conn::Conn;
 use ferry_engine::copy::chunk::{copy_chunk, TableJob};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -656,7 +656,6 @@ async fn an_earlier_run_s_surviving_session_is_fenced_and_ended(engine: &'static
     let mut survivor = ferry_engine::conn::Conn::open(&spec, ferry_engine::conn::Role::Target)
         .await
         .unwrap();
-    use ferry_engine::checkpoint::CheckpointStore;
     survivor.join_writers(&name, None).await.unwrap();
     let stale = ferry_engine::checkpoint::Fence {
         task: name.clone(),

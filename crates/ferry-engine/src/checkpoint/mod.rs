@@ -17,8 +17,8 @@ mod fence;
 mod sql;
 mod writers;
 
-pub use sql::{backfill_sql, mark_done_sql, watermark_sql};
 pub use fence::Fence;
+pub use sql::{backfill_sql, mark_done_sql, watermark_sql};
 pub use writers::end_fenced_writers;
 
 use ferry_connector::async_trait;

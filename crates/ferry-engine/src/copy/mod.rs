@@ -355,16 +355,15 @@ pub async fn run_full(
                     streamed.fetch_add(n, Ordering::Relaxed);
                     tp.streaming(n);
                 };
-                let rows = match copy_chunk(&mut w, &mut target, job, &chunk, &fence, &on_rows)
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tp.rollback(streamed.load(Ordering::Relaxed));
-                        stop.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                };
+                let rows =
+                    match copy_chunk(&mut w, &mut target, job, &chunk, &fence, &on_rows).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tp.rollback(streamed.load(Ordering::Relaxed));
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    };
                 tp.add(rows.saturating_sub(streamed.load(Ordering::Relaxed)));
                 copied += rows;
                 let last = {

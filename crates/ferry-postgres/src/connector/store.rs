@@ -47,6 +47,9 @@ impl StoreDialect for PgStore {
     }
 
     fn end_session_sql(&self, id: &str) -> String {
-        format!("SELECT pg_terminate_backend({})", id.parse::<i64>().unwrap_or(0))
+        format!(
+            "SELECT pg_terminate_backend({})",
+            id.parse::<i64>().unwrap_or(0)
+        )
     }
 }

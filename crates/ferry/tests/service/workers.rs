@@ -184,7 +184,10 @@ async fn a_worker_frozen_past_its_lease_writes_nothing_after_the_takeover() {
     svc.wait_state(&tok, &id, "configuring", T).await;
     svc.act(&tok, &id, "start").await;
     let v = svc.wait_state(&tok, &id, "incremental", T).await;
-    let owner = v["worker"].as_str().expect("a worker holds the task").to_string();
+    let owner = v["worker"]
+        .as_str()
+        .expect("a worker holds the task")
+        .to_string();
     let i = workers
         .iter()
         .position(|w| w.text().contains(&owner))
