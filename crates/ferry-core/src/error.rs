@@ -38,6 +38,8 @@ pub enum ErrorKind {
     NoSnapshotPosition,
     /// A DR switchover found the two sides different and switched nothing.
     SwitchoverRefused,
+    /// A later run of the task claimed its target: this run must write nothing more.
+    Fenced,
     /// The source no longer has the log the task must resume from (a lost or missing
     /// replication slot, a purged binlog): the stream can never continue from its
     /// checkpoint, only a full resync helps. Always definite.
