@@ -117,6 +117,9 @@ pub struct Endpoint {
     pub database: Option<String>,
     /// Unix socket directory/path given as `?host=/path` or `?socket=/path`.
     pub socket: Option<String>,
+    /// TLS settings from the URL's `sslmode`… (PostgreSQL) or `ssl-mode`… (MySQL)
+    /// parameters; default: encrypt when the server offers it.
+    pub tls: crate::tls::Tls,
 }
 
 impl fmt::Display for Endpoint {
@@ -187,6 +190,12 @@ impl Endpoint {
             .query_pairs()
             .find(|(k, _)| k == "host" || k == "socket")
             .map(|(_, v)| v.into_owned());
+        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let tls = crate::tls::Tls::from_query(
+            engine,
+            query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|e| e.context(format!("database URL {redacted:?}")))?;
         Ok(Endpoint {
             engine,
             host: url.host_str().unwrap_or("127.0.0.1").to_string(),
@@ -198,6 +207,7 @@ impl Endpoint {
             password,
             database,
             socket,
+            tls,
         })
     }
 
