@@ -1,6 +1,8 @@
 //! Connections and error classification.
 
+use ferry_core::tls::TlsMode;
 use ferry_core::{redact::redact, Endpoint, Error, ErrorKind, Result};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
 /// A connected client; the connection task runs in the background.
@@ -27,23 +29,20 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
     if let Some(p) = &ep.password {
         cfg.password(p);
     }
+    // libpq's sslmode: tokio-postgres speaks prefer/require itself; verify-ca and
+    // verify-full are require with a checking verifier (crate::tls)
+    let tls = crate::tls::client_config(ep)?;
+    cfg.ssl_mode(match ep.tls.mode {
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        _ => SslMode::Require,
+    });
     // connect_timeout covers the socket only: a peer that accepts and never answers
     // would hang the handshake
-    let (client, connection) =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, cfg.connect(NoTls)).await {
-            Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
-            Err(_) => {
-                return Err(ferry_core::connect::ConnectFailure::Timeout.error(
-                    ep,
-                    &format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
-                ))
-            }
-        };
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("postgres connection closed: {}", redact(&e.to_string()));
-        }
-    });
+    let client = match tls {
+        None => start(cfg.connect(NoTls), ep).await?,
+        Some(config) => start(cfg.connect(crate::tls::MakeRustls::new(config)), ep).await?,
+    };
     client
         .batch_execute(
             "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
@@ -58,6 +57,38 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
         client,
         endpoint: ep.clone(),
     })
+}
+
+/// Awaits a connection attempt (within the handshake deadline) and runs its
+/// connection task in the background.
+async fn start<S, T>(
+    attempt: impl std::future::Future<
+        Output = std::result::Result<
+            (Client, tokio_postgres::Connection<S, T>),
+            tokio_postgres::Error,
+        >,
+    >,
+    ep: &Endpoint,
+) -> Result<Client>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
+        Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
+        Err(_) => {
+            return Err(ferry_core::connect::ConnectFailure::Timeout.error(
+                ep,
+                &format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+            ))
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection closed: {}", redact(&e.to_string()));
+        }
+    });
+    Ok(client)
 }
 
 /// How long connecting, including the server's answer to the startup, may take.
@@ -91,6 +122,12 @@ pub fn classify_connect(e: tokio_postgres::Error, ep: &Endpoint) -> Error {
             // too many connections, starting up, shutting down, …: the server's own words
             return classify(e).context(format!("cannot connect to {ep}"));
         }
+    } else if let Some((tls, why)) = source.and_then(crate::tls::tls_failure) {
+        return tls.error(ep, &redact(&why));
+    } else if e.to_string().starts_with("error performing TLS handshake")
+        && detail.contains("server does not support TLS")
+    {
+        F::TlsUnsupported
     } else if let Some(io) = source.and_then(|s| s.downcast_ref::<std::io::Error>()) {
         io_failure(io)
     } else {
