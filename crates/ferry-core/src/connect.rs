@@ -97,10 +97,16 @@ impl ConnectFailure {
                         ep.user, ep.user
                     ),
                 };
+                let tls = if ep.engine == Engine::MySql && ep.tls.mode == TlsMode::Disable {
+                    "; an account with REQUIRE SSL is refused the same way without TLS: \
+                     drop ssl-mode=DISABLED"
+                } else {
+                    ""
+                };
                 format!(
                     "check the user ({}) and the password: in the task's URL (`ferry run` also \
                      reads FERRY_SOURCE_PASSWORD / FERRY_TARGET_PASSWORD; a service task takes \
-                     it from the URL it was created with); {server_side}",
+                     it from the URL it was created with); {server_side}{tls}",
                     ep.user
                 )
             }
