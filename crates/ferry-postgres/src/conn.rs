@@ -99,9 +99,12 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub fn classify_connect(e: tokio_postgres::Error, ep: &Endpoint) -> Error {
     use ferry_core::connect::{io_failure, looks_like_dns, ConnectFailure as F};
     let source = std::error::Error::source(&e);
-    let detail = redact(&match source {
-        Some(s) if e.as_db_error().is_none() => format!("{e}: {s}"),
-        _ => e.to_string(),
+    let detail = redact(&match (e.as_db_error(), source) {
+        // the server's own words ("no pg_hba.conf entry … no encryption"), not the
+        // driver's bare "db error"
+        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
+        (None, Some(s)) => format!("{e}: {s}"),
+        (None, None) => e.to_string(),
     });
     let failure = if let Some(db) = e.as_db_error() {
         let code = db.code();
