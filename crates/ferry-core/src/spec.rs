@@ -463,6 +463,28 @@ objects:
     }
 
     #[test]
+    fn endpoints_carry_their_tls_settings() {
+        use crate::tls::{RootCerts, TlsMode};
+        let e = Endpoint::parse(
+            "postgres://app:pw@db:5432/shop?sslmode=verify-full&sslrootcert=/ca.pem",
+            "FERRY_TEST_UNSET_PASSWORD",
+        )
+        .unwrap();
+        assert_eq!(e.tls.mode, TlsMode::VerifyFull);
+        assert_eq!(e.tls.root_cert, Some(RootCerts::File("/ca.pem".into())));
+        assert_eq!(e.database.as_deref(), Some("shop"));
+        let e = Endpoint::parse("mysql://root@db/x", "FERRY_TEST_UNSET_PASSWORD").unwrap();
+        assert_eq!(e.tls.mode, TlsMode::Prefer);
+        let err = Endpoint::parse(
+            "mysql://root:secret@db/x?sslmode=require",
+            "FERRY_TEST_UNSET_PASSWORD",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("takes ssl-mode"), "{err}");
+        assert!(!err.message.contains("secret"), "{err}");
+    }
+
+    #[test]
     fn never_prints_passwords() {
         let t = TaskSpec::from_yaml(SHOP).unwrap();
         assert!(!format!("{:?} {}", t.source, t.source).contains("secret"));

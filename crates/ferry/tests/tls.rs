@@ -556,5 +556,7 @@ async fn the_service_metadata_store_connects_over_tls() {
         .await
         .err()
         .expect("refused");
+    eprintln!("store refused as expected: {e}");
     assert!(e.to_string().contains("metadata store"), "{e}");
+    assert!(e.to_string().contains("db.invalid"), "{e}");
 }
