@@ -36,7 +36,10 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
         // PREFERRED: encrypt if the server can, else go on in plain text
         Err(Some(mysql_async::Error::Driver(
             mysql_async::DriverError::NoClientSslFlagFromServer,
-        ))) if mode == TlsMode::Prefer => attempt(opts, ep).await,
+        ))) if mode == TlsMode::Prefer => {
+            tls::remember_no_tls(ep);
+            attempt(opts, ep).await
+        }
         // VERIFY_CA: the chain is good (WebPKI checks it before the name) and only the
         // name differs; connect again expecting the name the certificate gives, so
         // the chain is checked again on the connection that is used

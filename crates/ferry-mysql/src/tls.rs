@@ -22,7 +22,13 @@ pub fn ssl_opts(ep: &Endpoint) -> Result<Option<SslOpts>> {
         rustls::crypto::CryptoProvider::install_default(rustls::crypto::ring::default_provider());
     let tls = &ep.tls;
     let mode = tls.effective_mode();
-    if mode == TlsMode::Disable {
+    // no TLS over a Unix socket (local; the driver would ask the server for TLS and
+    // then not start it)
+    if mode == TlsMode::Disable || ep.socket.is_some() {
+        return Ok(None);
+    }
+    // PREFERRED against a server already found to have no TLS: no second attempt
+    if mode == TlsMode::Prefer && knows_no_tls(ep) {
         return Ok(None);
     }
     let mut ssl = SslOpts::default();
@@ -69,6 +75,26 @@ pub fn ssl_opts(ep: &Endpoint) -> Result<Option<SslOpts>> {
         _ => ssl,
     };
     Ok(Some(ssl))
+}
+
+/// Servers (host, port) found without TLS under PREFERRED in this process, so each
+/// later connection to them does not first try TLS and fail.
+static NO_TLS: std::sync::Mutex<Vec<(String, u16)>> = std::sync::Mutex::new(Vec::new());
+
+fn knows_no_tls(ep: &Endpoint) -> bool {
+    NO_TLS
+        .lock()
+        .map(|v| v.iter().any(|(h, p)| *h == ep.host && *p == ep.port))
+        .unwrap_or(false)
+}
+
+/// Remembers that `ep`'s server offered no TLS (PREFERRED then goes plain at once).
+pub fn remember_no_tls(ep: &Endpoint) {
+    if let Ok(mut v) = NO_TLS.lock() {
+        if !v.iter().any(|(h, p)| *h == ep.host && *p == ep.port) {
+            v.push((ep.host.clone(), ep.port));
+        }
+    }
 }
 
 fn read(param: TlsParam, path: &std::path::Path) -> Result<Vec<u8>> {

@@ -33,6 +33,7 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
     // verify-full are require with a checking verifier (crate::tls)
     let tls = crate::tls::client_config(ep)?;
     cfg.ssl_mode(match ep.tls.mode {
+        _ if tls.is_none() => SslMode::Disable,
         TlsMode::Disable => SslMode::Disable,
         TlsMode::Prefer => SslMode::Prefer,
         _ => SslMode::Require,

@@ -40,7 +40,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn client_config(ep: &Endpoint) -> Result<Option<Arc<ClientConfig>>> {
     let tls = &ep.tls;
     let mode = tls.effective_mode();
-    if mode == TlsMode::Disable {
+    // as libpq: no TLS over a Unix socket (local, and the server has no name to check)
+    if mode == TlsMode::Disable || ep.socket.is_some() {
         return Ok(None);
     }
     let provider = provider();
