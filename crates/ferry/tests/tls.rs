@@ -402,6 +402,9 @@ async fn full_and_incremental(
     let dir = tempfile::tempdir().unwrap();
     let task = write_task(dir.path(), source, target);
     let name = task_name(&task);
+    // `ferry check` says both connections are encrypted
+    let out = text(&ferry(&["check", &task]));
+    assert_eq!(out.matches(", encrypted (TLSv1.").count(), 2, "{out}");
     let run = spawn_run(&task);
     // the incremental phase, as the target's checkpoint records it
     let streaming =
