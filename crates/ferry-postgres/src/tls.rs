@@ -472,3 +472,62 @@ pub async fn negotiate(mut stream: TcpStream, ep: &Endpoint) -> Result<MaybeTls>
     })?;
     Ok(MaybeTls::Tls(RustlsStream(Box::new(tls))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that checks the first 8 bytes are an SSLRequest and answers `answer`.
+    async fn answering(answer: u8) -> (u16, tokio::task::JoinHandle<[u8; 8]>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = [0u8; 8];
+            s.read_exact(&mut req).await.unwrap();
+            s.write_all(&[answer]).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            req
+        });
+        (port, task)
+    }
+
+    async fn negotiate_with(mode: &str, answer: u8) -> (Result<MaybeTls>, [u8; 8]) {
+        let (port, peer) = answering(answer).await;
+        let ep = Endpoint::parse(
+            &format!("postgres://u@127.0.0.1:{port}/d?sslmode={mode}"),
+            "FERRY_TEST_UNSET_PASSWORD",
+        )
+        .unwrap();
+        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let r = negotiate(s, &ep).await;
+        (r, peer.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_replication_connection_asks_for_tls_as_libpq_does() {
+        let (r, req) = negotiate_with("prefer", b'N').await;
+        assert_eq!(
+            req,
+            [0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f],
+            "SSLRequest 80877103"
+        );
+        assert!(!r.unwrap().is_encrypted(), "prefer goes on in plain text");
+
+        let (r, _) = negotiate_with("require", b'N').await;
+        let e = r.err().expect("require refuses a server without TLS");
+        assert!(
+            e.message.contains("the server does not accept TLS"),
+            "{}",
+            e.message
+        );
+        assert!(!e.is_transient());
+
+        let (r, _) = negotiate_with("prefer", b'X').await;
+        let e = r.err().expect("not PostgreSQL");
+        assert!(
+            e.message.contains("not a database server of this kind"),
+            "{e}"
+        );
+    }
+}
