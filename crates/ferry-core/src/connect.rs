@@ -98,7 +98,8 @@ impl ConnectFailure {
                     ),
                 };
                 let tls = if ep.engine == Engine::MySql && ep.tls.mode == TlsMode::Disable {
-                    "; an account with REQUIRE SSL is refused the same way without TLS: \
+                    "; MariaDB refuses an unencrypted connection the same way when the \
+                     account has REQUIRE SSL or the server require_secure_transport=ON: \
                      drop ssl-mode=DISABLED"
                 } else {
                     ""
