@@ -25,7 +25,10 @@ pub trait StoreDialect: Send + Sync {
     /// holds its lock, or nothing to check when the engine's lock cannot fail.
     fn join_writers_sql(&self, key: &str, slot: Option<usize>) -> (String, bool);
 
-    /// A query returning `1` when no session holds any of task `key`'s writer locks
-    /// (up to `slots` copy workers).
-    fn writers_gone_sql(&self, key: &str, slots: usize) -> String;
+    /// A query listing the other sessions that hold any of task `key`'s writer locks
+    /// (up to `slots` copy workers), one session id per row.
+    fn writer_sessions_sql(&self, key: &str, slots: usize) -> String;
+
+    /// The statement that ends session `id` (one [`Self::writer_sessions_sql`] listed).
+    fn end_session_sql(&self, id: &str) -> String;
 }

@@ -38,6 +38,8 @@ pub enum ErrorKind {
     NoSnapshotPosition,
     /// A DR switchover found the two sides different and switched nothing.
     SwitchoverRefused,
+    /// A later run of the task claimed its target: this run must write nothing more.
+    Fenced,
 }
 
 /// One Ferry error: a message naming what failed and where, and a hint on how to fix it.

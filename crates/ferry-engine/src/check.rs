@@ -228,7 +228,10 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
             "target can hold Ferry's checkpoint tables (ferry.*)",
             false,
             e.message,
-            "grant CREATE on the target database to the Ferry user",
+            // the server's own hint (a full disk) before the usual cause
+            e.hint
+                .as_deref()
+                .unwrap_or("grant CREATE on the target database to the Ferry user"),
         )),
     }
     if let Some(item) = extensions_available(&mut dst, &tables).await {

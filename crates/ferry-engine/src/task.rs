@@ -349,6 +349,18 @@ async fn start_without_copy(spec: &TaskSpec, dst: &mut Conn) -> Result<Vec<Strin
     Ok(Vec::new())
 }
 
+/// Whether every session writing `task`'s data has gone, waiting at most `within`.
+async fn writers_gone(dst: &mut Conn, task: &str, within: Duration) -> Result<bool> {
+    let t0 = std::time::Instant::now();
+    while !dst.writer_sessions(task).await?.is_empty() {
+        if t0.elapsed() > within {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(true)
+}
+
 /// Ends a task: releases the source's slot and publication and marks it ended.
 pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
     let mut done = Vec::new();
@@ -364,11 +376,7 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
         dst.task(&spec.name).await?.map(|r| r.phase)
     };
     let known = phase.is_some();
-    if known
-        && !dst
-            .writers_gone(&spec.name, Duration::from_secs(10))
-            .await?
-    {
+    if known && !writers_gone(&mut dst, &spec.name, Duration::from_secs(10)).await? {
         // ending under a live run would be undone by it: it keeps applying, and its
         // next checkpoint overwrites the mark
         // transient: a run being stopped goes within moments (the service retries)

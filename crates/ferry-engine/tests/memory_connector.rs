@@ -18,6 +18,7 @@ use ferry_core::{
     Column, DdlPlan, Endpoint, Engine, Error, LogicalType, Position, Result, Table, TableId,
     TaskSpec, Value,
 };
+use ferry_engine::checkpoint::Fence;
 use ferry_engine::conn::Conn;
 use ferry_engine::copy::chunk::{copy_chunk, TableJob};
 use std::collections::BTreeMap;
@@ -135,8 +136,12 @@ impl StoreDialect for MemStore {
         (format!("JOIN {key}"), false)
     }
 
-    fn writers_gone_sql(&self, key: &str, _slots: usize) -> String {
-        format!("GONE {key}")
+    fn writer_sessions_sql(&self, key: &str, _slots: usize) -> String {
+        format!("WRITERS {key}")
+    }
+
+    fn end_session_sql(&self, id: &str) -> String {
+        format!("END {id}")
     }
 }
 
@@ -172,6 +177,11 @@ impl SqlConn for MemConn {
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {
+        // several statements in one call (a check and its COMMIT): one at a time
+        if let Some((first, rest)) = sql.split_once("; ") {
+            self.exec(first).await?;
+            return self.exec(rest).await;
+        }
         match sql {
             "BEGIN" => {
                 if self.txn.is_some() {
@@ -576,18 +586,22 @@ async fn the_chunked_copy_and_compare_run_against_an_in_memory_engine() {
         watermark: None,
     };
 
+    let fence = Fence {
+        task: "t1".into(),
+        epoch: 1,
+    };
     // a chunk whose load breaks commits nothing; run again, it copies whole
     if let Some(MemConn { fail_after, .. }) = dst.as_any_mut().downcast_mut::<MemConn>() {
         *fail_after = Some(700);
     }
-    let e = copy_chunk(&mut src, &mut dst, &job, &plan[0], "t1", &|_| {})
+    let e = copy_chunk(&mut src, &mut dst, &job, &plan[0], &fence, &|_| {})
         .await
         .unwrap_err();
     assert!(e.is_transient(), "{e}");
     assert!(target.lock().unwrap().committed.is_empty());
     let mut copied = 0;
     for chunk in &plan {
-        copied += copy_chunk(&mut src, &mut dst, &job, chunk, "t1", &|_| {})
+        copied += copy_chunk(&mut src, &mut dst, &job, chunk, &fence, &|_| {})
             .await
             .unwrap();
     }
@@ -598,8 +612,10 @@ async fn the_chunked_copy_and_compare_run_against_an_in_memory_engine() {
         // each chunk's rows committed with the statement that marks it done
         assert_eq!(db.committed.len(), plan.len());
         for (i, statements) in db.committed.iter().enumerate() {
-            assert_eq!(statements.len(), 1, "{statements:?}");
+            // … and the fence's check, last before the COMMIT
+            assert_eq!(statements.len(), 2, "{statements:?}");
             assert!(statements[0].contains("UPDATE ferry.chunks SET done = 1"));
+            assert!(statements[1].starts_with("UPDATE ferry.fences"));
             assert!(
                 statements[0].ends_with(&format!("AND chunk = {i}")),
                 "{statements:?}"

@@ -173,11 +173,20 @@ pub fn classify(e: tokio_postgres::Error) -> Error {
                 SqlState::TOO_MANY_CONNECTIONS,
             ]
             .contains(code);
-        let err = if transient {
+        // class 53: out of disk space, memory or connections — the server recovers
+        // once it has room again
+        let short = code.code().starts_with("53");
+        let err = if transient || short {
             Error::transient(redact(&msg))
         } else {
             Error::definite(redact(&msg))
         };
+        if short && db.hint().is_none() {
+            return err.with_hint(
+                "the server is short of disk space, memory or connections: free some (for \
+                 a full disk, the filesystem of its data directory); Ferry retries meanwhile",
+            );
+        }
         let err = match db.hint() {
             Some(h) => err.with_hint(h),
             None => err,

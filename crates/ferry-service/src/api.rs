@@ -23,7 +23,10 @@ use utoipa::{IntoParams, ToSchema};
 mod openapi;
 pub mod schema;
 
-use schema::{to_json, ErrorBody, Event, InvalidError, NewTenant, Refused, TaskDetail, TaskPage};
+use schema::{
+    to_json, AuditPage, ErrorBody, Event, InvalidError, NewTenant, Refused, RotatedToken,
+    SigningSecret, TaskDetail, TaskPage,
+};
 
 fn parse_time(field: &str, s: &str) -> Result<i64, ServiceError> {
     chrono::DateTime::parse_from_rfc3339(s)
@@ -38,8 +41,9 @@ fn parse_time(field: &str, s: &str) -> Result<i64, ServiceError> {
 pub struct App {
     /// Task operations.
     pub control: Control,
-    /// The admin token (from `FERRY_ADMIN_TOKEN` or the data directory).
-    pub admin_token: String,
+    /// The admin token (from `FERRY_ADMIN_TOKEN` or the data directory, or the
+    /// rotated one from the store), replaceable while the service runs.
+    pub admin_token: crate::tokens::AdminToken,
     /// A token that reads `/metrics` only (`FERRY_METRICS_TOKEN`), for a scraper
     /// that should not hold the admin token.
     pub metrics_token: Option<String>,
@@ -100,7 +104,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-async fn caller(app: &App, headers: &HeaderMap) -> ApiResult<Caller> {
+/// Who sends `headers`: the admin, a tenant, or an error (401) for no or an unknown
+/// token.
+pub(crate) async fn caller(app: &App, headers: &HeaderMap) -> ApiResult<Caller> {
     let token = bearer(headers).ok_or_else(|| {
         ServiceError::Unauthorized(
             "no token: send Authorization: Bearer <token> (the CLI reads FERRY_TOKEN, \
@@ -108,16 +114,14 @@ async fn caller(app: &App, headers: &HeaderMap) -> ApiResult<Caller> {
                 .into(),
         )
     })?;
-    if token_hash(token) == token_hash(&app.admin_token) {
+    let store = &app.control.store;
+    if app.admin_token.matches(store, token, false).await? {
         return Ok(Caller::Admin);
     }
-    match app
-        .control
-        .store
-        .tenant_by_token(&token_hash(token))
-        .await?
-    {
+    match store.tenant_by_token(&token_hash(token)).await? {
         Some(t) => Ok(Caller::Tenant(t.name)),
+        // another node may have rotated the admin token to this one
+        None if app.admin_token.matches(store, token, true).await? => Ok(Caller::Admin),
         None => Err(ServiceError::Unauthorized("unknown token".into())),
     }
 }
@@ -717,6 +721,7 @@ async fn tenant_json(app: &App, name: &str) -> ApiResult<Json_> {
             .as_deref()
             .and_then(|w| serde_json::from_str::<Json_>(w).ok()),
         tasks_by_state: by_state,
+        signing_secret: None,
     }))
 }
 
@@ -787,7 +792,231 @@ async fn set_webhook(
         })?;
     let text = serde_json::to_string(&hook).expect("serialisable");
     app.control.store.set_webhook(&name, Some(&text)).await?;
-    tenant_json(&app, &name).await.map(Json)
+    // the first webhook gets a signing secret, shown in this answer only; later
+    // changes keep it (receivers keep verifying) — rotate it on its own route
+    let fresh = match app.control.store.webhook_secret(&name).await? {
+        Some(_) => None,
+        None => {
+            let secret = crate::notify::new_signing_secret();
+            app.control
+                .store
+                .set_webhook_secret(&name, Some(&app.control.secrets().seal(&secret)))
+                .await?;
+            Some(secret)
+        }
+    };
+    let mut v = tenant_json(&app, &name).await?;
+    if let Some(secret) = fresh {
+        v["signing_secret"] = Json_::String(secret);
+    }
+    Ok(Json(v))
+}
+
+/// A new webhook signing secret (admin or the tenant)
+///
+/// The previous secret stops signing at once; the new one is shown in this answer
+/// only. Every webhook POST carries `X-Ferry-Signature: t=<unix seconds>,v1=<hex
+/// HMAC-SHA256 of "<t>.<raw body>" keyed with the secret>`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{name}/webhook/secret",
+    tag = "tenants",
+    params(("name" = String, Path, description = "the tenant")),
+    responses(
+        (status = 200, description = "the new secret (shown once)", body = SigningSecret),
+        (status = 400, description = "a malformed query or path parameter", body = ErrorBody),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no such tenant (or not this tenant's)", body = ErrorBody),
+        (status = 409, description = "the tenant has no webhook", body = ErrorBody),
+    )
+)]
+async fn rotate_webhook_secret(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Json_>> {
+    let c = caller(&app, &headers).await?;
+    let t = match app.control.store.tenant(&name).await? {
+        Some(t) if c.sees(&name) => t,
+        _ => return Err(ServiceError::NotFound(format!("tenant {name:?}"))),
+    };
+    if t.webhook.is_none() {
+        return Err(ServiceError::Conflict(format!(
+            "tenant {name:?} has no webhook; set one (PUT /api/v1/tenants/{name}/webhook) and its answer holds the secret"
+        )));
+    }
+    let secret = crate::notify::new_signing_secret();
+    app.control
+        .store
+        .set_webhook_secret(&name, Some(&app.control.secrets().seal(&secret)))
+        .await?;
+    tracing::info!(tenant = %name, "webhook signing secret rotated");
+    Ok(Json(to_json(&SigningSecret {
+        name,
+        signing_secret: secret,
+    })))
+}
+
+/// The options of a tenant token rotation.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RotateQuery {
+    /// Seconds the previous token keeps working beside the new one (0–604800);
+    /// 0 or absent: it stops working at once.
+    #[param(minimum = 0, maximum = 604800, default = 0)]
+    grace_seconds: Option<i64>,
+}
+
+/// A new token for a tenant (admin or the tenant itself)
+///
+/// The new token is shown in this answer only. The previous token stops working at
+/// once, or after `grace_seconds` (both work meanwhile); no restart is needed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{name}/token",
+    tag = "tenants",
+    params(("name" = String, Path, description = "the tenant"), RotateQuery),
+    responses(
+        (status = 200, description = "the new token (shown once)", body = RotatedToken),
+        (status = 400, description = "a malformed query or path parameter", body = ErrorBody),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no such tenant (or not this tenant's)", body = ErrorBody),
+        (status = 422, description = "grace_seconds out of range", body = InvalidError),
+    )
+)]
+async fn rotate_tenant_token(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<RotateQuery>,
+) -> ApiResult<Json<Json_>> {
+    let c = caller(&app, &headers).await?;
+    if !c.sees(&name) {
+        return Err(ServiceError::NotFound(format!("tenant {name:?}")));
+    }
+    let (token, until) =
+        crate::tokens::rotate_tenant(&app.control.store, &name, q.grace_seconds).await?;
+    Ok(Json(to_json(&RotatedToken {
+        name,
+        token,
+        old_token_valid_until: until.map(rfc3339),
+    })))
+}
+
+/// A new admin token (admin)
+///
+/// The previous admin token stops working at once, on every node sharing the
+/// metadata store; the new one (shown in this answer only) is kept, hashed, in the
+/// store and survives restarts (it takes precedence over FERRY_ADMIN_TOKEN and the
+/// admin.token file; `ferry serve --reset-admin-token` goes back to those).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/token",
+    tag = "admin",
+    responses(
+        (status = 200, description = "the new admin token (shown once)", body = schema::AdminToken),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 403, description = "admin only", body = ErrorBody),
+    )
+)]
+async fn rotate_admin_token(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Json_>> {
+    admin_only(&caller(&app, &headers).await?)?;
+    let token = app.admin_token.rotate(&app.control.store).await?;
+    Ok(Json(to_json(&schema::AdminToken { token })))
+}
+
+/// The filters of the audit log.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// Since: 24h, 7d, 30d, a date (2026-11-01) or an RFC 3339 time; or a range
+    /// FROM..TO (not combinable with until).
+    since: Option<String>,
+    /// Before: 24h, 7d, 30d, a date or an RFC 3339 time.
+    until: Option<String>,
+    /// Only calls concerning this tenant (made by it, or on its tasks and settings).
+    tenant: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+    /// Entries to skip.
+    #[param(minimum = 0, default = 0)]
+    offset: Option<i64>,
+}
+
+/// The audit log of mutating calls, oldest first (admin)
+///
+/// Every POST, PUT, PATCH and DELETE, refused ones included: when, who, method,
+/// path, target, status, error, request id, client address and a redacted summary.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "admin",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "a page of entries", body = AuditPage),
+        (status = 400, description = "a malformed query parameter", body = ErrorBody),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 403, description = "admin only", body = ErrorBody),
+        (status = 422, description = "bad filter", body = InvalidError),
+    )
+)]
+async fn list_audit(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Json_>> {
+    admin_only(&caller(&app, &headers).await?).map_err(|_| {
+        ServiceError::Forbidden("the audit log is the admin's: it needs the admin token".into())
+    })?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::Invalid {
+            field: "limit".into(),
+            reason: "between 1 and 1000".into(),
+        });
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ServiceError::Invalid {
+            field: "offset".into(),
+            reason: "0 or more".into(),
+        });
+    }
+    let (since_ms, until_ms) = since_until(q.since.as_deref(), q.until.as_deref())?;
+    let filter = crate::store::AuditFilter {
+        tenant: q.tenant,
+        since_ms,
+        until_ms,
+        limit,
+        offset,
+    };
+    let (rows, total) = app.control.store.audit(&filter).await?;
+    let entries = rows
+        .into_iter()
+        .map(|r| schema::AuditEntry {
+            at: rfc3339(r.at_ms),
+            who: r.who,
+            tenant: r.tenant,
+            method: r.method,
+            path: r.path,
+            target: r.target,
+            status: r.status,
+            error: r.error,
+            request_id: r.request_id,
+            remote: r.remote,
+            summary: r.summary.and_then(|s| serde_json::from_str(&s).ok()),
+        })
+        .collect();
+    Ok(Json(to_json(&schema::AuditPage {
+        entries,
+        total,
+        limit,
+        offset,
+    })))
 }
 
 /// Liveness (the metadata store answers)
@@ -940,10 +1169,28 @@ fn api_routes() -> Vec<(&'static str, Method, MethodRouter<Shared>)> {
             Method::PUT,
             put(set_webhook),
         ),
+        (
+            "/api/v1/tenants/{name}/webhook/secret",
+            Method::POST,
+            post(rotate_webhook_secret),
+        ),
+        (
+            "/api/v1/tenants/{name}/token",
+            Method::POST,
+            post(rotate_tenant_token),
+        ),
+        (
+            "/api/v1/admin/token",
+            Method::POST,
+            post(rotate_admin_token),
+        ),
+        ("/api/v1/audit", Method::GET, get(list_audit)),
     ]
 }
 
-/// The API's routes, with Swagger UI at `/api/v1/docs` and the console at `/`.
+/// The API's routes, with Swagger UI at `/api/v1/docs` and the console at `/`;
+/// every mutating call goes through the audit layer (the outermost, so it records
+/// the answer the client gets).
 pub fn router(app: Arc<App>) -> Router {
     let docs = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
         .url("/api/v1/docs/openapi.json", openapi_document().clone());
@@ -958,6 +1205,10 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::audit::record,
+        ))
         .with_state(app)
 }
 

@@ -76,6 +76,8 @@ pub struct Control {
     secrets: Secrets,
     /// Private/loopback destinations webhooks may reach (the admin's list).
     pub webhook_allow: Arc<WebhookAllow>,
+    /// Webhook deliveries: how they are retried, how many send at once.
+    pub webhook_deliveries: Arc<crate::notify::Deliveries>,
 }
 
 impl Control {
@@ -86,7 +88,21 @@ impl Control {
             store,
             secrets,
             webhook_allow: Arc::default(),
+            webhook_deliveries: Arc::default(),
         }
+    }
+
+    /// The same, with webhook deliveries retried by `policy`.
+    pub fn with_webhook_retry(self, policy: crate::notify::RetryPolicy) -> Control {
+        Control {
+            webhook_deliveries: Arc::new(crate::notify::Deliveries::new(policy)),
+            ..self
+        }
+    }
+
+    /// What seals and opens the stored secrets (passwords, webhook signing secrets).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// The same, with webhooks also allowed to reach what `allow` names.

@@ -3,6 +3,7 @@
 //! tasks and run the engine, tenants with tokens and balances.
 
 pub mod api;
+pub mod audit;
 pub mod billing;
 pub mod control;
 pub mod error;
@@ -10,6 +11,8 @@ pub mod notify;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod tls;
+pub mod tokens;
 pub mod worker;
 
 pub use error::{ServiceError, ServiceResult};

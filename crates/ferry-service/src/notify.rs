@@ -267,7 +267,95 @@ pub async fn webhook_of(store: &Store, tenant: &str) -> Option<Webhook> {
     serde_json::from_str(t.webhook.as_deref()?).ok()
 }
 
-/// Posts `event` about `task` to its tenant's webhook, in the background.
+/// How webhook deliveries are retried: `attempts` in all, the first retry after
+/// `first_delay`, each next one after twice as long (capped at five minutes), each
+/// delay varied by ±25 % so receivers that came back are not hit by every sender at
+/// once. Connection errors, timeouts, 5xx and 429 are retried; other answers not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// Wait before the first retry.
+    pub first_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts: after 1, 2, 4 and 8 s (about 15 s in all, plus jitter).
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The longest wait between two attempts.
+const MAX_DELAY: Duration = Duration::from_secs(300);
+
+impl RetryPolicy {
+    /// The wait after failed attempt `n` (1-based), jittered.
+    pub fn delay(&self, n: u32) -> Duration {
+        let base = self
+            .first_delay
+            .saturating_mul(1u32 << (n.saturating_sub(1)).min(20))
+            .min(MAX_DELAY);
+        base.mul_f64(0.75 + rand::random::<f64>() * 0.5)
+    }
+}
+
+/// Webhook deliveries in flight: spawned so they never hold up a worker, at most
+/// [`MAX_IN_FLIGHT`] sending at once.
+#[derive(Debug)]
+pub struct Deliveries {
+    /// How failed deliveries are retried.
+    pub policy: RetryPolicy,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Deliveries sending at the same time (the others wait their turn).
+pub const MAX_IN_FLIGHT: usize = 16;
+
+impl Deliveries {
+    /// Deliveries retried by `policy`.
+    pub fn new(policy: RetryPolicy) -> Deliveries {
+        Deliveries {
+            policy: RetryPolicy {
+                attempts: policy.attempts.max(1),
+                ..policy
+            },
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        }
+    }
+}
+
+impl Default for Deliveries {
+    fn default() -> Deliveries {
+        Deliveries::new(RetryPolicy::default())
+    }
+}
+
+/// A new webhook signing secret (shown to the tenant once, stored sealed).
+pub fn new_signing_secret() -> String {
+    format!("whsec_{}", crate::control::random_hex(24))
+}
+
+/// The `X-Ferry-Signature` value of `body` sent at `t` (Unix seconds):
+/// `t=<t>,v1=<hex HMAC-SHA256 under the secret of "<t>.<body>">`. A receiver
+/// recomputes it over the raw body and compares in constant time, and refuses old
+/// `t` values to stop replays.
+pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Posts `event` about `task` to its tenant's webhook, in the background: signed,
+/// retried as the control's [`RetryPolicy`] says, every attempt logged (without
+/// the URL's credentials or the secret), one delivery id across the attempts.
 pub fn send(control: &Control, task: &TaskRow, event: &str, detail: serde_json::Value) {
     let body = serde_json::json!({
         "event": event,
@@ -282,22 +370,128 @@ pub fn send(control: &Control, task: &TaskRow, event: &str, detail: serde_json::
         "at": crate::store::rfc3339(crate::store::now_ms()),
     });
     let tenant = task.tenant.clone();
-    let (store, allow) = (control.store.clone(), control.webhook_allow.clone());
+    let event = event.to_string();
+    let control = control.clone();
     tokio::spawn(async move {
-        let Some(hook) = webhook_of(&store, &tenant).await else {
+        let Some(hook) = webhook_of(&control.store, &tenant).await else {
             return;
         };
-        if let Err(e) = post(&hook.url, &body, &allow).await {
-            tracing::warn!(tenant = %tenant, "webhook not delivered: {e}");
-        }
+        let secret = match control.store.webhook_secret(&tenant).await {
+            Ok(Some(sealed)) => match control.secrets().open(&sealed) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, "webhook signing secret unusable ({e}); sending unsigned");
+                    None
+                }
+            },
+            Ok(None) => {
+                tracing::warn!(tenant = %tenant, "the webhook has no signing secret (set before signing existed); sending unsigned — rotate it with POST /api/v1/tenants/{tenant}/webhook/secret");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, "webhook not delivered: {e}");
+                return;
+            }
+        };
+        let delivery = format!("wd_{}", crate::control::random_hex(8));
+        let deliveries = control.webhook_deliveries.clone();
+        let _slot = deliveries.slots.clone().acquire_owned().await;
+        let out = Outgoing {
+            url: &hook.url,
+            body: body.to_string().into_bytes(),
+            secret: secret.as_deref(),
+            delivery: &delivery,
+            event: &event,
+        };
+        deliver(&out, deliveries.policy, &control.webhook_allow, &tenant).await;
     });
 }
 
-/// POSTs `body` to `url` after checking where it goes; no redirects are followed
-/// and no proxy is used, so the request reaches the checked address only.
-async fn post(url: &str, body: &serde_json::Value, allow: &WebhookAllow) -> Result<(), String> {
-    let u = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let addr = destination(&u, allow).await?;
+/// One webhook message, the same bytes and delivery id at every attempt.
+struct Outgoing<'a> {
+    url: &'a str,
+    body: Vec<u8>,
+    secret: Option<&'a str>,
+    delivery: &'a str,
+    event: &'a str,
+}
+
+/// What one attempt came to.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// A 2xx answer.
+    Delivered(u16),
+    /// Worth another try (connection failed, 5xx, 429), after at least this long
+    /// when the receiver said so (`Retry-After`).
+    Retry(String, Option<Duration>),
+    /// Not retried (another 4xx, a refused destination).
+    Final(String),
+}
+
+/// Attempts `out` until it is delivered, refused or out of attempts.
+async fn deliver(out: &Outgoing<'_>, policy: RetryPolicy, allow: &WebhookAllow, tenant: &str) {
+    for n in 1..=policy.attempts {
+        match attempt(out, allow).await {
+            Attempt::Delivered(status) => {
+                tracing::info!(
+                    tenant,
+                    delivery = out.delivery,
+                    event = out.event,
+                    attempt = n,
+                    status,
+                    "webhook delivered"
+                );
+                return;
+            }
+            Attempt::Final(why) => {
+                tracing::warn!(
+                    tenant,
+                    delivery = out.delivery,
+                    event = out.event,
+                    attempt = n,
+                    "webhook not delivered, not retried: {why}"
+                );
+                return;
+            }
+            Attempt::Retry(why, _) if n == policy.attempts => {
+                tracing::warn!(
+                    tenant,
+                    delivery = out.delivery,
+                    event = out.event,
+                    attempt = n,
+                    "webhook not delivered after {n} attempts: {why}"
+                );
+                return;
+            }
+            Attempt::Retry(why, asked) => {
+                let wait = policy
+                    .delay(n)
+                    .max(asked.unwrap_or_default().min(MAX_DELAY));
+                tracing::info!(
+                    tenant,
+                    delivery = out.delivery,
+                    event = out.event,
+                    attempt = n,
+                    "webhook attempt failed: {why}; retrying in {:.1} s",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// One POST of `out`, after checking where it goes; no redirects are followed and
+/// no proxy is used, so the request reaches the checked address only.
+async fn attempt(out: &Outgoing<'_>, allow: &WebhookAllow) -> Attempt {
+    let u = match url::Url::parse(out.url) {
+        Ok(u) => u,
+        Err(e) => return Attempt::Final(format!("the webhook URL is not a URL: {e}")),
+    };
+    let addr = match destination(&u, allow).await {
+        Ok(a) => a,
+        Err(e) => return Attempt::Final(e),
+    };
     let mut client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -305,11 +499,36 @@ async fn post(url: &str, body: &serde_json::Value, allow: &WebhookAllow) -> Resu
     if let Some(url::Host::Domain(d)) = u.host() {
         client = client.resolve(d, addr);
     }
-    let client = client.build().map_err(|e| format!("http client: {e}"))?;
-    match client.post(u).json(body).send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("the webhook answered {}", r.status())),
-        Err(e) => Err(e.to_string()),
+    let client = match client.build() {
+        Ok(c) => c,
+        Err(e) => return Attempt::Final(format!("http client: {e}")),
+    };
+    let mut req = client
+        .post(u)
+        .header("content-type", "application/json")
+        .header("x-ferry-delivery", out.delivery)
+        .header("x-ferry-event", out.event);
+    if let Some(secret) = out.secret {
+        let t = chrono::Utc::now().timestamp();
+        req = req.header("x-ferry-signature", signature(secret, t, &out.body));
+    }
+    match req.body(out.body.clone()).send().await {
+        Ok(r) if r.status().is_success() => Attempt::Delivered(r.status().as_u16()),
+        Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => {
+            let after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Attempt::Retry(format!("the webhook answered {}", r.status()), after)
+        }
+        Ok(r) => Attempt::Final(format!("the webhook answered {}", r.status())),
+        // the error names the URL: without its credentials
+        Err(e) => Attempt::Retry(
+            ferry_core::redact::redact(&e.without_url().to_string()),
+            None,
+        ),
     }
 }
 
@@ -405,10 +624,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(a, "127.0.0.1:9".parse().unwrap());
-        let e = post("http://169.254.169.254/", &serde_json::json!({}), &allow)
-            .await
-            .unwrap_err();
-        assert!(e.contains("link-local"), "{e}");
+        let out = Outgoing {
+            url: "http://169.254.169.254/",
+            body: b"{}".to_vec(),
+            secret: None,
+            delivery: "wd_test",
+            event: "test",
+        };
+        match attempt(&out, &allow).await {
+            Attempt::Final(e) => assert!(e.contains("link-local"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A refusal is one sentence: the address, why, and how to allow it.
@@ -450,6 +676,24 @@ mod tests {
         );
         assert!(e.contains("FERRY_WEBHOOK_ALLOW"), "{e}");
         assert!(!e.contains(" is a "), "{e}");
+    }
+
+    /// The signature is the documented HMAC: a value computed independently
+    /// (Python's hmac module) for a fixed secret, time and body.
+    #[test]
+    fn the_signature_is_hmac_sha256_of_time_dot_body() {
+        assert_eq!(
+            signature("whsec_test", 1700000000, br#"{"event":"x"}"#),
+            "t=1700000000,v1=332db6eb98751d218da10bd89e81ba421029f17447c481788ffc4b6fa408fd56"
+        );
+        let d = RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_secs(1),
+        };
+        for (n, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (30, 300.0)] {
+            let s = d.delay(n).as_secs_f64();
+            assert!((base * 0.75..=base * 1.25).contains(&s), "{n}: {s}");
+        }
     }
 
     #[tokio::test]

@@ -32,6 +32,14 @@ pub struct NodeConfig {
     /// Private/loopback webhook destinations the admin allows (comma-separated
     /// addresses and CIDR blocks); webhooks reach public addresses only otherwise.
     pub webhook_allow: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain and PEM private key (both or
+    /// neither; plain HTTP without them).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How webhook deliveries are retried.
+    pub webhook_retry: crate::notify::RetryPolicy,
+    /// Forget a rotated admin token: FERRY_ADMIN_TOKEN / the admin.token file are
+    /// the admin token again (the way back when the rotated one is lost).
+    pub reset_admin_token: bool,
 }
 
 fn admin_token(dir: &std::path::Path) -> ServiceResult<String> {
@@ -97,7 +105,16 @@ pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceRe
     let allow = WebhookAllow::parse(cfg.webhook_allow.as_deref().unwrap_or("")).map_err(|e| {
         ServiceError::Unavailable(format!("--webhook-allow / FERRY_WEBHOOK_ALLOW: {e}"))
     })?;
-    let control = Control::new(store, secrets).with_webhook_allow(allow);
+    let control = Control::new(store, secrets)
+        .with_webhook_allow(allow)
+        .with_webhook_retry(cfg.webhook_retry);
+    if cfg.reset_admin_token {
+        control
+            .store
+            .kv_delete(crate::tokens::ADMIN_TOKEN_KEY)
+            .await?;
+        eprintln!("ferry serve: --reset-admin-token: a rotated admin token no longer works; FERRY_ADMIN_TOKEN (or the admin.token file) is the admin token again");
+    }
     let node = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
@@ -116,9 +133,21 @@ pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceRe
         )));
     }
     if let Some(addr) = &cfg.listen {
+        // read the certificate before anything listens: a bad file stops the start
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(|(cert, key)| crate::tls::server_config(cert, key))
+            .transpose()?;
+        let token_file = cfg.data_dir.join("admin.token");
         let app = Arc::new(App {
             control: control.clone(),
-            admin_token: admin_token(&cfg.data_dir)?,
+            admin_token: crate::tokens::AdminToken::load(
+                &control.store,
+                || admin_token(&cfg.data_dir),
+                Some(token_file),
+            )
+            .await?,
             // a scraper's token that reads /metrics and nothing else
             metrics_token: std::env::var("FERRY_METRICS_TOKEN")
                 .ok()
@@ -131,16 +160,31 @@ pub async fn run_node(cfg: NodeConfig, stop: watch::Receiver<bool>) -> ServiceRe
             ))
         })?;
         eprintln!(
-            "ferry serve: API on http://{addr} (node {node}, metadata {})",
+            "ferry serve: API on {}://{addr} (node {node}, metadata {})",
+            if tls.is_some() { "https" } else { "http" },
             ferry_core::redact::redact(&meta)
         );
         let mut stop2 = stop.clone();
-        axum::serve(listener, router(app))
-            .with_graceful_shutdown(async move {
-                let _ = stop2.changed().await;
-            })
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("API server: {e}")))?;
+        let shutdown = async move {
+            let _ = stop2.changed().await;
+        };
+        // the client's address reaches the handlers (the audit log records it)
+        let service = router(app).into_make_service_with_connect_info::<crate::audit::Remote>();
+        match tls {
+            Some(cfg) => {
+                let listener = crate::tls::TlsListener::new(listener, cfg)
+                    .map_err(|e| ServiceError::Unavailable(format!("API server: {e}")))?;
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
+        .map_err(|e| ServiceError::Unavailable(format!("API server: {e}")))?;
     } else {
         eprintln!(
             "ferry worker: node {node}, metadata {}",

@@ -49,6 +49,19 @@ fn migrations(postgres: bool) -> Vec<String> {
         "CREATE TABLE meta_kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)".into(),
         "ALTER TABLE tasks ADD COLUMN pending_spec TEXT".into(),
         "ALTER TABLE tasks ADD COLUMN pending_action TEXT".into(),
+        // token rotation with a grace period: the previous token and until when it works
+        "ALTER TABLE tenants ADD COLUMN old_token_hash TEXT".into(),
+        "ALTER TABLE tenants ADD COLUMN old_token_until_ms BIGINT".into(),
+        // the webhook signing secret, sealed like the database passwords
+        "ALTER TABLE tenants ADD COLUMN webhook_secret TEXT".into(),
+        format!(
+            "CREATE TABLE audit (id {serial}, at_ms BIGINT NOT NULL, who TEXT NOT NULL, \
+               tenant TEXT, method TEXT NOT NULL, path TEXT NOT NULL, target TEXT, \
+               status BIGINT NOT NULL, error TEXT, request_id TEXT NOT NULL, remote TEXT, \
+               summary TEXT)"
+        ),
+        "CREATE INDEX audit_at ON audit (at_ms, id)".into(),
+        "CREATE INDEX tenants_old_token ON tenants (old_token_hash)".into(),
     ]
 }
 
@@ -63,6 +76,66 @@ pub struct TenantRow {
     pub usage_micros: i64,
     /// Webhook URL for notifications.
     pub webhook: Option<String>,
+}
+
+/// One audited API call (never a token, password or secret: a redacted summary).
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// When the answer was sent.
+    pub at_ms: i64,
+    /// `admin`, a tenant's name, or `unauthenticated`.
+    pub who: String,
+    /// The tenant the call concerns (the caller's, or the one its target belongs to).
+    pub tenant: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Path, with the ids in it.
+    pub path: String,
+    /// The object acted on (`task t1a2b3c`, `tenant acme`).
+    pub target: Option<String>,
+    /// HTTP status of the answer.
+    pub status: i64,
+    /// The error message of a failed call (redacted).
+    pub error: Option<String>,
+    /// The request id (also in the answer's `x-request-id`).
+    pub request_id: String,
+    /// The client's address.
+    pub remote: Option<String>,
+    /// What was created or changed (JSON of a few whitelisted fields).
+    pub summary: Option<String>,
+}
+
+/// Filters of the audit list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only entries concerning this tenant.
+    pub tenant: Option<String>,
+    /// At or after.
+    pub since_ms: Option<i64>,
+    /// Before.
+    pub until_ms: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows skipped.
+    pub offset: i64,
+}
+
+/// `sql` with the audit filter's values bound, in the order `Store::audit` numbers them.
+fn audit_query<'q>(
+    sql: &'q str,
+    f: &'q AuditFilter,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    if let Some(t) = &f.tenant {
+        q = q.bind(t.as_str());
+    }
+    if let Some(s) = f.since_ms {
+        q = q.bind(s);
+    }
+    if let Some(u) = f.until_ms {
+        q = q.bind(u);
+    }
+    q
 }
 
 /// A task as stored.
@@ -337,9 +410,12 @@ impl Store {
     /// The tenant a token hash belongs to.
     pub async fn tenant_by_token(&self, token_hash: &str) -> ServiceResult<Option<TenantRow>> {
         sqlx::query(
-            "SELECT name, balance_micros, usage_micros, webhook FROM tenants WHERE token_hash = $1",
+            "SELECT name, balance_micros, usage_micros, webhook FROM tenants WHERE token_hash = $1 \
+             OR (old_token_hash = $2 AND old_token_until_ms > $3)",
         )
         .bind(token_hash)
+        .bind(token_hash)
+        .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?
         .map(|r| tenant_of(&r))
@@ -375,6 +451,159 @@ impl Store {
             .await?
             .map(|t| t.balance_micros)
             .unwrap_or(0))
+    }
+
+    /// Gives tenant `name` a new token hash. With `grace_until_ms` the current token
+    /// keeps working until then (one previous token at most); without, it stops now.
+    pub async fn rotate_tenant_token(
+        &self,
+        name: &str,
+        new_hash: &str,
+        grace_until_ms: Option<i64>,
+    ) -> ServiceResult<()> {
+        let sql = if grace_until_ms.is_some() {
+            "UPDATE tenants SET old_token_hash = token_hash, old_token_until_ms = $1, \
+             token_hash = $2 WHERE name = $3"
+        } else {
+            "UPDATE tenants SET old_token_hash = NULL, old_token_until_ms = $1, \
+             token_hash = $2 WHERE name = $3"
+        };
+        let n = sqlx::query(sql)
+            .bind(grace_until_ms)
+            .bind(new_hash)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(ServiceError::NotFound(format!("tenant {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// The tenant's sealed webhook signing secret.
+    pub async fn webhook_secret(&self, name: &str) -> ServiceResult<Option<String>> {
+        Ok(
+            sqlx::query("SELECT webhook_secret FROM tenants WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<Option<String>, _>(0))
+                .transpose()?
+                .flatten(),
+        )
+    }
+
+    /// Stores the tenant's sealed webhook signing secret.
+    pub async fn set_webhook_secret(&self, name: &str, sealed: Option<&str>) -> ServiceResult<()> {
+        sqlx::query("UPDATE tenants SET webhook_secret = $1 WHERE name = $2")
+            .bind(sealed)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets `k` to `v` (a setting shared by all nodes, e.g. the rotated admin token's hash).
+    pub async fn kv_set(&self, k: &str, v: &str) -> ServiceResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM meta_kv WHERE k = $1")
+            .bind(k)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO meta_kv (k, v) VALUES ($1, $2)")
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes setting `k`.
+    pub async fn kv_delete(&self, k: &str) -> ServiceResult<()> {
+        sqlx::query("DELETE FROM meta_kv WHERE k = $1")
+            .bind(k)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- audit ----
+
+    /// Appends one audit entry.
+    pub async fn insert_audit(&self, e: &AuditRow) -> ServiceResult<()> {
+        sqlx::query(
+            "INSERT INTO audit (at_ms, who, tenant, method, path, target, status, error, \
+             request_id, remote, summary) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(e.at_ms)
+        .bind(&e.who)
+        .bind(&e.tenant)
+        .bind(&e.method)
+        .bind(&e.path)
+        .bind(&e.target)
+        .bind(e.status)
+        .bind(&e.error)
+        .bind(&e.request_id)
+        .bind(&e.remote)
+        .bind(&e.summary)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit entries matching `f`, oldest first, and how many match in all.
+    pub async fn audit(&self, f: &AuditFilter) -> ServiceResult<(Vec<AuditRow>, i64)> {
+        let mut cond = vec!["1 = 1".to_string()];
+        let mut n = 0;
+        let mut arg = || {
+            n += 1;
+            format!("${n}")
+        };
+        if f.tenant.is_some() {
+            cond.push(format!("tenant = {}", arg()));
+        }
+        if f.since_ms.is_some() {
+            cond.push(format!("at_ms >= {}", arg()));
+        }
+        if f.until_ms.is_some() {
+            cond.push(format!("at_ms < {}", arg()));
+        }
+        let (limit, offset) = (arg(), arg());
+        let cond = cond.join(" AND ");
+        let count_sql = format!("SELECT count(*) FROM audit WHERE {cond}");
+        let list_sql = format!(
+            "SELECT at_ms, who, tenant, method, path, target, status, error, request_id, \
+             remote, summary FROM audit WHERE {cond} ORDER BY at_ms, id LIMIT {limit} OFFSET {offset}"
+        );
+        let total: i64 = audit_query(&count_sql, f)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let rows = audit_query(&list_sql, f)
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    at_ms: r.try_get("at_ms")?,
+                    who: r.try_get("who")?,
+                    tenant: r.try_get("tenant")?,
+                    method: r.try_get("method")?,
+                    path: r.try_get("path")?,
+                    target: r.try_get("target")?,
+                    status: r.try_get("status")?,
+                    error: r.try_get("error")?,
+                    request_id: r.try_get("request_id")?,
+                    remote: r.try_get("remote")?,
+                    summary: r.try_get("summary")?,
+                })
+            })
+            .collect::<ServiceResult<Vec<_>>>()?;
+        Ok((rows, total))
     }
 
     /// Sets the tenant's webhook.

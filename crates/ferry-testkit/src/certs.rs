@@ -7,7 +7,7 @@
 //! folder of its own, deleted when the [`Certs`] is dropped.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
@@ -44,7 +44,10 @@ impl Drop for Certs {
     }
 }
 
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+/// A CA: its certificate and key.
+struct Authority(Certificate, KeyPair);
+
+fn ca(name: &str) -> Authority {
     let mut p = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, name);
@@ -53,11 +56,12 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().expect("CA key")).expect("CA")
+    let key = KeyPair::generate().expect("CA key");
+    Authority(p.self_signed(&key).expect("CA"), key)
 }
 
 fn leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
+    issuer: &Authority,
     common_name: &str,
     names: &[&str],
     usage: ExtendedKeyUsagePurpose,
@@ -71,7 +75,7 @@ fn leaf(
     ];
     p.extended_key_usages = vec![usage];
     let key = KeyPair::generate().expect("key");
-    let cert = p.signed_by(&key, issuer).expect("sign");
+    let cert = p.signed_by(&key, &issuer.0, &issuer.1).expect("sign");
     (cert.pem(), key.serialize_pem())
 }
 
@@ -95,8 +99,8 @@ pub fn make(name: &str) -> Certs {
     }
     let authority = ca("Ferry test CA");
     let stranger = ca("Ferry test CA nobody trusts");
-    let ca_path = write(&dir, "ca.pem", &authority.pem(), 0o644);
-    let other_ca = write(&dir, "other-ca.pem", &stranger.pem(), 0o644);
+    let ca_path = write(&dir, "ca.pem", &authority.0.pem(), 0o644);
+    let other_ca = write(&dir, "other-ca.pem", &stranger.0.pem(), 0o644);
     let files = |stem: &str, (cert, key): (String, String)| CertFiles {
         cert: write(&dir, &format!("{stem}.pem"), &cert, 0o644),
         key: write(&dir, &format!("{stem}.key"), &key, 0o600),

@@ -21,6 +21,10 @@ pub struct ClientOpts {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text", global = true)]
     pub output: Output,
+    /// A PEM file of CA certificates to trust for an https:// service (one signed
+    /// by a private CA); the public web roots are trusted anyway.
+    #[arg(long, env = "FERRY_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Output format.
@@ -148,6 +152,51 @@ pub enum TenantCmd {
         /// Tenant name.
         name: String,
     },
+    /// Gives the tenant a new API token (printed once); the old one stops working
+    /// at once, or after --grace seconds. The admin or the tenant itself.
+    RotateToken {
+        /// Tenant name.
+        name: String,
+        /// Seconds the old token keeps working beside the new one (max a week).
+        #[arg(long, default_value_t = 0)]
+        grace: i64,
+    },
+    /// Gives the tenant's webhook a new signing secret (printed once).
+    RotateWebhookSecret {
+        /// Tenant name.
+        name: String,
+    },
+}
+
+/// `ferry admin …` (admin token)
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Replaces the admin token (printed once); the old one stops working at once,
+    /// and the new one survives restarts.
+    RotateToken,
+}
+
+/// `ferry audit …` (admin token)
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Mutating API calls, oldest first: when, who, what, outcome.
+    List {
+        /// Since (24h, 7d, a date, an RFC 3339 time) or a range FROM..TO.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before (24h, 7d, a date, an RFC 3339 time).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only calls concerning this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Page size (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Entries skipped.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
 }
 
 struct Api {
@@ -172,15 +221,69 @@ const NO_SHOW_TOKEN: &str = "no token: set FERRY_ADMIN_TOKEN to the server's adm
 impl Api {
     /// The first of `token_envs` that is set gives the token; `no_token` is the
     /// hint printed when none is set and the service wants one.
-    fn new(opts: &ClientOpts, token_envs: &[&str], no_token: &'static str) -> Api {
-        Api {
+    fn new(opts: &ClientOpts, token_envs: &[&str], no_token: &'static str) -> Result<Api> {
+        let mut http = reqwest::Client::builder().use_rustls_tls();
+        if let Some(file) = &opts.ca_cert {
+            let pem = std::fs::read(file).with_context(|| {
+                format!(
+                    "cannot read the CA certificate {} (--ca-cert / FERRY_CA_CERT)",
+                    file.display()
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!(
+                    "{} is not a PEM certificate file (--ca-cert / FERRY_CA_CERT)",
+                    file.display()
+                )
+            })?;
+            if certs.is_empty() {
+                bail!(
+                    "{} holds no PEM certificate (--ca-cert / FERRY_CA_CERT)",
+                    file.display()
+                );
+            }
+            for c in certs {
+                http = http.add_root_certificate(c);
+            }
+        }
+        Ok(Api {
             no_token,
-            http: reqwest::Client::new(),
+            http: http.build().context("cannot set up the HTTP client")?,
             base: opts.server.trim_end_matches('/').to_string(),
             token: token_envs
                 .iter()
                 .filter_map(|e| std::env::var(e).ok())
                 .find(|t| !t.is_empty()),
+        })
+    }
+
+    /// Why a request did not reach the service, and what to do about it.
+    fn unreachable(&self, e: &reqwest::Error) -> String {
+        let mut chain = String::new();
+        let mut src: Option<&dyn std::error::Error> = Some(e);
+        while let Some(x) = src {
+            chain.push_str(&format!(": {x}"));
+            src = x.source();
+        }
+        let lower = chain.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("unknownissuer") {
+            format!(
+                "the Ferry service at {} presented a certificate this client does not trust{chain}; \
+                 give the CA that signed it with --ca-cert FILE / FERRY_CA_CERT",
+                self.base
+            )
+        } else if self.base.starts_with("http://") && !e.is_connect() && !e.is_timeout() {
+            // something listens there but does not speak plain HTTP
+            format!(
+                "the Ferry service at {} did not answer over plain HTTP{chain}; if it serves \
+                 HTTPS (--tls-cert), use an https:// address",
+                self.base
+            )
+        } else {
+            format!(
+                "cannot reach the Ferry service at {}{chain} (is `ferry serve` running? --server / FERRY_SERVER)",
+                self.base
+            )
         }
     }
 
@@ -197,10 +300,10 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Ferry service at {} (is `ferry serve` running? --server / FERRY_SERVER)", self.base))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => bail!("{}", self.unreachable(&e)),
+        };
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let v: Value = if text.is_empty() {
@@ -377,7 +480,7 @@ fn by_state_line(v: &Value) -> String {
 
 /// Runs `ferry task …`.
 pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
-    let api = Api::new(opts, &["FERRY_TOKEN", "FERRY_ADMIN_TOKEN"], NO_TASK_TOKEN);
+    let api = Api::new(opts, &["FERRY_TOKEN", "FERRY_ADMIN_TOKEN"], NO_TASK_TOKEN)?;
     use reqwest::Method as M;
     let v = match cmd {
         TaskCmd::Create {
@@ -516,10 +619,12 @@ pub async fn task(opts: &ClientOpts, cmd: TaskCmd) -> Result<ExitCode> {
 /// Runs `ferry tenant …` (needs FERRY_ADMIN_TOKEN, or the tenant's own token for `show`).
 pub async fn tenant(opts: &ClientOpts, cmd: TenantCmd) -> Result<ExitCode> {
     let no_token = match cmd {
-        TenantCmd::Show { .. } => NO_SHOW_TOKEN,
+        TenantCmd::Show { .. }
+        | TenantCmd::RotateToken { .. }
+        | TenantCmd::RotateWebhookSecret { .. } => NO_SHOW_TOKEN,
         TenantCmd::Create { .. } | TenantCmd::Topup { .. } => NO_ADMIN_TOKEN,
     };
-    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"], no_token);
+    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"], no_token)?;
     use reqwest::Method as M;
     let v = match cmd {
         TenantCmd::Create { name, balance } => {
@@ -542,6 +647,48 @@ pub async fn tenant(opts: &ClientOpts, cmd: TenantCmd) -> Result<ExitCode> {
             api.call(M::GET, &format!("/api/v1/tenants/{name}"), None)
                 .await?
         }
+        TenantCmd::RotateToken { name, grace } => {
+            let v = api
+                .call(
+                    M::POST,
+                    &format!("/api/v1/tenants/{name}/token?grace_seconds={grace}"),
+                    None,
+                )
+                .await?;
+            if opts.output == Output::Text {
+                println!("tenant {}", s(&v, "name"));
+                println!(
+                    "  token:   {}   (shown once; the tenant uses it as FERRY_TOKEN)",
+                    s(&v, "token")
+                );
+                match v.get("old_token_valid_until").and_then(Value::as_str) {
+                    Some(until) => println!("  the old token works until {until}"),
+                    None => println!("  the old token no longer works"),
+                }
+            } else {
+                println!("{v}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        TenantCmd::RotateWebhookSecret { name } => {
+            let v = api
+                .call(
+                    M::POST,
+                    &format!("/api/v1/tenants/{name}/webhook/secret"),
+                    None,
+                )
+                .await?;
+            if opts.output == Output::Text {
+                println!("tenant {}", s(&v, "name"));
+                println!(
+                    "  signing secret: {}   (shown once; the old one no longer signs)",
+                    s(&v, "signing_secret")
+                );
+            } else {
+                println!("{v}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     match opts.output {
         Output::Json => println!("{v}"),
@@ -560,6 +707,90 @@ pub async fn tenant(opts: &ClientOpts, cmd: TenantCmd) -> Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ferry admin …` without a token.
+const NO_ROOT_TOKEN: &str = "no admin token: set FERRY_ADMIN_TOKEN to the server's admin token";
+
+/// Runs `ferry admin …` (needs FERRY_ADMIN_TOKEN).
+pub async fn admin(opts: &ClientOpts, cmd: AdminCmd) -> Result<ExitCode> {
+    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN"], NO_ROOT_TOKEN)?;
+    match cmd {
+        AdminCmd::RotateToken => {
+            let v = api
+                .call(reqwest::Method::POST, "/api/v1/admin/token", None)
+                .await?;
+            match opts.output {
+                Output::Json => println!("{v}"),
+                Output::Text => println!(
+                    "new admin token: {}\n  (shown once; the old one no longer works — update FERRY_ADMIN_TOKEN wherever it is used)",
+                    s(&v, "token")
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ferry audit …` (needs FERRY_ADMIN_TOKEN).
+pub async fn audit(opts: &ClientOpts, cmd: AuditCmd) -> Result<ExitCode> {
+    let api = Api::new(opts, &["FERRY_ADMIN_TOKEN", "FERRY_TOKEN"], NO_ROOT_TOKEN)?;
+    let AuditCmd::List {
+        since,
+        until,
+        tenant,
+        limit,
+        offset,
+    } = cmd;
+    let mut q = vec![format!("limit={limit}"), format!("offset={offset}")];
+    for (k, v) in [("since", since), ("until", until), ("tenant", tenant)] {
+        if let Some(v) = v {
+            q.push(format!(
+                "{k}={}",
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            ));
+        }
+    }
+    let v = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/audit?{}", q.join("&")),
+            None,
+        )
+        .await?;
+    if opts.output == Output::Json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<16} {:<6} {:<44} {:<6} OUTCOME",
+        "AT", "WHO", "METHOD", "PATH", "STATUS"
+    );
+    for e in v["entries"].as_array().into_iter().flatten() {
+        let outcome = match e.get("error").and_then(Value::as_str) {
+            Some(err) => err.to_string(),
+            None => e
+                .get("summary")
+                .filter(|x| !x.is_null())
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        };
+        println!(
+            "{:<24} {:<16} {:<6} {:<44} {:<6} {}",
+            s(e, "at"),
+            s(e, "who"),
+            s(e, "method"),
+            s(e, "path"),
+            s(e, "status"),
+            outcome
+        );
+    }
+    println!(
+        "({} of {})",
+        v["entries"].as_array().map_or(0, Vec::len),
+        s(&v, "total")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -89,6 +89,16 @@ enum Command {
         /// Serve the API only; tasks run on `ferry worker` nodes.
         #[arg(long)]
         no_worker: bool,
+        /// Serve HTTPS with this PEM certificate (chain); needs --tls-key.
+        #[arg(long, env = "FERRY_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert; needs --tls-cert.
+        #[arg(long, env = "FERRY_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Forget a rotated admin token: FERRY_ADMIN_TOKEN (or the admin.token file)
+        /// is the admin token again. The way back when the rotated token is lost.
+        #[arg(long)]
+        reset_admin_token: bool,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -110,6 +120,20 @@ enum Command {
         client: client::ClientOpts,
         #[command(subcommand)]
         cmd: client::TenantCmd,
+    },
+    /// The service's admin token (FERRY_ADMIN_TOKEN).
+    Admin {
+        #[command(flatten)]
+        client: client::ClientOpts,
+        #[command(subcommand)]
+        cmd: client::AdminCmd,
+    },
+    /// The service's audit log of mutating API calls (FERRY_ADMIN_TOKEN).
+    Audit {
+        #[command(flatten)]
+        client: client::ClientOpts,
+        #[command(subcommand)]
+        cmd: client::AuditCmd,
     },
     /// Per table: row count + content checksum, source vs target.
     /// Exit 0 all equal, 1 differences, 2 error.
@@ -141,6 +165,13 @@ struct NodeArgs {
     /// (e.g. 127.0.0.1,10.0.0.0/8); without it webhooks reach public addresses only.
     #[arg(long, env = "FERRY_WEBHOOK_ALLOW")]
     webhook_allow: Option<String>,
+    /// Attempts per webhook delivery (retried on connection errors, 5xx and 429).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    webhook_attempts: u32,
+    /// Seconds before the first webhook retry; each next one waits twice as long
+    /// (±25 % jitter, at most 5 minutes).
+    #[arg(long, default_value_t = 1.0)]
+    webhook_retry_delay: f64,
 }
 
 impl NodeArgs {
@@ -156,6 +187,14 @@ impl NodeArgs {
             },
             meter_every: std::time::Duration::from_secs(self.meter_every.max(1)),
             webhook_allow: self.webhook_allow,
+            tls: None,
+            webhook_retry: ferry_service::notify::RetryPolicy {
+                attempts: self.webhook_attempts,
+                first_delay: std::time::Duration::from_secs_f64(
+                    self.webhook_retry_delay.clamp(0.01, 300.0),
+                ),
+            },
+            reset_admin_token: false,
         }
     }
 }
@@ -177,6 +216,9 @@ async fn run_node(cfg: ferry_service::server::NodeConfig) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     log::init();
+    // one TLS provider for the whole process (ring), chosen here rather than left
+    // to whichever dependency asks first
+    ferry_service::tls::install_crypto_provider();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -203,15 +245,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve {
             listen,
             no_worker,
+            tls_cert,
+            tls_key,
+            reset_admin_token,
             node,
         } => {
             let mut cfg = node.config(Some(listen));
             cfg.work = !no_worker;
+            cfg.tls = tls_cert.zip(tls_key);
+            cfg.reset_admin_token = reset_admin_token;
             run_node(cfg).await
         }
         Command::Worker { node } => run_node(node.config(None)).await,
         Command::Task { client, cmd } => client::task(&client, cmd).await,
         Command::Tenant { client, cmd } => client::tenant(&client, cmd).await,
+        Command::Admin { client, cmd } => client::admin(&client, cmd).await,
+        Command::Audit { client, cmd } => client::audit(&client, cmd).await,
         Command::Check { task } => {
             let spec = load(&task)?;
             let items = ferry_engine::check::check(&spec).await;

@@ -635,12 +635,13 @@ async fn pg_to_mariadb_unchanged_toast_is_kept() {
     unchanged_toast_is_kept("mysql").await;
 }
 
-/// A killed Ferry's target session can outlive it and still COMMIT a batch it had
-/// sent; a new run must not read the checkpoint before that session is gone (it would
-/// replay what the batch holds: duplicates in a keyless table). Here a session holding
-/// the task's writer mark stands in for that survivor: while it lives the new run does
-/// not apply anything; once it ends, the run streams.
-async fn a_new_run_waits_for_an_earlier_run_s_surviving_session(engine: &'static str) {
+/// A killed Ferry's target session can outlive it (and a frozen worker's lives on
+/// until it runs again) with a batch it may still COMMIT; if it did after a new run
+/// read the checkpoint, the batch would be applied twice (duplicates in a keyless
+/// table). Here a session of the earlier run holds the task's writer mark and an open
+/// transaction: the new run claims the task (fencing it), ends the session rather
+/// than waiting for it, and streams; the survivor's transaction can commit nothing.
+async fn an_earlier_run_s_surviving_session_is_fenced_and_ended(engine: &'static str) {
     let src = fresh(engine, "fence_src").await;
     let dst = fresh(engine, "fence_dst").await;
     setup(engine, &src.url, 100).await;
@@ -656,39 +657,54 @@ async fn a_new_run_waits_for_an_earlier_run_s_surviving_session(engine: &'static
         .await
         .unwrap();
     survivor.join_writers(&name, None).await.unwrap();
+    let stale = ferry_engine::checkpoint::Fence {
+        task: name.clone(),
+        epoch: survivor.epoch(&name).await.unwrap().unwrap(),
+    };
+    let begin = survivor.dialect().begin();
+    survivor.exec(begin).await.unwrap();
+    survivor
+        .exec("INSERT INTO events VALUES ('zombie', 1)")
+        .await
+        .unwrap();
+
     exec(engine, &src.url, "INSERT INTO events VALUES ('fenced', 1);").await;
     let child = spawn_run(&task, &[]);
     let arrived = "SELECT count(*) FROM events WHERE kind = 'fenced'";
-    let target_sql = target_query(engine, &src, arrived);
-    for _ in 0..15 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(
-            count(engine, &dst.url, &target_sql).await,
-            0,
-            "the new run applied changes while a session of the earlier one was alive\n{}",
-            run_log(&task)
-        );
-    }
-    drop(survivor);
     wait_for(
-        "the change after the survivor ended",
+        "the change while the survivor lives",
         &task,
         Duration::from_secs(60),
-        async || count(engine, &dst.url, &target_sql).await == 1,
+        async || count(engine, &dst.url, &target_query(engine, &src, arrived)).await == 1,
     )
     .await;
+    assert!(
+        run_log(&task).contains("of an earlier run"),
+        "the survivor was not ended:\n{}",
+        run_log(&task)
+    );
+    let commit = format!("{}; COMMIT", stale.check_sql(&survivor));
+    assert!(
+        survivor.exec(&commit).await.is_err(),
+        "the survivor's transaction committed after the new run claimed the task"
+    );
+    let zombie = "SELECT count(*) FROM events WHERE kind = 'zombie'";
+    assert_eq!(
+        count(engine, &dst.url, &target_query(engine, &src, zombie)).await,
+        0
+    );
     signal(&child, "-TERM");
     assert!(finish(child).success(), "{}", run_log(&task));
 }
 
 #[tokio::test]
-async fn postgres_a_new_run_waits_for_an_earlier_run_s_surviving_session() {
-    a_new_run_waits_for_an_earlier_run_s_surviving_session("postgres").await;
+async fn postgres_an_earlier_run_s_surviving_session_is_fenced_and_ended() {
+    an_earlier_run_s_surviving_session_is_fenced_and_ended("postgres").await;
 }
 
 #[tokio::test]
-async fn mariadb_a_new_run_waits_for_an_earlier_run_s_surviving_session() {
-    a_new_run_waits_for_an_earlier_run_s_surviving_session("mysql").await;
+async fn mariadb_an_earlier_run_s_surviving_session_is_fenced_and_ended() {
+    an_earlier_run_s_surviving_session_is_fenced_and_ended("mysql").await;
 }
 
 /// MariaDB: a stream that starts again behind an `ADD COLUMN` (rows written before it

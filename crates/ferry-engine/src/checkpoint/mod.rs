@@ -13,17 +13,18 @@
 //! non-SQL target needs them behind the trait too. Stages and phases are typed;
 //! their text form is what the SQL store writes.
 
+mod fence;
 mod sql;
 mod writers;
 
+pub use fence::Fence;
 pub use sql::{backfill_sql, mark_done_sql, watermark_sql};
-pub use writers::fence_writers;
+pub use writers::end_fenced_writers;
 
 use ferry_connector::async_trait;
 use ferry_core::chunk::Chunk;
 use ferry_core::{Error, Position, Result, TableId};
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 /// Where a task is, as its target records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,12 +228,21 @@ pub trait CheckpointStore: Send {
     async fn drop_backfill(&mut self, task: &str, table: &str) -> Result<()>;
 
     /// Says that this session writes the task's data (`slot`: the stream's `None`, a
-    /// copy worker's index), so that a later run can wait for it to go.
+    /// copy worker's index), so that a later run can find it.
     async fn join_writers(&mut self, task: &str, slot: Option<usize>) -> Result<()>;
 
-    /// Whether every session that writes the task's data is gone, waiting at most
-    /// `within` for them to go.
-    async fn writers_gone(&mut self, task: &str, within: Duration) -> Result<bool>;
+    /// Other sessions that say they write the task's data (server session ids).
+    async fn writer_sessions(&mut self, task: &str) -> Result<Vec<String>>;
+
+    /// Ends server session `id`.
+    async fn end_session(&mut self, id: &str) -> Result<()>;
+
+    /// Takes the task's next epoch (see [`Fence`]): one more than the last claimed,
+    /// kept across resets so it never goes back.
+    async fn claim(&mut self, task: &str) -> Result<i64>;
+
+    /// The task's current epoch, if it was ever claimed.
+    async fn epoch(&mut self, task: &str) -> Result<Option<i64>>;
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use ferry_connector::async_trait;
 use ferry_core::chunk::{Chunk, KeyRange};
 use ferry_core::{Error, Position, Result, TableId};
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
 
 /// Seconds since the epoch, as text (`ferry.tasks.updated_at`).
 fn now() -> String {
@@ -46,6 +45,7 @@ impl CheckpointStore for Conn {
             "CREATE TABLE IF NOT EXISTS ferry.stream (task varchar(64) PRIMARY KEY, state varchar(32) NOT NULL, reason text, source_commit_us bigint, applied_at_us bigint, txns bigint NOT NULL, row_changes bigint NOT NULL)".to_string(),
             format!("CREATE TABLE IF NOT EXISTS ferry.watermarks (task varchar(64) NOT NULL, table_name {name} NOT NULL, position text NOT NULL, PRIMARY KEY (task, table_name))"),
             format!("CREATE TABLE IF NOT EXISTS ferry.backfill (task varchar(64) NOT NULL, table_name {name} NOT NULL, next_key varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name))"),
+            "CREATE TABLE IF NOT EXISTS ferry.fences (task varchar(64) PRIMARY KEY, epoch bigint NOT NULL)".to_string(),
             format!("CREATE TABLE IF NOT EXISTS ferry.chunks (task varchar(64) NOT NULL, table_name {name} NOT NULL, chunk int NOT NULL, source_table {name} NOT NULL, key_column varchar(200), lo varchar(48), hi varchar(48), done int NOT NULL, rows_copied bigint NOT NULL, PRIMARY KEY (task, table_name, chunk))"),
         ] {
             self.exec(&ddl).await?;
@@ -365,21 +365,71 @@ impl CheckpointStore for Conn {
         Ok(())
     }
 
-    async fn writers_gone(&mut self, task: &str, within: Duration) -> Result<bool> {
+    async fn claim(&mut self, task: &str) -> Result<i64> {
+        let t = self.literal(task);
+        let begin = self.dialect().begin();
+        self.exec(begin).await?;
+        let claimed = async {
+            // the row lock waits for a data transaction already past its check
+            let now = self
+                .query_text(&format!(
+                    "SELECT epoch FROM ferry.fences WHERE task = {t} FOR UPDATE"
+                ))
+                .await?;
+            let next = match now.first().and_then(|r| r[0].as_deref()) {
+                Some(e) => {
+                    let next = e.parse::<i64>().unwrap_or(0) + 1;
+                    self.exec(&format!(
+                        "UPDATE ferry.fences SET epoch = {next} WHERE task = {t}"
+                    ))
+                    .await?;
+                    next
+                }
+                None => {
+                    // a claim racing this one inserts too: the loser's duplicate key
+                    // is worth a retry (it then finds the row)
+                    self.exec(&format!(
+                        "INSERT INTO ferry.fences (task, epoch) VALUES ({t}, 1)"
+                    ))
+                    .await
+                    .map_err(|e| Error::transient(e.message))?;
+                    1
+                }
+            };
+            self.exec("COMMIT").await?;
+            Ok::<i64, Error>(next)
+        }
+        .await;
+        if claimed.is_err() {
+            let _ = self.exec("ROLLBACK").await;
+        }
+        claimed.map_err(|e| e.context(format!("claiming task {task} on the target")))
+    }
+
+    async fn epoch(&mut self, task: &str) -> Result<Option<i64>> {
+        let rows = self
+            .query_text(&format!(
+                "SELECT epoch FROM ferry.fences WHERE task = {}",
+                self.literal(task)
+            ))
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|e| e.parse().ok()))
+    }
+
+    async fn writer_sessions(&mut self, task: &str) -> Result<Vec<String>> {
         let sql = self
             .store_dialect()
-            .writers_gone_sql(&task_key(task), WRITER_SLOTS);
-        let t0 = Instant::now();
-        loop {
-            let r = self.query_text(&sql).await?;
-            if r.first().and_then(|r| r[0].as_deref()) == Some("1") {
-                return Ok(true);
-            }
-            if t0.elapsed() > within {
-                return Ok(false);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            .writer_sessions_sql(&task_key(task), WRITER_SLOTS);
+        let rows = self.query_text(&sql).await?;
+        Ok(rows.into_iter().filter_map(|r| r[0].clone()).collect())
+    }
+
+    async fn end_session(&mut self, id: &str) -> Result<()> {
+        let sql = self.store_dialect().end_session_sql(id);
+        self.query_text(&sql).await.map(drop)
     }
 }
 

@@ -1,13 +1,11 @@
-//! The sessions that write a task's data say so with a lock on the target, so that a
-//! later run (or `ferry end`) can wait until an earlier one's sessions are gone: a
-//! killed Ferry's sessions live on in the server until their last statement ends —
-//! and one of them may still COMMIT a batch it had sent; reading the checkpoint
-//! before that commit would replay what it holds (duplicates in a table without a
-//! key).
+//! The sessions that write a task's data say so with a lock on the target. A killed
+//! Ferry's sessions live on in the server until the server notices, and a frozen
+//! worker's (SIGSTOP, a paused VM) live on until it runs again — holding row locks
+//! the new run needs. Once the new run has claimed the task ([`super::Fence`]) those
+//! sessions can commit nothing, so it ends them rather than wait for them.
 
 use super::CheckpointStore;
-use ferry_core::{Error, Result};
-use std::time::Duration;
+use ferry_core::Result;
 
 /// Writer slots a target may have to know for one task: the stream's and those of
 /// up to this many copy workers.
@@ -21,14 +19,20 @@ pub(super) fn task_key(task: &str) -> String {
     format!("ferry:{:016x}", h.finish())
 }
 
-/// Waits until no session of an earlier run of `task` writes to the target any more.
-/// Call before reading the checkpoint.
-pub async fn fence_writers(store: &mut (impl CheckpointStore + ?Sized), task: &str) -> Result<()> {
-    if store.writers_gone(task, Duration::from_secs(60)).await? {
-        return Ok(());
+/// Ends the sessions earlier runs of `task` left writing on the target. Call after
+/// claiming the task (they are fenced then: ending them loses nothing). Best effort:
+/// a session that cannot be ended (no privilege to) stays fenced and is only logged.
+pub async fn end_fenced_writers(
+    store: &mut (impl CheckpointStore + ?Sized),
+    task: &str,
+) -> Result<()> {
+    for id in store.writer_sessions(task).await? {
+        match store.end_session(&id).await {
+            Ok(()) => tracing::info!("task {task}: ended session {id} of an earlier run"),
+            Err(e) => tracing::info!(
+                "task {task}: session {id} of an earlier run is fenced but could not be ended: {e}"
+            ),
+        }
     }
-    Err(Error::transient(format!(
-        "a session of an earlier run of task {task} still writes to the target"
-    ))
-    .with_hint("a killed Ferry's last statement is still running there; it ends by itself (or end it: pg_terminate_backend / KILL)"))
+    Ok(())
 }

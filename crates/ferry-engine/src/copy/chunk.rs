@@ -2,7 +2,7 @@
 //! bounded channel (memory stays flat whatever the chunk size), and the chunk's rows
 //! and its "done" mark are committed in one target transaction.
 
-use crate::checkpoint::mark_done_sql;
+use crate::checkpoint::{mark_done_sql, Fence};
 use crate::conn::Conn;
 use ferry_connector::{BulkLoad, ReadFormat};
 use ferry_core::chunk::{Batch, Chunk, RowContext};
@@ -62,7 +62,8 @@ impl TableJob {
     }
 }
 
-/// Copies one chunk and commits it with its done mark; returns the rows copied.
+/// Copies one chunk and commits it with its done mark (and `fence`'s check: a run
+/// that lost the task commits nothing); returns the rows copied.
 /// `on_rows` is told of decoded rows as they stream (passthrough chunks report
 /// nothing while streaming; the caller counts them at commit).
 pub async fn copy_chunk(
@@ -70,9 +71,10 @@ pub async fn copy_chunk(
     dst: &mut Conn,
     job: &TableJob,
     chunk: &Chunk,
-    task: &str,
+    fence: &Fence,
     on_rows: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
+    let task = fence.task.as_str();
     let begin = dst.dialect().begin();
     dst.exec(begin).await?;
     match copy_rows(src, dst, job, chunk.range.as_ref(), on_rows).await {
@@ -88,7 +90,12 @@ pub async fn copy_chunk(
                 ))
                 .await?;
             }
-            dst.exec("COMMIT").await?;
+            // one round trip: nothing can come between the check and the COMMIT
+            let commit = format!("{}; COMMIT", fence.check_sql(dst));
+            if let Err(e) = dst.exec(&commit).await {
+                let _ = dst.exec("ROLLBACK").await;
+                return Err(fence.explain(dst, e).await);
+            }
             Ok(rows)
         }
         Err(e) => {

@@ -132,7 +132,9 @@ pub async fn run_full(
     let mut src = Conn::open(spec, Role::Source).await?;
     let mut dst = Conn::open(spec, Role::Target).await?;
     dst.ensure().await?;
-    checkpoint::fence_writers(&mut dst, &spec.name).await?;
+    // from here on an earlier run of the task commits nothing more
+    let fence = checkpoint::Fence::claim(&mut dst, &spec.name).await?;
+    checkpoint::end_fenced_writers(&mut dst, &spec.name).await?;
     let prior = dst.task(&spec.name).await?;
     let resuming = match &prior {
         Some(r) if r.phase == TaskPhase::Done => {
@@ -317,7 +319,7 @@ pub async fn run_full(
     );
     let table_progress = Arc::new(table_progress);
     let stop = Arc::new(AtomicBool::new(false));
-    let task_name = Arc::new(spec.name.clone());
+    let fence = Arc::new(fence);
     let mut handles = Vec::new();
     for (slot, mut w) in workers.into_iter().enumerate() {
         let mut target = Conn::open(spec, Role::Target).await?;
@@ -326,14 +328,14 @@ pub async fn run_full(
         target.begin_writer_session().await?;
         target.join_writers(&spec.name, Some(slot)).await?;
         let kept = kept.clone();
-        let (queue, remaining, table_jobs, post, table_progress, stop, task_name) = (
+        let (queue, remaining, table_jobs, post, table_progress, stop, fence) = (
             queue.clone(),
             remaining.clone(),
             table_jobs.clone(),
             post.clone(),
             table_progress.clone(),
             stop.clone(),
-            task_name.clone(),
+            fence.clone(),
         );
         handles.push(crate::abort_on_drop::AbortOnDrop::spawn(async move {
             let mut copied = 0u64;
@@ -353,16 +355,15 @@ pub async fn run_full(
                     streamed.fetch_add(n, Ordering::Relaxed);
                     tp.streaming(n);
                 };
-                let rows = match copy_chunk(&mut w, &mut target, job, &chunk, &task_name, &on_rows)
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tp.rollback(streamed.load(Ordering::Relaxed));
-                        stop.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                };
+                let rows =
+                    match copy_chunk(&mut w, &mut target, job, &chunk, &fence, &on_rows).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tp.rollback(streamed.load(Ordering::Relaxed));
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    };
                 tp.add(rows.saturating_sub(streamed.load(Ordering::Relaxed)));
                 copied += rows;
                 let last = {
@@ -375,7 +376,7 @@ pub async fn run_full(
                     // keys and indexes for this table while other tables still copy
                     if let Err(e) = finish_table(
                         &mut target,
-                        &task_name,
+                        &fence.task,
                         &chunk.target,
                         &post[&chunk.target],
                         kept.contains(&chunk.target.to_string()),

@@ -21,6 +21,7 @@
 //! what a replayed overlap produces (a resumed copy, an upserted backfill), so it is
 //! logged and counted (`unmatched` in `ferry status`, `ferry_unmatched_changes_total`).
 
+use crate::checkpoint::Fence;
 use crate::conn::Conn;
 use crate::schema::mapping::NameMap;
 use ferry_connector::{Dialect, MatchForm};
@@ -93,7 +94,8 @@ pub struct Applier {
     from: Engine,
     /// How the target spells SQL.
     dialect: &'static dyn Dialect,
-    task: String,
+    /// This run's claim on the task: every commit checks it.
+    fence: Fence,
     names: NameMap,
     buf: String,
     in_txn: bool,
@@ -125,15 +127,15 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// An applier writing through `dst`.
-    pub async fn new(mut dst: Conn, from: Engine, task: &str, names: NameMap) -> Result<Applier> {
+    /// An applier writing through `dst` for the run holding `fence`.
+    pub async fn new(mut dst: Conn, from: Engine, fence: Fence, names: NameMap) -> Result<Applier> {
         let dialect = dst.dialect();
         dst.begin_writer_session().await?;
         Ok(Applier {
             dst,
             from,
             dialect,
-            task: task.to_string(),
+            fence,
             names,
             buf: String::new(),
             in_txn: false,
@@ -580,7 +582,7 @@ impl Applier {
             // the table and the transaction are right, which row is not known
             row_text = None;
         }
-        e.context(format!(
+        let e = e.context(format!(
             "applying changes to {} (source table {}, {}{})",
             t.table,
             t.source,
@@ -590,8 +592,12 @@ impl Applier {
                 at(from)
             },
             row_text.map(|r| format!(", row {r}")).unwrap_or_default()
-        ))
-        .with_hint("a value does not fit its target column (see docs/type-mapping.md): fix it on the source, or exclude the table, then run the task again")
+        ));
+        // a fault that passes (a full disk, a lost connection) keeps its own hint
+        if e.is_transient() {
+            return e;
+        }
+        e.with_hint("a value does not fit its target column (see docs/type-mapping.md): fix it on the source, or exclude the table, then run the task again")
     }
 
     fn flush_insert(&mut self) -> Result<()> {
@@ -819,7 +825,7 @@ impl Applier {
         self.flush_insert()?;
         let now = now_us();
         let (t, p) = (
-            self.dst.literal(&self.task),
+            self.dst.literal(&self.fence.task),
             self.dst.literal(&position.to_string()),
         );
         // changes that must find their row are checked before the COMMIT is sent
@@ -843,9 +849,15 @@ impl Applier {
             self.open_rows,
         );
         self.add(&stream);
+        // in the same round trip as the COMMIT: a run that lost the task commits nothing
+        let fence = self.fence.check_sql(&self.dst);
+        self.add(&fence);
         self.buf.push_str("COMMIT");
         self.stmts += 1;
-        self.send().await?;
+        if let Err(e) = self.send().await {
+            let _ = self.dst.exec("ROLLBACK").await;
+            return Err(self.fence.explain(&mut self.dst, e).await);
+        }
         self.in_txn = false;
         self.marks.clear();
         self.applied.txns += self.open_txns;

@@ -207,7 +207,9 @@ async fn attempt(
 ) -> Result<Outcome> {
     let mut dst = Conn::open(spec, Role::Target).await?;
     dst.ensure().await?;
-    checkpoint::fence_writers(&mut dst, &spec.name).await?;
+    // from here on an earlier run of the task commits nothing more
+    let fence = checkpoint::Fence::claim(&mut dst, &spec.name).await?;
+    checkpoint::end_fenced_writers(&mut dst, &spec.name).await?;
     dst.join_writers(&spec.name, None).await?;
     let start = match dst.task(&spec.name).await? {
         Some(TaskRecord {
@@ -259,7 +261,7 @@ async fn attempt(
     } else {
         Phase::Backfill
     });
-    let mut applier = Applier::new(dst, spec.source.engine, &spec.name, names).await?;
+    let mut applier = Applier::new(dst, spec.source.engine, fence, names).await?;
 
     let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_EVENTS);
     let (ack_tx, ack_rx) = watch::channel(Some(start.clone()));

@@ -45,13 +45,20 @@ impl StoreDialect for MyStore {
         )
     }
 
-    fn writers_gone_sql(&self, key: &str, slots: usize) -> String {
+    fn writer_sessions_sql(&self, key: &str, slots: usize) -> String {
         let mut names = vec![format!("{key}:s")];
         names.extend((0..slots).map(|i| format!("{key}:{i}")));
-        let free: Vec<String> = names
+        let holders: Vec<String> = names
             .iter()
-            .map(|n| format!("IS_USED_LOCK({}) IS NULL", quote_literal(n)))
+            .map(|n| format!("SELECT IS_USED_LOCK({}) AS id", quote_literal(n)))
             .collect();
-        format!("SELECT ({})", free.join(" AND "))
+        format!(
+            "SELECT DISTINCT id FROM ({}) h WHERE id IS NOT NULL AND id <> CONNECTION_ID()",
+            holders.join(" UNION ALL ")
+        )
+    }
+
+    fn end_session_sql(&self, id: &str) -> String {
+        format!("KILL CONNECTION {}", id.parse::<u64>().unwrap_or(0))
     }
 }

@@ -36,10 +36,20 @@ impl StoreDialect for PgStore {
         (sql, false)
     }
 
-    fn writers_gone_sql(&self, key: &str, _slots: usize) -> String {
-        let k = format!("hashtextextended({}, 0)", crate::quote_literal(key));
+    fn writer_sessions_sql(&self, key: &str, _slots: usize) -> String {
+        // a bigint advisory key shows in pg_locks as two 32-bit halves
         format!(
-            "SELECT CASE WHEN pg_try_advisory_lock({k}) THEN pg_advisory_unlock({k})::int ELSE 0 END"
+            "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
+             AND ((classid::bigint << 32) | objid::bigint) = hashtextextended({}, 0) \
+             AND pid <> pg_backend_pid()",
+            crate::quote_literal(key)
+        )
+    }
+
+    fn end_session_sql(&self, id: &str) -> String {
+        format!(
+            "SELECT pg_terminate_backend({})",
+            id.parse::<i64>().unwrap_or(0)
         )
     }
 }

@@ -2,8 +2,9 @@
 //! attributes and the request and answer types (no hand-written copy to drift).
 
 use super::schema::{
-    ActionId, ErrorBody, Event, InvalidError, KindId, NewTenant, PostedActionId, Progress, Refused,
-    StateId, Task, TaskDetail, TaskPage, Tenant,
+    ActionId, AdminToken, AuditEntry, AuditPage, ErrorBody, Event, InvalidError, KindId, NewTenant,
+    PostedActionId, Progress, Refused, RotatedToken, SigningSecret, StateId, Task, TaskDetail,
+    TaskPage, Tenant,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -34,6 +35,10 @@ use utoipa::{Modify, OpenApi};
         super::show_tenant,
         super::topup,
         super::set_webhook,
+        super::rotate_webhook_secret,
+        super::rotate_tenant_token,
+        super::rotate_admin_token,
+        super::list_audit,
         super::openapi,
     ),
     components(schemas(
@@ -52,11 +57,17 @@ use utoipa::{Modify, OpenApi};
         ActionId,
         PostedActionId,
         crate::notify::Webhook,
+        RotatedToken,
+        AdminToken,
+        SigningSecret,
+        AuditEntry,
+        AuditPage,
     )),
     tags(
         (name = "tasks", description = "Migration, sync and DR tasks and their lifecycle actions"),
         (name = "tenants", description = "Tenants: tokens, balances, webhooks (admin, or the tenant itself)"),
         (name = "service", description = "Health, metrics and this document"),
+        (name = "admin", description = "The admin token and the audit log (admin token)"),
     ),
     modifiers(&Conventions)
 )]

@@ -242,6 +242,82 @@ pub struct Tenant {
     pub webhook: Option<Json_>,
     /// Its tasks, counted by state.
     pub tasks_by_state: BTreeMap<&'static str, u64>,
+    /// The webhook signing secret: only in the answer that created it (the first
+    /// webhook set), shown this once. Receivers check `X-Ferry-Signature` with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+/// A tenant's new token after a rotation (shown this once).
+#[derive(Serialize, ToSchema)]
+pub struct RotatedToken {
+    /// The tenant.
+    pub name: String,
+    /// Its new API token.
+    pub token: String,
+    /// Until when the previous token still works (with `grace_seconds`); null: it
+    /// stopped working at once.
+    #[schema(format = DateTime)]
+    pub old_token_valid_until: Option<String>,
+}
+
+/// The new admin token after a rotation (shown this once).
+#[derive(Serialize, ToSchema)]
+pub struct AdminToken {
+    /// The new admin token; the previous one no longer works.
+    pub token: String,
+}
+
+/// A tenant's new webhook signing secret (shown this once).
+#[derive(Serialize, ToSchema)]
+pub struct SigningSecret {
+    /// The tenant.
+    pub name: String,
+    /// The HMAC-SHA256 key of `X-Ferry-Signature`; the previous one no longer signs.
+    pub signing_secret: String,
+}
+
+/// One audited API call.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// When it was answered.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// `admin`, the tenant's name, or `unauthenticated`.
+    pub who: String,
+    /// The tenant concerned (the caller's, or the one the target belongs to).
+    pub tenant: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Request path, ids included.
+    pub path: String,
+    /// The object acted on (`task t1a2b3c4d5e6`, `tenant acme`, `admin token`).
+    pub target: Option<String>,
+    /// HTTP status of the answer.
+    pub status: i64,
+    /// The error message of a failed call.
+    pub error: Option<String>,
+    /// The request id (the answer's `x-request-id`).
+    pub request_id: String,
+    /// The client's address.
+    pub remote: Option<String>,
+    /// A few fields of the answer (ids, names, states, redacted URLs); never a
+    /// token, password or secret.
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<Json_>,
+}
+
+/// A page of the audit log, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    /// The page.
+    pub entries: Vec<AuditEntry>,
+    /// How many entries match the filter.
+    pub total: i64,
+    /// The page size asked for.
+    pub limit: i64,
+    /// How many matching entries precede the page.
+    pub offset: i64,
 }
 
 /// A tenant just created, with its token (shown this once).

@@ -241,6 +241,11 @@ impl WorkerNode {
         WorkerNode { child, log }
     }
 
+    /// The worker's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the worker has logged so far.
     pub fn text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -14,7 +14,10 @@
 //! - `sync`: edits of a running sync (tables added and removed while writes go on)
 //! - `dr`: switchover, failover and fencing, on PostgreSQL and MariaDB
 //! - `workers`: leases, a killed node's task recovered, takeover by another worker
-//! - `notify`: metering (balance and bytes) and webhook notifications
+//! - `notify`: metering (balance and bytes) and webhook notifications (signed, retried)
+//! - `https`: `ferry serve --tls-cert/--tls-key`, the API and the CLI over HTTPS
+//! - `tokens`: tenant and admin tokens rotated without a restart
+//! - `audit`: the audit log of mutating calls, without secrets
 //!
 //! Run one topic with a name filter on the module path, e.g.
 //! `cargo nextest run -p ferry --test service -- dr::`, or one test by its name:
@@ -25,9 +28,12 @@ mod common;
 mod harness;
 
 mod api;
+mod audit;
 mod cli;
 mod dr;
+mod https;
 mod lifecycle;
 mod notify;
 mod sync;
+mod tokens;
 mod workers;
