@@ -28,6 +28,12 @@ pub trait SqlConn: Send {
     /// Runs a query; every cell as optional text.
     async fn query_text(&mut self, sql: &str) -> Result<Rows>;
 
+    /// How this session travels, for `ferry check`: `encrypted (TLSv1.3, <cipher>)` or
+    /// `not encrypted`, as the server sees it; `None` when the engine cannot tell.
+    async fn encryption(&mut self) -> Option<String> {
+        None
+    }
+
     /// Reads the selected tables. `default_db` limits a search to the URL's
     /// database where the engine's schemas are databases.
     async fn tables(

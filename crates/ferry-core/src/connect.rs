@@ -5,6 +5,7 @@
 //! Each connector sorts its driver's failure into one [`ConnectFailure`]; the message
 //! and the hint are written here once, the same for both engines.
 
+use crate::tls::{RootCerts, TlsMode, TlsParam};
 use crate::{Endpoint, Engine, Error};
 
 /// Why a connection attempt failed.
@@ -19,8 +20,18 @@ pub enum ConnectFailure {
     Timeout,
     /// The host name does not resolve.
     Dns,
-    /// The server insists on an encrypted connection.
+    /// The server insists on an encrypted connection and the URL disables TLS.
     Tls,
+    /// The URL insists on TLS and the server does not offer it.
+    TlsUnsupported,
+    /// The server's certificate does not chain to a trusted CA.
+    CertUntrusted,
+    /// The server's certificate is trusted but names another host (verify-full /
+    /// VERIFY_IDENTITY).
+    CertName,
+    /// The TLS handshake failed for another reason (protocol versions, a client
+    /// certificate the server refused, …).
+    TlsHandshake,
     /// Something answered, but not the database the URL's scheme names.
     WrongProtocol,
     /// The URL's database does not exist on the server.
@@ -54,6 +65,10 @@ impl ConnectFailure {
             ConnectFailure::Timeout => "no answer",
             ConnectFailure::Dns => "host name not found",
             ConnectFailure::Tls => "the server requires TLS",
+            ConnectFailure::TlsUnsupported => "the server does not accept TLS",
+            ConnectFailure::CertUntrusted => "the server's certificate is not trusted",
+            ConnectFailure::CertName => "the server's certificate is for another host",
+            ConnectFailure::TlsHandshake => "the TLS handshake failed",
             ConnectFailure::WrongProtocol => "not a database server of this kind",
             ConnectFailure::NoDatabase => "database does not exist",
             ConnectFailure::Dropped => "connection closed during the handshake",
@@ -64,6 +79,8 @@ impl ConnectFailure {
     /// How to fix it, for this endpoint.
     pub fn hint(self, ep: &Endpoint) -> String {
         let at = format!("{}:{}", ep.host, ep.port);
+        let mode = TlsParam::Mode.name(ep.engine);
+        let ca = TlsParam::RootCert.name(ep.engine);
         let (engine, port) = match ep.engine {
             Engine::Postgres => ("PostgreSQL", 5432),
             Engine::MySql => ("MySQL/MariaDB", 3306),
@@ -80,10 +97,17 @@ impl ConnectFailure {
                         ep.user, ep.user
                     ),
                 };
+                let tls = if ep.engine == Engine::MySql && ep.tls.mode == TlsMode::Disable {
+                    "; MariaDB refuses an unencrypted connection the same way when the \
+                     account has REQUIRE SSL or the server require_secure_transport=ON: \
+                     drop ssl-mode=DISABLED"
+                } else {
+                    ""
+                };
                 format!(
                     "check the user ({}) and the password: in the task's URL (`ferry run` also \
                      reads FERRY_SOURCE_PASSWORD / FERRY_TARGET_PASSWORD; a service task takes \
-                     it from the URL it was created with); {server_side}",
+                     it from the URL it was created with); {server_side}{tls}",
                     ep.user
                 )
             }
@@ -105,12 +129,61 @@ impl ConnectFailure {
                 ep.host
             ),
             ConnectFailure::Tls => format!(
-                "Ferry connects without TLS: let it in unencrypted ({})",
-                match ep.engine {
+                "the URL says {mode}={off}: connect with TLS ({mode}={full} and {ca}=<the \
+                 server's CA file>, or {mode}={prefer}), or let the server accept \
+                 unencrypted connections ({server})",
+                off = TlsMode::Disable.word(ep.engine),
+                full = TlsMode::VerifyFull.word(ep.engine),
+                prefer = TlsMode::Prefer.word(ep.engine),
+                server = match ep.engine {
                     Engine::Postgres => "a `host` line, not `hostssl`, in pg_hba.conf",
                     Engine::MySql =>
                         "require_secure_transport=OFF, and no REQUIRE SSL on the account",
                 }
+            ),
+            ConnectFailure::TlsUnsupported => format!(
+                "the URL says {mode}={word}, which needs TLS: use {mode}={prefer} or \
+                 {mode}={off}, or enable TLS on the server ({server})",
+                word = ep.tls.mode.word(ep.engine),
+                prefer = TlsMode::Prefer.word(ep.engine),
+                off = TlsMode::Disable.word(ep.engine),
+                server = match ep.engine {
+                    Engine::Postgres => "ssl = on with ssl_cert_file and ssl_key_file",
+                    Engine::MySql => "ssl_cert and ssl_key in the server's configuration",
+                }
+            ),
+            ConnectFailure::CertUntrusted => match &ep.tls.root_cert {
+                Some(RootCerts::File(f)) => format!(
+                    "the certificate of {at} is not signed by a CA in {ca}={}: give the CA \
+                     file that signed the server's certificate, or use {mode}={req} to \
+                     encrypt without checking it",
+                    f.display(),
+                    req = TlsMode::Require.word(ep.engine),
+                ),
+                Some(RootCerts::System) => format!(
+                    "the certificate of {at} is not signed by a public CA: pass the server's \
+                     CA file as {ca}=<file>"
+                ),
+                None => format!(
+                    "pass the CA file that signed the server's certificate as {ca}=<file> \
+                     (or use {mode}={req} to encrypt without checking the certificate)",
+                    req = TlsMode::Require.word(ep.engine),
+                ),
+            },
+            ConnectFailure::CertName => format!(
+                "the certificate is trusted but does not name {host} (the names it is for \
+                 are above): connect by a name the certificate lists, have the server's \
+                 certificate issued for {host}, or use {mode}={ca_mode} to check the chain \
+                 only",
+                host = ep.host,
+                ca_mode = TlsMode::VerifyCa.word(ep.engine),
+            ),
+            ConnectFailure::TlsHandshake => format!(
+                "the TLS handshake with {at} failed (see the reason above): check the \
+                 client certificate and key ({cert}, {key}) if the server asks for one, and \
+                 that the server allows TLS 1.2 or 1.3",
+                cert = TlsParam::Cert.name(ep.engine),
+                key = TlsParam::Key.name(ep.engine),
             ),
             ConnectFailure::WrongProtocol => format!(
                 "something at {at} answered, but it is not {engine}: check the port ({engine} \
@@ -219,6 +292,10 @@ mod tests {
             ConnectFailure::Timeout,
             ConnectFailure::Dns,
             ConnectFailure::Tls,
+            ConnectFailure::TlsUnsupported,
+            ConnectFailure::CertUntrusted,
+            ConnectFailure::CertName,
+            ConnectFailure::TlsHandshake,
             ConnectFailure::WrongProtocol,
             ConnectFailure::NoDatabase,
             ConnectFailure::Dropped,
@@ -232,8 +309,23 @@ mod tests {
         }
         assert!(hints[0].contains("FERRY_SOURCE_PASSWORD") && hints[0].contains("pg_hba"));
         assert!(hints[1].contains("db.example:6432") && hints[1].contains("running"));
-        assert!(hints[5].contains("not PostgreSQL"));
-        assert!(hints[6].contains("CREATE DATABASE \"shop\""));
+        assert!(hints[4].contains("sslmode=disable") && hints[4].contains("hostssl"));
+        assert!(hints[5].contains("sslmode=prefer") && hints[5].contains("ssl = on"));
+        assert!(hints[6].contains("sslrootcert=<file>"));
+        assert!(hints[7].contains("db.example") && hints[7].contains("verify-ca"));
+        assert!(hints[9].contains("not PostgreSQL"));
+        assert!(hints[10].contains("CREATE DATABASE \"shop\""));
+        let my = ep("mysql://app@db.example:3306/shop?ssl-mode=verify_identity&ssl-ca=/etc/ca.pem");
+        let h = ConnectFailure::CertUntrusted.hint(&my);
+        assert!(
+            h.contains("ssl-ca=/etc/ca.pem") && h.contains("ssl-mode=REQUIRED"),
+            "{h}"
+        );
+        let h = ConnectFailure::TlsUnsupported.hint(&my);
+        assert!(
+            h.contains("ssl-mode=VERIFY_IDENTITY") && h.contains("ssl-mode=PREFERRED"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod redact;
 pub mod schema;
 pub mod select;
 pub mod spec;
+pub mod tls;
 pub mod value;
 
 pub use error::{Error, ErrorClass, ErrorKind, Result};

@@ -117,6 +117,9 @@ pub struct Endpoint {
     pub database: Option<String>,
     /// Unix socket directory/path given as `?host=/path` or `?socket=/path`.
     pub socket: Option<String>,
+    /// TLS settings from the URL's `sslmode`… (PostgreSQL) or `ssl-mode`… (MySQL)
+    /// parameters; default: encrypt when the server offers it.
+    pub tls: crate::tls::Tls,
 }
 
 impl fmt::Display for Endpoint {
@@ -187,6 +190,12 @@ impl Endpoint {
             .query_pairs()
             .find(|(k, _)| k == "host" || k == "socket")
             .map(|(_, v)| v.into_owned());
+        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let tls = crate::tls::Tls::from_query(
+            engine,
+            query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|e| e.context(format!("database URL {redacted:?}")))?;
         Ok(Endpoint {
             engine,
             host: url.host_str().unwrap_or("127.0.0.1").to_string(),
@@ -198,6 +207,7 @@ impl Endpoint {
             password,
             database,
             socket,
+            tls,
         })
     }
 
@@ -534,6 +544,28 @@ objects:
         assert!(t.objects.matches("shop", "orders"));
         assert!(!t.objects.matches("shop", "audit_log"));
         assert_eq!(t.existing_data, ExistingData::Fail);
+    }
+
+    #[test]
+    fn endpoints_carry_their_tls_settings() {
+        use crate::tls::{RootCerts, TlsMode};
+        let e = Endpoint::parse(
+            "postgres://app:pw@db:5432/shop?sslmode=verify-full&sslrootcert=/ca.pem",
+            "FERRY_TEST_UNSET_PASSWORD",
+        )
+        .unwrap();
+        assert_eq!(e.tls.mode, TlsMode::VerifyFull);
+        assert_eq!(e.tls.root_cert, Some(RootCerts::File("/ca.pem".into())));
+        assert_eq!(e.database.as_deref(), Some("shop"));
+        let e = Endpoint::parse("mysql://root@db/x", "FERRY_TEST_UNSET_PASSWORD").unwrap();
+        assert_eq!(e.tls.mode, TlsMode::Prefer);
+        let err = Endpoint::parse(
+            "mysql://root:secret@db/x?sslmode=require",
+            "FERRY_TEST_UNSET_PASSWORD",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("takes ssl-mode"), "{err}");
+        assert!(!err.message.contains("secret"), "{err}");
     }
 
     #[test]

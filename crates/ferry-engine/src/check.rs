@@ -11,15 +11,23 @@ use ferry_connector::Connector;
 use ferry_core::check::Item;
 use ferry_core::{ExistingData, LogicalType, TaskSpec};
 
+/// The endpoint, and whether its session is encrypted (when the engine can tell).
+async fn described(ep: &ferry_core::Endpoint, c: &mut Conn) -> String {
+    match c.encryption().await {
+        Some(how) => format!("{ep}, {how}"),
+        None => ep.to_string(),
+    }
+}
+
 /// Runs every check; never fails itself — a failed connection is a failed item.
 pub async fn check(spec: &TaskSpec) -> Vec<Item> {
     let mut items = Vec::new();
     let mut src = match Conn::connect(&spec.source).await {
-        Ok(c) => {
+        Ok(mut c) => {
             items.push(Item::new(
                 "source connection",
                 true,
-                spec.source.to_string(),
+                described(&spec.source, &mut c).await,
                 "",
             ));
             c
@@ -163,11 +171,11 @@ pub async fn check(spec: &TaskSpec) -> Vec<Item> {
         )),
     }
     let mut dst = match Conn::open_target_or_server(spec).await {
-        Ok((c, missing)) => {
+        Ok((mut c, missing)) => {
             items.push(Item::new(
                 "target connection",
                 true,
-                spec.target.to_string(),
+                described(&spec.target, &mut c).await,
                 "",
             ));
             if let Some(db) = missing {

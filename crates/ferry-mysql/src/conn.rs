@@ -1,5 +1,7 @@
 //! Connections and error classification.
 
+use crate::tls;
+use ferry_core::tls::TlsMode;
 use ferry_core::{redact::redact, Endpoint, Error, ErrorKind, Result, TableId};
 use mysql_async::{prelude::Queryable, Conn, OptsBuilder};
 
@@ -28,17 +30,35 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
     if let Some(s) = &ep.socket {
         opts = opts.socket(Some(s.clone()));
     }
-    // the driver has no connect timeout of its own: a peer that accepts and never
-    // answers would hang the task
-    let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
-        Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
-        Err(_) => {
-            return Err(ferry_core::connect::ConnectFailure::Timeout.error(
-                ep,
-                &format!("no handshake within {} s", CONNECT_TIMEOUT.as_secs()),
-            ))
+    let mode = ep.tls.effective_mode();
+    let ssl = tls::ssl_opts(ep)?;
+    let mut conn = match attempt(opts.clone().ssl_opts(ssl.clone()), ep).await {
+        // PREFERRED: encrypt if the server can, else go on in plain text
+        Err(Some(mysql_async::Error::Driver(
+            mysql_async::DriverError::NoClientSslFlagFromServer,
+        ))) if mode == TlsMode::Prefer => {
+            tls::remember_no_tls(ep);
+            attempt(opts, ep).await
         }
-    };
+        // VERIFY_CA: the chain is good (WebPKI checks it before the name) and only the
+        // name differs; connect again expecting the name the certificate gives, so
+        // the chain is checked again on the connection that is used
+        Err(Some(e)) if mode == TlsMode::VerifyCa => match tls::presented_name(&e) {
+            Some(name) => {
+                let ssl = ssl.map(|s| s.with_danger_tls_hostname_override(Some(name)));
+                attempt(opts.ssl_opts(ssl), ep).await
+            }
+            None => Err(Some(e)),
+        },
+        r => r,
+    }
+    .map_err(|e| match e {
+        Some(e) => classify_connect(e, ep),
+        None => ferry_core::connect::ConnectFailure::Timeout.error(
+            ep,
+            &format!("no handshake within {} s", CONNECT_TIMEOUT.as_secs()),
+        ),
+    })?;
     conn.query_drop(
         "SET NAMES utf8mb4, time_zone = '+00:00', \
          SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO', \
@@ -51,6 +71,18 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
         conn,
         endpoint: ep.clone(),
     })
+}
+
+/// One connection attempt; `Err(None)` when it timed out (the driver has no connect
+/// timeout of its own: a peer that accepts and never answers would hang the task).
+async fn attempt(
+    opts: OptsBuilder,
+    _ep: &Endpoint,
+) -> std::result::Result<Conn, Option<mysql_async::Error>> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
 }
 
 /// How long a connection attempt may take (the same as for PostgreSQL).
@@ -76,11 +108,22 @@ pub fn classify_connect(e: mysql_async::Error, ep: &Endpoint) -> Error {
             // too many connections, no privilege on the database, …: the server's words
             _ => return classify(e).context(format!("cannot connect to {ep}")),
         },
+        E::Io(_) if tls::rustls_error(&e).is_some() => {
+            let (failure, why) = tls::failure(tls::rustls_error(&e).expect("checked"));
+            return failure.error(ep, &redact(&why));
+        }
         E::Io(io) => match io {
             mysql_async::IoError::Io(io) => io_failure(io),
             #[allow(unreachable_patterns)]
-            _ => F::Tls,
+            _ => F::TlsHandshake,
         },
+        E::Driver(D::NoClientSslFlagFromServer) => F::TlsUnsupported,
+        E::Driver(D::NoKeyFound) => {
+            return Error::definite(format!(
+                "cannot connect to {ep}: the ssl-key file holds no private key"
+            ))
+            .with_hint("ssl-key must be a PEM private key (PKCS#8, PKCS#1 or SEC1)")
+        }
         E::Driver(D::ConnectionClosed) => F::Dropped,
         E::Driver(
             D::UnexpectedPacket { .. }

@@ -14,6 +14,7 @@ pub mod connector;
 pub mod ddl;
 pub mod precheck;
 pub mod reader;
+pub mod tls;
 pub mod types;
 pub mod writer;
 

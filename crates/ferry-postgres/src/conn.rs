@@ -1,6 +1,8 @@
 //! Connections and error classification.
 
+use ferry_core::tls::TlsMode;
 use ferry_core::{redact::redact, Endpoint, Error, ErrorKind, Result};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
 /// A connected client; the connection task runs in the background.
@@ -27,23 +29,21 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
     if let Some(p) = &ep.password {
         cfg.password(p);
     }
+    // libpq's sslmode: tokio-postgres speaks prefer/require itself; verify-ca and
+    // verify-full are require with a checking verifier (crate::tls)
+    let tls = crate::tls::client_config(ep)?;
+    cfg.ssl_mode(match ep.tls.mode {
+        _ if tls.is_none() => SslMode::Disable,
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        _ => SslMode::Require,
+    });
     // connect_timeout covers the socket only: a peer that accepts and never answers
     // would hang the handshake
-    let (client, connection) =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, cfg.connect(NoTls)).await {
-            Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
-            Err(_) => {
-                return Err(ferry_core::connect::ConnectFailure::Timeout.error(
-                    ep,
-                    &format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
-                ))
-            }
-        };
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("postgres connection closed: {}", redact(&e.to_string()));
-        }
-    });
+    let client = match tls {
+        None => start(cfg.connect(NoTls), ep).await?,
+        Some(config) => start(cfg.connect(crate::tls::MakeRustls::new(config)), ep).await?,
+    };
     client
         .batch_execute(
             "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
@@ -60,6 +60,38 @@ pub async fn connect(ep: &Endpoint) -> Result<PgConn> {
     })
 }
 
+/// Awaits a connection attempt (within the handshake deadline) and runs its
+/// connection task in the background.
+async fn start<S, T>(
+    attempt: impl std::future::Future<
+        Output = std::result::Result<
+            (Client, tokio_postgres::Connection<S, T>),
+            tokio_postgres::Error,
+        >,
+    >,
+    ep: &Endpoint,
+) -> Result<Client>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
+        Ok(r) => r.map_err(|e| classify_connect(e, ep))?,
+        Err(_) => {
+            return Err(ferry_core::connect::ConnectFailure::Timeout.error(
+                ep,
+                &format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+            ))
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection closed: {}", redact(&e.to_string()));
+        }
+    });
+    Ok(client)
+}
+
 /// How long connecting, including the server's answer to the startup, may take.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -68,9 +100,12 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub fn classify_connect(e: tokio_postgres::Error, ep: &Endpoint) -> Error {
     use ferry_core::connect::{io_failure, looks_like_dns, ConnectFailure as F};
     let source = std::error::Error::source(&e);
-    let detail = redact(&match source {
-        Some(s) if e.as_db_error().is_none() => format!("{e}: {s}"),
-        _ => e.to_string(),
+    let detail = redact(&match (e.as_db_error(), source) {
+        // the server's own words ("no pg_hba.conf entry … no encryption"), not the
+        // driver's bare "db error"
+        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
+        (None, Some(s)) => format!("{e}: {s}"),
+        (None, None) => e.to_string(),
     });
     let failure = if let Some(db) = e.as_db_error() {
         let code = db.code();
@@ -91,6 +126,12 @@ pub fn classify_connect(e: tokio_postgres::Error, ep: &Endpoint) -> Error {
             // too many connections, starting up, shutting down, …: the server's own words
             return classify(e).context(format!("cannot connect to {ep}"));
         }
+    } else if let Some((tls, why)) = source.and_then(crate::tls::tls_failure) {
+        return tls.error(ep, &redact(&why));
+    } else if e.to_string().starts_with("error performing TLS handshake")
+        && detail.contains("server does not support TLS")
+    {
+        F::TlsUnsupported
     } else if let Some(io) = source.and_then(|s| s.downcast_ref::<std::io::Error>()) {
         io_failure(io)
     } else {

@@ -16,6 +16,7 @@ pub mod pgoutput;
 pub mod precheck;
 pub mod reader;
 pub mod replication;
+pub mod tls;
 pub mod types;
 pub mod writer;
 

@@ -47,7 +47,7 @@ pub enum StreamMessage {
 
 /// An open replication connection.
 pub struct ReplConn {
-    stream: TcpStream,
+    stream: crate::tls::MaybeTls,
     buf: BytesMut,
     out: BytesMut,
     endpoint: String,
@@ -75,6 +75,9 @@ impl ReplConn {
             .map_err(|_| Error::transient(format!("cannot connect to {ep}: timed out")))?
             .map_err(|e| Error::transient(format!("cannot connect to {ep}: {e}")))?;
         let _ = stream.set_nodelay(true);
+        // sslmode as for every other connection: SSLRequest, then TLS (or plain
+        // under prefer when the server says no)
+        let stream = crate::tls::negotiate(stream, ep).await?;
         let mut c = ReplConn {
             stream,
             buf: BytesMut::with_capacity(64 * 1024),
@@ -102,9 +105,20 @@ impl ReplConn {
         Ok(c)
     }
 
+    /// Whether the connection is encrypted (TLS).
+    pub fn is_encrypted(&self) -> bool {
+        self.stream.is_encrypted()
+    }
+
     async fn flush(&mut self) -> Result<()> {
         let out = self.out.split();
-        tokio::time::timeout(IO_TIMEOUT, self.stream.write_all(&out))
+        // a TLS stream buffers what it encrypts: flush sends it
+        let stream = &mut self.stream;
+        let write = async move {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout(IO_TIMEOUT, write)
             .await
             .map_err(|_| io_err("write", "timed out"))?
             .map_err(|e| io_err("write", e))

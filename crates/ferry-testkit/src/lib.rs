@@ -10,15 +10,21 @@
 //! given by `FERRY_TEST_PG_URL` / `FERRY_TEST_MYSQL_URL` (admin URLs) are used instead
 //! when set. `ferry-sandbox stop` stops the shared servers (`--clean` also deletes them).
 
+pub mod certs;
 mod proxy;
 mod server;
 mod testdb;
 
+pub use certs::{CertFiles, Certs};
 pub use proxy::Proxy;
 pub use server::{
     mariadb, postgres, private_mariadb, private_postgres, private_postgres_with, start_mariadb,
     start_postgres, start_postgres_with, stop_mariadb, stop_postgres, stop_shared, PrivateServer,
     Server,
+};
+pub use server::{
+    private_mariadb_tls, private_mariadb_with, private_postgres_tls, reload_postgres, set_pg_hba,
+    start_mariadb_with,
 };
 pub use testdb::TestDb;
 

@@ -37,7 +37,7 @@ impl Server {
 /// Where the servers live: `FERRY_TESTKIT_DIR`, else a folder under the system temp
 /// dir named after this checkout (the `postgres` and `mysql` users must be able to
 /// reach it, which a checkout under `/root` would not allow).
-fn root_dir() -> PathBuf {
+pub(crate) fn root_dir() -> PathBuf {
     let d = match std::env::var_os("FERRY_TESTKIT_DIR") {
         Some(d) => PathBuf::from(d),
         None => {
@@ -62,7 +62,7 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -320,11 +320,16 @@ fn my_server(port: u16, dir: PathBuf) -> Server {
 /// settings such as `read_only`); `name` must be unique among tests. Stopped when the
 /// guard is dropped.
 pub fn private_mariadb(name: &str) -> PrivateServer {
+    private_mariadb_with(name, &[])
+}
+
+/// [`private_mariadb`] with more server options (`--ssl-cert=…`).
+pub fn private_mariadb_with(name: &str, extra: &[String]) -> PrivateServer {
     let dir = root_dir().join(format!("mariadb-private-{name}"));
     stop_mariadb(&dir);
     let _ = fs::remove_dir_all(&dir);
     let port = free_port();
-    start_mariadb(&dir, port);
+    start_mariadb_with(&dir, port, extra);
     PrivateServer(my_server(port, dir))
 }
 
@@ -387,6 +392,11 @@ pub fn stop_shared(clean: bool) {
 /// Initialises (if needed) and starts a MariaDB server in `dir` on `port`, with the
 /// settings change capture needs (ROW binlog, full row image and metadata).
 pub fn start_mariadb(dir: &Path, port: u16) {
+    start_mariadb_with(dir, port, &[]);
+}
+
+/// [`start_mariadb`] with more server options (later options override earlier ones).
+pub fn start_mariadb_with(dir: &Path, port: u16, extra: &[String]) {
     let data = dir.join("data");
     let user = if is_root() { "mysql" } else { "" };
     let fresh = !data.join("mysql").exists();
@@ -429,7 +439,8 @@ pub fn start_mariadb(dir: &Path, port: u16) {
             "--max-allowed-packet=256M",
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_general_ci",
-        ]);
+        ])
+        .args(extra);
     if !user.is_empty() {
         c.arg(format!("--user={user}"));
     }
@@ -462,4 +473,56 @@ pub fn start_mariadb(dir: &Path, port: u16) {
                  GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION; FLUSH PRIVILEGES;",
             ));
     }
+}
+
+/// A PostgreSQL server of the calling test's own with TLS on: the server certificate
+/// of `certs` (for 127.0.0.1), its CA for client certificates, and `hba` as the whole
+/// of pg_hba.conf (e.g. `hostssl` lines only).
+pub fn private_postgres_tls(name: &str, certs: &crate::Certs, hba: &str) -> PrivateServer {
+    let files = certs.use_server_cert(&certs.server, "postgres");
+    let server = private_postgres_with(
+        name,
+        &format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c ssl_ca_file={}",
+            files.cert.display(),
+            files.key.display(),
+            certs.ca.display()
+        ),
+    );
+    set_pg_hba(&server, hba);
+    server
+}
+
+/// Replaces the pg_hba.conf of a server this process started and reloads it (which
+/// also reloads its TLS certificate files).
+pub fn set_pg_hba(server: &Server, hba: &str) {
+    let dir = server.dir.as_ref().expect("a server started by the tests");
+    fs::write(dir.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+    reload_postgres(server);
+}
+
+/// Reloads the configuration of a PostgreSQL server this process started.
+pub fn reload_postgres(server: &Server) {
+    let dir = server.dir.as_ref().expect("a server started by the tests");
+    run(as_pg_user(pg_bindir().join("pg_ctl"))
+        .arg("-D")
+        .arg(dir)
+        .arg("reload")
+        .stdin(Stdio::null()));
+    // the postmaster rereads its files on SIGHUP, a moment after pg_ctl returns
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// A MariaDB server of the calling test's own with TLS on (the server certificate of
+/// `certs`, its CA for client certificates) and `extra` options
+/// (`--require-secure-transport=ON`).
+pub fn private_mariadb_tls(name: &str, certs: &crate::Certs, extra: &[&str]) -> PrivateServer {
+    let files = certs.use_server_cert(&certs.server, "mysql");
+    let mut opts = vec![
+        format!("--ssl-cert={}", files.cert.display()),
+        format!("--ssl-key={}", files.key.display()),
+        format!("--ssl-ca={}", certs.ca.display()),
+    ];
+    opts.extend(extra.iter().map(|s| s.to_string()));
+    private_mariadb_with(name, &opts)
 }

@@ -176,8 +176,17 @@ async fn tls_required_and_host_not_allowed_have_their_own_fix() {
         "28000",
         "no pg_hba.conf entry for host \"127.0.0.1\", user \"app\", database \"x\", no encryption",
     ));
-    let out = check_source(&format!("postgres://app@127.0.0.1:{port}/x")).await;
+    // a real hostssl-only server gets TLS by default (sslmode=prefer): the refusal
+    // comes to a URL that turned TLS off
+    let out = check_source(&format!(
+        "postgres://app@127.0.0.1:{port}/x?sslmode=disable"
+    ))
+    .await;
     assert!(out.contains("the server requires TLS"), "{out}");
+    assert!(
+        out.contains("no encryption") && out.contains("sslmode=disable"),
+        "{out}"
+    );
     assert!(out.contains("`host` line, not `hostssl`"), "{out}");
 
     let port = answering(my_error(
@@ -205,14 +214,22 @@ async fn a_wrong_password_points_at_the_password() {
         "28P01",
         "password authentication failed for user \"app\"",
     ));
-    let out = check_source(&format!("postgres://app:secret@127.0.0.1:{port}/x")).await;
+    // (sslmode=disable: the fake answers the startup message once; a real server first
+    // answers Ferry's default TLS request)
+    let out = check_source(&format!(
+        "postgres://app:secret@127.0.0.1:{port}/x?sslmode=disable"
+    ))
+    .await;
     assert!(out.contains("authentication failed"), "{out}");
     assert!(out.contains("pg_hba.conf"), "{out}");
     assert!(!out.contains("grant") && !out.contains("secret"), "{out}");
 
     // the server asks for a password and the URL and environment give none
     let port = answering(b"R\0\0\0\x08\0\0\0\x03");
-    let out = check_source(&format!("postgres://app@127.0.0.1:{port}/x")).await;
+    let out = check_source(&format!(
+        "postgres://app@127.0.0.1:{port}/x?sslmode=disable"
+    ))
+    .await;
     assert!(out.contains("authentication failed"), "{out}");
     assert!(out.contains("FERRY_SOURCE_PASSWORD"), "{out}");
 }

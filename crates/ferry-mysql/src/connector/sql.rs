@@ -19,6 +19,23 @@ impl SqlConn for MyConn {
         self
     }
 
+    async fn encryption(&mut self) -> Option<String> {
+        let rows = self
+            .query_text("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
+            .await
+            .ok()?;
+        let value = |name: &str| {
+            rows.iter()
+                .find(|r| r.first().cloned().flatten().as_deref() == Some(name))
+                .and_then(|r| r.get(1).cloned().flatten())
+                .filter(|v| !v.is_empty())
+        };
+        Some(match (value("Ssl_version"), value("Ssl_cipher")) {
+            (Some(version), Some(cipher)) => format!("encrypted ({version}, {cipher})"),
+            _ => "not encrypted".to_string(),
+        })
+    }
+
     async fn exec(&mut self, sql: &str) -> Result<()> {
         MyConn::exec(self, sql).await
     }

@@ -21,6 +21,22 @@ impl SqlConn for PgConn {
         self
     }
 
+    async fn encryption(&mut self) -> Option<String> {
+        let rows = self
+            .query_text(
+                "SELECT ssl::text, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            )
+            .await
+            .ok()?;
+        let row = rows.into_iter().next()?;
+        Some(match row.as_slice() {
+            [Some(ssl), Some(version), Some(cipher)] if ssl == "true" => {
+                format!("encrypted ({version}, {cipher})")
+            }
+            _ => "not encrypted".to_string(),
+        })
+    }
+
     async fn exec(&mut self, sql: &str) -> Result<()> {
         self.client.batch_execute(sql).await.map_err(classify)
     }
