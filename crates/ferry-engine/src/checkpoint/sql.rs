@@ -156,14 +156,18 @@ impl CheckpointStore for Conn {
     }
 
     async fn set_stage(&mut self, task: &str, table: &TableId, stage: TableStage) -> Result<()> {
+        // one statement: a kill at any instant leaves the old stage or the new one
+        // (a missing stage would make a resumed copy create the table again)
         let (t, n) = (self.literal(task), self.literal(&table.to_string()));
-        self.exec(&format!(
-            "DELETE FROM ferry.tables WHERE task = {t} AND table_name = {n}"
-        ))
-        .await?;
+        let cols: Vec<String> = ["task", "table_name", "stage"]
+            .iter()
+            .map(|c| self.ident(c))
+            .collect();
         let sql = format!(
-            "INSERT INTO ferry.tables (task, table_name, stage) VALUES ({t}, {n}, {})",
-            self.literal(stage.as_str())
+            "{} VALUES ({t}, {n}, {}){}",
+            self.dialect().insert_head("ferry.tables", &cols),
+            self.literal(stage.as_str()),
+            self.dialect().upsert_tail(&cols, &[0, 1])
         );
         self.exec(&sql).await
     }
