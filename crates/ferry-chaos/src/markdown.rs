@@ -223,7 +223,9 @@ pub fn render(s: &Summary, machine: &str) -> String {
          - **Recovery time** = from the fault to the moment the target holds a transaction the \
          source acknowledged after the fault was repaired (for kills during the copy: to the \
          next chunk committed). It includes the server's downtime for crashes and the stall \
-         itself for stalls.\n\
+         itself for stalls. A MariaDB server whose disk is full waits and retries its write \
+         (every 60 s) instead of failing it: a MariaDB target's disk-full recovery includes \
+         that wait.\n\
          - The PostgreSQL servers run with `synchronous_commit=on` (the testkit's default is off, \
          for speed), MariaDB with its binlog and InnoDB log written at each commit; both with \
          `fsync` off (a process crash, not a power loss, is what is injected).\n"

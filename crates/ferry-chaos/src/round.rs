@@ -353,7 +353,7 @@ impl Round<'_> {
             self.record("kill", "snapshot/start", &phase, ms, rec);
         }
         for _ in 0..plan.chunk_kills {
-            let d = self.rng.millis(0, 600);
+            let d = self.rng.millis(0, 150);
             self.sleep(d).await;
             let chunks = self.progress().await.chunks_done;
             let (at, phase) = self.kill("chunk copy", None).await;
@@ -567,13 +567,17 @@ impl Round<'_> {
         }
         let src = read_side(self.env.from, &self.env.src.url(&self.db), "").await?;
         let dst = read_side(self.env.to, &self.env.dst.url(&self.db), &self.prefix).await?;
-        let acks = self.work.acks.lock().unwrap();
-        let v = checker::check(&src, &dst, &acks, self.cfg.preload);
+        let (v, acked_txns) = {
+            let acks = self.work.acks.lock().unwrap();
+            (
+                checker::check(&src, &dst, &acks, self.cfg.preload),
+                acks.acked.len() as u64,
+            )
+        };
         self.report.runs += 1;
-        self.report.source_transactions += acks.acked.len() as u64;
+        self.report.source_transactions += acked_txns;
         self.report.ids_moved += v.acked_ids + v.in_doubt_committed;
         self.report.target_rows += dst.log.len() as u64 + dst.keyless.values().sum::<u64>();
-        drop(acks);
         self.report.add_verdict(&v);
         let bad = v.violations() > 0 || catch_up.is_err();
         if v.violations() > 0 {
