@@ -3,7 +3,7 @@
 //! was lost, duplicated, reordered, applied in part or invented.
 
 use crate::ledger::{Acks, Txn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One side's ledger as read.
@@ -59,7 +59,7 @@ pub fn queries(prefix: &str) -> [String; 3] {
 }
 
 /// What the checker found (all zero = correct).
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     /// Ids the source holds (acknowledged or in doubt and committed) that the target
     /// lacks entirely.

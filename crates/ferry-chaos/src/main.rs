@@ -68,6 +68,9 @@ struct Cli {
     /// Write RELIABILITY.md (the figures, command, seed, machine) to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Only rewrite `--markdown` from the JSON of an earlier run (its `--out`).
+    #[arg(long, requires = "markdown")]
+    render: Option<PathBuf>,
     /// Append each violation, as found, to this file.
     #[arg(long)]
     findings: Option<PathBuf>,
@@ -152,6 +155,13 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<bool> {
+    if let (Some(json), Some(md)) = (&cli.render, &cli.markdown) {
+        let s: Summary = serde_json::from_str(&std::fs::read_to_string(json)?)
+            .with_context(|| format!("read {}", json.display()))?;
+        std::fs::write(md, markdown::render(&s, &markdown::machine()))?;
+        println!("wrote {}", md.display());
+        return Ok(true);
+    }
     let started = Instant::now();
     let seed = cli.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()

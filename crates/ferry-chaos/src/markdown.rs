@@ -177,7 +177,8 @@ pub fn render(s: &Summary, machine: &str) -> String {
                 p.ferry_exits.len()
             );
             for e in &p.ferry_exits {
-                let _ = writeln!(o, "  - {}", e.replace('|', "/"));
+                let e: String = e.replace('|', "/").chars().take(600).collect();
+                let _ = writeln!(o, "  - {e}");
             }
         }
         for e in &p.catch_up_failures {

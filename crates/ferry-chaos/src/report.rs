@@ -2,11 +2,11 @@
 //! `scripts/chaos.sh` to turn into RELIABILITY.md.
 
 use crate::checker::Verdict;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Recovery-time percentiles of one set of samples, in milliseconds.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Recovery {
     /// How many faults were measured.
     pub samples: usize,
@@ -37,7 +37,7 @@ impl Recovery {
 }
 
 /// One fault as injected.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FaultRecord {
     /// Round number within the pair (1-based).
     pub round: u32,
@@ -54,7 +54,7 @@ pub struct FaultRecord {
 }
 
 /// Everything measured for one engine pair.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct PairReport {
     /// `source->target`.
     pub pair: String,
@@ -180,7 +180,7 @@ impl PairReport {
 }
 
 /// The whole run.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Summary {
     /// The seed (repeat with `--seed`).
     pub seed: u64,
