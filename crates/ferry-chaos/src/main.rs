@@ -68,9 +68,14 @@ struct Cli {
     /// Write RELIABILITY.md (the figures, command, seed, machine) to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Only rewrite `--markdown` from the JSON of an earlier run (its `--out`).
-    #[arg(long, requires = "markdown")]
-    render: Option<PathBuf>,
+    /// Only rewrite `--markdown` from the JSON of earlier runs (their `--out`;
+    /// several, comma-separated, are merged: pairs run in parallel processes).
+    #[arg(long, requires = "markdown", value_delimiter = ',')]
+    render: Vec<PathBuf>,
+    /// A remark for the report's "not covered" list (how this run differs from the
+    /// full suite, …); repeatable.
+    #[arg(long)]
+    note: Vec<String>,
     /// Append each violation, as found, to this file.
     #[arg(long)]
     findings: Option<PathBuf>,
@@ -155,9 +160,28 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<bool> {
-    if let (Some(json), Some(md)) = (&cli.render, &cli.markdown) {
-        let s: Summary = serde_json::from_str(&std::fs::read_to_string(json)?)
-            .with_context(|| format!("read {}", json.display()))?;
+    if let (false, Some(md)) = (cli.render.is_empty(), &cli.markdown) {
+        let mut all: Option<Summary> = None;
+        for json in &cli.render {
+            let s: Summary = serde_json::from_str(&std::fs::read_to_string(json)?)
+                .with_context(|| format!("read {}", json.display()))?;
+            all = Some(match all {
+                None => s,
+                Some(mut a) => {
+                    a.command = format!("{}` and, at the same time, `{}", a.command, s.command);
+                    a.seconds = a.seconds.max(s.seconds);
+                    a.pairs.extend(s.pairs);
+                    for n in s.notes {
+                        if !a.notes.contains(&n) {
+                            a.notes.push(n);
+                        }
+                    }
+                    a
+                }
+            });
+        }
+        let mut s = all.expect("at least one file");
+        s.notes.extend(cli.note.iter().cloned());
         std::fs::write(md, markdown::render(&s, &markdown::machine()))?;
         println!("wrote {}", md.display());
         return Ok(true);
@@ -233,7 +257,8 @@ async fn run(cli: Cli) -> Result<bool> {
         if !targets.contains_key(to.short()) {
             let mb = match to {
                 Engine::Pg => 1024,
-                Engine::My => 1536,
+                // InnoDB's 256 MB redo log, and the target's own binlog of Ferry's writes
+                Engine::My => 3072,
             };
             let (s, note) = tokio::task::block_in_place(|| {
                 servers::Server::start(*to, "target", &root, disk.then_some(mb))
@@ -251,7 +276,7 @@ async fn run(cli: Cli) -> Result<bool> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
         ferry: ferry.display().to_string(),
-        notes,
+        notes: notes.into_iter().chain(cli.note.iter().cloned()).collect(),
         ..Summary::default()
     };
     for (k, v) in [
