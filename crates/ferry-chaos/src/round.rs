@@ -340,7 +340,22 @@ impl Round<'_> {
         None
     }
 
+    /// Stops the round when Ferry did not recover from a fault: the rest of its
+    /// steps would each wait out the time limit again.
+    fn stuck(&self, before: u64) -> Result<()> {
+        if self.report.not_recovered > before {
+            anyhow::bail!(
+                "Ferry did not move again within {:?} of a fault; the round's remaining faults are skipped \
+                 (Ferry's last lines: {})",
+                self.cfg.recovery_timeout,
+                self.ferry.tail(2)
+            );
+        }
+        Ok(())
+    }
+
     async fn faults(&mut self, plan: &Plan) -> Result<()> {
+        let before = self.report.not_recovered;
         self.ferry.start()?;
         if plan.copy_phase_kills {
             // start-up: prechecks, snapshot, the first chunk
@@ -352,7 +367,9 @@ impl Round<'_> {
             let rec = self.copy_recovery(at, 0).await;
             self.record("kill", "snapshot/start", &phase, ms, rec);
         }
+        self.stuck(before)?;
         for _ in 0..plan.chunk_kills {
+            self.stuck(before)?;
             let d = self.rng.millis(0, 150);
             self.sleep(d).await;
             let chunks = self.progress().await.chunks_done;
@@ -387,7 +404,9 @@ impl Round<'_> {
             let rec = self.stream_recovery(at, Instant::now()).await;
             self.record("kill", "hand-off", &phase, ms, rec);
         }
+        self.stuck(before)?;
         for step in plan.steps.clone() {
+            self.stuck(before)?;
             let d = self.rng.millis(300, 2500);
             self.sleep(d).await;
             match step {
