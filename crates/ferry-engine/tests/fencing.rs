@@ -5,7 +5,7 @@
 //! MySQL/MariaDB server keeps every task's checkpoints in one `ferry` database.
 
 use ferry_core::{Endpoint, ErrorKind};
-use ferry_engine::checkpoint::{CheckpointStore, Fence};
+use ferry_engine::checkpoint::{CheckpointStore, Claim, Fence};
 use ferry_engine::conn::Conn;
 use std::time::Duration;
 
@@ -31,7 +31,9 @@ async fn a_stale_run_commits_nothing(url: &str, task: &str) {
         .exec("CREATE TABLE data (v varchar(20))")
         .await
         .unwrap();
-    let old = Fence::claim(&mut stale, task).await.unwrap();
+    let old = Fence::claim(&mut stale, task, &Claim::default())
+        .await
+        .unwrap();
 
     // a transaction of the earlier run, sent before the new run claims the task ...
     let begin = stale.dialect().begin();
@@ -41,7 +43,9 @@ async fn a_stale_run_commits_nothing(url: &str, task: &str) {
         .await
         .unwrap();
     let mut new = open(url).await;
-    let fresh = Fence::claim(&mut new, task).await.unwrap();
+    let fresh = Fence::claim(&mut new, task, &Claim::default())
+        .await
+        .unwrap();
     assert_eq!(fresh.epoch, old.epoch + 1);
     // ... fails its check at COMMIT and is told why
     let commit = format!("{}; COMMIT", old.check_sql(&stale));
@@ -51,6 +55,24 @@ async fn a_stale_run_commits_nothing(url: &str, task: &str) {
     assert!(e.is(ErrorKind::Fenced), "{e}");
     assert!(e.message.contains("took over"), "{e}");
     assert!(rows(&mut new).await.is_empty());
+
+    // the stale run cannot claim the task back (a retried attempt after a fault) ...
+    let stale_run = Claim::default();
+    let mine = Fence::claim(&mut stale, task, &stale_run).await.unwrap();
+    let newer = Fence::claim(&mut new, task, &Claim::default())
+        .await
+        .unwrap();
+    let e = Fence::claim(&mut stale, task, &stale_run)
+        .await
+        .unwrap_err();
+    assert!(e.is(ErrorKind::Fenced), "{e}");
+    assert!(e.message.contains(&format!("epoch {}", newer.epoch)), "{e}");
+    assert!(mine.epoch < newer.epoch);
+    // ... while a run nobody replaced renews its claim
+    let new_run = Claim::default();
+    let first = Fence::claim(&mut new, task, &new_run).await.unwrap();
+    let fresh = Fence::claim(&mut new, task, &new_run).await.unwrap();
+    assert_eq!(fresh.epoch, first.epoch + 1);
 
     // the new run's transactions pass
     new.exec(begin).await.unwrap();
@@ -66,7 +88,9 @@ async fn a_claim_waits_for_a_commit_past_its_check(url: &str, task: &str) {
         .exec("CREATE TABLE data (v varchar(20))")
         .await
         .unwrap();
-    let old = Fence::claim(&mut old_conn, task).await.unwrap();
+    let old = Fence::claim(&mut old_conn, task, &Claim::default())
+        .await
+        .unwrap();
     let begin = old_conn.dialect().begin();
     old_conn.exec(begin).await.unwrap();
     old_conn
@@ -78,7 +102,9 @@ async fn a_claim_waits_for_a_commit_past_its_check(url: &str, task: &str) {
     let (url2, task2) = (url.to_string(), task.to_string());
     let claim = tokio::spawn(async move {
         let mut c = open(&url2).await;
-        let f = Fence::claim(&mut c, &task2).await.unwrap();
+        let f = Fence::claim(&mut c, &task2, &Claim::default())
+            .await
+            .unwrap();
         (f, rows(&mut c).await)
     });
     tokio::time::sleep(Duration::from_millis(500)).await;

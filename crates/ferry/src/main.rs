@@ -333,9 +333,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 log::notice("stopping: finishing the current step (run again to resume)");
                 let _ = stop_tx.send(true);
             });
+            // one claim on the task for the copy and the stream of this run
+            let claim = ferry_engine::checkpoint::Claim::default();
             let stream_opts = StreamOptions {
                 exit_when_caught_up,
                 quiet,
+                claim: claim.clone(),
             };
             let streams = spec.mode != ferry_core::Mode::Full;
             let outcome = match run_task_reporting(
@@ -344,6 +347,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     jobs,
                     quiet,
                     precheck: true,
+                    claim,
                 },
                 &stream_opts,
                 metrics,

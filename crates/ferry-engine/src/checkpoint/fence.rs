@@ -18,6 +18,25 @@
 use super::CheckpointStore;
 use crate::conn::Conn;
 use ferry_core::{Error, ErrorKind, Result};
+use std::sync::{Arc, Mutex};
+
+/// What one run of a task has claimed so far. Its first claim takes the task; a
+/// later one (the stream's next attempt after a fault, the stream after the copy)
+/// only renews a claim nobody took since — so a run that was frozen and then hit a
+/// fault stops instead of taking the task back from the run that replaced it.
+/// Clones share the record: give the copy and the stream of one run the same one.
+#[derive(Debug, Clone, Default)]
+pub struct Claim(Arc<Mutex<Option<i64>>>);
+
+impl Claim {
+    fn held(&self) -> Option<i64> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hold(&self, epoch: i64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(epoch);
+    }
+}
 
 /// One run's claim on a task's target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +48,26 @@ pub struct Fence {
 }
 
 impl Fence {
-    /// Claims `task` on the target for this run: later data transactions of any
-    /// earlier run of the task fail their check.
-    pub async fn claim(store: &mut (impl CheckpointStore + ?Sized), task: &str) -> Result<Fence> {
-        let epoch = store.claim(task).await?;
-        tracing::info!("task {task}: claimed the target (epoch {epoch})");
-        Ok(Fence {
-            task: task.to_string(),
-            epoch,
-        })
+    /// Claims `task` on the target for the run `claim` belongs to: later data
+    /// transactions of any other run of the task fail their check. Fails (fenced)
+    /// when another run claimed the task since this run's last claim.
+    pub async fn claim(
+        store: &mut (impl CheckpointStore + ?Sized),
+        task: &str,
+        claim: &Claim,
+    ) -> Result<Fence> {
+        let held = claim.held();
+        match store.claim(task, held).await? {
+            Ok(epoch) => {
+                claim.hold(epoch);
+                tracing::info!("task {task}: claimed the target (epoch {epoch})");
+                Ok(Fence {
+                    task: task.to_string(),
+                    epoch,
+                })
+            }
+            Err(now) => Err(taken_over(task, now, held.unwrap_or_default())),
+        }
     }
 
     /// The statement a data transaction runs just before its COMMIT: it fails (a
@@ -55,17 +85,21 @@ impl Fence {
     /// claimed the task (then nothing this run sends may commit: it must stop).
     pub async fn explain(&self, conn: &mut Conn, e: Error) -> Error {
         match conn.epoch(&self.task).await {
-            Ok(Some(now)) if now != self.epoch => Error::definite(format!(
-                "another run of task {} took over the target (epoch {now}; this run's is {}): \
-                 this run stops and its last transaction was rolled back",
-                self.task, self.epoch
-            ))
-            .with_kind(ErrorKind::Fenced)
-            .with_hint(
-                "only one run of a task may write its target: stop the other `ferry run`, or \
-                 let the service's current worker run it",
-            ),
+            Ok(Some(now)) if now != self.epoch => taken_over(&self.task, now, self.epoch),
             _ => e,
         }
     }
+}
+
+/// Another run of `task` claimed it (epoch `now`; this run's was `mine`).
+fn taken_over(task: &str, now: i64, mine: i64) -> Error {
+    Error::definite(format!(
+        "another run of task {task} took over the target (epoch {now}; this run's is {mine}): \
+         this run stops and writes nothing more"
+    ))
+    .with_kind(ErrorKind::Fenced)
+    .with_hint(
+        "only one run of a task may write its target: stop the other `ferry run`, or let the \
+         service's current worker run it",
+    )
 }

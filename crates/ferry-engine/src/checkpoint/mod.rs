@@ -17,7 +17,7 @@ mod fence;
 mod sql;
 mod writers;
 
-pub use fence::Fence;
+pub use fence::{Claim, Fence};
 pub use sql::{backfill_sql, mark_done_sql, watermark_sql};
 pub use writers::end_fenced_writers;
 
@@ -238,8 +238,13 @@ pub trait CheckpointStore: Send {
     async fn end_session(&mut self, id: &str) -> Result<()>;
 
     /// Takes the task's next epoch (see [`Fence`]): one more than the last claimed,
-    /// kept across resets so it never goes back.
-    async fn claim(&mut self, task: &str) -> Result<i64>;
+    /// kept across resets so it never goes back. With `held`, only when the current
+    /// epoch is still that one: otherwise `Err(current)` and nothing changes.
+    async fn claim(
+        &mut self,
+        task: &str,
+        held: Option<i64>,
+    ) -> Result<std::result::Result<i64, i64>>;
 
     /// The task's current epoch, if it was ever claimed.
     async fn epoch(&mut self, task: &str) -> Result<Option<i64>>;

@@ -369,7 +369,11 @@ impl CheckpointStore for Conn {
         Ok(())
     }
 
-    async fn claim(&mut self, task: &str) -> Result<i64> {
+    async fn claim(
+        &mut self,
+        task: &str,
+        held: Option<i64>,
+    ) -> Result<std::result::Result<i64, i64>> {
         let t = self.literal(task);
         let begin = self.dialect().begin();
         self.exec(begin).await?;
@@ -380,14 +384,24 @@ impl CheckpointStore for Conn {
                     "SELECT epoch FROM ferry.fences WHERE task = {t} FOR UPDATE"
                 ))
                 .await?;
-            let next = match now.first().and_then(|r| r[0].as_deref()) {
+            let now: Option<i64> = now
+                .first()
+                .and_then(|r| r[0].as_deref())
+                .and_then(|e| e.parse().ok());
+            if let (Some(held), Some(now)) = (held, now) {
+                if held != now {
+                    self.exec("ROLLBACK").await?;
+                    return Ok(Err(now));
+                }
+            }
+            let next = match now {
                 Some(e) => {
-                    let next = e.parse::<i64>().unwrap_or(0) + 1;
                     self.exec(&format!(
-                        "UPDATE ferry.fences SET epoch = {next} WHERE task = {t}"
+                        "UPDATE ferry.fences SET epoch = {} WHERE task = {t}",
+                        e + 1
                     ))
                     .await?;
-                    next
+                    e + 1
                 }
                 None => {
                     // a claim racing this one inserts too: the loser's duplicate key
@@ -401,7 +415,7 @@ impl CheckpointStore for Conn {
                 }
             };
             self.exec("COMMIT").await?;
-            Ok::<i64, Error>(next)
+            Ok::<_, Error>(Ok(next))
         }
         .await;
         if claimed.is_err() {

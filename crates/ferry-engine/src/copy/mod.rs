@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// Run `ferry check`'s checks first and stop on a failure, before anything is
     /// created on either side (off for restarts of a task that already started).
     pub precheck: bool,
+    /// This run's claim on the task (shared with its stream's options).
+    pub claim: checkpoint::Claim,
 }
 
 /// Outcome of one table.
@@ -133,7 +135,7 @@ pub async fn run_full(
     let mut dst = Conn::open(spec, Role::Target).await?;
     dst.ensure().await?;
     // from here on an earlier run of the task commits nothing more
-    let fence = checkpoint::Fence::claim(&mut dst, &spec.name).await?;
+    let fence = checkpoint::Fence::claim(&mut dst, &spec.name, &opts.claim).await?;
     checkpoint::end_fenced_writers(&mut dst, &spec.name).await?;
     let prior = dst.task(&spec.name).await?;
     let resuming = match &prior {

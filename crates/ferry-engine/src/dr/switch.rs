@@ -150,14 +150,17 @@ pub async fn switchover(old: &TaskSpec) -> Result<Switched> {
         "; the primary {} was made read-only (undo: {UNFENCE_BY_HAND})",
         old.source
     );
+    let claim = crate::checkpoint::Claim::default();
     let opts = RunOptions {
         jobs: 1,
         quiet: true,
         precheck: false,
+        claim: claim.clone(),
     };
     let stream = StreamOptions {
         exit_when_caught_up: true,
         quiet: true,
+        claim,
     };
     let (_keep, never) = watch::channel(false);
     crate::task::run_task(

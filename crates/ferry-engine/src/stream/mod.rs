@@ -39,6 +39,8 @@ pub struct StreamOptions {
     pub exit_when_caught_up: bool,
     /// No periodic progress lines.
     pub quiet: bool,
+    /// This run's claim on the task (shared with its copy's options).
+    pub claim: checkpoint::Claim,
 }
 
 /// Why the phase ended.
@@ -214,7 +216,7 @@ async fn attempt(
     let mut dst = Conn::open(spec, Role::Target).await?;
     dst.ensure().await?;
     // from here on an earlier run of the task commits nothing more
-    let fence = checkpoint::Fence::claim(&mut dst, &spec.name).await?;
+    let fence = checkpoint::Fence::claim(&mut dst, &spec.name, &opts.claim).await?;
     checkpoint::end_fenced_writers(&mut dst, &spec.name).await?;
     dst.join_writers(&spec.name, None).await?;
     let start = match dst.task(&spec.name).await? {

@@ -274,14 +274,19 @@ async fn run(
             };
         }
     }
+    // a run of this worker holding the lease: its first claim takes the task on the
+    // target (fencing a worker that held it before, frozen or not)
+    let claim = ferry_engine::checkpoint::Claim::default();
     let opts = RunOptions {
         jobs: spec.jobs.unwrap_or_else(ferry_engine::default_jobs),
         quiet: true,
         precheck: false,
+        claim: claim.clone(),
     };
     let stream = StreamOptions {
         exit_when_caught_up: false,
         quiet: true,
+        claim,
     };
     match ferry_engine::task::run_task(spec, &opts, &stream, metrics, phases, shutdown).await {
         Ok(out) => match (&out.full, spec.mode) {
@@ -292,7 +297,11 @@ async fn run(
             )),
             _ => Outcome::Stopped,
         },
-        Err(e) if e.is_transient() => Outcome::Transient(e.to_string()),
+        // fenced: another run took the task; a worker that still holds the lease runs
+        // it again (and claims it back), one that lost it stops
+        Err(e) if e.is_transient() || e.is(ferry_core::ErrorKind::Fenced) => {
+            Outcome::Transient(e.to_string())
+        }
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
