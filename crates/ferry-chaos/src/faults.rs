@@ -21,14 +21,15 @@ pub enum Kind {
     DiskFull,
     /// A session holds a lock on a target table for a while.
     LockWait,
-    /// A worker stopped (SIGSTOP) past its lease, then continued: needs the service's
-    /// fencing, which is being built; a slot kept so `--faults` names it.
+    /// The running `ferry run` is frozen (SIGSTOP) while a second one takes the task
+    /// over (as a supervisor, or the service's next worker after the lease ran out,
+    /// would), then continued: a zombie writer, which must write nothing more.
     ZombieWorker,
 }
 
 impl Kind {
-    /// Every kind but kills (those are planned separately) and the zombie slot.
-    pub const OTHERS: [Kind; 7] = [
+    /// Every kind but kills (those are planned separately).
+    pub const OTHERS: [Kind; 8] = [
         Kind::SourceCrash,
         Kind::TargetCrash,
         Kind::NetReset,
@@ -36,6 +37,7 @@ impl Kind {
         Kind::NetSlow,
         Kind::DiskFull,
         Kind::LockWait,
+        Kind::ZombieWorker,
     ];
 
     /// The name used on the command line and in reports.
@@ -65,11 +67,6 @@ pub fn parse(list: &str) -> Result<Vec<Kind>> {
             "net" => vec![Kind::NetReset, Kind::NetStall, Kind::NetSlow],
             "disk" => vec![Kind::DiskFull],
             "lock" => vec![Kind::LockWait],
-            "zombie" => bail!(
-                "fault `{}` (a worker stopped past its lease) is not implemented yet: it needs \
-                 the service's writer fencing; leave it out of --faults",
-                Kind::ZombieWorker.name()
-            ),
             other => match std::iter::once(Kind::Kill)
                 .chain(Kind::OTHERS)
                 .find(|k| k.name() == other)
@@ -77,7 +74,7 @@ pub fn parse(list: &str) -> Result<Vec<Kind>> {
                 Some(k) => vec![k],
                 None => bail!(
                     "unknown fault `{other}`; known: kill, source-crash, target-crash, net-reset, \
-                     net-stall, net-slow, disk-full, lock-wait, and the groups crash, net, disk, lock, all"
+                     net-stall, net-slow, disk-full, lock-wait, zombie, and the groups crash, net, disk, lock, all"
                 ),
             },
         };
@@ -103,14 +100,11 @@ mod tests {
             parse("kill,net").unwrap(),
             vec![Kind::Kill, Kind::NetReset, Kind::NetStall, Kind::NetSlow]
         );
-        assert_eq!(parse("all").unwrap().len(), 8);
+        assert_eq!(parse("all").unwrap().len(), 9);
         assert!(parse("kill,bogus")
             .unwrap_err()
             .to_string()
             .contains("unknown fault `bogus`"));
-        assert!(parse("zombie")
-            .unwrap_err()
-            .to_string()
-            .contains("not implemented"));
+        assert_eq!(parse("zombie").unwrap(), vec![Kind::ZombieWorker]);
     }
 }

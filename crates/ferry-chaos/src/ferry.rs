@@ -76,6 +76,17 @@ impl Ferry {
         Ok(())
     }
 
+    /// Takes the running `ferry run` out of this handle (to freeze it and let another
+    /// run take over); its output still goes to the log.
+    pub fn detach(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+
+    /// Notes `what` in the log (between Ferry's own lines).
+    pub fn mark(&self, what: &str) {
+        self.note(what);
+    }
+
     /// kill -9 of the running `ferry run`.
     pub fn kill9(&mut self, why: &str) {
         if let Some(mut c) = self.child.take() {

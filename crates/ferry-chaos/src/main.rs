@@ -37,7 +37,7 @@ struct Cli {
     #[arg(long, default_value = "pg-pg,mariadb-mariadb,mariadb-pg,pg-mariadb")]
     pairs: String,
     /// Fault kinds: kill, source-crash, target-crash, net-reset, net-stall, net-slow,
-    /// disk-full, lock-wait, or the groups crash, net, disk, lock, all.
+    /// disk-full, lock-wait, zombie, or the groups crash, net, disk, lock, all.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Seed of every random choice (printed at start; default: from the clock).
@@ -240,8 +240,8 @@ async fn run(cli: Cli) -> Result<bool> {
 
     // the servers: one source and one target per engine the pairs use
     let mut notes = vec![
-        "zombie worker (SIGSTOP past the lease, then continued) is not injected: it needs the \
-         service's writer fencing, in progress"
+        "zombie: the frozen process is a `ferry run` replaced by another `ferry run`; the \
+         service's own worker takeover is tested in crates/ferry/tests/service/workers.rs"
             .to_string(),
     ];
     let disk = kinds.contains(&Kind::DiskFull);

@@ -168,6 +168,17 @@ pub fn render(s: &Summary, machine: &str) -> String {
             "- Rows on the target's ledger tables after catch-up: {}",
             p.target_rows
         );
+        let zombies = p.zombies_fenced + p.zombies_not_fenced.len() as u64;
+        if zombies > 0 {
+            let _ = writeln!(
+                o,
+                "- Frozen runs replaced and then continued (zombie writers): {zombies}, of which {} stopped by themselves once continued (the checker finds anything they wrote twice)",
+                p.zombies_fenced
+            );
+            for z in &p.zombies_not_fenced {
+                let _ = writeln!(o, "  - NOT fenced: {z}");
+            }
+        }
         if p.ferry_exits.is_empty() {
             let _ = writeln!(o, "- `ferry run` never exited by itself");
         } else {

@@ -82,6 +82,12 @@ pub struct PairReport {
     pub ferry_exits: Vec<String>,
     /// Runs whose final catch-up failed.
     pub catch_up_failures: Vec<String>,
+    /// Frozen-and-replaced runs that, continued, did not stop as fenced (each a defect).
+    #[serde(default)]
+    pub zombies_not_fenced: Vec<String>,
+    /// Frozen-and-replaced runs that, continued, stopped as fenced.
+    #[serde(default)]
+    pub zombies_fenced: u64,
     /// Every fault injected, in order.
     pub faults: Vec<FaultRecord>,
     /// Fault kinds asked for but not injected, and why.
@@ -97,6 +103,7 @@ impl PairReport {
         self.verdict.violations() > 0
             || self.not_recovered > 0
             || !self.catch_up_failures.is_empty()
+            || !self.zombies_not_fenced.is_empty()
     }
 
     /// Adds a run's verdict to the totals.

@@ -561,7 +561,8 @@ impl Round<'_> {
                     d.as_millis()
                 )
             }
-            Kind::Kill | Kind::ZombieWorker => unreachable!("planned separately"),
+            Kind::ZombieWorker => self.zombie().await?,
+            Kind::Kill => unreachable!("planned separately"),
         };
         // a server may have stopped by itself (PostgreSQL after a PANIC on a full disk)
         for s in [self.env.src, self.env.dst] {
@@ -573,6 +574,70 @@ impl Round<'_> {
         let rec = self.stream_recovery(at, repaired).await;
         self.record(kind.name(), &aim, &phase, ms, rec);
         Ok(())
+    }
+
+    /// Freezes the running `ferry run`, lets a second one take the task over, then
+    /// continues the frozen one: it must stop as fenced ("took over") and write
+    /// nothing (the checker finds anything it wrote twice).
+    async fn zombie(&mut self) -> Result<String> {
+        let Some(mut frozen) = self.ferry.detach() else {
+            return Ok("no run to freeze".to_string());
+        };
+        let pid = frozen.id().to_string();
+        let signal = |sig: &str| {
+            let _ = std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status();
+        };
+        signal("-STOP");
+        self.ferry.mark(&format!("SIGSTOP {pid} (zombie); a second run takes over"));
+        let _ = self.ferry.start();
+        let d = self.rng.millis(3000, 15_000);
+        self.sleep(d).await;
+        signal("-CONT");
+        self.ferry.mark(&format!("SIGCONT {pid} (zombie)"));
+        let t = Instant::now();
+        let status = loop {
+            if let Ok(Some(s)) = frozen.try_wait() {
+                break Some(s);
+            }
+            if t.elapsed() > Duration::from_secs(90) {
+                let _ = frozen.kill();
+                let _ = frozen.wait();
+                break None;
+            }
+            self.sleep(Duration::from_millis(100)).await;
+        };
+        let log = std::fs::read_to_string(&self.ferry.log).unwrap_or_default();
+        let since = log
+            .rfind(&format!("SIGCONT {pid}"))
+            .map(|i| &log[i..])
+            .unwrap_or_default();
+        // it stops: told it was taken over, or failing on its sessions the new run ended
+        let fenced = status.is_some_and(|s| !s.success());
+        let what = match status {
+            Some(s) => format!(
+                "frozen {} ms, then exited ({s}{})",
+                d.as_millis(),
+                if since.contains("took over") {
+                    ", \"took over\""
+                } else {
+                    ""
+                }
+            ),
+            None => format!("frozen {} ms, still running 90 s later", d.as_millis()),
+        };
+        if fenced {
+            self.report.zombies_fenced += 1;
+        } else {
+            self.report
+                .zombies_not_fenced
+                .push(format!("round {}: {what}", self.round));
+        }
+        Ok(format!(
+            "{what}{}",
+            if fenced { ", fenced" } else { ", NOT fenced" }
+        ))
     }
 
     async fn finish(mut self) -> Result<Verdict> {
