@@ -13,8 +13,8 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 features_of() {
   case "$1" in
-    pgoutput | binlog_value) echo "--features net" ;;
-    api_request) echo "--features service" ;;
+    # one feature set for both, so the second build reuses the first
+    pgoutput | binlog_value | api_request) echo "--features net,service" ;;
     *) echo "" ;;
   esac
 }

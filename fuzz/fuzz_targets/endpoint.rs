@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 /// authority ends at the first `/`, `?` or `#` (or `\` for special schemes, which
 /// ours are not), the user info at the authority's last `@`, the user at its first `:`.
 fn password_in(text: &str) -> Option<&str> {
-    let (_, rest) = text.split_once("://")?;
+    // a mistyped scheme (`mysql//u:pw@h`): the user info starts the text
+    let rest = text.split_once("://").map_or(text, |(_, r)| r);
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
     let (userinfo, _) = authority.rsplit_once('@')?;

@@ -143,7 +143,7 @@ impl Endpoint {
     /// Parses `mysql://user:pw@host:port/db`, `mariadb://…` or `postgres://…`.
     /// `password_env` names the variable that supplies a password absent from the URL.
     pub fn parse(url_text: &str, password_env: &str) -> Result<Endpoint> {
-        let redacted = crate::redact::redact(url_text);
+        let redacted = crate::redact::redact_url(url_text);
         let url = url::Url::parse(url_text).map_err(|e| {
             Error::definite(format!("invalid database URL {redacted:?}: {e}"))
                 .with_hint("write it as mysql://user@host:3306/db or postgres://user@host:5432/db")
