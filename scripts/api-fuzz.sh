@@ -6,7 +6,7 @@
 # Fails on a 5xx, a status code the document does not list for that operation, a
 # wrong content type, or a body that does not match the documented schema.
 #
-#   scripts/api-fuzz.sh                   # API_FUZZ_EXAMPLES (default 30) per operation
+#   scripts/api-fuzz.sh     # API_FUZZ_EXAMPLES (default 30) generated requests per operation
 #
 # Installs schemathesis (pip) if missing. Where the system allows it (unshare), the
 # server and schemathesis run in a network namespace of their own with only a
@@ -20,7 +20,12 @@ if [ -z "${FERRY_API_FUZZ_INNER:-}" ]; then
   if ! command -v schemathesis >/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check schemathesis
   fi
-  cargo build -q --locked -p ferry
+  # FERRY_BIN: a ferry binary already built (scripts/test.sh passes the one nextest
+  # built; a plain `cargo build` of the same crate would rebuild much of it)
+  if [ -z "${FERRY_BIN:-}" ]; then
+    cargo build -q --locked -p ferry
+    export FERRY_BIN=target/debug/ferry
+  fi
   if unshare -rn true 2>/dev/null; then
     exec env FERRY_API_FUZZ_INNER=isolated unshare -rn "$0" "$@"
   fi
@@ -37,7 +42,7 @@ fi
 dir="$(mktemp -d)"
 token="api-fuzz-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-FERRY_ADMIN_TOKEN="$token" FERRY_LOG=info target/debug/ferry serve \
+FERRY_ADMIN_TOKEN="$token" FERRY_LOG=info "$FERRY_BIN" serve \
   --listen "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/serve.log" 2>&1 &
 pid=$!
 cleanup() {
@@ -53,13 +58,14 @@ for _ in $(seq 100); do
 done
 
 status=0
-schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
+# from the temp folder: schemathesis leaves a .schemathesis/ cache where it runs
+(cd "$dir" && schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "$examples" --seed 1 --phases examples,coverage,fuzzing \
   --generation-database none --no-color --workers 2 \
   --report junit --report-dir "$dir/report" \
-  "${exclude[@]}" || status=$?
+  "${exclude[@]}") || status=$?
 if [ "$status" -ne 0 ]; then
   echo "---- ferry serve log (last 50 lines)" >&2
   tail -n 50 "$dir/serve.log" >&2
