@@ -32,7 +32,9 @@ impl Cell {
             Cell::Float(f) => My::Float(f),
             Cell::Double(f) => My::Double(f),
             Cell::Date(y, mo, d, h, mi, s, us) => My::Date(y, mo, d, h, mi, s, us),
-            Cell::Time(neg, days, h, m, s, us) => My::Time(neg, days, h, m, s, us),
+            // mysql_async's own Debug of a TIME overflows past 178 956 970 days; a
+            // binlog TIME is at most 838:59:59 anyway
+            Cell::Time(neg, days, h, m, s, us) => My::Time(neg, days % 100_000_000, h, m, s, us),
         }
     }
 }
