@@ -40,7 +40,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(!e.message.is_empty(), "an error without a message");
             // a password that occurs once in the text must not be quoted back
             if let Some(pw) = password_in(text).filter(|p| p.len() >= 4) {
-                if !text.replacen(pw, "", 1).contains(pw) {
+                // (unless the error's fixed wording holds the same text: it still
+                // does with the password replaced)
+                let fixed = ferry_core::Endpoint::parse(
+                    &text.replacen(pw, "\u{7f}", 1),
+                    "FERRY_FUZZ_PASSWORD_NOT_SET",
+                )
+                .err()
+                .is_some_and(|e| e.to_string().contains(pw));
+                if !text.replacen(pw, "", 1).contains(pw) && !fixed {
                     let shown = e.to_string();
                     assert!(
                         !shown.contains(pw),
