@@ -11,6 +11,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 status=0
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
+FERRY_BIN=target/debug/ferry scripts/api-fuzz.sh || status=$?
 cargo build --locked -q -p ferry -p ferry-chaos && target/debug/ferry-chaos --quick --seed 1 || status=$?
 cargo run -q --locked -p ferry-testkit --bin ferry-sandbox -- stop ||
   echo "warning: could not stop the test servers" >&2

@@ -106,12 +106,16 @@ fn file_seq(file: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses PostgreSQL's `16/B374D848` LSN text.
+/// Parses PostgreSQL's `16/B374D848` LSN text: two 32-bit hex halves (a half wider
+/// than that is refused, not silently cut).
 pub fn parse_lsn(s: &str) -> Option<u64> {
     let (hi, lo) = s.split_once('/')?;
-    let hi = u64::from_str_radix(hi, 16).ok()?;
-    let lo = u64::from_str_radix(lo, 16).ok()?;
-    Some((hi << 32) | lo)
+    let half = |h: &str| {
+        (h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(h, 16).ok())
+            .flatten()
+    };
+    Some((u64::from(half(hi)?) << 32) | u64::from(half(lo)?))
 }
 
 #[cfg(test)]
@@ -137,6 +141,20 @@ mod tests {
         }
         assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert!(Position::parse("nonsense").is_err());
+        assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
+        // a half wider than 32 bits, or signed, is refused (it was cut to 0 / read)
+        for bad in [
+            "100000000/0",
+            "0/100000000",
+            "+1/0",
+            "1/-0",
+            "/1",
+            "1/",
+            "1/2/3",
+        ] {
+            assert_eq!(parse_lsn(bad), None, "{bad}");
+            assert!(Position::parse(&format!("lsn:{bad}")).is_err(), "{bad}");
+        }
         let b = |f: &str, p| Position::Binlog {
             file: f.into(),
             pos: p,

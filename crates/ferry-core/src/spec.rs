@@ -146,7 +146,7 @@ impl Endpoint {
     /// Parses `mysql://user:pw@host:port/db`, `mariadb://…` or `postgres://…`.
     /// `password_env` names the variable that supplies a password absent from the URL.
     pub fn parse(url_text: &str, password_env: &str) -> Result<Endpoint> {
-        let redacted = crate::redact::redact(url_text);
+        let redacted = crate::redact::redact_url(url_text);
         let url = url::Url::parse(url_text).map_err(|e| {
             Error::definite(format!("invalid database URL {redacted:?}: {e}"))
                 .with_hint("write it as mysql://user@host:3306/db or postgres://user@host:5432/db")
@@ -161,12 +161,7 @@ impl Endpoint {
                 .with_hint("use mysql:// (also for MariaDB) or postgres://"))
             }
         };
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
+        let decode = decode_url_part;
         let user = if url.username().is_empty() {
             match engine {
                 Engine::MySql => "root".to_string(),
@@ -217,6 +212,32 @@ impl Endpoint {
         e.database = Some(db.to_string());
         e
     }
+}
+
+/// Percent-decodes one part of a URL (user, password, database name). Not form
+/// decoding: in a URL's user info a `+` is a plus and a `&` ends nothing, so a
+/// password `a+b&c` written as is arrives as `a+b&c`.
+pub fn decode_url_part(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match (b[i], hex) {
+            (b'%', Some(h)) => {
+                let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(digit(h[0]) * 16 + digit(h[1]));
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `objects:` in the task file.
@@ -677,5 +698,25 @@ objects:
         assert_eq!(parse_size("1.5GB"), Some(1_500_000_000));
         assert_eq!(parse_size("0"), None);
         assert_eq!(parse_size("-1GB"), None);
+    }
+
+    /// A `+` or `&` written as is in a URL's password is part of the password (form
+    /// decoding turned `+` into a space and cut the password at `&`).
+    #[test]
+    fn a_plus_or_ampersand_in_the_password_is_kept() {
+        let e =
+            Endpoint::parse("mysql://u+x:a+b&c=d@h/d+b", "FERRY_TEST_NO_SUCH_VARIABLE").unwrap();
+        assert_eq!(e.password.as_deref(), Some("a+b&c=d"));
+        assert_eq!(e.user, "u+x");
+        assert_eq!(e.database.as_deref(), Some("d+b"));
+        let e = Endpoint::parse(
+            "mysql://u:%2B%26%25%E2%82%AC%zz@h/db",
+            "FERRY_TEST_NO_SUCH_VARIABLE",
+        )
+        .unwrap();
+        assert_eq!(e.password.as_deref(), Some("+&%€%zz"));
+        assert_eq!(decode_url_part("%"), "%");
+        assert_eq!(decode_url_part("a%4"), "a%4");
+        assert_eq!(decode_url_part("%+1"), "%+1");
     }
 }

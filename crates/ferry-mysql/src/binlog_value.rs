@@ -184,7 +184,7 @@ pub fn convert(v: Option<BinlogValue<'_>>, col: &Column) -> Result<Value, String
             My::Time(neg, days, h, m, s, us) => Value::Time(format!(
                 "{}{:02}:{m:02}:{s:02}{}",
                 if neg { "-" } else { "" },
-                days * 24 + h as u32,
+                u64::from(days) * 24 + u64::from(h),
                 frac(us, *fsp)
             )),
             other => return Err(bad(&other)),
@@ -250,6 +250,19 @@ pub fn convert(v: Option<BinlogValue<'_>>, col: &Column) -> Result<Value, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `binlog_value` fuzz target: a TIME's hours were `days * 24` in
+    /// 32 bits, which overflows (a panic in a debug build) for a day count the
+    /// decoder can hand over; now in 64 bits.
+    #[test]
+    fn a_time_with_many_days_does_not_overflow() {
+        let col = Column::new("c", "time", LogicalType::Time(0));
+        let v = My::Time(true, 200_000_000, 1, 2, 3, 0);
+        assert_eq!(
+            convert(Some(BinlogValue::Value(v)), &col).unwrap(),
+            Value::Time("-4800000001:02:03".into())
+        );
+    }
 
     #[test]
     fn timestamps_are_utc_text() {

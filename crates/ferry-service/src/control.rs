@@ -53,12 +53,8 @@ pub(crate) struct Sealed {
 fn strip_password(url_text: &str) -> (String, Option<String>) {
     match url::Url::parse(url_text) {
         Ok(mut u) => {
-            let pw = u.password().map(|p| {
-                url::form_urlencoded::parse(format!("x={p}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            });
+            // decoded as the task file's parser decodes it (a `+` stays a `+`)
+            let pw = u.password().map(ferry_core::spec::decode_url_part);
             if pw.is_some() {
                 let _ = u.set_password(None);
             }
@@ -430,5 +426,9 @@ mod tests {
         let (u, p) = strip_password("postgres://postgres@h/db");
         assert_eq!(u, "postgres://postgres@h/db");
         assert_eq!(p, None);
+        // a `+` or `&` written as is stays in the sealed password
+        let (u, p) = strip_password("mysql://app:a+b&c@db/shop");
+        assert_eq!(u, "mysql://app@db/shop");
+        assert_eq!(p.as_deref(), Some("a+b&c"));
     }
 }
