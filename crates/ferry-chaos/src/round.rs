@@ -590,7 +590,8 @@ impl Round<'_> {
                 .status();
         };
         signal("-STOP");
-        self.ferry.mark(&format!("SIGSTOP {pid} (zombie); a second run takes over"));
+        self.ferry
+            .mark(&format!("SIGSTOP {pid} (zombie); a second run takes over"));
         let _ = self.ferry.start();
         let d = self.rng.millis(3000, 15_000);
         self.sleep(d).await;
