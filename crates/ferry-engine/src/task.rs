@@ -391,6 +391,12 @@ pub async fn end_task(spec: &TaskSpec) -> Result<Vec<String>> {
              for you), then run `ferry end` again",
         ));
     }
+    if known {
+        // a run whose process lives on without a session here (it would reconnect
+        // and go on applying after the end) is fenced from now on
+        crate::checkpoint::Fence::claim(&mut dst, &spec.name, &Default::default()).await?;
+        crate::checkpoint::end_fenced_writers(&mut dst, &spec.name).await?;
+    }
     // a copy that never finished left no counters to move (and maybe no tables)
     let copied = matches!(
         phase,

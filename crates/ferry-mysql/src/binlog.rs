@@ -100,15 +100,34 @@ fn purged(file: &str, logs: &[(String, u64)]) -> Error {
 /// first log file name in binary log index file" and its GTID variants).
 fn lost_or(e: mysql_async::Error, file: &str) -> Error {
     match &e {
-        mysql_async::Error::Server(s) if s.code == 1236 => Error::position_lost(
-            format!(
-                "binlog purged: the source cannot send the binlog from {file} ({}, error 1236)",
-                s.message
-            ),
-            KEEP_BINLOGS,
-        ),
+        // 1236 also covers other dump failures (a duplicate server_id, a packet too
+        // big, a corrupt event): only the "it is gone" messages mean a lost position
+        mysql_async::Error::Server(s) if s.code == 1236 && is_purged(&s.message) => {
+            Error::position_lost(
+                format!(
+                    "binlog purged: the source cannot send the binlog from {file} ({}, error 1236)",
+                    s.message
+                ),
+                KEEP_BINLOGS,
+            )
+        }
         _ => classify(e),
     }
+}
+
+/// Whether error 1236's message says the requested binlog or GTID position is gone.
+fn is_purged(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "could not find first log file name",
+        "purged",
+        "could not find gtid state",
+        "is not in the binlog",
+        "contains gtid",
+        "no longer in the binlog",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 /// What the source keeps of its binlog from `file` on (the one the task resumes
@@ -671,6 +690,22 @@ pub async fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_gone_position_is_a_lost_one() {
+        assert!(is_purged(
+            "Could not find first log file name in binary log index file"
+        ));
+        assert!(is_purged(
+            "Cannot replicate because the master purged required binary logs"
+        ));
+        assert!(!is_purged(
+            "A slave with the same server_uuid/server_id as this slave has connected to the master"
+        ));
+        assert!(!is_purged(
+            "log event entry exceeded max_allowed_packet; Increase max_allowed_packet on master"
+        ));
+    }
 
     #[test]
     fn finds_ddl_tables() {

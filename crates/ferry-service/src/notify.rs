@@ -380,8 +380,10 @@ pub fn send(control: &Control, task: &TaskRow, event: &str, detail: serde_json::
             Ok(Some(sealed)) => match control.secrets().open(&sealed) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    tracing::warn!(tenant = %tenant, "webhook signing secret unusable ({e}); sending unsigned");
-                    None
+                    // unsigned would let receivers that check signatures accept it
+                    // only by dropping the check: not sent at all
+                    tracing::error!(tenant = %tenant, "webhook not delivered: its signing secret cannot be opened ({e}); rotate it with POST /api/v1/tenants/{tenant}/webhook/secret");
+                    return;
                 }
             },
             Ok(None) => {

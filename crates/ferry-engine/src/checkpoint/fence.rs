@@ -71,14 +71,27 @@ impl Fence {
     }
 
     /// The statement a data transaction runs just before its COMMIT: it fails (a
-    /// NOT NULL violation) when a later run has claimed the task, and locks the
-    /// epoch row until the transaction ends.
+    /// NOT NULL violation — on MySQL/MariaDB because every Ferry session runs in
+    /// strict SQL mode) when a later run has claimed the task, and locks the epoch
+    /// row until the transaction ends. The row exists from the first claim on and
+    /// nothing Ferry does deletes it.
     pub fn check_sql(&self, conn: &Conn) -> String {
         format!(
             "UPDATE ferry.fences SET epoch = CASE WHEN epoch = {e} THEN epoch ELSE NULL END WHERE task = {t}",
             e = self.epoch,
             t = conn.literal(&self.task)
         )
+    }
+
+    /// Fails (fenced) when a later run has claimed the task: asked before a step
+    /// outside a data transaction that would undo another run's work (emptying or
+    /// dropping tables, forgetting checkpoints). A read, not a lock: it narrows the
+    /// window of a run frozen just before such a step to that step itself.
+    pub async fn verify(&self, conn: &mut Conn) -> Result<()> {
+        match conn.epoch(&self.task).await? {
+            Some(now) if now != self.epoch => Err(taken_over(&self.task, now, self.epoch)),
+            _ => Ok(()),
+        }
     }
 
     /// `e`, a failed data transaction's error, told as "fenced" when a later run has

@@ -144,6 +144,7 @@ pub async fn run_full(
                 spec.existing_data,
                 ExistingData::Drop | ExistingData::Truncate
             ) {
+                fence.verify(&mut dst).await?;
                 dst.reset(&spec.name).await?;
                 false
             } else {
@@ -166,6 +167,8 @@ pub async fn run_full(
     let mut stages = dst.stages(&spec.name).await?;
 
     if !resuming {
+        // emptying and dropping: never for a run another one has replaced
+        fence.verify(&mut dst).await?;
         dst.reset(&spec.name).await?;
         stages.clear();
         let mut refused = Vec::new();
@@ -261,6 +264,7 @@ pub async fn run_full(
     let mut table_jobs: HashMap<TableId, TableJob> = HashMap::new();
     let mut post: HashMap<TableId, Ddl> = HashMap::new();
     let mut table_progress: HashMap<TableId, Arc<TableProgress>> = HashMap::new();
+    fence.verify(&mut dst).await?;
     for (t, ddl) in tables.iter().zip(&ddls) {
         let target = names.target(&t.id);
         if let std::collections::btree_map::Entry::Vacant(e) = stages.entry(target.to_string()) {
@@ -431,6 +435,7 @@ pub async fn run_full(
         warnings.extend(finish_after_data(&mut dst, target, ddl).await?);
         dst.set_stage(&spec.name, target, TableStage::Done).await?;
     }
+    fence.verify(&mut dst).await?;
     dst.set_task(&spec.name, TaskPhase::Done, None).await?;
 
     let mut summaries: Vec<TableSummary> = progress
