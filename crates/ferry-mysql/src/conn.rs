@@ -32,13 +32,13 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
     }
     let mode = ep.tls.effective_mode();
     let ssl = tls::ssl_opts(ep)?;
-    let mut conn = match attempt(opts.clone().ssl_opts(ssl.clone()), ep).await {
+    let mut conn = match attempt(opts.clone().ssl_opts(ssl.clone())).await {
         // PREFERRED: encrypt if the server can, else go on in plain text
         Err(Some(mysql_async::Error::Driver(
             mysql_async::DriverError::NoClientSslFlagFromServer,
         ))) if mode == TlsMode::Prefer => {
             tls::remember_no_tls(ep);
-            attempt(opts, ep).await
+            attempt(opts).await
         }
         // VERIFY_CA: the chain is good (WebPKI checks it before the name) and only the
         // name differs; connect again expecting the name the certificate gives, so
@@ -46,7 +46,7 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
         Err(Some(e)) if mode == TlsMode::VerifyCa => match tls::presented_name(&e) {
             Some(name) => {
                 let ssl = ssl.map(|s| s.with_danger_tls_hostname_override(Some(name)));
-                attempt(opts.ssl_opts(ssl), ep).await
+                attempt(opts.ssl_opts(ssl)).await
             }
             None => Err(Some(e)),
         },
@@ -75,10 +75,7 @@ pub async fn connect(ep: &Endpoint) -> Result<MyConn> {
 
 /// One connection attempt; `Err(None)` when it timed out (the driver has no connect
 /// timeout of its own: a peer that accepts and never answers would hang the task).
-async fn attempt(
-    opts: OptsBuilder,
-    _ep: &Endpoint,
-) -> std::result::Result<Conn, Option<mysql_async::Error>> {
+async fn attempt(opts: OptsBuilder) -> std::result::Result<Conn, Option<mysql_async::Error>> {
     match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
         Ok(r) => r.map_err(Some),
         Err(_) => Err(None),

@@ -397,7 +397,6 @@ pub fn send(control: &Control, task: &TaskRow, event: &str, detail: serde_json::
         };
         let delivery = format!("wd_{}", crate::control::random_hex(8));
         let deliveries = control.webhook_deliveries.clone();
-        let _slot = deliveries.slots.clone().acquire_owned().await;
         let out = Outgoing {
             url: &hook.url,
             body: body.to_string().into_bytes(),
@@ -405,7 +404,7 @@ pub fn send(control: &Control, task: &TaskRow, event: &str, detail: serde_json::
             delivery: &delivery,
             event: &event,
         };
-        deliver(&out, deliveries.policy, &control.webhook_allow, &tenant).await;
+        deliver(&out, &deliveries, &control.webhook_allow, &tenant).await;
     });
 }
 
@@ -431,9 +430,15 @@ enum Attempt {
 }
 
 /// Attempts `out` until it is delivered, refused or out of attempts.
-async fn deliver(out: &Outgoing<'_>, policy: RetryPolicy, allow: &WebhookAllow, tenant: &str) {
+async fn deliver(out: &Outgoing<'_>, deliveries: &Deliveries, allow: &WebhookAllow, tenant: &str) {
+    let policy = deliveries.policy;
     for n in 1..=policy.attempts {
-        match attempt(out, allow).await {
+        // a slot per attempt, not across the waits: a slow receiver's retries never
+        // hold up other tenants' deliveries
+        let slot = deliveries.slots.clone().acquire_owned().await;
+        let result = attempt(out, allow).await;
+        drop(slot);
+        match result {
             Attempt::Delivered(status) => {
                 tracing::info!(
                     tenant,

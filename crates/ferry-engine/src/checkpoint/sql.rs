@@ -410,7 +410,14 @@ impl CheckpointStore for Conn {
                         "INSERT INTO ferry.fences (task, epoch) VALUES ({t}, 1)"
                     ))
                     .await
-                    .map_err(|e| Error::transient(e.message))?;
+                    .map_err(|e| {
+                        let m = e.message.to_ascii_lowercase();
+                        if m.contains("duplicate key") || m.contains("duplicate entry") {
+                            Error::transient(e.message)
+                        } else {
+                            e
+                        }
+                    })?;
                     1
                 }
             };

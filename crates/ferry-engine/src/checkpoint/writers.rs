@@ -26,7 +26,9 @@ pub async fn end_fenced_writers(
     store: &mut (impl CheckpointStore + ?Sized),
     task: &str,
 ) -> Result<()> {
-    for id in store.writer_sessions(task).await? {
+    // server session ids are numbers; anything else is not a session to end
+    let ids = store.writer_sessions(task).await?;
+    for id in ids.into_iter().filter(|i| i.parse::<u64>().is_ok()) {
         match store.end_session(&id).await {
             Ok(()) => tracing::info!("task {task}: ended session {id} of an earlier run"),
             Err(e) => tracing::info!(
