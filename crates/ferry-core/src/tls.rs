@@ -119,6 +119,19 @@ pub struct Tls {
     pub key: Option<PathBuf>,
 }
 
+/// `value` of the other engine family's `param` in `engine`'s words (a mode's name
+/// differs: `require` is `REQUIRED`); paths stay as they are.
+fn translated(param: TlsParam, from: Engine, to: Engine, value: &str) -> String {
+    if param != TlsParam::Mode {
+        return value.to_string();
+    }
+    MODES
+        .iter()
+        .find(|m| m.word(from).eq_ignore_ascii_case(value))
+        .map(|m| m.word(to).to_string())
+        .unwrap_or_else(|| value.to_string())
+}
+
 impl Tls {
     /// Reads the TLS parameters from a URL's query for `engine`. Other parameters are
     /// left to their owners; the other engine family's TLS names are refused with the
@@ -140,7 +153,11 @@ impl Tls {
                     engine_name(engine),
                     p.name(engine)
                 ))
-                .with_hint(format!("write {}={value}", p.name(engine))));
+                .with_hint(format!(
+                    "write {}={}",
+                    p.name(engine),
+                    translated(*p, other, engine, value)
+                )));
             }
             let Some(param) = PARAMS.iter().copied().find(|p| p.name(engine) == key) else {
                 continue;
@@ -331,6 +348,7 @@ mod tests {
         let e = parse(Engine::MySql, &[("sslmode", "require")]).unwrap_err();
         assert!(e.message.contains("sslmode is for PostgreSQL URLs"), "{e}");
         assert!(e.message.contains("takes ssl-mode"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("write ssl-mode=REQUIRED"));
         let e = parse(Engine::Postgres, &[("ssl-ca", "/x")]).unwrap_err();
         assert!(e.message.contains("takes sslrootcert"), "{e}");
     }
