@@ -175,6 +175,11 @@ pub fn assess(
 /// can see, or the task has no position yet). Fails when the log is already gone.
 pub async fn sample(spec: &TaskSpec) -> Result<Option<(Level, SourceRetention)>> {
     let mut dst = Conn::open(spec, Role::Target).await?;
+    sample_with(spec, &mut dst).await
+}
+
+/// [`sample`] reading the task's position through `dst` (a watcher keeps one open).
+async fn sample_with(spec: &TaskSpec, dst: &mut Conn) -> Result<Option<(Level, SourceRetention)>> {
     let Some(TaskRecord {
         position: Some(applied),
         ..
@@ -188,7 +193,6 @@ pub async fn sample(spec: &TaskSpec) -> Result<Option<(Level, SourceRetention)>>
         .stream(&spec.name)
         .await?
         .and_then(|r| r.source_commit_us.or(r.applied_at_us));
-    drop(dst);
     let Some(r) = connector(spec.source.engine)
         .retention(spec, &applied)
         .await?
@@ -222,8 +226,21 @@ pub async fn watch(spec: TaskSpec, metrics: Arc<Metrics>) {
     let every = Duration::from_secs(spec.source_protection.sample_seconds.max(1));
     let mut level = Level::Fine;
     let mut crossings = 0;
+    // one target session for every sample, opened again after a failed one
+    let mut dst: Option<Conn> = None;
     loop {
-        match tokio::time::timeout(Duration::from_secs(20), sample(&spec)).await {
+        let sampled = tokio::time::timeout(Duration::from_secs(20), async {
+            let conn = match dst.as_mut() {
+                Some(c) => c,
+                None => dst.insert(Conn::open(&spec, Role::Target).await?),
+            };
+            sample_with(&spec, conn).await
+        })
+        .await;
+        if !matches!(sampled, Ok(Ok(_))) {
+            dst = None;
+        }
+        match sampled {
             Ok(Ok(Some((now, mut s)))) => {
                 if now > level {
                     crossings += 1;
