@@ -7,7 +7,18 @@
 use std::fmt;
 
 /// A table's qualified name: schema (PostgreSQL) or database (MySQL), and name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct TableId {
     /// PostgreSQL schema or MySQL database.
     pub schema: String,
@@ -88,7 +99,7 @@ impl fmt::Display for TableId {
 }
 
 /// Engine-neutral column type, enough to choose the target type and encode values.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum LogicalType {
     /// BOOLEAN.
     Bool,
@@ -156,7 +167,7 @@ pub enum LogicalType {
 }
 
 /// One column.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Column {
     /// Column name.
     pub name: String,
@@ -209,7 +220,7 @@ impl Column {
 }
 
 /// An index or a unique constraint.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Index {
     /// Index name.
     pub name: String,
@@ -227,7 +238,7 @@ pub struct Index {
 }
 
 /// A foreign key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ForeignKey {
     /// Constraint name.
     pub name: String,
@@ -244,7 +255,7 @@ pub struct ForeignKey {
 }
 
 /// A CHECK constraint.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Check {
     /// Constraint name.
     pub name: String,
@@ -253,7 +264,7 @@ pub struct Check {
 }
 
 /// A table with everything needed to recreate it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Table {
     /// Qualified name on the source.
     pub id: TableId,
@@ -285,7 +296,7 @@ pub struct Table {
 
 /// What a PostgreSQL target needs before it can hold a PostgreSQL table whose columns
 /// use types of their own: extensions, enums, domains, composite and range types.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PgTypes {
     /// `CREATE EXTENSION` / `CREATE TYPE` / `CREATE DOMAIN` statements, each type after
     /// the types it is made of; each is a no-op when the object exists already.
@@ -300,7 +311,7 @@ pub struct PgTypes {
 }
 
 /// A sequence owned by a column (PostgreSQL `serial`, identity).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sequence {
     /// Sequence name (unqualified; it lives in the table's schema).
     pub name: String,

@@ -26,8 +26,12 @@ macro_rules! println {
     }};
 }
 
+mod backup_cmd;
+mod backup_local;
 mod client;
+mod client_backup;
 mod log;
+mod restore_local;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -134,6 +138,22 @@ enum Command {
         client: client::ClientOpts,
         #[command(subcommand)]
         cmd: client::AuditCmd,
+    },
+    /// Backups: policies, instant backups, sets (list, show, verify). With
+    /// --storage a command works on that repository here, without a service.
+    Backup {
+        #[command(flatten)]
+        client: client::ClientOpts,
+        #[command(subcommand)]
+        cmd: backup_cmd::BackupCmd,
+    },
+    /// Restores of backup sets and dump files into a database. With --storage a
+    /// restore runs here, without a service.
+    Restore {
+        #[command(flatten)]
+        client: client::ClientOpts,
+        #[command(subcommand)]
+        cmd: backup_cmd::RestoreCmd,
     },
     /// Per table: row count + content checksum, source vs target.
     /// Exit 0 all equal, 1 differences, 2 error.
@@ -261,6 +281,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tenant { client, cmd } => client::tenant(&client, cmd).await,
         Command::Admin { client, cmd } => client::admin(&client, cmd).await,
         Command::Audit { client, cmd } => client::audit(&client, cmd).await,
+        Command::Backup { client, cmd } => backup_cmd::backup(&client, cmd).await,
+        Command::Restore { client, cmd } => backup_cmd::restore(&client, cmd).await,
         Command::Check { task } => {
             let spec = load(&task)?;
             let items = ferry_engine::check::check(&spec).await;

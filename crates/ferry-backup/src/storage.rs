@@ -1,0 +1,1 @@
+//! The object store a repository lives in. (Being built: see the issue-13 rules.)
