@@ -105,7 +105,7 @@ pub enum BackupCmd {
 #[derive(Subcommand, Debug)]
 pub enum PolicyCmd {
     /// Creates or replaces a cluster's policy.
-    Set(PolicyArgs),
+    Set(Box<PolicyArgs>),
     /// Shows one policy, or all.
     Show {
         /// The cluster.
