@@ -723,6 +723,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn prop_rows_round_trip(rows in proptest::collection::vec(proptest::collection::vec(value(), 0..10), 0..40)) {
             let mut w = FileWriter::rows();

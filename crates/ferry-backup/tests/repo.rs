@@ -482,17 +482,18 @@ async fn s3_errors_are_classified() {
     let s = Storage::open(&server.url("nobucket", "x")).unwrap();
     let e = s.put("a", Bytes::from_static(b"x")).await.unwrap_err();
     assert!(!e.is_transient(), "{e}");
+    assert!(e.message.ends_with("the bucket does not exist"), "{e}");
     assert!(
         e.hint
             .as_deref()
             .unwrap_or("")
-            .contains("bucket does not exist"),
+            .contains("create the bucket"),
         "{e}"
     );
     let e = Repo::open(&server.url("nobucket", "x"), None)
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("bucket"), "{e}");
+    assert!(e.to_string().contains("bucket does not exist"), "{e}");
     // Endpoint unreachable: transient, names the endpoint.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
