@@ -517,3 +517,31 @@ async fn s3_errors_are_classified() {
     let e = Storage::open(&server.url("backups", "x")).unwrap_err();
     assert!(e.message.contains("no S3 credentials"), "{e}");
 }
+
+#[tokio::test]
+async fn s3_unknown_credentials_are_refused_definitely() {
+    // moto checks credentials from the third request on (the readiness probe and
+    // the bucket creation are free): the test's made-up key is unknown to it.
+    let server = S3Server::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "2")]);
+    server.set_env();
+    server.create_bucket("backups");
+    let s = Storage::open(&server.url("backups", "x")).unwrap();
+    let e = s.put("a", Bytes::from_static(b"x")).await.unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert!(e.message.contains("cannot store a"), "{e}");
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("AWS_ACCESS_KEY_ID"),
+        "{e}"
+    );
+    assert!(
+        !e.to_string().contains(ferry_testkit::s3::SECRET_ACCESS_KEY),
+        "{e}"
+    );
+    let e = Repo::create_or_open(&server.url("backups", "x"), None)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+}

@@ -71,12 +71,21 @@ impl S3Server {
     /// Starts a server on a free local port and waits until it answers. Panics
     /// (with how to fix it) when moto is not installed.
     pub fn start() -> S3Server {
+        S3Server::start_with_env(&[])
+    }
+
+    /// Starts a server with extra environment for moto (e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=2`: every request after the readiness probe and
+    /// the bucket creation is checked
+    /// against moto's IAM, so unknown credentials are refused).
+    pub fn start_with_env(env: &[(&str, &str)]) -> S3Server {
         let py = python().unwrap_or_else(|e| panic!("{e}"));
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
             let mut child = Command::new(&py)
                 .args(["-c", LAUNCH, &port.to_string()])
+                .envs(env.iter().copied())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
