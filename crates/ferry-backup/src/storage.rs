@@ -142,6 +142,30 @@ impl Storage {
         Ok(())
     }
 
+    /// Stores `data` at `path` only when nothing is there yet (a conditional put:
+    /// `If-None-Match: *` on S3, an exclusive link locally); false when something
+    /// already was. Stores that cannot do it get a plain put. Two processes creating
+    /// the same repository at once agree on one marker this way.
+    pub async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
+        let (store, loc) = self.target(path, true)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&loc, PutPayload::from_bytes(data.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
+                self.put(path, data).await.map(|_| true)
+            }
+            Err(e) => Err(self.error("store", path, e)),
+        }
+    }
+
     /// The object at `path`; `None` when there is none.
     pub async fn get(&self, path: &str) -> Result<Option<Bytes>> {
         let Some((store, loc)) = self.target_read(path)? else {
@@ -696,6 +720,16 @@ mod tests {
             vec![("a/b".to_string(), 5), ("a/c/d".to_string(), 1)]
         );
         assert_eq!(s.list_dirs("a").await.unwrap(), vec!["c".to_string()]);
+        assert!(!s
+            .put_if_absent("a/b", Bytes::from_static(b"no"))
+            .await
+            .unwrap());
+        assert!(s
+            .put_if_absent("a/new", Bytes::from_static(b"yes"))
+            .await
+            .unwrap());
+        assert_eq!(s.get("a/b").await.unwrap().unwrap(), &b"hello"[..]);
+        s.delete("a/new").await.unwrap();
         s.delete("a/b").await.unwrap();
         s.delete("a/b").await.unwrap();
         assert_eq!(s.size("a/b").await.unwrap(), None);

@@ -162,6 +162,16 @@ async fn storage_basics(place: Place) {
     s.put("a/x", Bytes::from_static(b"one")).await.unwrap();
     s.put("a/b/y", Bytes::from_static(b"two!")).await.unwrap();
     s.put("c", Bytes::from_static(b"")).await.unwrap();
+    assert!(!s
+        .put_if_absent("c", Bytes::from_static(b"z"))
+        .await
+        .unwrap());
+    assert!(s
+        .put_if_absent("d", Bytes::from_static(b"z"))
+        .await
+        .unwrap());
+    assert_eq!(s.get("c").await.unwrap().unwrap(), &b""[..]);
+    s.delete("d").await.unwrap();
     assert_eq!(s.get("a/x").await.unwrap().unwrap(), &b"one"[..]);
     assert_eq!(s.size("a/b/y").await.unwrap(), Some(4));
     assert_eq!(
