@@ -238,12 +238,14 @@ impl Store {
     /// Every policy (of `tenant`), by cluster name.
     pub async fn policies(&self, tenant: Option<&str>) -> ServiceResult<Vec<PolicyRow>> {
         let rows = match tenant {
-            Some(t) => sqlx::query(&format!(
+            Some(t) => {
+                sqlx::query(&format!(
                 "SELECT {POLICY_COLUMNS} FROM backup_policies WHERE tenant = $1 ORDER BY cluster"
             ))
-            .bind(t)
-            .fetch_all(&self.pool)
-            .await?,
+                .bind(t)
+                .fetch_all(&self.pool)
+                .await?
+            }
             None => {
                 sqlx::query(&format!(
                     "SELECT {POLICY_COLUMNS} FROM backup_policies ORDER BY cluster"
