@@ -158,6 +158,9 @@ pub struct PolicyArgs {
     /// Tables to exclude.
     #[arg(long = "exclude")]
     pub exclude: Vec<String>,
+    /// Admin only: the tenant owning the policy.
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 /// `ferry restore …`.
@@ -206,6 +209,9 @@ pub enum RestoreCmd {
     List {
         #[command(flatten)]
         window: Window,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
     },
     /// One restore task on the service: state, reason, per-table progress.
     Show {

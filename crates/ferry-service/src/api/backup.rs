@@ -560,6 +560,8 @@ pub(crate) struct BackupTask {
     secondary: Vec<SecondaryCopy>,
     /// A cleanup removed the set.
     removed: bool,
+    /// The data backup a cleanup or secondary task followed.
+    parent: Option<String>,
     /// Everything the kind records (rows, bytes, removed sets, per-table progress,
     /// differences, …).
     #[schema(value_type = Object)]
@@ -630,6 +632,7 @@ async fn task_view(app: &Shared, t: &BackupTaskRow) -> BResult<BackupTask> {
         has_secondary: secondary.iter().any(|c| c.state == "completed"),
         secondary,
         removed: t.removed,
+        parent: t.parent.clone(),
         detail,
     })
 }

@@ -284,6 +284,35 @@ async fn finish(
     Ok(())
 }
 
+fn sendable<F: std::future::Future + Send>(f: F) -> F {
+    f
+}
+
+/// [`ferry_backup::restore::precheck`] on a thread of its own: its future is not
+/// `Send` for every lifetime (a stream of borrowed files), so it cannot run in a
+/// task of the worker's runtime; a current-thread runtime there runs it.
+async fn precheck(
+    repo: Option<Repo>,
+    req: RestoreRequest,
+) -> ferry_core::Result<ferry_backup::restore::RestorePlan> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let r = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(ferry_backup::restore::precheck(repo.as_ref(), &req)),
+            Err(e) => Err(ferry_core::Error::transient(format!(
+                "cannot start the precheck's runtime: {e}"
+            ))),
+        };
+        let _ = tx.send(r);
+    });
+    rx.await.map_err(|_| {
+        ferry_core::Error::transient("the precheck's thread ended without an answer")
+    })?
+}
+
 /// Does what task `t` is for, from the state it is in.
 async fn execute(control: &Control, t: BackupTaskRow) -> ServiceResult<()> {
     let Some(kind) = TaskKind::from_id(&t.kind) else {
@@ -307,11 +336,11 @@ async fn execute(control: &Control, t: BackupTaskRow) -> ServiceResult<()> {
         t.state.clone()
     };
     let outcome = match kind {
-        TaskKind::Data => data(control, &t, &mut detail).await,
-        TaskKind::Cleanup => cleanup(control, &t, &mut detail).await,
-        TaskKind::Secondary => secondary(control, &t, &mut detail).await,
-        TaskKind::Drill => drill(control, &t, &mut detail).await,
-        TaskKind::Restore => return restore(control, &t, detail).await,
+        TaskKind::Data => sendable(data(control, &t, &mut detail)).await,
+        TaskKind::Cleanup => sendable(cleanup(control, &t, &mut detail)).await,
+        TaskKind::Secondary => sendable(secondary(control, &t, &mut detail)).await,
+        TaskKind::Drill => sendable(drill(control, &t, &mut detail)).await,
+        TaskKind::Restore => return sendable(restore(control, &t, detail)).await,
     };
     match outcome {
         Ok(()) => finish(control, &t, &state, "completed", None, &detail).await,
@@ -546,7 +575,10 @@ async fn restore_with_progress(
             }
         }
     });
-    let r = ferry_backup::restore::run_restore(repo, req, plan, &progress).await;
+    let r = sendable(ferry_backup::restore::run_restore(
+        repo, req, plan, &progress,
+    ))
+    .await;
     ticker.abort();
     r
 }
@@ -588,7 +620,7 @@ async fn drill(
         jobs: JOBS,
         quiet: true,
     };
-    let plan = ferry_backup::restore::precheck(Some(&repo), &req)
+    let plan = precheck(Some(repo.clone()), req.clone())
         .await
         .map_err(|e| format!("precheck: {}", reason_of(&e)))?;
     let report = restore_with_progress(control, &t.id, Some(&repo), &req, plan, detail)
@@ -653,76 +685,87 @@ async fn restore_repo_url(
     Ok(spec.storage)
 }
 
-async fn restore(
+fn text_of(detail: &serde_json::Map<String, Value>, k: &str) -> Option<String> {
+    detail.get(k).and_then(Value::as_str).map(String::from)
+}
+
+fn list_of(detail: &serde_json::Map<String, Value>, k: &str) -> Vec<String> {
+    detail
+        .get(k)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The request, repository and plan of a restore: its precheck.
+async fn restore_setup(
     control: &Control,
     t: &BackupTaskRow,
-    mut detail: serde_json::Map<String, Value>,
-) -> ServiceResult<()> {
-    let text = |k: &str| detail.get(k).and_then(Value::as_str).map(String::from);
-    let list = |k: &str| -> Vec<String> {
-        detail
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let from_state = t.state.clone();
-    let prefail = |why: String| {
-        (
-            if from_state == "prechecking" {
-                "precheck_failed"
-            } else {
-                "failed"
-            },
-            why,
-        )
-    };
+    detail: &serde_json::Map<String, Value>,
+) -> Result<
+    (
+        RestoreRequest,
+        Option<Repo>,
+        ferry_backup::restore::RestorePlan,
+    ),
+    String,
+> {
     let sealed: RestoreSecrets = serde_json::from_str(&t.secrets).unwrap_or_default();
-    let target_url = text("target").unwrap_or_default();
-    let existing = match text("existing_data").as_deref() {
+    let target_url = text_of(detail, "target").unwrap_or_default();
+    let existing = match text_of(detail, "existing_data").as_deref() {
         Some("drop") => ExistingData::Drop,
         Some("truncate") => ExistingData::Truncate,
         Some("append") => ExistingData::Append,
         _ => ExistingData::Fail,
     };
-    let setup = async {
-        let target =
-            endpoint(control, &target_url, sealed.target.as_ref()).map_err(|e| e.to_string())?;
-        let objects =
-            ObjectFilter::new(&list("include"), &list("exclude")).map_err(|e| reason_of(&e))?;
-        let (from, repo) = match (text("from_set"), text("from_dump")) {
-            (Some(set), _) => {
-                let url = restore_repo_url(control, t, &detail, &set).await?;
-                let repo = Repo::open(&url, repo_key().as_deref())
-                    .await
-                    .map_err(|e| reason_of(&e))?;
-                (RestoreFrom::Set(set), Some(repo))
-            }
-            (None, Some(dump)) => (RestoreFrom::Dump(dump), None),
-            (None, None) => return Err("the restore names no set and no dump".to_string()),
-        };
-        let req = RestoreRequest {
-            name: text("name").unwrap_or_else(|| format!("restore_{}", t.id)),
-            from,
-            target,
-            objects,
-            existing_data: existing,
-            jobs: JOBS,
-            quiet: true,
-        };
-        let plan = ferry_backup::restore::precheck(repo.as_ref(), &req)
-            .await
-            .map_err(|e| reason_of(&e))?;
-        Ok::<_, String>((req, repo, plan))
+    let target =
+        endpoint(control, &target_url, sealed.target.as_ref()).map_err(|e| e.to_string())?;
+    let objects = ObjectFilter::new(&list_of(detail, "include"), &list_of(detail, "exclude"))
+        .map_err(|e| reason_of(&e))?;
+    let (from, repo) = match (text_of(detail, "from_set"), text_of(detail, "from_dump")) {
+        (Some(set), _) => {
+            let url = restore_repo_url(control, t, detail, &set).await?;
+            let repo = Repo::open(&url, repo_key().as_deref())
+                .await
+                .map_err(|e| reason_of(&e))?;
+            (RestoreFrom::Set(set), Some(repo))
+        }
+        (None, Some(dump)) => (RestoreFrom::Dump(dump), None),
+        (None, None) => return Err("the restore names no set and no dump".to_string()),
     };
-    let (req, repo, plan) = match setup.await {
+    let req = RestoreRequest {
+        name: text_of(detail, "name").unwrap_or_else(|| format!("restore_{}", t.id)),
+        from,
+        target,
+        objects,
+        existing_data: existing,
+        jobs: JOBS,
+        quiet: true,
+    };
+    let plan = precheck(repo.clone(), req.clone())
+        .await
+        .map_err(|e| reason_of(&e))?;
+    Ok((req, repo, plan))
+}
+
+async fn restore(
+    control: &Control,
+    t: &BackupTaskRow,
+    mut detail: serde_json::Map<String, Value>,
+) -> ServiceResult<()> {
+    let from_state = t.state.clone();
+    let (req, repo, plan) = match restore_setup(control, t, &detail).await {
         Ok(x) => x,
         Err(why) => {
-            let (to, why) = prefail(why);
+            let to = if from_state == "prechecking" {
+                "precheck_failed"
+            } else {
+                "failed"
+            };
             return finish(control, t, &from_state, to, Some(&why), &detail).await;
         }
     };
