@@ -391,7 +391,7 @@ async fn a_schedule_fires_a_backup_that_completes_then_restores_through_its_stat
         "SELECT count(*), sum(balance) FROM acct",
     )
     .await;
-    assert_eq!(n, vec!["500\t125250".to_string()]);
+    assert_eq!(n, vec!["500|125250".to_string()]);
     let (_, list) = svc
         .call("GET", "/api/v1/restores?since=24h", &tok, None)
         .await;
@@ -516,4 +516,74 @@ async fn cleanup_keeps_the_chain_a_kept_incremental_needs() {
         .map(|t| t["set_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(left, vec![sets[3].clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drills_restore_the_newest_set_and_a_failed_one_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_with(dir.path(), &[], &[("FERRY_WEBHOOK_ALLOW", "127.0.0.1")]).await;
+    let tok = svc.tenant("bk-drill", 10.0).await;
+    let (hook, mut heard) = crate::harness::webhook_sink().await;
+    let (s, v) = svc
+        .call(
+            "PUT",
+            "/api/v1/tenants/bk-drill/webhook",
+            &tok,
+            Some(json!({"url": hook})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let src = pg_source(200).await;
+    let scratch = fresh("postgres", "bk_scratch").await;
+    let repo = storage(dir.path(), "repo");
+    let body = json!({"source": src.url, "storage": repo, "drill": cron_in(3), "drill_target": scratch.url});
+    assert_eq!(put_policy(&svc, &tok, "drilled", body).await.0, 201);
+    let (_, t) = svc
+        .call(
+            "POST",
+            "/api/v1/backup/policies/drilled/backups",
+            &tok,
+            None,
+        )
+        .await;
+    let id = t["id"].as_str().unwrap().to_string();
+    let t = wait_task(
+        &svc,
+        &tok,
+        &format!("/api/v1/backup/tasks/{id}"),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(t["state"], "completed", "{t:#}");
+    let t0 = Instant::now();
+    let drill = loop {
+        if let Some(d) = tasks(&svc, &tok, "kind=drill").await.first() {
+            if d["state"] == "completed" || d["state"] == "failed" {
+                break d.clone();
+            }
+        }
+        assert!(t0.elapsed() < T, "no drill ended:\n{}", svc.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(drill["state"], "completed", "{drill:#}");
+    assert_eq!(drill["set_id"], t["set_id"]);
+    assert_eq!(drill["detail"]["rows"], 200, "{drill:#}");
+    let n = query_lines("postgres", &scratch.url, "SELECT count(*) FROM acct").await;
+    assert_eq!(n, vec!["200".to_string()]);
+    // a drill into a database that is not there fails, and the webhook hears it
+    let body = json!({"source": src.url, "storage": repo, "drill": cron_in(2),
+        "drill_target": "postgres://postgres@127.0.0.1:1/gone"});
+    assert_eq!(put_policy(&svc, &tok, "drilled", body).await.0, 200);
+    let note = tokio::time::timeout(T, async {
+        loop {
+            let n = heard.recv().await.unwrap();
+            if n["event"] == "backup_drill_failed" {
+                return n;
+            }
+        }
+    })
+    .await
+    .expect("no backup_drill_failed webhook");
+    assert_eq!(note["task"]["kind"], "drill");
+    assert!(!note["task"]["reason"].is_null(), "{note}");
 }
