@@ -28,7 +28,7 @@ pub(crate) enum BadRequest {
     /// A service error.
     E(ServiceError),
     /// An answer already made (415).
-    Raw(Response),
+    Raw(Box<Response>),
 }
 
 impl From<ServiceError> for BadRequest {
@@ -40,7 +40,7 @@ impl From<ServiceError> for BadRequest {
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
         let e = match self {
-            BadRequest::Raw(r) => return r,
+            BadRequest::Raw(r) => return *r,
             BadRequest::E(e) => e,
         };
         match e {
@@ -79,13 +79,13 @@ fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> BR
                 .starts_with("application/json")
         });
     if !json {
-        return Err(BadRequest::Raw(
+        return Err(BadRequest::Raw(Box::new(
             (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Json(json!({"error": "send the body as Content-Type: application/json"})),
             )
                 .into_response(),
-        ));
+        )));
     }
     serde_json::from_slice(bytes).map_err(|e| invalid("body", e.to_string()))
 }
