@@ -587,3 +587,75 @@ async fn drills_restore_the_newest_set_and_a_failed_one_is_reported() {
     assert_eq!(note["task"]["kind"], "drill");
     assert!(!note["task"]["reason"].is_null(), "{note}");
 }
+
+/// `ferry backup …` / `ferry restore …` without --storage are clients of the API.
+#[tokio::test]
+async fn the_backup_cli_drives_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]).await;
+    let tok = svc.tenant("bk-cli", 10.0).await;
+    let cli = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("FERRY_SERVER", &svc.base)
+            .env("FERRY_TOKEN", &tok)
+            .env_remove("FERRY_ADMIN_TOKEN")
+            .env("FERRY_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let repo = storage(dir.path(), "repo");
+    let (ok, out) = cli(&[
+        "backup",
+        "policy",
+        "set",
+        "clishop",
+        "--source",
+        NOWHERE,
+        "--storage",
+        &repo,
+        "--full",
+        "0 2 * * 0",
+        "--retain",
+        "7",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("clishop") && !out.contains(":pw@"), "{out}");
+    let (ok, out) = cli(&[
+        "backup",
+        "policy",
+        "set",
+        "clishop",
+        "--source",
+        NOWHERE,
+        "--storage",
+        &repo,
+        "--full",
+        "0 25 * * *",
+    ]);
+    assert!(!ok && out.contains("full"), "{out}");
+    let (ok, out) = cli(&["backup", "policy", "show"]);
+    assert!(ok && out.contains("0 2 * * 0"), "{out}");
+    let (ok, out) = cli(&["backup", "now", "clishop", "--incremental"]);
+    assert!(
+        ok && out.contains("incremental backup of clishop started"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["backup", "list", "clishop", "--since", "24h"]);
+    assert!(
+        ok && out.contains("incremental") && out.contains("(1 of 1)"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["backup", "list", "--kind", "cleanup", "-o", "json"]);
+    assert!(ok && out.contains("\"total\": 0"), "{out}");
+    let (ok, out) = cli(&["restore", "list", "--since", "7d"]);
+    assert!(ok && out.contains("no tasks"), "{out}");
+    let (ok, out) = cli(&["backup", "policy", "delete", "clishop"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["backup", "policy", "show", "clishop"]);
+    assert!(!ok && out.contains("404"), "{out}");
+}
