@@ -394,8 +394,26 @@ pub(crate) async fn delete_policy(
     Path(cluster): Path<String>,
 ) -> BResult<StatusCode> {
     let c = caller(&app, &headers).await?;
-    visible_policy(&app, &c, &cluster).await?;
+    let p = visible_policy(&app, &c, &cluster).await?;
     app.control.store.delete_policy(&cluster).await?;
+    // what the cluster kept on its source for incrementals (a replication slot)
+    // goes with the policy, in the background (the source may be slow or gone)
+    if let (Ok(spec), Ok(sealed)) = (
+        serde_json::from_str::<PolicySpec>(&p.spec),
+        serde_json::from_str::<crate::backup::policy::PolicySecrets>(&p.secrets),
+    ) {
+        if let Ok(mut source) = ferry_core::Endpoint::parse(&spec.source, "") {
+            source.password = sealed
+                .source
+                .as_ref()
+                .and_then(|s| app.control.secrets().open(s).ok());
+            tokio::spawn(async move {
+                if let Err(e) = ferry_backup::backup::drop_anchor(&cluster, &source).await {
+                    tracing::warn!(cluster = %cluster, "dropping the cluster's anchor on its source: {}", crate::backup::reason_of(&e));
+                }
+            });
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
