@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
+mod backup;
 mod openapi;
 pub mod schema;
 
@@ -1185,6 +1186,53 @@ fn api_routes() -> Vec<(&'static str, Method, MethodRouter<Shared>)> {
             post(rotate_admin_token),
         ),
         ("/api/v1/audit", Method::GET, get(list_audit)),
+        (
+            "/api/v1/backup/policies",
+            Method::GET,
+            get(backup::list_policies),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}",
+            Method::GET,
+            get(backup::show_policy),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}",
+            Method::PUT,
+            put(backup::put_policy),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}",
+            Method::DELETE,
+            delete(backup::delete_policy),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}/backups",
+            Method::POST,
+            post(backup::instant_backup),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}/cleanups",
+            Method::POST,
+            post(backup::cleanup_now),
+        ),
+        ("/api/v1/backup/tasks", Method::GET, get(backup::list_tasks)),
+        (
+            "/api/v1/backup/tasks/{id}",
+            Method::GET,
+            get(backup::show_task),
+        ),
+        (
+            "/api/v1/restores",
+            Method::POST,
+            post(backup::create_restore),
+        ),
+        ("/api/v1/restores", Method::GET, get(backup::list_restores)),
+        (
+            "/api/v1/restores/{id}",
+            Method::GET,
+            get(backup::show_restore),
+        ),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! Metering and freezing: running tasks are charged per task-hour to their tenant;
 //! a balance at or below zero freezes every task of the tenant (work suspended,
-//! positions kept), a top-up above zero returns them to where they were.
+//! positions kept), a top-up above zero returns them to where they were. Backup
+//! sets are charged by the GB they store, once per set and per secondary copy.
 
 use crate::control::Control;
 use crate::error::ServiceResult;
@@ -116,6 +117,15 @@ pub async fn meter(
             .unwrap()
             .retain(|id, _| running_here.contains(id));
         charged_bytes.retain(|id, _| running_here.contains(id));
+        // backup storage: each completed set (and secondary copy) once, by its GB
+        if let Ok(sets) = control.store.uncharged_sets().await {
+            for (id, tenant, bytes) in sets {
+                if let Ok(true) = control.store.mark_charged(&id).await {
+                    *per_tenant.entry(tenant).or_default() +=
+                        (prices.gb * bytes as f64 / 1e9 * 1e6).round() as i64;
+                }
+            }
+        }
         for (tenant, charge) in per_tenant {
             if charge == 0 {
                 continue;

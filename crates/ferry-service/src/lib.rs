@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod billing;
 pub mod control;
 pub mod error;

@@ -357,19 +357,49 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
 /// retried as the control's [`RetryPolicy`] says, every attempt logged (without
 /// the URL's credentials or the secret), one delivery id across the attempts.
 pub fn send(control: &Control, task: &TaskRow, event: &str, detail: serde_json::Value) {
+    let subject = serde_json::json!({
+        "id": task.id,
+        "name": task.name,
+        "kind": task.kind.id(),
+        "state": task.state.id(),
+        "reason": task.reason,
+    });
+    send_about(control, &task.tenant, event, subject, detail);
+}
+
+/// Posts `event` about a backup, cleanup, secondary, drill or restore task to its
+/// tenant's webhook, like [`send`] (the same signing, retries and log).
+pub fn send_backup(
+    control: &Control,
+    task: &crate::backup::db::BackupTaskRow,
+    event: &str,
+    detail: serde_json::Value,
+) {
+    let subject = serde_json::json!({
+        "id": task.id,
+        "cluster": task.cluster,
+        "kind": task.kind,
+        "state": task.state,
+        "reason": task.reason,
+    });
+    send_about(control, &task.tenant, event, subject, detail);
+}
+
+/// Posts `event` about `subject` (the `task` member of the body) to `tenant`'s webhook.
+fn send_about(
+    control: &Control,
+    tenant: &str,
+    event: &str,
+    subject: serde_json::Value,
+    detail: serde_json::Value,
+) {
     let body = serde_json::json!({
         "event": event,
-        "task": {
-            "id": task.id,
-            "name": task.name,
-            "kind": task.kind.id(),
-            "state": task.state.id(),
-            "reason": task.reason,
-        },
+        "task": subject,
         "detail": detail,
         "at": crate::store::rfc3339(crate::store::now_ms()),
     });
-    let tenant = task.tenant.clone();
+    let tenant = tenant.to_string();
     let event = event.to_string();
     let control = control.clone();
     tokio::spawn(async move {

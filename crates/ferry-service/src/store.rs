@@ -62,6 +62,22 @@ fn migrations(postgres: bool) -> Vec<String> {
         ),
         "CREATE INDEX audit_at ON audit (at_ms, id)".into(),
         "CREATE INDEX tenants_old_token ON tenants (old_token_hash)".into(),
+        // backup policies and backup / cleanup / secondary / drill / restore tasks
+        "CREATE TABLE backup_policies (cluster TEXT PRIMARY KEY, tenant TEXT NOT NULL, \
+           spec TEXT NOT NULL, secrets TEXT NOT NULL, full_next_ms BIGINT, \
+           incr_next_ms BIGINT, drill_next_ms BIGINT, created_ms BIGINT NOT NULL, \
+           updated_ms BIGINT NOT NULL)"
+            .into(),
+        "CREATE TABLE backup_tasks (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, \
+           cluster TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, \
+           detail TEXT NOT NULL, secrets TEXT NOT NULL, parent TEXT, set_id TEXT, \
+           bytes BIGINT NOT NULL DEFAULT 0, charged BIGINT NOT NULL DEFAULT 0, \
+           removed BIGINT NOT NULL DEFAULT 0, lease_owner TEXT, lease_until_ms BIGINT, \
+           created_ms BIGINT NOT NULL, started_ms BIGINT, ended_ms BIGINT, \
+           updated_ms BIGINT NOT NULL)"
+            .into(),
+        "CREATE INDEX backup_tasks_list ON backup_tasks (tenant, kind, created_ms)".into(),
+        "CREATE INDEX backup_tasks_state ON backup_tasks (state)".into(),
     ]
 }
 
@@ -212,7 +228,7 @@ pub struct TaskFilter {
 /// The metadata store.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 const TASK_COLUMNS: &str = "id, tenant, name, kind, state, reason, spec, secrets, start_at_ms, \

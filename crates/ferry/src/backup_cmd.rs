@@ -158,6 +158,9 @@ pub struct PolicyArgs {
     /// Tables to exclude.
     #[arg(long = "exclude")]
     pub exclude: Vec<String>,
+    /// Admin only: the tenant owning the policy.
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 /// `ferry restore …`.
@@ -206,6 +209,9 @@ pub enum RestoreCmd {
     List {
         #[command(flatten)]
         window: Window,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
     },
     /// One restore task on the service: state, reason, per-table progress.
     Show {
@@ -232,7 +238,9 @@ pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<std::process:
 /// Runs `ferry restore …`.
 pub async fn restore(client: &ClientOpts, cmd: RestoreCmd) -> Result<std::process::ExitCode> {
     match &cmd {
-        RestoreCmd::Create { direct, .. } if direct.storage.is_some() => {
+        RestoreCmd::Create {
+            direct, from_dump, ..
+        } if direct.storage.is_some() || from_dump.is_some() => {
             crate::restore_local::run(client, cmd).await
         }
         _ => crate::client_backup::restore(client, cmd).await,

@@ -199,7 +199,7 @@ pub enum AuditCmd {
     },
 }
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
@@ -209,7 +209,7 @@ struct Api {
 }
 
 /// `ferry task …` without a token.
-const NO_TASK_TOKEN: &str =
+pub(crate) const NO_TASK_TOKEN: &str =
     "no API token: set FERRY_TOKEN to your tenant's token (or FERRY_ADMIN_TOKEN to the admin token)";
 /// `ferry tenant create|topup` without a token.
 const NO_ADMIN_TOKEN: &str = "no admin token: set FERRY_ADMIN_TOKEN to the server's admin token \
@@ -221,7 +221,11 @@ const NO_SHOW_TOKEN: &str = "no token: set FERRY_ADMIN_TOKEN to the server's adm
 impl Api {
     /// The first of `token_envs` that is set gives the token; `no_token` is the
     /// hint printed when none is set and the service wants one.
-    fn new(opts: &ClientOpts, token_envs: &[&str], no_token: &'static str) -> Result<Api> {
+    pub(crate) fn new(
+        opts: &ClientOpts,
+        token_envs: &[&str],
+        no_token: &'static str,
+    ) -> Result<Api> {
         let mut http = reqwest::Client::builder().use_rustls_tls();
         if let Some(file) = &opts.ca_cert {
             let pem = std::fs::read(file).with_context(|| {
@@ -287,7 +291,7 @@ impl Api {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

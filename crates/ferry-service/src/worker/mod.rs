@@ -60,6 +60,12 @@ impl Worker {
     /// Runs until `stop` turns true, then stops every runner gracefully.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "worker started");
+        // backups, cleanups, secondary copies, drills and restores: their own loop
+        let backups = tokio::spawn(crate::backup::run::run(
+            self.control.clone(),
+            self.id.clone(),
+            stop.clone(),
+        ));
         loop {
             if let Err(e) = self.tick().await {
                 tracing::warn!(worker = %self.id, "worker pass failed: {e}");
@@ -80,6 +86,7 @@ impl Worker {
             }
             let _ = self.control.store.release(&id, &self.id).await;
         }
+        let _ = backups.await;
     }
 
     async fn tick(&self) -> ServiceResult<()> {

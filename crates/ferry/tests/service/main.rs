@@ -19,6 +19,7 @@
 //! - `tokens`: tenant and admin tokens rotated without a restart
 //! - `audit`: the audit log of mutating calls, without secrets
 //! - `protect`: source protection (retained WAL warnings, a paused task's slot flagged)
+//! - `backup`: backup policies, schedules, data backup / cleanup / secondary tasks, restores
 //!
 //! Run one topic with a name filter on the module path, e.g.
 //! `cargo nextest run -p ferry --test service -- dr::`, or one test by its name:
@@ -30,6 +31,7 @@ mod harness;
 
 mod api;
 mod audit;
+mod backup;
 mod cli;
 mod dr;
 mod https;
