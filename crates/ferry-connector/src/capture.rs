@@ -122,6 +122,13 @@ pub trait TaskSlot: Send + Sync {
 
     /// The statement a DBA runs to drop it by hand.
     fn drop_statement(&self) -> String;
+
+    /// Lets the source release its log up to `to` (a consumer that stores changes
+    /// elsewhere, like a backup set, has them safe from there on). A position the
+    /// slot has already passed is fine. Engines without a slot do nothing.
+    async fn advance(&self, _to: &Position) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A just-created slot: its start position and exported snapshot, valid until the

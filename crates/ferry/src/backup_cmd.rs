@@ -62,6 +62,10 @@ pub enum BackupCmd {
         /// Parallel readers (direct mode; default the machine's cores).
         #[arg(long)]
         jobs: Option<u16>,
+        /// Rows per chunk of a table split by key range (direct mode; default
+        /// 200000): a chunk is the unit an interrupted backup resumes by.
+        #[arg(long)]
+        chunk_rows: Option<u64>,
         /// No progress display.
         #[arg(long, short)]
         quiet: bool,

@@ -203,6 +203,28 @@ impl TaskSlot for PgSlot {
     fn drop_statement(&self) -> String {
         format!("SELECT pg_drop_replication_slot('{}')", self.name)
     }
+
+    async fn advance(&self, to: &Position) -> Result<()> {
+        let Position::PgLsn(l) = to else {
+            return Ok(());
+        };
+        // a slot never moves backwards: only one still behind `to` is advanced
+        let lsn = format!("{:X}/{:X}", l >> 32, l & 0xffff_ffff);
+        self.conn
+            .client
+            .execute(
+                &format!(
+                    "SELECT pg_replication_slot_advance(slot_name, '{lsn}'::pg_lsn) \
+                     FROM pg_replication_slots \
+                     WHERE slot_name = $1 AND confirmed_flush_lsn < '{lsn}'::pg_lsn"
+                ),
+                &[&self.name],
+            )
+            .await
+            .map_err(crate::conn::classify)
+            .map_err(|e| e.context(format!("advancing replication slot {}", self.name)))?;
+        Ok(())
+    }
 }
 
 /// A created slot's exported snapshot, valid while its replication connection is open.
