@@ -139,7 +139,9 @@ pub async fn compare_table(
     Ok(v)
 }
 
-async fn digest(conn: &mut Conn, t: &Table, range: Option<&KeyRange>) -> Result<Digest> {
+/// The digest of the rows of `t` in `range` (the whole table for `None`) as `conn`
+/// reads them, each value canonicalised by its column's logical type.
+pub async fn digest(conn: &mut Conn, t: &Table, range: Option<&KeyRange>) -> Result<Digest> {
     let (tx, mut rx) = mpsc::channel::<Batch>(8);
     let types: Vec<LogicalType> = t.copied_columns().map(|c| c.logical.clone()).collect();
     let read = async {

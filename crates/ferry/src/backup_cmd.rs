@@ -232,7 +232,9 @@ pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<std::process:
 /// Runs `ferry restore …`.
 pub async fn restore(client: &ClientOpts, cmd: RestoreCmd) -> Result<std::process::ExitCode> {
     match &cmd {
-        RestoreCmd::Create { direct, .. } if direct.storage.is_some() => {
+        RestoreCmd::Create {
+            direct, from_dump, ..
+        } if direct.storage.is_some() || from_dump.is_some() => {
             crate::restore_local::run(client, cmd).await
         }
         _ => crate::client_backup::restore(client, cmd).await,

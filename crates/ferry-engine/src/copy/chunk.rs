@@ -47,7 +47,9 @@ impl TableJob {
         }
     }
 
-    fn context(&self) -> RowContext {
+    /// Table, columns and key for a value the target cannot hold (what a bulk
+    /// load of this table's rows needs).
+    pub fn context(&self) -> RowContext {
         RowContext {
             table: self.source.id.clone(),
             columns: self.columns.clone(),

@@ -151,7 +151,7 @@ fn missing_among(
 }
 
 /// What became of a target table that may already exist.
-pub(crate) enum Room {
+pub enum Room {
     /// No such table: create it.
     Free,
     /// Kept (emptied for `truncate`): the copy goes into it.
@@ -185,7 +185,7 @@ fn room_for(t: &TableId, state: Option<bool>, policy: ExistingData) -> Room {
 /// that references one of them is refused, naming it: dropping or emptying its
 /// parent would leave its rows dangling, and the task cannot know what they should
 /// point at.
-pub(crate) async fn make_room(
+pub async fn make_room(
     dst: &mut Conn,
     policy: ExistingData,
     targets: &[TableId],
