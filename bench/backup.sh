@@ -27,8 +27,9 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
-cargo build --release --locked -q -p ferry -p ferry-testkit
-FERRY=$PWD/target/release/ferry
+BIN=${BIN:-target/release}   # BIN=target/debug (no build): a quick check of the script
+[ "$BIN" = target/release ] && cargo build --release --locked -q -p ferry -p ferry-testkit
+FERRY=$PWD/$BIN/ferry
 WORK=$(mktemp -d /tmp/ferry-bench-backup-XXXXXX)
 chmod 755 "$WORK"
 # Throwaway servers of this run only (stopped and deleted at the end).
@@ -36,11 +37,11 @@ export FERRY_TESTKIT_DIR=$WORK/servers
 S3PID=""
 cleanup() {
   [ -n "$S3PID" ] && kill "$S3PID" 2>/dev/null || true
-  target/release/ferry-sandbox stop --clean >/dev/null 2>&1 || true
+  "$BIN"/ferry-sandbox stop --clean >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-eval "$(target/release/ferry-sandbox)"
+eval "$("$BIN"/ferry-sandbox)"
 PGH="-h 127.0.0.1 -p $FERRY_PG_PORT -U postgres"
 PSQL="psql -X -q -v ON_ERROR_STOP=1 $PGH"
 MY="mariadb --default-character-set=utf8mb4 -h127.0.0.1 -P$FERRY_MYSQL_PORT -uroot"
@@ -78,8 +79,8 @@ verify() {
   echo "restore of $3 into $2 holds '$n' rows, expected $ROWS" > "$R/$4.err"
   case $4 in ferry*) sed -i '$d' "$R/$4" ;; *) cat "$R/$4.err" >&2; exit 1 ;; esac
 }
-# the set id a direct `ferry backup now` wrote: the newest in the repository
-set_id() { "$FERRY" backup list --storage "$1" 2>/dev/null | awk 'NR>1 && $1 ~ /[0-9]/ {id=$1} END {print id}'; }
+# the set id the last `ferry backup now` wrote (its first line: `set ID`)
+set_id() { awk '$1 == "set" {print $2; exit}' "$WORK/out"; }
 
 echo "preparing $ROWS-row tables…" >&2
 pg_fresh bench_src
@@ -122,7 +123,8 @@ for rep in $(seq 1 "$REPS"); do
   REPO=$WORK/repo-pg; rm -rf "$REPO"; mkdir -p "$REPO"
   if timed ferry_pg_backup "$REPO" "$FERRY" backup now bench-pg --source "$PG_URL/bench_src" \
       --storage "file://$REPO" --jobs "$JOBS" -q; then
-    SET=$(set_id "file://$REPO")
+    SET=$(set_id)
+    timed ferry_pg_verify - "$FERRY" backup verify "$SET" --storage "file://$REPO" || true
     pg_fresh bench_dst
     timed ferry_pg_restore - "$FERRY" restore create --from "$SET" --target "$PG_URL/bench_dst" \
       --storage "file://$REPO" --jobs "$JOBS" -q \
@@ -152,7 +154,8 @@ for rep in $(seq 1 "$REPS"); do
   REPO=$WORK/repo-my; rm -rf "$REPO"; mkdir -p "$REPO"
   if timed ferry_my_backup "$REPO" "$FERRY" backup now bench-my --source "$MY_URL/bench_src" \
       --storage "file://$REPO" --jobs "$JOBS" -q; then
-    SET=$(set_id "file://$REPO")
+    SET=$(set_id)
+    timed ferry_my_verify - "$FERRY" backup verify "$SET" --storage "file://$REPO" || true
     my_fresh bench_dst
     timed ferry_my_restore - "$FERRY" restore create --from "$SET" --target "$MY_URL/bench_dst" \
       --storage "file://$REPO" --jobs "$JOBS" -q \
@@ -171,7 +174,11 @@ done
 median() { sort -n "$R/$1" | awk '{l[NR]=$0} END {print l[int((NR+1)/2)]}'; }
 row() { # label name baseline-name
   if [ ! -s "$R/$2" ]; then
-    printf "| %s | failed: %s | | | | |\n" "$1" "$(tr '\n|' ' /' < "$R/$2.err" 2>/dev/null | cut -c1-300)"
+    if [ -s "$R/$2.err" ]; then
+      printf "| %s | failed: %s | | | | | |\n" "$1" "$(tr '\n|' ' /' < "$R/$2.err" | cut -c1-400)"
+    else
+      printf "| %s | not run (the backup failed) | | | | | |\n" "$1"
+    fi
     return
   fi
   read -r s m b <<< "$(median "$2")"
@@ -192,6 +199,7 @@ row() { # label name baseline-name
   row "pg_dump -Fd -j $JOBS (gzip, its default) (baseline)" pgdump pgdump
   row "Ferry backup now, file://" ferry_pg_backup pgdump
   [ "$S3" = 1 ] && row "Ferry backup now, s3:// (moto_server on 127.0.0.1)" ferry_pg_backup_s3 pgdump
+  row "Ferry backup verify (re-reads the set)" ferry_pg_verify pgdump
   echo "| **PostgreSQL restore into an empty database** (baseline: pg_restore -j $JOBS) | | | | | | |"
   row "pg_restore -j $JOBS (baseline)" pgrestore pgrestore
   row "Ferry restore create, file://" ferry_pg_restore pgrestore
@@ -200,6 +208,7 @@ row() { # label name baseline-name
   row "mydumper -t $JOBS -r 100000 -c (gzip)" mydumper_c mydumper
   row "Ferry backup now, file://" ferry_my_backup mydumper
   [ "$S3" = 1 ] && row "Ferry backup now, s3:// (moto_server on 127.0.0.1)" ferry_my_backup_s3 mydumper
+  row "Ferry backup verify (re-reads the set)" ferry_my_verify mydumper
   echo "| **MariaDB restore into an empty database** (baseline: myloader -t $JOBS) | | | | | | |"
   row "myloader -t $JOBS, uncompressed dump (baseline)" myloader myloader
   row "myloader -t $JOBS, gzip dump" myloader_c myloader
