@@ -20,6 +20,12 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cases")
 }
 
+/// A restore name unique to this run (MariaDB keeps every database's checkpoints
+/// in one `ferry` database of the server).
+fn uname(hint: &str) -> String {
+    ferry_testkit::unique_name(hint).replace('_', "-")
+}
+
 fn repo_url(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
@@ -134,7 +140,7 @@ async fn full_sets_of_all_types_restore_into_either_engine_equal() {
             None,
             &m.id,
             &dst.url,
-            &["--name", &format!("r-my-{engine}")],
+            &["--name", &uname(&format!("r-my-{engine}"))],
         );
         assert_equal(&my.url, &dst.url).await;
     }
@@ -160,7 +166,7 @@ async fn full_sets_of_all_types_restore_into_either_engine_equal() {
             None,
             &m.id,
             &dst.url,
-            &["--name", &format!("r-pg-{engine}")],
+            &["--name", &uname(&format!("r-pg-{engine}"))],
         );
         assert!(out.contains("precheck: passed"), "{out}");
         assert_equal(&pg.url, &dst.url).await;
@@ -212,7 +218,7 @@ async fn an_incremental_chain_restores_to_its_last_set() {
             None,
             &i2.id,
             &dst.url,
-            &["--name", &format!("chain-{engine}")],
+            &["--name", &uname(&format!("chain-{engine}"))],
         );
         assert!(out.contains(&full.id) && out.contains(&i1.id), "{out}");
         assert_equal(&src.url, &dst.url).await;
@@ -312,7 +318,7 @@ async fn kill_9_mid_restore_then_rerun_resumes() {
     assert!(m.files.len() >= 20, "{} files", m.files.len());
     let dst = fresh("postgres", "rs_kill_dst").await;
     let storage = repo_url(repo.path());
-    let name = "kill-resume";
+    let name = &uname("kill-resume");
     let args = [
         "--from",
         &m.id,
@@ -482,7 +488,7 @@ async fn damaged_sets_and_wrong_keys_fail_the_precheck() {
             "--storage",
             &storage,
             "--name",
-            "other",
+            &uname("other"),
         ],
     );
     let t = text(&out);
