@@ -95,8 +95,13 @@ fn restore_ok(dir: &Path, key: Option<&str>, set: &str, target: &str, extra: &[&
 
 /// `ferry compare`'s verdict between a source and the database restored from it.
 async fn assert_equal(source: &str, target: &str) {
+    assert_equal_objects(source, target, "").await
+}
+
+/// [`assert_equal`] with more task keys (`objects: …`).
+async fn assert_equal_objects(source: &str, target: &str, extra: &str) {
     let spec = TaskSpec::from_yaml(&format!(
-        "name: cmp\nkind: migration\nmode: full\nsource: {source}\ntarget: {target}\n"
+        "name: cmp\nkind: migration\nmode: full\nsource: {source}\ntarget: {target}\n{extra}"
     ))
     .unwrap();
     let verdicts = ferry_engine::compare::compare(&spec, 1000)
@@ -550,7 +555,32 @@ async fn dumps_import_with_the_native_clients_equal() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("customers:"), "rows per table: {t}");
-    assert_equal(&src.url, &dst.url).await;
+    // mariadb-dump writes FLOAT values with 6 significant digits (the dump itself
+    // holds less than the column): products.weight_kg is checked apart, to that
+    // precision, every other value of every table exactly
+    assert_equal_objects(
+        &src.url,
+        &dst.url,
+        &format!("objects:\n  exclude:\n    - \"{}.products\"\n", src.name),
+    )
+    .await;
+    let (a, b) = (&src.name, &dst.name);
+    let off = common::query_lines(
+        "mysql",
+        &dst.url,
+        &format!(
+            "SELECT count(*) FROM `{a}`.products x LEFT JOIN `{b}`.products y USING (id) \
+             WHERE y.id IS NULL OR NOT (x.sku <=> y.sku AND x.title <=> y.title AND x.price <=> y.price \
+             AND x.attributes <=> y.attributes) OR abs(x.weight_kg - y.weight_kg) > 1e-5 * abs(x.weight_kg) \
+             OR (x.weight_kg IS NULL) <> (y.weight_kg IS NULL)"
+        ),
+    )
+    .await;
+    assert_eq!(
+        off,
+        vec!["0".to_string()],
+        "products differ beyond the dump's float precision"
+    );
     // a MariaDB dump into PostgreSQL: refused, with the way to do it
     let pg = fresh("postgres", "rs_dump_cross").await;
     let out = restore(None, &["--from-dump", &url, "--target", &pg.url]);
