@@ -149,6 +149,44 @@ async fn full_sets_of_all_types_restore_into_either_engine_equal() {
         );
         assert_equal(&my.url, &dst.url).await;
     }
+    // the restore's own comparison catches what differs from the set's digests: a
+    // digest altered in the (unencrypted) manifest makes the restore fail
+    let manifest = find_set_dir(repo.path(), &m.id).join("manifest.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let first = &mut doc["tables"][0];
+    let table = first["table"]["id"]["name"].as_str().unwrap().to_string();
+    let d = first["digest"]
+        .as_str()
+        .expect("a full set has digests")
+        .to_string();
+    let flipped = if d.ends_with('0') { "1" } else { "0" };
+    first["digest"] = serde_json::Value::String(format!("{}{flipped}", &d[..d.len() - 1]));
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let dst = fresh("mysql", "rs_all_my_digest").await;
+    let storage = repo_url(repo.path());
+    let out = restore(
+        None,
+        &[
+            "--from",
+            &m.id,
+            "--target",
+            &dst.url,
+            "--storage",
+            &storage,
+            "--name",
+            &uname("digest"),
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("compare: 1 difference")
+            && t.contains(&table)
+            && t.contains("differ from the set's digest"),
+        "{t}"
+    );
+
     // PostgreSQL sources: into PostgreSQL (every type), and into MariaDB (the
     // case written for that direction)
     for (case, engine) in [
