@@ -590,6 +590,16 @@ mod tests {
     }
 
     #[test]
+    fn writers_and_repositories_cross_tasks() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<FileWriter>();
+        send_sync::<Packed>();
+        send_sync::<crate::repo::Repo>();
+        send_sync::<crate::storage::Storage>();
+    }
+
+    #[test]
     fn rows_round_trip_every_kind_plain_and_sealed() {
         let rows = vec![all_kinds(), vec![], vec![Value::Int(7)]];
         let mut w = FileWriter::rows();
@@ -723,6 +733,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn prop_rows_round_trip(rows in proptest::collection::vec(proptest::collection::vec(value(), 0..10), 0..40)) {
             let mut w = FileWriter::rows();

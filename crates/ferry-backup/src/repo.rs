@@ -108,13 +108,17 @@ impl Repo {
             encryption,
         };
         let text = serde_json::to_vec_pretty(&marker).expect("a marker always serialises");
-        storage.put(layout::MARKER, Bytes::from(text)).await?;
-        tracing::info!(
-            repository = %storage.url(),
-            encrypted = key.is_some(),
-            "created backup repository"
-        );
-        // Read back: when two writers created it at once, both use the one stored.
+        if storage
+            .put_if_absent(layout::MARKER, Bytes::from(text))
+            .await?
+        {
+            tracing::info!(
+                repository = %storage.url(),
+                encrypted = key.is_some(),
+                "created backup repository"
+            );
+        }
+        // Read back: when another writer created it at once, use the one stored.
         let m = read_marker(&storage).await?.ok_or_else(|| {
             Error::transient(format!(
                 "repository {}: the marker just written is not there",

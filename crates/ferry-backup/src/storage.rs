@@ -142,6 +142,30 @@ impl Storage {
         Ok(())
     }
 
+    /// Stores `data` at `path` only when nothing is there yet (a conditional put:
+    /// `If-None-Match: *` on S3, an exclusive link locally); false when something
+    /// already was. Stores that cannot do it get a plain put. Two processes creating
+    /// the same repository at once agree on one marker this way.
+    pub async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
+        let (store, loc) = self.target(path, true)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&loc, PutPayload::from_bytes(data.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
+                self.put(path, data).await.map(|_| true)
+            }
+            Err(e) => Err(self.error("store", path, e)),
+        }
+    }
+
     /// The object at `path`; `None` when there is none.
     pub async fn get(&self, path: &str) -> Result<Option<Bytes>> {
         let Some((store, loc)) = self.target_read(path)? else {
@@ -364,12 +388,23 @@ impl Storage {
     /// A Ferry error for a failed operation `what` on `path`.
     fn error(&self, what: &str, path: &str, e: object_store::Error) -> Error {
         let text = error_text(&e);
-        let msg = format!(
-            "repository {}: cannot {what} {}: {}",
-            self.url,
-            if path.is_empty() { "/" } else { path },
-            redact(&text)
-        );
+        let path = if path.is_empty() { "/" } else { path };
+        let msg = match s3_code(&text) {
+            Some((code, _)) if code == "NoSuchBucket" => format!(
+                "repository {}: cannot {what} {path}: the bucket does not exist",
+                self.url
+            ),
+            Some((code, m)) => format!(
+                "repository {}: cannot {what} {path}: S3 error {code}: {m} ({})",
+                self.url,
+                redact(first_line(&text))
+            ),
+            None => format!(
+                "repository {}: cannot {what} {path}: {}",
+                self.url,
+                redact(first_line(&text))
+            ),
+        };
         classify(self.is_s3(), &e, &text, msg)
     }
 }
@@ -388,6 +423,35 @@ fn error_text(e: &object_store::Error) -> String {
         src = x.source();
     }
     s
+}
+
+/// The first line of an error text, without a trailing XML declaration (S3
+/// error bodies follow on the next lines), at most 400 characters.
+fn first_line(text: &str) -> &str {
+    let l = text.lines().next().unwrap_or("");
+    let l = l
+        .trim_end()
+        .trim_end_matches(r#"<?xml version="1.0" encoding="utf-8"?>"#)
+        .trim_end_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#)
+        .trim_end()
+        .trim_end_matches(':');
+    match l.char_indices().nth(400) {
+        Some((i, _)) => &l[..i],
+        None => l,
+    }
+}
+
+/// The S3 error code and message of an error body in `text`.
+fn s3_code(text: &str) -> Option<(String, String)> {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let a = text.find(&open)? + open.len();
+        let b = text[a..].find(&close)? + a;
+        Some(text[a..b].trim().to_string())
+    };
+    let code = tag("Code")?;
+    Some((code, tag("Message").unwrap_or_default()))
 }
 
 /// Removes anything that looks like a credential from an error text (object_store
@@ -414,7 +478,7 @@ fn classify(s3: bool, e: &object_store::Error, text: &str, msg: String) -> Error
     let has = |k: &str| text.contains(k);
     if has("NoSuchBucket") || has("bucket does not exist") {
         return Error::definite(msg)
-            .with_hint("the bucket does not exist: create it, or fix the bucket name in the URL");
+            .with_hint("create the bucket, or fix the bucket name in the URL");
     }
     if matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
         || has("AccessDenied")
@@ -656,6 +720,16 @@ mod tests {
             vec![("a/b".to_string(), 5), ("a/c/d".to_string(), 1)]
         );
         assert_eq!(s.list_dirs("a").await.unwrap(), vec!["c".to_string()]);
+        assert!(!s
+            .put_if_absent("a/b", Bytes::from_static(b"no"))
+            .await
+            .unwrap());
+        assert!(s
+            .put_if_absent("a/new", Bytes::from_static(b"yes"))
+            .await
+            .unwrap());
+        assert_eq!(s.get("a/b").await.unwrap().unwrap(), &b"hello"[..]);
+        s.delete("a/new").await.unwrap();
         s.delete("a/b").await.unwrap();
         s.delete("a/b").await.unwrap();
         assert_eq!(s.size("a/b").await.unwrap(), None);

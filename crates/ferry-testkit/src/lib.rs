@@ -12,6 +12,7 @@
 
 pub mod certs;
 mod proxy;
+pub mod s3;
 mod server;
 mod testdb;
 

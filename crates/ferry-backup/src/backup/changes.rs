@@ -170,7 +170,7 @@ impl<'a> NetChanges<'a> {
                         self.put(t, &k, cells).await?;
                     }
                     RowOp::Update { old, new } => {
-                        let cells: Vec<Cell> = cols.iter().map(|&i| new[i].clone()).collect();
+                        let mut cells: Vec<Cell> = cols.iter().map(|&i| new[i].clone()).collect();
                         let old_key: Option<Vec<Value>> =
                             old.map(|o| key.iter().map(|&i| o[i].clone()).collect());
                         let new_key: Vec<Value> = key
@@ -186,7 +186,26 @@ impl<'a> NetChanges<'a> {
                             })
                             .collect();
                         if let Some(ok) = old_key {
-                            if self.key_bytes(t, &ok) != self.key_bytes(t, &new_key) {
+                            let old_bytes = self.key_bytes(t, &ok);
+                            if old_bytes != self.key_bytes(t, &new_key) {
+                                // the row moves to another key: a cell the source did
+                                // not send (an unchanged TOASTed value) comes from the
+                                // row's image at its old key, which must be at hand
+                                if cells.contains(&Cell::Unchanged) {
+                                    let Some(Change::Put(prior)) =
+                                        self.pending[t].map.get(&old_bytes)
+                                    else {
+                                        return Err(moved_unsent(&self.target.tables[t].id));
+                                    };
+                                    for (c, p) in cells.iter_mut().zip(prior) {
+                                        if *c == Cell::Unchanged {
+                                            *c = p.clone();
+                                        }
+                                    }
+                                    if cells.contains(&Cell::Unchanged) {
+                                        return Err(moved_unsent(&self.target.tables[t].id));
+                                    }
+                                }
                                 self.delete(t, ok).await?;
                             }
                         }
@@ -348,6 +367,17 @@ pub(crate) fn keyless(t: &TableId) -> Error {
         "{t} has no primary key: an incremental set cannot say which row a change is of"
     ))
     .with_hint("add a primary key to the table, exclude it (--exclude), or take full backups only")
+}
+
+/// A row of `t` got a new key while the log left out one of its values (an
+/// unchanged TOASTed value) and no earlier image of the row is at hand: its net
+/// change cannot be written exactly.
+pub(crate) fn moved_unsent(t: &TableId) -> Error {
+    Error::definite(format!(
+        "a row of {t} changed its primary key while the source's log left out one of its \
+         unchanged large values: an incremental set cannot hold the row exactly"
+    ))
+    .with_hint("take a full backup (`ferry backup now CLUSTER` without --incremental)")
 }
 
 /// The table's columns changed since the set the incremental continues.
