@@ -757,3 +757,72 @@ async fn wrong_input_gets_clear_errors() {
         text(&out)
     );
 }
+
+/// FERRY_REPO_KEY: the set is sealed, verify reads it with the key, and without
+/// it (or with a wrong one) the repository says what is wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_repository_needs_its_key() {
+    let src = fresh("mysql", "bk_key").await;
+    exec(
+        "mysql",
+        &src.url,
+        "CREATE TABLE t (id int PRIMARY KEY, s varchar(20)); INSERT INTO t SELECT seq, 'plain words' FROM seq_1_to_200",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let c = cluster("key");
+    let run = |args: &[&str], key: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args(args)
+            .env("FERRY_LOG", "warn")
+            .env_remove("FERRY_REPO_KEY");
+        if let Some(k) = key {
+            cmd.env("FERRY_REPO_KEY", k);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(
+        &[
+            "backup",
+            "now",
+            &c,
+            "--source",
+            &src.url,
+            "--storage",
+            &storage,
+            "-q",
+            "-o",
+            "json",
+        ],
+        Some("correct horse"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let m = Manifest::from_json(&out.stdout, "output").unwrap();
+    assert!(m.encrypted);
+    let set_dir = dir
+        .path()
+        .join("clusters")
+        .join(&c)
+        .join("sets")
+        .join(&m.id);
+    let stored = std::fs::read(set_dir.join(&m.files[0].path)).unwrap();
+    assert!(
+        codec::read_rows(&stored, None, "f").is_err(),
+        "sealed without the key"
+    );
+    let out = run(
+        &["backup", "verify", &m.id, "--storage", &storage],
+        Some("correct horse"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        &["backup", "verify", &m.id, "--storage", &storage],
+        Some("wrong"),
+    );
+    assert!(!out.status.success());
+    assert!(!text(&out).contains("correct horse"), "{}", text(&out));
+    let out = run(&["backup", "list", "--storage", &storage], None);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("FERRY_REPO_KEY"), "{}", text(&out));
+}

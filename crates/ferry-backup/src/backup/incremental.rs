@@ -16,7 +16,7 @@ pub(super) async fn run(repo: &Repo, req: &BackupRequest, spec: &TaskSpec) -> Re
     let engine = req.source.engine;
     let take_full = "take a full backup of the cluster first (`ferry backup now CLUSTER` \
                      without --incremental)";
-    let Some(parent) = repo.sets(Some(&req.cluster)).await?.pop() else {
+    let Some(parent) = newest(repo.sets(Some(&req.cluster)).await?) else {
         return Err(Error::definite(format!(
             "cluster {} has no complete backup set to continue",
             req.cluster
@@ -174,4 +174,33 @@ pub(super) async fn run(repo: &Repo, req: &BackupRequest, spec: &TaskSpec) -> Re
         files_reused: 0,
         warnings,
     })
+}
+
+/// The set an incremental continues: the one furthest along the source's log (set
+/// ids only resolve seconds); among sets at the same position, one no other of
+/// them continues, the last finished.
+fn newest(sets: Vec<Manifest>) -> Option<Manifest> {
+    let at = |m: &Manifest| m.position.as_deref().and_then(|p| Position::parse(p).ok());
+    let with: Vec<(Position, Manifest)> = sets
+        .into_iter()
+        .filter_map(|m| at(&m).map(|p| (p, m)))
+        .collect();
+    let furthest = with
+        .iter()
+        .map(|(p, _)| p)
+        .find(|p| with.iter().all(|(q, _)| p.reached(q)))?
+        .clone();
+    let top: Vec<&Manifest> = with
+        .iter()
+        .filter(|(p, _)| *p == furthest)
+        .map(|(_, m)| m)
+        .collect();
+    top.iter()
+        .filter(|m| {
+            !top.iter()
+                .any(|o| o.parent.as_deref() == Some(m.id.as_str()))
+        })
+        .max_by(|a, b| (&a.finished_at, &a.id).cmp(&(&b.finished_at, &b.id)))
+        .or_else(|| top.last())
+        .map(|m| (*m).clone())
 }
