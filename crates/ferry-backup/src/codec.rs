@@ -736,14 +736,17 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         #[test]
-        fn prop_rows_round_trip(rows in proptest::collection::vec(proptest::collection::vec(value(), 0..10), 0..40)) {
+        fn prop_rows_round_trip(rows in proptest::collection::vec(proptest::collection::vec(value(), 0..10), 0..40), sealed in any::<bool>()) {
+            let key = Cipher::derive_with("prop", b"salt", 10);
+            let c = sealed.then_some(&key);
             let mut w = FileWriter::rows();
             for chunk in rows.chunks(7) {
                 w.add_rows(chunk).unwrap();
             }
-            let p = w.finish(None).unwrap();
+            let p = w.finish(c).unwrap();
             prop_assert_eq!(p.count, rows.len() as u64);
-            let back = read_rows(&p.bytes, None, "f").unwrap();
+            prop_assert_eq!(cipher::is_sealed(&p.bytes), sealed);
+            let back = read_rows(&p.bytes, c, "f").unwrap();
             prop_assert!(same_rows(&back, &rows));
         }
 

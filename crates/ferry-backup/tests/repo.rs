@@ -192,6 +192,15 @@ async fn storage_basics(place: Place) {
     assert_eq!(s.size("big/object").await.unwrap(), Some(big.len() as u64));
     let back = s.get("big/object").await.unwrap().unwrap();
     assert!(back == big, "large object differs after the round trip");
+    let piece = s
+        .get_range("big/object", 9 * 1024 * 1024..9 * 1024 * 1024 + 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&piece[..], &big[9 * 1024 * 1024..9 * 1024 * 1024 + 10]);
+    let (o, name) = Storage::open_object(&place.url("basics/big/object")).unwrap();
+    assert_eq!(name, "object");
+    assert_eq!(o.size(&name).await.unwrap(), Some(big.len() as u64));
     s.delete("a/x").await.unwrap();
     s.delete("a/x").await.unwrap();
     assert_eq!(s.get("a/x").await.unwrap(), None);
