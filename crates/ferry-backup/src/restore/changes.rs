@@ -112,6 +112,28 @@ pub async fn apply_file(
         columns,
         table: t.target.to_string(),
     };
+    let arrays = super::array_columns(&t.table, from, dst.connector().engine());
+    let converted;
+    let changes = if arrays.is_empty() {
+        changes
+    } else {
+        converted = changes
+            .iter()
+            .map(|c| match c {
+                Change::Put(cells) => {
+                    let mut cells = cells.clone();
+                    for &i in &arrays {
+                        if let Some(Cell::Value(v)) = cells.get_mut(i) {
+                            super::native_arrays(std::slice::from_mut(v), &[0]);
+                        }
+                    }
+                    Change::Put(cells)
+                }
+                d => d.clone(),
+            })
+            .collect::<Vec<_>>();
+        &converted[..]
+    };
     dst.exec(dialect.begin()).await?;
     match apply(dst, &w, changes).await {
         Ok(()) => {

@@ -189,3 +189,71 @@ pub fn default_name(id: &str) -> String {
 pub(crate) fn failed(what: impl Into<String>, fix: &str) -> Error {
     Error::definite(what.into()).with_hint(fix)
 }
+
+/// Rows of a set read from a PostgreSQL source carry arrays as JSON (the form that
+/// travels to engines without arrays); a PostgreSQL target of a PostgreSQL set
+/// gets them back in PostgreSQL's own array text, as the change stream sends them
+/// there. `array_columns` are the positions of the array-typed columns.
+pub(crate) fn native_arrays(row: &mut [ferry_core::Value], array_columns: &[usize]) {
+    for &i in array_columns {
+        if let Some(ferry_core::Value::Json(j)) = row.get(i) {
+            if let Ok(v @ serde_json::Value::Array(_)) =
+                serde_json::from_str::<serde_json::Value>(j)
+            {
+                row[i] = ferry_core::Value::Text(pg_array_text(&v));
+            }
+        }
+    }
+}
+
+/// PostgreSQL array text of a JSON array (`[1,null,"a b"]` → `{1,NULL,"a b"}`).
+fn pg_array_text(v: &serde_json::Value) -> String {
+    use serde_json::Value as J;
+    fn quote(s: &str) -> String {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+    match v {
+        J::Array(items) => format!(
+            "{{{}}}",
+            items
+                .iter()
+                .map(pg_array_text)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        J::Null => "NULL".into(),
+        J::Bool(b) => if *b { "t" } else { "f" }.into(),
+        J::Number(n) => n.to_string(),
+        J::String(s) => quote(s),
+        J::Object(_) => quote(&v.to_string()),
+    }
+}
+
+/// The positions (among copied columns) of `t`'s array columns, when arrays are
+/// restored in PostgreSQL's own form (a PostgreSQL set into PostgreSQL).
+pub(crate) fn array_columns(t: &ferry_core::Table, from: Engine, to: Engine) -> Vec<usize> {
+    if from != Engine::Postgres || to != Engine::Postgres {
+        return Vec::new();
+    }
+    t.copied_columns()
+        .enumerate()
+        .filter(|(_, c)| matches!(c.logical, ferry_core::LogicalType::Array(_)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_arrays_become_postgres_array_text() {
+        let v: serde_json::Value = serde_json::from_str(r#"[[1,null],[2.5,3]]"#).unwrap();
+        assert_eq!(super::pg_array_text(&v), "{{1,NULL},{2.5,3}}");
+        let v: serde_json::Value =
+            serde_json::from_str(r#"["a b","c\"d",null,"NULL","x\\y",true,{"k":1}]"#).unwrap();
+        assert_eq!(
+            super::pg_array_text(&v),
+            r#"{"a b","c\"d",NULL,"NULL","x\\y",t,"{\"k\":1}"}"#
+        );
+        assert_eq!(super::pg_array_text(&serde_json::json!([])), "{}");
+    }
+}

@@ -65,6 +65,8 @@ impl<'a> Tracker<'a> {
 /// One file to restore.
 #[derive(Debug, Clone)]
 struct Job {
+    /// The engine of the set's source.
+    from: ferry_core::Engine,
     table: usize,
     chunk: Chunk,
     file: PlannedFile,
@@ -154,6 +156,7 @@ pub async fn restore_set(
     for (i, t) in tables.iter().enumerate() {
         for (n, f) in t.files.iter().enumerate() {
             planned.push(Job {
+                from,
                 table: i,
                 chunk: Chunk {
                     source: t.table.id.clone(),
@@ -442,9 +445,18 @@ async fn restore_file(
     let bytes = repo.read_file(m, &j.file.file).await?;
     let cipher = repo.cipher.clone();
     let w2 = what.clone();
-    let rows = tokio::task::spawn_blocking(move || codec::read_rows(&bytes, cipher.as_ref(), &w2))
-        .await
-        .map_err(|e| Error::definite(format!("decoding {what} crashed: {e}")))??;
+    let arrays = super::array_columns(&job.source, j.from, job_target_engine(dst));
+    let rows = tokio::task::spawn_blocking(move || {
+        let mut rows = codec::read_rows(&bytes, cipher.as_ref(), &w2)?;
+        if !arrays.is_empty() {
+            for r in &mut rows {
+                super::native_arrays(r, &arrays);
+            }
+        }
+        Ok::<_, Error>(rows)
+    })
+    .await
+    .map_err(|e| Error::definite(format!("decoding {what} crashed: {e}")))??;
     if rows.len() as u64 != j.file.file.rows {
         return Err(Error::definite(format!(
             "{what}: holds {} rows, the manifest says {}",
@@ -501,4 +513,9 @@ async fn load_rows(
     };
     let (n, ()) = tokio::join!(dst.bulk_load(load, rx), feed);
     n
+}
+
+/// The engine of a target session.
+fn job_target_engine(dst: &Conn) -> ferry_core::Engine {
+    dst.connector().engine()
 }
