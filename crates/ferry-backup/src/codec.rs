@@ -212,29 +212,79 @@ impl FileWriter {
 
 /// The rows of a stored data file; `what` names it in errors.
 pub fn read_rows(stored: &[u8], cipher: Option<&Cipher>, what: &str) -> Result<Vec<Vec<Value>>> {
-    let body = unpack(stored, cipher, what, KIND_ROWS)?;
-    let mut r = Reader {
-        b: &body,
-        at: 0,
-        what,
-    };
-    let mut rows = Vec::new();
-    loop {
-        match r.u8()? {
-            REC_ROW => {
-                let n = r.len_hint()?;
-                let mut row = Vec::with_capacity(n);
-                for _ in 0..n {
-                    row.push(r.value()?);
-                }
-                rows.push(row);
-            }
-            REC_END => {
-                r.end(rows.len() as u64)?;
-                return Ok(rows);
-            }
-            t => return Err(r.bad(&format!("unknown record tag 0x{t:02x} in a data file"))),
+    let mut all = Vec::new();
+    let mut rows = RowBatches::open(stored, cipher, what)?;
+    while let Some(batch) = rows.next_batch(usize::MAX)? {
+        all.extend(batch);
+    }
+    Ok(all)
+}
+
+/// The rows of a stored data file, decoded a batch at a time: a reader holds the
+/// file's decompressed bytes and one batch of values, never the whole file decoded
+/// (decoded values take several times the bytes they were encoded in).
+pub struct RowBatches {
+    body: Vec<u8>,
+    at: usize,
+    what: String,
+    seen: u64,
+    done: bool,
+}
+
+impl RowBatches {
+    /// Opens (authenticates, decompresses) a stored data file.
+    pub fn open(stored: &[u8], cipher: Option<&Cipher>, what: &str) -> Result<RowBatches> {
+        Ok(RowBatches {
+            body: unpack(stored, cipher, what, KIND_ROWS)?,
+            at: 0,
+            what: what.to_string(),
+            seen: 0,
+            done: false,
+        })
+    }
+
+    /// Rows decoded so far.
+    pub fn rows(&self) -> u64 {
+        self.seen
+    }
+
+    /// The next up to `max` rows; `None` after the last (whose end record has been
+    /// checked against the rows seen).
+    pub fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Vec<Value>>>> {
+        if self.done {
+            return Ok(None);
         }
+        let mut r = Reader {
+            b: &self.body,
+            at: self.at,
+            what: &self.what,
+        };
+        let mut rows = Vec::new();
+        while rows.len() < max {
+            match r.u8()? {
+                REC_ROW => {
+                    let n = r.len_hint()?;
+                    let mut row = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        row.push(r.value()?);
+                    }
+                    rows.push(row);
+                }
+                REC_END => {
+                    r.end(self.seen + rows.len() as u64)?;
+                    self.done = true;
+                    break;
+                }
+                t => return Err(r.bad(&format!("unknown record tag 0x{t:02x} in a data file"))),
+            }
+        }
+        self.at = r.at;
+        self.seen += rows.len() as u64;
+        Ok(if rows.is_empty() && self.done {
+            None
+        } else {
+            Some(rows)
+        })
     }
 }
 

@@ -149,10 +149,15 @@ pub async fn check_files(repo: &Repo, chain: &[Manifest], parallel: usize) -> Re
         .iter()
         .flat_map(|m| m.files.iter().map(move |f| (m, f)))
         .collect();
-    let mut problems: Vec<String> = futures::stream::iter(all)
+    // the futures are made before they are streamed (not by a closure inside the
+    // stream), so the precheck's future is `Send` and runs on any worker
+    let checks: Vec<_> = all
+        .into_iter()
         .map(|(m, f)| check_file(repo, m, f))
+        .collect();
+    let mut problems: Vec<String> = futures::stream::iter(checks)
         .buffered(parallel.max(1))
-        .filter_map(|p| async move { p })
+        .filter_map(futures::future::ready)
         .collect()
         .await;
     if problems.is_empty() {

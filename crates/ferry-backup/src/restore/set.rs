@@ -443,31 +443,20 @@ async fn restore_file(
     let m = &chain[j.file.set];
     let what = format!("set {}: file {}", m.id, j.file.file.path);
     let bytes = repo.read_file(m, &j.file.file).await?;
-    let cipher = repo.cipher.clone();
-    let w2 = what.clone();
     let arrays = super::array_columns(&job.source, j.from, job_target_engine(dst));
-    let rows = tokio::task::spawn_blocking(move || {
-        let mut rows = codec::read_rows(&bytes, cipher.as_ref(), &w2)?;
-        if !arrays.is_empty() {
-            for r in &mut rows {
-                super::native_arrays(r, &arrays);
-            }
-        }
-        Ok::<_, Error>(rows)
-    })
-    .await
-    .map_err(|e| Error::definite(format!("decoding {what} crashed: {e}")))??;
-    if rows.len() as u64 != j.file.file.rows {
-        return Err(Error::definite(format!(
-            "{what}: holds {} rows, the manifest says {}",
-            rows.len(),
-            j.file.file.rows
-        ))
-        .with_hint("the set is damaged: `ferry backup verify` checks it; restore another set"));
-    }
+    let file = codec::RowBatches::open(&bytes, repo.cipher.as_ref(), &what)?;
+    drop(bytes);
     let begin = dst.dialect().begin();
     dst.exec(begin).await?;
-    match load_rows(dst, job, rows).await {
+    match load_rows(dst, job, file, &arrays).await {
+        Ok(n) if n != j.file.file.rows => {
+            let _ = dst.exec("ROLLBACK").await;
+            Err(Error::definite(format!(
+                "{what}: holds {n} rows, the manifest says {}",
+                j.file.file.rows
+            ))
+            .with_hint("the set is damaged: `ferry backup verify` checks it; restore another set"))
+        }
         Ok(n) => {
             let mark = mark_done_sql(dst, &fence.task, &j.chunk, n);
             dst.exec(&mark).await?;
@@ -485,21 +474,32 @@ async fn restore_file(
     }
 }
 
-/// Bulk-loads `rows` into the job's table inside the open transaction.
+/// Bulk-loads a data file's rows into the job's table inside the open
+/// transaction, decoding them a batch at a time as the load takes them (memory:
+/// the file's bytes and a few batches, whatever the file's row count); returns the
+/// rows loaded, which the caller checks against the manifest.
 async fn load_rows(
     dst: &mut Conn,
     job: &TableJob,
-    rows: Vec<Vec<ferry_core::Value>>,
+    mut file: codec::RowBatches,
+    arrays: &[usize],
 ) -> Result<u64> {
-    let (tx, rx) = mpsc::channel::<Batch>(4);
+    let (tx, rx) = mpsc::channel::<Batch>(2);
     let feed = async move {
-        let mut rows = rows;
-        while !rows.is_empty() {
-            let rest = rows.split_off(rows.len().min(BATCH_ROWS));
-            if tx.send(Batch::Rows(rows)).await.is_err() {
-                break;
+        loop {
+            let mut rows = match file.next_batch(BATCH_ROWS)? {
+                Some(rows) => rows,
+                None => return Ok::<(), Error>(()),
+            };
+            if !arrays.is_empty() {
+                for r in &mut rows {
+                    super::native_arrays(r, arrays);
+                }
             }
-            rows = rest;
+            if tx.send(Batch::Rows(rows)).await.is_err() {
+                // the loader stopped: its own error says why
+                return Ok(());
+            }
         }
     };
     let context = job.context();
@@ -511,7 +511,8 @@ async fn load_rows(
         context: &context,
         passthrough: false,
     };
-    let (n, ()) = tokio::join!(dst.bulk_load(load, rx), feed);
+    let (n, fed) = tokio::join!(dst.bulk_load(load, rx), feed);
+    fed?;
     n
 }
 

@@ -288,29 +288,13 @@ fn sendable<F: std::future::Future + Send>(f: F) -> F {
     f
 }
 
-/// [`ferry_backup::restore::precheck`] on a thread of its own: its future is not
-/// `Send` for every lifetime (a stream of borrowed files), so it cannot run in a
-/// task of the worker's runtime; a current-thread runtime there runs it.
+/// [`ferry_backup::restore::precheck`] with owned arguments (what the task runners
+/// hold).
 async fn precheck(
     repo: Option<Repo>,
     req: RestoreRequest,
 ) -> ferry_core::Result<ferry_backup::restore::RestorePlan> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let r = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(ferry_backup::restore::precheck(repo.as_ref(), &req)),
-            Err(e) => Err(ferry_core::Error::transient(format!(
-                "cannot start the precheck's runtime: {e}"
-            ))),
-        };
-        let _ = tx.send(r);
-    });
-    rx.await.map_err(|_| {
-        ferry_core::Error::transient("the precheck's thread ended without an answer")
-    })?
+    ferry_backup::restore::precheck(repo.as_ref(), &req).await
 }
 
 /// Does what task `t` is for, from the state it is in.
