@@ -43,6 +43,7 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
             };
             let source = Endpoint::parse(&source, "FERRY_SOURCE_PASSWORD")?;
             let objects = ObjectFilter::new(&include, &exclude)?;
+            ferry_backup::backup::check_cluster(&cluster)?;
             let repo = Repo::create_or_open(storage, key.as_deref()).await?;
             let req = BackupRequest {
                 cluster,

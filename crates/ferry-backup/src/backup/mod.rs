@@ -54,14 +54,19 @@ pub struct BackupReport {
     pub warnings: Vec<String>,
 }
 
+/// Refuses a cluster name that cannot name a repository directory (before anything
+/// is created for it).
+pub fn check_cluster(cluster: &str) -> Result<()> {
+    if crate::layout::valid_cluster(cluster) {
+        return Ok(());
+    }
+    Err(Error::definite(format!("{cluster:?} cannot be a cluster name"))
+        .with_hint("use lower-case letters, digits, '-' and '_' (at most 63)"))
+}
+
 /// Takes a backup of `req.source` into `repo`.
 pub async fn run_backup(repo: &Repo, req: &BackupRequest) -> Result<BackupReport> {
-    if !crate::layout::valid_cluster(&req.cluster) {
-        return Err(
-            Error::definite(format!("{:?} cannot be a cluster name", req.cluster))
-                .with_hint("use lower-case letters, digits, '-' and '_' (at most 63)"),
-        );
-    }
+    check_cluster(&req.cluster)?;
     let spec = cluster_spec(&req.cluster, &req.source, &req.objects, req.chunk_rows);
     let r = match req.kind {
         SetKind::Full => full::run(repo, req, &spec).await,
