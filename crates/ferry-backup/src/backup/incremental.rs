@@ -16,12 +16,26 @@ pub(super) async fn run(repo: &Repo, req: &BackupRequest, spec: &TaskSpec) -> Re
     let engine = req.source.engine;
     let take_full = "take a full backup of the cluster first (`ferry backup now CLUSTER` \
                      without --incremental)";
-    let Some(parent) = newest(repo.sets(Some(&req.cluster)).await?) else {
-        return Err(Error::definite(format!(
-            "cluster {} has no complete backup set to continue",
-            req.cluster
-        ))
-        .with_hint(take_full));
+    let sets = repo.sets(Some(&req.cluster)).await?;
+    let latest = sets.last().map(|m| m.id.clone());
+    let Some(parent) = newest(sets) else {
+        return Err(match latest {
+            // sets without a log position cannot be continued from
+            Some(id) => Error::definite(format!(
+                "set {id} of cluster {} has no log position (the source kept no log when it \
+                 was taken): an incremental cannot continue from it",
+                req.cluster
+            ))
+            .with_hint(
+                "enable the source's log (MySQL/MariaDB: log_bin with binlog_format=ROW; \
+                 PostgreSQL: wal_level=logical), then take a full backup",
+            ),
+            None => Error::definite(format!(
+                "cluster {} has no complete backup set to continue",
+                req.cluster
+            ))
+            .with_hint(take_full),
+        });
     };
     if parent.engine != engine.to_string() {
         return Err(Error::definite(format!(
