@@ -20,7 +20,7 @@ use crate::repo::Repo;
 use ferry_connector::{Connection, ReadFormat, SlotStart};
 use ferry_core::canonical::Digest;
 use ferry_core::chunk::{split_range, Batch, KeyRange};
-use ferry_core::{Error, LogicalType, Position, Result, Table, TaskSpec};
+use ferry_core::{Error, ErrorKind, LogicalType, Position, Result, Table, TaskSpec};
 use ferry_engine::copy::source_tables;
 use ferry_engine::{Conn, Role};
 use std::collections::VecDeque;
@@ -87,10 +87,32 @@ pub(super) async fn run(repo: &Repo, req: &BackupRequest, spec: &TaskSpec) -> Re
                 slot.drop_all().await?;
             }
             warnings.extend(slot.ensure_tables(&tables).await?);
-            Some(slot.create(prior.is_some()).await?)
+            match slot.create(prior.is_some()).await {
+                Ok(s) => Some(s),
+                // a full backup needs no log: without logical decoding (or the
+                // privilege to use it) the set is a plain snapshot with no log
+                // position — complete and restorable, but no incremental continues it
+                Err(e) if no_logical_decoding(&e) => {
+                    let _ = slot.drop_all().await;
+                    warnings.push(format!(
+                        "the source cannot keep a log anchor for cluster {} ({}): this set \
+                         has no log position, so no incremental can continue it and an \
+                         interrupted backup starts over; for incrementals set wal_level = \
+                         logical and grant REPLICATION",
+                        req.cluster,
+                        e.message.lines().next().unwrap_or_default()
+                    ));
+                    if let Some(p) = prior.take() {
+                        discard(repo, &req.cluster, &p.set, &mut warnings).await?;
+                    }
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         }
         None => None,
     };
+    let anchored = slot.is_none() || start.is_some();
 
     let jobs = req.jobs.max(1);
     let mut workers = Vec::with_capacity(jobs);
@@ -104,9 +126,19 @@ pub(super) async fn run(repo: &Repo, req: &BackupRequest, spec: &TaskSpec) -> Re
     };
     workers.truncate(snapshot.workers.max(1));
     warnings.extend(snapshot.warnings);
-    let position: Option<Position> = snapshot
-        .position
-        .or_else(|| start.as_ref().map(|s| s.position().clone()));
+    let position: Option<Position> = if anchored {
+        snapshot
+            .position
+            .or_else(|| start.as_ref().map(|s| s.position().clone()))
+    } else {
+        None
+    };
+    if position.is_none() {
+        // chunks of two snapshots are consistent only with the log between them
+        if let Some(p) = prior.take() {
+            discard(repo, &req.cluster, &p.set, &mut warnings).await?;
+        }
+    }
     let consistent_at = layout::rfc3339(now_unix());
 
     let ctxs: Vec<TableCtx> = tables
@@ -361,6 +393,12 @@ async fn resumable(
         }
     }
     Ok(best)
+}
+
+/// Whether a slot could not be created because the source does not decode its log
+/// logically (`wal_level` below `logical`) or the user may not.
+fn no_logical_decoding(e: &Error) -> bool {
+    e.is(ErrorKind::NoPrivilege) || e.message.contains("wal_level")
 }
 
 async fn discard(repo: &Repo, cluster: &str, set: &str, warnings: &mut Vec<String>) -> Result<()> {

@@ -60,8 +60,10 @@ pub fn check_cluster(cluster: &str) -> Result<()> {
     if crate::layout::valid_cluster(cluster) {
         return Ok(());
     }
-    Err(Error::definite(format!("{cluster:?} cannot be a cluster name"))
-        .with_hint("use lower-case letters, digits, '-' and '_' (at most 63)"))
+    Err(
+        Error::definite(format!("{cluster:?} cannot be a cluster name"))
+            .with_hint("use lower-case letters, digits, '-' and '_' (at most 63)"),
+    )
 }
 
 /// Takes a backup of `req.source` into `repo`.

@@ -90,7 +90,8 @@ pub async fn restore_set(
     };
     let from = manifest_engine(&chain[0])?;
     let spec = restore_spec(req, from);
-    let mut warnings = plan.warnings.clone();
+    // the plan's own warnings were told with the precheck
+    let mut warnings = Vec::new();
     let mut plan_warnings = Vec::new();
     let tables = plan_tables(&chain, &spec, from, &mut plan_warnings)?;
 
