@@ -826,3 +826,67 @@ async fn an_encrypted_repository_needs_its_key() {
     assert!(!out.status.success());
     assert!(text(&out).contains("FERRY_REPO_KEY"), "{}", text(&out));
 }
+
+/// A PostgreSQL user without the REPLICATION privilege (like a server at
+/// `wal_level = replica`) cannot keep a log anchor: the full backup is still taken,
+/// as a plain snapshot with no log position, with a warning saying what an
+/// incremental would need — and the incremental then says so too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgresql_full_backup_needs_no_logical_decoding() {
+    let src = fresh("postgres", "bk_norepl").await;
+    let role = ferry_testkit::unique_name("bk_norepl");
+    exec(
+        "postgres",
+        &src.url,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, s text); \
+             INSERT INTO t SELECT g, 'x' || g FROM generate_series(1, 50) g; \
+             CREATE ROLE {role} LOGIN NOREPLICATION; GRANT SELECT ON t TO {role}"
+        ),
+    )
+    .await;
+    let mut url = url::Url::parse(&src.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let name = cluster("norepl");
+    let out = ferry(&[
+        "backup",
+        "now",
+        &name,
+        "--source",
+        url.as_str(),
+        "--storage",
+        &storage,
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no log position") && text(&out).contains("REPLICATION"),
+        "{}",
+        text(&out)
+    );
+    let m = Manifest::from_json(&out.stdout, "output").unwrap();
+    assert_eq!(m.position, None);
+    assert_eq!(m.tables[0].rows, 50);
+    let inc = ferry(&[
+        "backup",
+        "now",
+        &name,
+        "--incremental",
+        "--source",
+        url.as_str(),
+        "--storage",
+        &storage,
+    ]);
+    assert!(!inc.status.success());
+    assert!(text(&inc).contains("has no log position"), "{}", text(&inc));
+    exec(
+        "postgres",
+        &src.url,
+        &format!("DROP OWNED BY {role}; DROP ROLE {role}"),
+    )
+    .await;
+}

@@ -86,9 +86,15 @@ pub(super) async fn run(repo: &Repo, req: &BackupRequest, spec: &TaskSpec) -> Re
             if prior.is_none() && slot.state().await?.is_some() {
                 slot.drop_all().await?;
             }
-            warnings.extend(slot.ensure_tables(&tables).await?);
-            match slot.create(prior.is_some()).await {
-                Ok(s) => Some(s),
+            let anchor = async {
+                let w = slot.ensure_tables(&tables).await?;
+                Ok::<_, Error>((w, slot.create(prior.is_some()).await?))
+            };
+            match anchor.await {
+                Ok((w, s)) => {
+                    warnings.extend(w);
+                    Some(s)
+                }
                 // a full backup needs no log: without logical decoding (or the
                 // privilege to use it) the set is a plain snapshot with no log
                 // position — complete and restorable, but no incremental continues it
