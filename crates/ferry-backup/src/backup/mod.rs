@@ -183,12 +183,36 @@ pub(crate) fn new_set(kind: SetKind) -> String {
 /// The source server's version string.
 pub(crate) async fn server_version(src: &mut ferry_engine::Conn) -> String {
     match src.query_text("SELECT version()").await {
-        Ok(rows) => rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten())
-            .unwrap_or_default(),
+        Ok(rows) => short_version(
+            &rows
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten())
+                .unwrap_or_default(),
+        ),
         Err(_) => String::new(),
+    }
+}
+
+/// The server's version as a DBA reads it (the data version column of the backup
+/// list): PostgreSQL's `version()` without its build platform and compiler
+/// (`PostgreSQL 15.20 (Debian 15.20-0+deb12u1)`); MariaDB/MySQL's as it is.
+fn short_version(v: &str) -> String {
+    v.split(" on ").next().unwrap_or(v).trim().to_string()
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn versions_lose_their_build_platform_only() {
+        assert_eq!(
+            super::short_version("PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu, compiled by gcc 12.2.0, 64-bit"),
+            "PostgreSQL 15.20 (Debian 15.20-0+deb12u1)"
+        );
+        assert_eq!(
+            super::short_version("10.11.19-MariaDB-0+deb12u1"),
+            "10.11.19-MariaDB-0+deb12u1"
+        );
     }
 }
 
