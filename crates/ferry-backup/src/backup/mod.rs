@@ -201,6 +201,11 @@ fn short_version(v: &str) -> String {
     v.split(" on ").next().unwrap_or(v).trim().to_string()
 }
 
+/// Hex text of a digest sum.
+pub(crate) fn digest_hex(d: &ferry_core::canonical::Digest) -> String {
+    format!("{:032x}", d.sum)
+}
+
 #[cfg(test)]
 mod version_tests {
     #[test]
@@ -214,9 +219,4 @@ mod version_tests {
             "10.11.19-MariaDB-0+deb12u1"
         );
     }
-}
-
-/// Hex text of a digest sum.
-pub(crate) fn digest_hex(d: &ferry_core::canonical::Digest) -> String {
-    format!("{:032x}", d.sum)
 }
