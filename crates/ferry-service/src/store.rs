@@ -688,6 +688,44 @@ impl Store {
         .transpose()
     }
 
+    /// One page of `SELECT {columns} FROM {table} WHERE {cond}`, newest first, and
+    /// how many rows match in all. `cond` numbers its parameters `$1…`: the `text`
+    /// ones first, then the `ints` (the task lists build their filters so).
+    pub(crate) async fn page(
+        &self,
+        table: &str,
+        columns: &str,
+        cond: &str,
+        text: &[String],
+        ints: &[i64],
+        (limit, offset): (i64, i64),
+    ) -> ServiceResult<(Vec<AnyRow>, i64)> {
+        let count_sql = format!("SELECT count(*) FROM {table} WHERE {cond}");
+        let mut q = sqlx::query(&count_sql);
+        for a in text {
+            q = q.bind(a);
+        }
+        for a in ints {
+            q = q.bind(*a);
+        }
+        let total: i64 = q.fetch_one(&self.pool).await?.try_get(0)?;
+        let n = text.len() + ints.len();
+        let list_sql = format!(
+            "SELECT {columns} FROM {table} WHERE {cond} ORDER BY created_ms DESC, id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query(&list_sql);
+        for a in text {
+            q = q.bind(a);
+        }
+        for a in ints {
+            q = q.bind(*a);
+        }
+        let rows = q.bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        Ok((rows, total))
+    }
+
     /// Tasks matching `f`, newest first, and how many match in all.
     pub async fn tasks(&self, f: &TaskFilter) -> ServiceResult<(Vec<TaskRow>, i64)> {
         let mut cond = vec!["deleted = 0".to_string()];
@@ -716,33 +754,17 @@ impl Store {
             cond.push(format!("created_ms < ${}", base + int_args.len()));
         }
         let cond = cond.join(" AND ");
-        let count_sql = format!("SELECT count(*) FROM tasks WHERE {cond}");
-        let mut q = sqlx::query(&count_sql);
-        for a in &args {
-            q = q.bind(a);
-        }
-        for a in &int_args {
-            q = q.bind(*a);
-        }
-        let total: i64 = q.fetch_one(&self.pool).await?.try_get(0)?;
-        let n = base + int_args.len();
-        let list_sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE {cond} ORDER BY created_ms DESC, id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut q = sqlx::query(&list_sql);
-        for a in &args {
-            q = q.bind(a);
-        }
-        for a in &int_args {
-            q = q.bind(*a);
-        }
-        let rows = q
-            .bind(f.limit)
-            .bind(f.offset)
-            .fetch_all(&self.pool)
-            .await?
+        let (rows, total) = self
+            .page(
+                "tasks",
+                TASK_COLUMNS,
+                &cond,
+                &args,
+                &int_args,
+                (f.limit, f.offset),
+            )
+            .await?;
+        let rows = rows
             .iter()
             .map(task_of)
             .collect::<ServiceResult<Vec<_>>>()?;

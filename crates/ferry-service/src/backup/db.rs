@@ -369,33 +369,17 @@ impl Store {
             cond.push(format!("created_ms < ${}", base + ints.len()));
         }
         let cond = cond.join(" AND ");
-        let count_sql = format!("SELECT count(*) FROM backup_tasks WHERE {cond}");
-        let mut q = sqlx::query(&count_sql);
-        for a in &text {
-            q = q.bind(a);
-        }
-        for a in &ints {
-            q = q.bind(*a);
-        }
-        let total: i64 = q.fetch_one(&self.pool).await?.try_get(0)?;
-        let n = base + ints.len();
-        let list_sql = format!(
-            "SELECT {TASK_COLUMNS} FROM backup_tasks WHERE {cond} ORDER BY created_ms DESC, id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut q = sqlx::query(&list_sql);
-        for a in &text {
-            q = q.bind(a);
-        }
-        for a in &ints {
-            q = q.bind(*a);
-        }
-        let rows = q
-            .bind(f.limit)
-            .bind(f.offset)
-            .fetch_all(&self.pool)
-            .await?
+        let (rows, total) = self
+            .page(
+                "backup_tasks",
+                TASK_COLUMNS,
+                &cond,
+                &text,
+                &ints,
+                (f.limit, f.offset),
+            )
+            .await?;
+        let rows = rows
             .iter()
             .map(task_of)
             .collect::<ServiceResult<Vec<_>>>()?;
