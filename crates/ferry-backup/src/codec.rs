@@ -9,7 +9,7 @@
 //! stored  = plain | sealed(plain)          sealed: see crate::cipher (FZX1, nonce, AEAD)
 //! plain   = "FZR" version:u8=1 kind:u8 compression:u8=1   header, 6 bytes
 //!           zstd-frame(body)                              with zstd's content checksum
-//! kind    = 1 rows (data file) | 2 changes (changes file)
+//! kind    = 1 rows (data file) | 2 changes (changes file) | 3 log piece (crate::log::piece)
 //! body    = record* end
 //! record  = 0x01 ncols:varint value*       (rows files)  a row
 //!         | 0x02 ncols:varint cell*        (changes)     Put: the row's final image
@@ -50,6 +50,8 @@ pub const ZSTD_LEVEL: i32 = 3;
 
 const KIND_ROWS: u8 = 1;
 const KIND_CHANGES: u8 = 2;
+/// A log piece ([`crate::log::piece`]).
+pub(crate) const KIND_LOG: u8 = 3;
 const COMPRESSION_ZSTD: u8 = 1;
 
 const REC_END: u8 = 0x00;
@@ -99,6 +101,21 @@ impl FileWriter {
     /// A changes file.
     pub fn changes() -> FileWriter {
         FileWriter::new(KIND_CHANGES)
+    }
+
+    /// A log piece (records encoded by [`crate::log::piece`]).
+    pub(crate) fn log() -> FileWriter {
+        FileWriter::new(KIND_LOG)
+    }
+
+    /// Appends records encoded elsewhere (a log piece's), counting `records`.
+    pub(crate) fn add_encoded(&mut self, encoded: &[u8], records: u64) -> Result<()> {
+        self.scratch.extend_from_slice(encoded);
+        self.count += records;
+        if self.scratch.len() >= 64 * 1024 {
+            self.flush_scratch()?;
+        }
+        Ok(())
     }
 
     fn new(kind: u8) -> FileWriter {
@@ -335,13 +352,18 @@ pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-fn damaged(what: &str, why: &str) -> Error {
+pub(crate) fn damaged(what: &str, why: &str) -> Error {
     Error::definite(format!("{what}: damaged backup file: {why}"))
         .with_hint("`ferry backup verify` checks the set; restore from another set or copy")
 }
 
 /// The decompressed body of a stored file (opened with the key when sealed).
-fn unpack(stored: &[u8], cipher: Option<&Cipher>, what: &str, want: u8) -> Result<Vec<u8>> {
+pub(crate) fn unpack(
+    stored: &[u8],
+    cipher: Option<&Cipher>,
+    what: &str,
+    want: u8,
+) -> Result<Vec<u8>> {
     let opened;
     let plain: &[u8] = if cipher::is_sealed(stored) {
         match cipher {
@@ -382,6 +404,7 @@ fn unpack(stored: &[u8], cipher: Option<&Cipher>, what: &str, want: u8) -> Resul
         let name = |k: u8| match k {
             KIND_ROWS => "a data file".to_string(),
             KIND_CHANGES => "a changes file".to_string(),
+            KIND_LOG => "a log piece".to_string(),
             k => format!("a file of unknown kind {k}"),
         };
         return Err(damaged(
@@ -399,7 +422,7 @@ fn unpack(stored: &[u8], cipher: Option<&Cipher>, what: &str, want: u8) -> Resul
     Ok(out)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -413,7 +436,7 @@ fn put_str(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn put_value(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.push(0x00),
         Value::Bool(false) => out.push(0x01),
@@ -449,34 +472,34 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 
 /// A cursor over a decoded body; every read is bounds-checked (garbage gives an
 /// error naming the file, never a panic or a huge allocation).
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-    what: &'a str,
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) at: usize,
+    pub(crate) what: &'a str,
 }
 
 impl Reader<'_> {
-    fn bad(&self, why: &str) -> Error {
+    pub(crate) fn bad(&self, why: &str) -> Error {
         damaged(
             self.what,
             &format!("{why} (at byte {} of the decoded contents)", self.at),
         )
     }
 
-    fn peek(&self) -> Result<u8> {
+    pub(crate) fn peek(&self) -> Result<u8> {
         self.b
             .get(self.at)
             .copied()
             .ok_or_else(|| self.bad("unexpected end of the file"))
     }
 
-    fn u8(&mut self) -> Result<u8> {
+    pub(crate) fn u8(&mut self) -> Result<u8> {
         let v = self.peek()?;
         self.at += 1;
         Ok(v)
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8]> {
         if self.b.len() - self.at < n {
             return Err(self.bad("unexpected end of the file"));
         }
@@ -485,7 +508,7 @@ impl Reader<'_> {
         Ok(s)
     }
 
-    fn varint(&mut self) -> Result<u64> {
+    pub(crate) fn varint(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.u8()?;
@@ -502,7 +525,7 @@ impl Reader<'_> {
 
     /// A count of items that follow (each at least one byte): larger than what is
     /// left is damage.
-    fn len_hint(&mut self) -> Result<usize> {
+    pub(crate) fn len_hint(&mut self) -> Result<usize> {
         let n = self.varint()?;
         if n > (self.b.len() - self.at) as u64 {
             return Err(self.bad("a count larger than the rest of the file"));
@@ -510,7 +533,7 @@ impl Reader<'_> {
         Ok(n as usize)
     }
 
-    fn bytes(&mut self) -> Result<Vec<u8>> {
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>> {
         let n = self.varint()?;
         if n > (self.b.len() - self.at) as u64 {
             return Err(self.bad("a length larger than the rest of the file"));
@@ -518,12 +541,12 @@ impl Reader<'_> {
         Ok(self.take(n as usize)?.to_vec())
     }
 
-    fn text(&mut self) -> Result<String> {
+    pub(crate) fn text(&mut self) -> Result<String> {
         let b = self.bytes()?;
         String::from_utf8(b).map_err(|_| self.bad("text that is not UTF-8"))
     }
 
-    fn value(&mut self) -> Result<Value> {
+    pub(crate) fn value(&mut self) -> Result<Value> {
         let tag = self.u8()?;
         Ok(match tag {
             0x00 => Value::Null,
@@ -556,7 +579,7 @@ impl Reader<'_> {
         })
     }
 
-    fn end(&mut self, seen: u64) -> Result<()> {
+    pub(crate) fn end(&mut self, seen: u64) -> Result<()> {
         let n = self.varint()?;
         if n != seen {
             return Err(self.bad(&format!("the file says {n} records but holds {seen}")));

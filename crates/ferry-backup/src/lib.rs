@@ -15,6 +15,9 @@
 //! - [`backup`] — writing sets: full (one snapshot, parallel chunks) and
 //!   incremental (the net changes read from the source's log between two sets);
 //! - [`verify`] — re-reading every file of a set against its manifest;
+//! - [`log`] — log backup: the change stream archived continuously (point-in-time
+//!   restore), restorable windows, marks;
+//! - [`physical`] — physical backups (PostgreSQL base backup + WAL, mariadb-backup);
 //! - [`restore`] — restoring a set chain (or a dump file) into a database.
 //!
 //! The repository layout is documented in `docs/backup-repository.md`.
@@ -23,7 +26,9 @@ pub mod backup;
 pub mod cipher;
 pub mod codec;
 pub mod layout;
+pub mod log;
 pub mod manifest;
+pub mod physical;
 pub mod repo;
 pub mod restore;
 pub mod storage;

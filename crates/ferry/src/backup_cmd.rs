@@ -76,8 +76,9 @@ pub enum BackupCmd {
     List {
         /// Only this cluster's.
         cluster: Option<String>,
-        /// `data` (sets and data backup tasks), `cleanup`, `secondary`, `restore`,
-        /// `drill`.
+        /// `data` (sets and data backup tasks), `log` (log backup tasks / the
+        /// archive), `window` (restorable windows), `mark`, `cleanup`, `secondary`,
+        /// `secondary-log`, `restore`, `drill`.
         #[arg(long, default_value = "data")]
         kind: String,
         #[command(flatten)]
@@ -95,6 +96,25 @@ pub enum BackupCmd {
         #[command(flatten)]
         direct: Direct,
     },
+    /// Log backup: the cluster's change stream archived continuously (for
+    /// point-in-time restore).
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+    /// Makes a named restore point of a cluster (`restore create --until mark:NAME`):
+    /// the source's log position now.
+    Mark {
+        /// The cluster.
+        cluster: String,
+        /// The mark's name: letters, digits, '.', '-', '_'.
+        name: String,
+        /// The cluster's database (direct mode; the service takes the policy's).
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        direct: Direct,
+    },
     /// Re-reads every file of a set and checks checksums, decoding and row counts.
     /// Exit 0 when intact, 1 when a file is missing or damaged.
     Verify {
@@ -102,6 +122,52 @@ pub enum BackupCmd {
         set: String,
         #[command(flatten)]
         direct: Direct,
+    },
+}
+
+/// `ferry backup log …`.
+#[derive(Subcommand, Debug)]
+pub enum LogCmd {
+    /// Archives the cluster's change stream here, in the foreground, until
+    /// interrupted (direct mode: --storage and --source; the service runs it as the
+    /// cluster's log backup task instead). Run it again to continue the archive.
+    Run {
+        /// The cluster.
+        cluster: String,
+        /// The database whose log is archived.
+        #[arg(long)]
+        source: String,
+        /// `logical` (row changes: restorable into either engine) or `physical`
+        /// (PostgreSQL WAL, for a physical restore).
+        #[arg(long, default_value = "logical")]
+        method: String,
+        /// Close a piece (at a transaction end) once it is this many seconds old.
+        #[arg(long, default_value_t = 10)]
+        piece_seconds: u64,
+        /// …or holds this many MiB of encoded changes.
+        #[arg(long, default_value_t = 16)]
+        piece_mb: u64,
+        /// Tables to include.
+        #[arg(long = "include")]
+        include: Vec<String>,
+        /// Tables to exclude.
+        #[arg(long = "exclude")]
+        exclude: Vec<String>,
+        /// No progress lines.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        direct: Direct,
+    },
+    /// Starts the cluster's log backup task on the service (a stopped or failed one).
+    Start {
+        /// The cluster.
+        cluster: String,
+    },
+    /// Stops the cluster's log backup task on the service.
+    Stop {
+        /// The cluster.
+        cluster: String,
     },
 }
 
@@ -152,6 +218,13 @@ pub struct PolicyArgs {
     /// Scratch database restore drills write to (emptied each time).
     #[arg(long)]
     pub drill_target: Option<String>,
+    /// Log backup: `on` archives the cluster's change stream continuously (a log
+    /// backup task), `off` (default) does not.
+    #[arg(long, default_value = "off")]
+    pub log: String,
+    /// The log backup's method: `logical` or `physical` (PostgreSQL WAL).
+    #[arg(long, default_value = "logical")]
+    pub log_method: String,
     /// Tables to include.
     #[arg(long = "include")]
     pub include: Vec<String>,
@@ -168,20 +241,31 @@ pub struct PolicyArgs {
 pub enum RestoreCmd {
     /// Restores a set (with its incremental chain) or a dump file into a database.
     Create {
-        /// The set to restore (an incremental one brings its chain).
+        /// The set to restore (an incremental one brings its chain); with --until,
+        /// the cluster whose archive is restored to that point.
         #[arg(
             long,
             required_unless_present = "from_dump",
             conflicts_with = "from_dump"
         )]
         from: Option<String>,
+        /// Restore the cluster named by --from to this point: a time
+        /// (2026-12-01T10:15:00Z), a position (lsn:0/3A00F10, binlog:FILE:POS), a
+        /// GTID (gtid:0-1-4711) or a mark (mark:NAME).
+        #[arg(long, requires = "from")]
+        until: Option<String>,
+        /// A physical restore: write a PostgreSQL data directory here (empty or
+        /// absent) that recovers to --until when a server is started on it, instead
+        /// of restoring rows into --target.
+        #[arg(long, conflicts_with = "target")]
+        data_dir: Option<String>,
         /// A dump file in storage (mysqldump / mariadb-dump SQL, pg_dump plain SQL
         /// or custom format): `s3://…/shop.sql`, `file:///…/shop.dump`.
         #[arg(long)]
         from_dump: Option<String>,
         /// The database to restore into.
-        #[arg(long)]
-        target: String,
+        #[arg(long, required_unless_present = "data_dir")]
+        target: Option<String>,
         /// Only these tables (patterns as in objects.include).
         #[arg(long = "include")]
         include: Vec<String>,
@@ -223,8 +307,15 @@ pub enum RestoreCmd {
 /// Runs `ferry backup …`.
 pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<std::process::ExitCode> {
     let direct = match &cmd {
-        BackupCmd::Policy { .. } => None,
-        BackupCmd::Now { direct, .. }
+        BackupCmd::Policy { .. }
+        | BackupCmd::Log {
+            cmd: LogCmd::Start { .. } | LogCmd::Stop { .. },
+        } => None,
+        BackupCmd::Log {
+            cmd: LogCmd::Run { direct, .. },
+        }
+        | BackupCmd::Mark { direct, .. }
+        | BackupCmd::Now { direct, .. }
         | BackupCmd::List { direct, .. }
         | BackupCmd::Show { direct, .. }
         | BackupCmd::Verify { direct, .. } => direct.storage.clone(),
@@ -238,6 +329,9 @@ pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<std::process:
 /// Runs `ferry restore …`.
 pub async fn restore(client: &ClientOpts, cmd: RestoreCmd) -> Result<std::process::ExitCode> {
     match &cmd {
+        RestoreCmd::Create {
+            data_dir: Some(_), ..
+        } => crate::physical_local::restore(client, cmd).await,
         RestoreCmd::Create {
             direct, from_dump, ..
         } if direct.storage.is_some() || from_dump.is_some() => {

@@ -23,6 +23,9 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
         BackupCmd::Policy { .. } => {
             bail!("backup policies live on the service: run `ferry backup policy …` without --storage")
         }
+        BackupCmd::Log { .. } | BackupCmd::Mark { .. } => {
+            bail!("log backup in direct mode is not built yet")
+        }
         BackupCmd::Now {
             cluster,
             incremental,

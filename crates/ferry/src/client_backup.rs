@@ -192,6 +192,9 @@ fn out(client: &ClientOpts, v: &Value, text: impl FnOnce(&Value)) -> ExitCode {
 pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<ExitCode> {
     let api = api(client)?;
     match cmd {
+        BackupCmd::Log { .. } | BackupCmd::Mark { .. } => {
+            anyhow::bail!("log backup on the service is not built yet")
+        }
         BackupCmd::Policy { cmd } => match cmd {
             PolicyCmd::Set(a) => {
                 let body = json!({

@@ -31,6 +31,7 @@ mod backup_local;
 mod client;
 mod client_backup;
 mod log;
+mod physical_local;
 mod restore_local;
 use std::process::ExitCode;
 use std::sync::Arc;

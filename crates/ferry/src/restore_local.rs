@@ -50,9 +50,14 @@ pub async fn run(_client: &ClientOpts, cmd: RestoreCmd) -> Result<ExitCode> {
         jobs,
         quiet,
         direct,
+        until: _,
+        data_dir: _,
     } = cmd
     else {
         anyhow::bail!("only `ferry restore create` runs without a service");
+    };
+    let Some(target) = target else {
+        anyhow::bail!("give the database to restore into with --target");
     };
     let target = Endpoint::parse(&target, "FERRY_TARGET_PASSWORD")?;
     let objects = ObjectFilter::new(&include, &exclude)?;
@@ -74,6 +79,7 @@ pub async fn run(_client: &ClientOpts, cmd: RestoreCmd) -> Result<ExitCode> {
     let name = name.unwrap_or_else(|| match &from {
         RestoreFrom::Set(id) => default_name(id),
         RestoreFrom::Dump(_) => "restore-dump".to_string(),
+        RestoreFrom::PointInTime { cluster, .. } => default_name(&format!("{cluster}-pitr")),
     });
     let req = RestoreRequest {
         name,
@@ -90,6 +96,7 @@ pub async fn run(_client: &ClientOpts, cmd: RestoreCmd) -> Result<ExitCode> {
     let what = match &req.from {
         RestoreFrom::Set(id) => format!("set {id}"),
         RestoreFrom::Dump(url) => format!("dump {url}"),
+        RestoreFrom::PointInTime { cluster, until } => format!("cluster {cluster} at {until}"),
     };
     println!("restore {}: {what} into {}", req.name, req.target);
     let plan = match precheck(repo.as_ref(), &req).await {

@@ -258,6 +258,7 @@ pub async fn precheck_dump(req: &RestoreRequest, url: &str) -> Result<RestorePla
         chain: Vec::new(),
         tables: Vec::new(),
         warnings,
+        ..Default::default()
     })
 }
 

@@ -18,6 +18,7 @@
 pub mod changes;
 pub mod compare;
 pub mod dump;
+pub mod pitr;
 pub mod precheck;
 pub mod set;
 
@@ -34,6 +35,14 @@ pub enum RestoreFrom {
     /// A dump file's storage URL (mysqldump / mariadb-dump SQL, pg_dump plain SQL or
     /// custom format).
     Dump(String),
+    /// A cluster restored to a point in time: its newest set chain before the
+    /// point plus the log archive up to it ([`pitr`]).
+    PointInTime {
+        /// The cluster.
+        cluster: String,
+        /// Where to stop.
+        until: crate::log::RestorePoint,
+    },
 }
 
 /// A restore.
@@ -64,6 +73,11 @@ pub struct RestorePlan {
     pub tables: Vec<TableId>,
     /// What the user should know.
     pub warnings: Vec<String>,
+    /// A point-in-time restore: the archived pieces replayed after the chain, in
+    /// order (empty otherwise).
+    pub pieces: Vec<crate::log::PieceEntry>,
+    /// A point-in-time restore: the point, resolved (a mark to its position).
+    pub until: Option<crate::log::RestorePoint>,
 }
 
 /// One table's progress.
@@ -111,6 +125,16 @@ pub async fn precheck(repo: Option<&Repo>, req: &RestoreRequest) -> Result<Resto
             precheck::precheck_set(repo, req, id).await
         }
         RestoreFrom::Dump(url) => dump::precheck_dump(req, url).await,
+        RestoreFrom::PointInTime { cluster, until } => {
+            let repo = repo.ok_or_else(|| {
+                Error::definite(format!(
+                    "restore {}: cluster {cluster}'s archive needs a repository",
+                    req.name
+                ))
+                .with_hint("name the repository with --storage")
+            })?;
+            pitr::precheck_pitr(repo, req, cluster, until).await
+        }
     }
 }
 
@@ -131,6 +155,16 @@ pub async fn run_restore(
             set::restore_set(repo, req, plan, progress).await
         }
         RestoreFrom::Dump(url) => dump::import_dump(req, url, progress).await,
+        RestoreFrom::PointInTime { cluster, .. } => {
+            let repo = repo.ok_or_else(|| {
+                Error::definite(format!(
+                    "restore {}: cluster {cluster}'s archive needs a repository",
+                    req.name
+                ))
+                .with_hint("name the repository with --storage")
+            })?;
+            pitr::restore_pitr(repo, req, plan, progress).await
+        }
     }
 }
 

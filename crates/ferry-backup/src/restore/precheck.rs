@@ -317,6 +317,7 @@ pub async fn precheck_set(repo: &Repo, req: &RestoreRequest, id: &str) -> Result
         tables: tables.iter().map(|t| t.target.clone()).collect(),
         chain,
         warnings,
+        ..Default::default()
     })
 }
 

@@ -83,7 +83,11 @@ pub async fn restore_set(
     let chain = if plan.chain.is_empty() {
         match &req.from {
             super::RestoreFrom::Set(id) => resolve_chain(repo, id).await?,
-            super::RestoreFrom::Dump(_) => unreachable!("a dump is not a set"),
+            super::RestoreFrom::Dump(_) | super::RestoreFrom::PointInTime { .. } => {
+                return Err(ferry_core::Error::definite(
+                    "a restore without a set chain in its plan (a Ferry bug)",
+                ))
+            }
         }
     } else {
         plan.chain.clone()

@@ -6,7 +6,7 @@
 //! `recovering`, waits with backoff and starts again from the position the target
 //! holds. Only definite errors fail the task.
 
-pub(crate) mod apply;
+pub mod apply;
 pub(crate) mod apply_loop;
 pub(crate) mod backfill;
 pub mod protect;
