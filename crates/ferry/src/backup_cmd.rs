@@ -49,6 +49,11 @@ pub enum BackupCmd {
         /// of a full one.
         #[arg(long)]
         incremental: bool,
+        /// `logical` (rows: restorable into either engine, default) or `physical`
+        /// (PostgreSQL: base backup over the replication protocol; MariaDB/MySQL:
+        /// `mariadb-backup`) — direct mode.
+        #[arg(long, default_value = "logical")]
+        method: String,
         /// The database to back up (direct mode; the service takes the policy's).
         #[arg(long)]
         source: Option<String>,
