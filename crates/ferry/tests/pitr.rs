@@ -1,0 +1,371 @@
+//! Point-in-time restores (`ferry restore create --from CLUSTER --until POINT`) of
+//! the logical method against real throwaway servers, the pgBackRest way: a full
+//! backup, the log archiver running (`ferry backup log run`), a marker row written
+//! before each recovery target (a time, a mark, a position, a GTID), ordinary
+//! updates and deletes between them; each target restored into both engines must
+//! hold exactly the markers before it and every other row as the source had it at
+//! that moment. Points outside the windows, deleted and damaged pieces fail the
+//! precheck naming them; a replay killed with SIGKILL resumes and applies every
+//! transaction exactly once.
+
+mod common;
+
+use common::{fresh, query_lines, text};
+use ferry_backup::backup::{run_backup, BackupRequest};
+use ferry_backup::log::index::{self, LogArchive};
+use ferry_backup::manifest::{Manifest, SetKind};
+use ferry_backup::repo::Repo;
+use ferry_core::select::ObjectFilter;
+use ferry_core::Endpoint;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn cluster(hint: &str) -> String {
+    ferry_testkit::unique_name(hint)
+        .replace('_', "-")
+        .to_lowercase()
+}
+
+fn uname(hint: &str) -> String {
+    ferry_testkit::unique_name(hint).replace('_', "-")
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn rfc(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+async fn exec(engine: &str, url: &str, sql: &str) {
+    if engine == "postgres" {
+        ferry_testkit::pg_exec(url, sql).await;
+    } else {
+        ferry_testkit::mysql_exec(url, sql).await;
+    }
+}
+
+/// `ferry backup log run` in the background; killed when dropped.
+struct Archiver(Child);
+
+impl Archiver {
+    fn start(cluster: &str, source: &str, storage: &str) -> Archiver {
+        let log = std::env::temp_dir().join(format!("{cluster}-archiver.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args([
+                "backup",
+                "log",
+                "run",
+                cluster,
+                "--source",
+                source,
+                "--storage",
+                storage,
+                "--piece-seconds",
+                "1",
+                "--quiet",
+            ])
+            .env("FERRY_LOG", "warn")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start ferry backup log run");
+        Archiver(child)
+    }
+
+    fn log(&self, cluster: &str) -> String {
+        std::fs::read_to_string(std::env::temp_dir().join(format!("{cluster}-archiver.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn archive_of(storage: &str, cluster: &str) -> LogArchive {
+    let repo = Repo::open(storage, None).await.unwrap();
+    index::read_archive(&repo, cluster).await.unwrap()
+}
+
+/// Waits until the archive's latest backup point is at or after `t_us` (the
+/// archiver writes its head as it goes).
+async fn wait_point(storage: &str, cluster: &str, t_us: i64, a: &mut Archiver) {
+    let t0 = Instant::now();
+    loop {
+        let arch = archive_of(storage, cluster).await;
+        if arch
+            .head
+            .as_ref()
+            .is_some_and(|h| h.archived_through_us >= t_us)
+        {
+            return;
+        }
+        if let Some(st) = a.0.try_wait().unwrap() {
+            panic!("the archiver exited ({st}):\n{}", a.log(cluster));
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "the latest backup point did not reach {}: {:?}\n{}",
+            rfc(t_us),
+            arch.head,
+            a.log(cluster)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn full_backup(storage: &str, cluster: &str, source: &str) -> Manifest {
+    let repo = Repo::create_or_open(storage, None).await.unwrap();
+    let req = BackupRequest {
+        cluster: cluster.into(),
+        source: Endpoint::parse(source, "FERRY_TEST_UNSET_PASSWORD").unwrap(),
+        objects: ObjectFilter::default(),
+        kind: SetKind::Full,
+        jobs: 2,
+        chunk_rows: 1000,
+        quiet: true,
+    };
+    run_backup(&repo, &req)
+        .await
+        .unwrap_or_else(|e| panic!("backup of {source}: {e}"))
+        .manifest
+}
+
+fn ferry_out(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("FERRY_LOG", "warn")
+        .env_remove("FERRY_REPO_KEY")
+        .output()
+        .expect("run ferry")
+}
+
+/// `ferry restore create --from CLUSTER --until POINT …`.
+fn pitr(cluster: &str, until: &str, target: &str, storage: &str, name: &str) -> Output {
+    ferry_out(&[
+        "restore", "create", "--from", cluster, "--until", until, "--target", target,
+        "--storage", storage, "--name", name, "--jobs", "2",
+    ])
+}
+
+/// The source's log position now (after everything committed so far).
+async fn position(engine: &str, url: &str) -> String {
+    if engine == "postgres" {
+        let l = query_lines(engine, url, "SELECT pg_current_wal_lsn()::text").await;
+        format!("lsn:{}", l[0])
+    } else {
+        let l = query_lines(engine, url, "SHOW MASTER STATUS").await;
+        let cols: Vec<&str> = l[0].split('|').collect();
+        format!("binlog:{}:{}", cols[0], cols[1])
+    }
+}
+
+/// The MariaDB server's GTID position now, as a restore point.
+async fn gtid(url: &str) -> String {
+    let l = query_lines("mysql", url, "SELECT @@gtid_binlog_pos").await;
+    // one domain in the test servers: `0-1-57`
+    format!("gtid:{}", l[0].split(',').next().unwrap())
+}
+
+/// Every row of the test tables, as text, in key order.
+async fn state(engine: &str, url: &str) -> Vec<String> {
+    let q = |t: &str| {
+        if engine == "postgres" {
+            // the schema a restore into PostgreSQL put the table in
+            format!("SELECT '{t}', * FROM {t} ORDER BY id")
+        } else {
+            format!("SELECT '{t}', {t}.* FROM {t} ORDER BY id")
+        }
+    };
+    let mut out = Vec::new();
+    for t in ["items", "markers"] {
+        out.extend(query_lines(engine, url, &q(t)).await);
+    }
+    out
+}
+
+/// The URL that reaches the restored tables of a PostgreSQL target (a MariaDB
+/// source's database becomes a schema there: put it on the search path).
+async fn reach(engine: &str, url: &str) -> String {
+    if engine != "postgres" {
+        return url.to_string();
+    }
+    let l = query_lines(
+        engine,
+        url,
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'markers' \
+         AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .await;
+    assert_eq!(l.len(), 1, "markers restored once: {l:?}");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{}", l[0])
+}
+
+/// Restores `cluster` to `until` into a fresh database of `engine`; it must hold
+/// `expect` (the source's rows at that moment).
+async fn restore_to(
+    cluster: &str,
+    storage: &str,
+    until: &str,
+    engine: &str,
+    expect: &[String],
+    what: &str,
+) {
+    let dst = fresh(engine, &format!("pitr_{engine}")).await;
+    let out = pitr(cluster, until, &dst.url, storage, &uname("pitr"));
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "restore to {what} ({until}) into {engine} failed:\n{t}"
+    );
+    assert!(t.contains("replayed"), "{t}");
+    let got = state(engine, &reach(engine, &dst.url).await).await;
+    assert_eq!(
+        got, expect,
+        "restore to {what} ({until}) into {engine}: rows differ from the source at that moment\n{t}"
+    );
+}
+
+/// The pgBackRest method for one source engine, into both engines.
+async fn markers_before_each_target(engine: &str) {
+    let src = fresh(engine, &format!("pitr_src_{engine}")).await;
+    let (items, markers) = if engine == "postgres" {
+        (
+            "CREATE TABLE items (id int PRIMARY KEY, v varchar(40), n int);
+             INSERT INTO items SELECT g, 'item ' || g, g FROM generate_series(1, 300) g;",
+            "CREATE TABLE markers (id int PRIMARY KEY, note varchar(40));",
+        )
+    } else {
+        (
+            "CREATE TABLE items (id int PRIMARY KEY, v varchar(40), n int);
+             INSERT INTO items SELECT seq, CONCAT('item ', seq), seq FROM seq_1_to_300;",
+            "CREATE TABLE markers (id int PRIMARY KEY, note varchar(40));",
+        )
+    };
+    exec(engine, &src.url, items).await;
+    exec(engine, &src.url, markers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("file://{}", dir.path().display());
+    Repo::create_or_open(&storage, None).await.unwrap();
+    let c = cluster(&format!("pitr-{engine}"));
+    let mut archiver = Archiver::start(&c, &src.url, &storage);
+    // the archive has started once its head is written
+    wait_point(&storage, &c, 1, &mut archiver).await;
+    let set = full_backup(&storage, &c, &src.url).await;
+    // a set's consistent time has whole seconds: points a second after it are inside
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let step = |n: i32| {
+        format!(
+            "UPDATE items SET n = n + {n} WHERE id % 7 = {m};
+             DELETE FROM items WHERE id BETWEEN {a} AND {b};
+             INSERT INTO items VALUES ({i}, 'new {n}', {n});",
+            m = n % 7,
+            a = n * 10,
+            b = n * 10 + 4,
+            i = 1000 + n
+        )
+    };
+    // before the beginning: a marker the set already holds
+    exec(engine, &src.url, "INSERT INTO markers VALUES (0, 'in the set')").await;
+    let mut expected = Vec::new();
+    let mut points: Vec<(String, &str)> = Vec::new();
+
+    exec(engine, &src.url, &step(1)).await;
+    exec(engine, &src.url, "INSERT INTO markers VALUES (1, 'one')").await;
+    let t1 = now_us();
+    expected.push(state(engine, &src.url).await);
+    points.push((rfc(t1), "a time"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    exec(engine, &src.url, &step(2)).await;
+    exec(engine, &src.url, "INSERT INTO markers VALUES (2, 'two')").await;
+    let out = ferry_out(&[
+        "backup", "mark", &c, "m2", "--source", &src.url, "--storage", &storage,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    expected.push(state(engine, &src.url).await);
+    points.push(("mark:m2".into(), "a mark"));
+
+    exec(engine, &src.url, &step(3)).await;
+    exec(engine, &src.url, "INSERT INTO markers VALUES (3, 'three')").await;
+    let p3 = position(engine, &src.url).await;
+    let g3 = if engine == "mysql" {
+        Some(gtid(&src.url).await)
+    } else {
+        None
+    };
+    expected.push(state(engine, &src.url).await);
+    points.push((p3, "a position"));
+
+    exec(engine, &src.url, &step(4)).await;
+    exec(engine, &src.url, "INSERT INTO markers VALUES (4, 'four')").await;
+    let t4 = now_us();
+    expected.push(state(engine, &src.url).await);
+    points.push((rfc(t4), "a later time"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // after the last target: must never appear
+    exec(engine, &src.url, &step(5)).await;
+    exec(engine, &src.url, "INSERT INTO markers VALUES (5, 'five')").await;
+    wait_point(&storage, &c, t4, &mut archiver).await;
+
+    // every target into the source's own engine
+    for (i, (p, what)) in points.iter().enumerate() {
+        let markers: Vec<&String> = expected[i]
+            .iter()
+            .filter(|l| l.starts_with("markers|"))
+            .collect();
+        assert_eq!(markers.len(), i + 2, "{markers:?}");
+        restore_to(&c, &storage, p, engine, &expected[i], what).await;
+    }
+    if let Some(g) = &g3 {
+        restore_to(&c, &storage, g, engine, &expected[2], "a GTID").await;
+    }
+    // and into the other engine
+    let other = if engine == "postgres" {
+        "mysql"
+    } else {
+        "postgres"
+    };
+    restore_to(&c, &storage, &points[1].0, other, &expected[1], points[1].1).await;
+    match &g3 {
+        Some(g) => restore_to(&c, &storage, g, other, &expected[2], "a GTID").await,
+        None => restore_to(&c, &storage, &points[3].0, other, &expected[3], points[3].1).await,
+    }
+
+    // points outside the window: before its full set, after the latest backup point
+    let dst = fresh(engine, "pitr_outside").await;
+    let head = archive_of(&storage, &c).await.head.unwrap();
+    for (until, why) in [
+        (rfc(t1 - 3_600_000_000), "before the full set"),
+        (rfc(head.archived_through_us + 3_600_000_000), "after the latest backup point"),
+    ] {
+        let out = pitr(&c, &until, &dst.url, &storage, &uname("out"));
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{why}: {t}");
+        assert!(
+            t.contains("outside the restorable windows") && t.contains(&set.id),
+            "{why}: {t}"
+        );
+    }
+    drop(archiver);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pitr_postgres_source_restores_each_target_into_both_engines() {
+    markers_before_each_target("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pitr_mariadb_source_restores_each_target_into_both_engines() {
+    markers_before_each_target("mysql").await;
+}
