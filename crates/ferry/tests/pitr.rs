@@ -156,10 +156,12 @@ fn pitr(cluster: &str, until: &str, target: &str, storage: &str, name: &str) -> 
     ])
 }
 
-/// The source's log position now (after everything committed so far).
+/// The source's log position now (after everything committed so far; the WAL
+/// insert position: the write position lags behind commits without a synchronous
+/// commit).
 async fn position(engine: &str, url: &str) -> String {
     if engine == "postgres" {
-        let l = query_lines(engine, url, "SELECT pg_current_wal_lsn()::text").await;
+        let l = query_lines(engine, url, "SELECT pg_current_wal_insert_lsn()::text").await;
         format!("lsn:{}", l[0])
     } else {
         let l = query_lines(engine, url, "SHOW MASTER STATUS").await;
@@ -275,8 +277,8 @@ async fn markers_before_each_target(engine: &str) {
             i = 1000 + n
         )
     };
-    // before the beginning: a marker the set already holds
-    exec(engine, &src.url, "INSERT INTO markers VALUES (0, 'in the set')").await;
+    // a marker right after the set
+    exec(engine, &src.url, "INSERT INTO markers VALUES (0, 'after the set')").await;
     let mut expected = Vec::new();
     let mut points: Vec<(String, &str)> = Vec::new();
 
