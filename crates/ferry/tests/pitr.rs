@@ -156,6 +156,23 @@ fn pitr(cluster: &str, until: &str, target: &str, storage: &str, name: &str) -> 
     ])
 }
 
+/// A time point just after what was committed so far, before anything committed
+/// later. A binlog stamps commits with whole seconds: the point is then the start of
+/// the next second (so the last commit's second has ended), and the next commit
+/// comes after it.
+async fn point_after_commit(engine: &str) -> i64 {
+    let now = now_us();
+    let t = if engine == "postgres" {
+        now
+    } else {
+        (now / 1_000_000 + 1) * 1_000_000 + 10_000
+    };
+    while now_us() <= t + 10_000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t
+}
+
 /// The source's log position now (after everything committed so far; the WAL
 /// insert position: the write position lags behind commits without a synchronous
 /// commit).
@@ -284,10 +301,9 @@ async fn markers_before_each_target(engine: &str) {
 
     exec(engine, &src.url, &step(1)).await;
     exec(engine, &src.url, "INSERT INTO markers VALUES (1, 'one')").await;
-    let t1 = now_us();
     expected.push(state(engine, &src.url).await);
+    let t1 = point_after_commit(engine).await;
     points.push((rfc(t1), "a time"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
 
     exec(engine, &src.url, &step(2)).await;
     exec(engine, &src.url, "INSERT INTO markers VALUES (2, 'two')").await;
@@ -311,10 +327,9 @@ async fn markers_before_each_target(engine: &str) {
 
     exec(engine, &src.url, &step(4)).await;
     exec(engine, &src.url, "INSERT INTO markers VALUES (4, 'four')").await;
-    let t4 = now_us();
     expected.push(state(engine, &src.url).await);
+    let t4 = point_after_commit(engine).await;
     points.push((rfc(t4), "a later time"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
     // after the last target: must never appear
     exec(engine, &src.url, &step(5)).await;
     exec(engine, &src.url, "INSERT INTO markers VALUES (5, 'five')").await;

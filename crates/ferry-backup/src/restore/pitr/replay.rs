@@ -88,12 +88,23 @@ impl Decider {
             || self.resume.as_ref().is_some_and(|r| r.reached(commit))
     }
 
+    /// The latest instant a transaction stamped `time` may have committed at: a
+    /// binlog stamps whole seconds, so one stamped 10:15:00 committed before
+    /// 10:15:01 — a time point includes it only from 10:15:00.999999 on (never a
+    /// transaction that may have committed after the point).
+    pub fn latest(&self, time: Option<i64>) -> Option<i64> {
+        match self.from {
+            Engine::MySql => time.map(|t| t + 999_999),
+            Engine::Postgres => time,
+        }
+    }
+
     /// Whether the point includes a transaction ending at `commit` at `time`.
     pub fn includes(&mut self, commit: &Position, time: Option<i64>) -> Result<bool> {
         if time.is_some() {
             self.last_time = time;
         }
-        let time = time.or(self.last_time);
+        let time = self.latest(time.or(self.last_time));
         match self.point.includes(commit, time) {
             Some(b) => Ok(b),
             None => match &self.point {
@@ -169,7 +180,7 @@ fn needs_scan(e: &PieceEntry, d: &Decider) -> bool {
         return true;
     };
     let after_floor = start.reached(&d.base) && d.resume.as_ref().is_none_or(|r| start.reached(r));
-    let inside = d.point.includes(&end, e.last_commit_us) == Some(true);
+    let inside = d.point.includes(&end, d.latest(e.last_commit_us)) == Some(true);
     !(after_floor && inside)
 }
 
@@ -612,10 +623,14 @@ mod tests {
         // a point before the first transaction applies nothing
         let mut d = decider(0, None, RestorePoint::Position(Position::PgLsn(99)));
         assert_eq!(scan(&p, &mut d), vec![Stop]);
-        // a MySQL source has no marker rule
-        let mut d = decider(260, None, RestorePoint::Time(10_000_000));
+        // a MySQL source has no marker rule, and its commit times are whole
+        // seconds: the transaction stamped second 3 may have committed after 3.5
+        let mut d = decider(260, None, RestorePoint::Time(3_500_000));
         d.from = Engine::MySql;
-        assert_eq!(scan(&p, &mut d)[..3], [Skip, Skip, Apply]);
+        assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Apply, Stop]);
+        let mut d = decider(260, None, RestorePoint::Time(3_999_999));
+        d.from = Engine::MySql;
+        assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Apply, Apply, Stop]);
     }
 
     #[test]
