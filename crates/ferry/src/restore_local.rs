@@ -69,7 +69,11 @@ pub async fn run(_client: &ClientOpts, cmd: RestoreCmd) -> Result<ExitCode> {
             let Some(storage) = direct.storage else {
                 anyhow::bail!(
                     "--from {} needs --storage (the repository holding it)",
-                    if until.is_some() { "CLUSTER --until" } else { "SET" }
+                    if until.is_some() {
+                        "CLUSTER --until"
+                    } else {
+                        "SET"
+                    }
                 );
             };
             // a point in time is read before the repository is opened: a bad one

@@ -151,8 +151,20 @@ fn ferry_out(args: &[&str]) -> Output {
 /// `ferry restore create --from CLUSTER --until POINT …`.
 fn pitr(cluster: &str, until: &str, target: &str, storage: &str, name: &str) -> Output {
     ferry_out(&[
-        "restore", "create", "--from", cluster, "--until", until, "--target", target,
-        "--storage", storage, "--name", name, "--jobs", "2",
+        "restore",
+        "create",
+        "--from",
+        cluster,
+        "--until",
+        until,
+        "--target",
+        target,
+        "--storage",
+        storage,
+        "--name",
+        name,
+        "--jobs",
+        "2",
     ])
 }
 
@@ -295,7 +307,12 @@ async fn markers_before_each_target(engine: &str) {
         )
     };
     // a marker right after the set
-    exec(engine, &src.url, "INSERT INTO markers VALUES (0, 'after the set')").await;
+    exec(
+        engine,
+        &src.url,
+        "INSERT INTO markers VALUES (0, 'after the set')",
+    )
+    .await;
     let mut expected = Vec::new();
     let mut points: Vec<(String, &str)> = Vec::new();
 
@@ -308,7 +325,14 @@ async fn markers_before_each_target(engine: &str) {
     exec(engine, &src.url, &step(2)).await;
     exec(engine, &src.url, "INSERT INTO markers VALUES (2, 'two')").await;
     let out = ferry_out(&[
-        "backup", "mark", &c, "m2", "--source", &src.url, "--storage", &storage,
+        "backup",
+        "mark",
+        &c,
+        "m2",
+        "--source",
+        &src.url,
+        "--storage",
+        &storage,
     ]);
     assert!(out.status.success(), "{}", text(&out));
     expected.push(state(engine, &src.url).await);
@@ -364,7 +388,10 @@ async fn markers_before_each_target(engine: &str) {
     let head = archive_of(&storage, &c).await.head.unwrap();
     for (until, why) in [
         (rfc(t1 - 3_600_000_000), "before the full set"),
-        (rfc(head.archived_through_us + 3_600_000_000), "after the latest backup point"),
+        (
+            rfc(head.archived_through_us + 3_600_000_000),
+            "after the latest backup point",
+        ),
     ] {
         let out = pitr(&c, &until, &dst.url, &storage, &uname("out"));
         let t = text(&out);
@@ -385,4 +412,204 @@ async fn pitr_postgres_source_restores_each_target_into_both_engines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pitr_mariadb_source_restores_each_target_into_both_engines() {
     markers_before_each_target("mysql").await;
+}
+
+/// A PostgreSQL source with its archiver running and a full set; `load` written
+/// after the set. Returns the storage dir, its URL, the cluster, the source, the
+/// archiver and the time everything was written by.
+async fn archived_source(
+    hint: &str,
+    schema: &str,
+    load: &[String],
+) -> (tempfile::TempDir, String, String, common::Db, Archiver, i64) {
+    let src = fresh("postgres", hint).await;
+    exec("postgres", &src.url, schema).await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("file://{}", dir.path().display());
+    Repo::create_or_open(&storage, None).await.unwrap();
+    let c = cluster(hint);
+    let mut archiver = Archiver::start(&c, &src.url, &storage);
+    wait_point(&storage, &c, 1, &mut archiver).await;
+    full_backup(&storage, &c, &src.url).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for sql in load {
+        exec("postgres", &src.url, sql).await;
+    }
+    let t = point_after_commit("postgres").await;
+    wait_point(&storage, &c, t, &mut archiver).await;
+    (dir, storage, c, src, archiver, t)
+}
+
+/// A deleted piece and a damaged one: the precheck names each and the window it
+/// breaks (and says up to when it can still be restored); a point before the
+/// damage is still restorable.
+#[tokio::test(flavor = "multi_thread")]
+async fn pitr_precheck_names_a_deleted_or_damaged_piece_and_the_window_it_breaks() {
+    // marker rows a second and a half apart: the archiver closes a piece every second
+    let mut load = Vec::new();
+    for i in 1..=4 {
+        load.push(format!("INSERT INTO markers VALUES ({i}, 'm{i}')"));
+        load.push("SELECT pg_sleep(1.5)".to_string());
+    }
+    let (dir, storage, c, _src, archiver, t) = archived_source(
+        "pitr_piece",
+        "CREATE TABLE markers (id int PRIMARY KEY, note varchar(40));",
+        &load,
+    )
+    .await;
+    drop(archiver);
+    let arch = archive_of(&storage, &c).await;
+    let with_rows: Vec<_> = arch.pieces.iter().filter(|p| p.rows > 0).collect();
+    assert!(with_rows.len() >= 3, "{:?}", arch.pieces);
+    let damaged = with_rows[with_rows.len() - 1].clone();
+    let deleted = with_rows[1].clone();
+    let path = |n: u64| dir.path().join(index::piece_path(&c, n));
+
+    // one byte flipped in the last piece
+    let mut b = std::fs::read(path(damaged.piece)).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(path(damaged.piece), &b).unwrap();
+    let dst = fresh("postgres", "pitr_piece_dst").await;
+    let out = pitr(&c, &rfc(t), &dst.url, &storage, &uname("damaged"));
+    let txt = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{txt}");
+    let past = chrono::DateTime::from_timestamp_micros(damaged.first_commit_us.unwrap())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert!(
+        txt.contains(&format!(
+            "log piece {} of cluster {c} is damaged",
+            damaged.piece
+        )) && txt.contains(&format!("cannot be restored past {past}")),
+        "{txt}"
+    );
+    // a point before the damaged piece is still restorable: markers 1–3
+    let before = damaged.first_commit_us.unwrap() - 1;
+    let out = pitr(&c, &rfc(before), &dst.url, &storage, &uname("before"));
+    assert!(out.status.success(), "{}", text(&out));
+    let got = query_lines("postgres", &dst.url, "SELECT id FROM markers ORDER BY id").await;
+    assert_eq!(got, vec!["1", "2", "3"]);
+
+    // an earlier piece deleted: the same point fails naming that piece
+    std::fs::remove_file(path(deleted.piece)).unwrap();
+    let dst2 = fresh("postgres", "pitr_piece_dst").await;
+    let out = pitr(&c, &rfc(before), &dst2.url, &storage, &uname("deleted"));
+    let txt = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{txt}");
+    let past = chrono::DateTime::from_timestamp_micros(deleted.first_commit_us.unwrap())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert!(
+        txt.contains(&format!(
+            "log piece {} of cluster {c} is missing",
+            deleted.piece
+        )) && txt.contains(&format!("cannot be restored past {past}")),
+        "{txt}"
+    );
+}
+
+/// A replay killed with SIGKILL in the middle, run again: it completes, and every
+/// archived transaction is in the target exactly once (a table without a key: a
+/// transaction replayed twice would double its rows).
+#[tokio::test(flavor = "multi_thread")]
+async fn pitr_replay_killed_mid_way_resumes_exactly_once() {
+    const TXNS: i64 = 1500;
+    const ROWS: i64 = 100;
+    let mut batch = String::new();
+    let mut load = Vec::new();
+    for i in 0..TXNS {
+        batch.push_str(&format!(
+            "BEGIN; INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series({}, {}) g; COMMIT;\n",
+            i * ROWS + 1,
+            (i + 1) * ROWS
+        ));
+        if (i + 1) % 100 == 0 {
+            load.push(std::mem::take(&mut batch));
+        }
+    }
+    let (_dir, storage, c, _src, archiver, t) =
+        archived_source("pitr_kill", "CREATE TABLE bulk (k int, v text);", &load).await;
+    drop(archiver);
+    let dst = fresh("postgres", "pitr_kill_dst").await;
+    let name = uname("kill");
+    let until = rfc(t);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "restore",
+            "create",
+            "--from",
+            &c,
+            "--until",
+            &until,
+            "--target",
+            &dst.url,
+            "--storage",
+            &storage,
+            "--name",
+            &name,
+            "--jobs",
+            "2",
+        ])
+        .env("FERRY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill it once the replay has committed part of the archive
+    let q = format!("SELECT phase FROM ferry.tasks WHERE task = '{name}'");
+    let t0 = Instant::now();
+    let killed = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        let phase = ferry_testkit_query(&dst.url, &q).await;
+        if phase.as_deref() == Some("incremental") {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "no replay");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        killed,
+        "the replay finished before it could be killed: make it larger"
+    );
+    let part = query_lines("postgres", &dst.url, "SELECT count(*) FROM bulk").await;
+    let part: i64 = part[0].parse().unwrap();
+    assert!(part < TXNS * ROWS, "killed mid-way: {part} rows");
+    // the same command again
+    let out = pitr(&c, &until, &dst.url, &storage, &name);
+    let txt = text(&out);
+    assert!(out.status.success(), "{txt}");
+    assert!(txt.contains("interrupted while replaying"), "{txt}");
+    let got = query_lines(
+        "postgres",
+        &dst.url,
+        "SELECT count(*), count(DISTINCT k), min(k), max(k) FROM bulk",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![format!("{n}|{n}|1|{n}", n = TXNS * ROWS)],
+        "{txt}"
+    );
+    // and once more: finished, refused
+    let out = pitr(&c, &until, &dst.url, &storage, &name);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already finished"), "{}", text(&out));
+}
+
+/// The first column of the first row, or `None` (no row, no table yet).
+async fn ferry_testkit_query(url: &str, sql: &str) -> Option<String> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let rows = c.simple_query(sql).await.ok()?;
+    rows.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
 }

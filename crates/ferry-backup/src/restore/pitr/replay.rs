@@ -83,8 +83,7 @@ impl Decider {
     /// record) is before `W` ([`Event::Begin`]).
     pub fn held(&self, marker: Option<&Position>, commit: &Position) -> bool {
         self.base.reached(commit)
-            || (self.from == Engine::Postgres
-                && marker.is_some_and(|m| !m.reached(&self.base)))
+            || (self.from == Engine::Postgres && marker.is_some_and(|m| !m.reached(&self.base)))
             || self.resume.as_ref().is_some_and(|r| r.reached(commit))
     }
 
@@ -240,7 +239,10 @@ pub fn statement_names(statement: &str, t: &TableId) -> bool {
         .filter(|w| !w.is_empty())
         .map(|w| w.to_lowercase())
         .collect();
-    words.iter().chain(&stripped).any(|w| *w == name || *w == full)
+    words
+        .iter()
+        .chain(&stripped)
+        .any(|w| *w == name || *w == full)
 }
 
 /// A restored table changed shape before the point: the replay cannot follow it.
@@ -388,15 +390,12 @@ async fn replay_pieces(
         // the transaction being read: its index in the piece and whether it applies
         let mut k = 0usize;
         let mut announced = false;
-        let decision = |k: usize, d: &mut Decider| match &decisions {
-            Some(v) => v.get(k).copied().unwrap_or(Decision::Stop),
-            None => {
-                let _ = d;
-                Decision::Apply
-            }
-        };
         while let Some(ev) = reader.next_event()? {
-            let dec = decision(k, d);
+            // a scanned piece's transactions past its decisions are after the point
+            let dec = match &decisions {
+                Some(v) => v.get(k).copied().unwrap_or(Decision::Stop),
+                None => Decision::Apply,
+            };
             if dec == Decision::Stop {
                 stopped = true;
                 break;
@@ -527,11 +526,7 @@ fn describe_reshape(old: &Arc<Shape>, new: &Arc<Shape>) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
-        "its columns went from ({}) to ({})",
-        names(old),
-        names(new)
-    )
+    format!("its columns went from ({}) to ({})", names(old), names(new))
 }
 
 fn shorten(s: &str) -> String {
@@ -616,7 +611,10 @@ mod tests {
         assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Apply, Apply, Stop]);
         // the Begin marker rule: a snapshot at 260 holds transaction 2 (marker 250)
         let mut d = decider(260, None, RestorePoint::Time(10_000_000));
-        assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Skip, Apply, Apply, Apply]);
+        assert_eq!(
+            scan(&p, &mut d),
+            vec![Skip, Skip, Skip, Apply, Apply, Apply]
+        );
         // a resumed replay skips what it committed; a position point is inclusive
         let mut d = decider(100, Some(400), RestorePoint::Position(Position::PgLsn(500)));
         assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Skip, Skip, Apply, Stop]);
