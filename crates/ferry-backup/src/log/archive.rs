@@ -274,7 +274,11 @@ impl<'a> Attempt<'a> {
             .max(last.map(|e| e.piece + 1).unwrap_or(0));
         // a gap before the next piece: the archive broke; a new run starts unless
         // one already did (the head then moved past the gap)
-        let broke = archive.gaps.iter().find(|g| g.piece >= next_piece).cloned();
+        let broke = archive
+            .gaps
+            .iter()
+            .find(|g| g.piece >= next_piece)
+            .cloned();
         let new_run = match (&end, &broke) {
             (None, _) => true,
             (Some(e), Some(g)) => Position::parse(&g.after).ok().as_ref() == Some(e),
@@ -574,10 +578,7 @@ impl<'a> Attempt<'a> {
                 open.pending_begin = None;
             }
             Event::Idle { position } => {
-                let busy = open
-                    .writer
-                    .as_ref()
-                    .is_some_and(|w| w.txns() > 0 || w.in_transaction())
+                let busy = open.writer.as_ref().is_some_and(|w| w.txns() > 0 || w.in_transaction())
                     || open.pending_begin.is_some()
                     || open.skipping;
                 if !busy {
@@ -669,11 +670,8 @@ pub async fn make_mark(
 ) -> Result<super::Mark> {
     crate::backup::check_cluster(cluster)?;
     if !index::valid_mark(name) {
-        return Err(
-            Error::definite(format!("{name:?} cannot be a mark name")).with_hint(
-                "use letters, digits, '.', '-' and '_' (at most 63, not starting with '.')",
-            ),
-        );
+        return Err(Error::definite(format!("{name:?} cannot be a mark name"))
+            .with_hint("use letters, digits, '.', '-' and '_' (at most 63, not starting with '.')"));
     }
     if repo
         .storage
@@ -682,9 +680,8 @@ pub async fn make_mark(
         .is_some()
     {
         return Err(
-            Error::definite(format!("cluster {cluster} already has a mark {name:?}")).with_hint(
-                "choose another name (`ferry backup list CLUSTER --kind mark` lists the marks)",
-            ),
+            Error::definite(format!("cluster {cluster} already has a mark {name:?}"))
+                .with_hint("choose another name (`ferry backup list CLUSTER --kind mark` lists the marks)"),
         );
     }
     let spec = log_spec(cluster, source, &ObjectFilter::default());
