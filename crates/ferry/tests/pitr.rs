@@ -613,3 +613,58 @@ async fn ferry_testkit_query(url: &str, sql: &str) -> Option<String> {
         _ => None,
     })
 }
+
+/// A restored table's columns changed between the set and the point: the replay
+/// refuses it naming the table and when (a point before the change restores).
+#[tokio::test(flavor = "multi_thread")]
+async fn pitr_refuses_a_schema_change_of_a_restored_table_before_the_point() {
+    for engine in ["postgres", "mysql"] {
+        let src = fresh(engine, &format!("pitr_ddl_{engine}")).await;
+        exec(
+            engine,
+            &src.url,
+            "CREATE TABLE markers (id int PRIMARY KEY, note varchar(40));
+             CREATE TABLE other (id int PRIMARY KEY);",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = format!("file://{}", dir.path().display());
+        Repo::create_or_open(&storage, None).await.unwrap();
+        let c = cluster(&format!("pitr-ddl-{engine}"));
+        let mut archiver = Archiver::start(&c, &src.url, &storage);
+        wait_point(&storage, &c, 1, &mut archiver).await;
+        full_backup(&storage, &c, &src.url).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        exec(engine, &src.url, "INSERT INTO markers VALUES (1, 'before')").await;
+        let before = point_after_commit(engine).await;
+        exec(engine, &src.url, "ALTER TABLE markers ADD COLUMN extra int").await;
+        exec(
+            engine,
+            &src.url,
+            "INSERT INTO markers VALUES (2, 'after', 7)",
+        )
+        .await;
+        let after = point_after_commit(engine).await;
+        wait_point(&storage, &c, after, &mut archiver).await;
+        drop(archiver);
+
+        let dst = fresh(engine, "pitr_ddl_dst").await;
+        let out = pitr(&c, &rfc(after), &dst.url, &storage, &uname("ddl"));
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{engine}: {t}");
+        assert!(
+            t.contains("markers changed") && t.contains("restore to a point before that change"),
+            "{engine}: {t}"
+        );
+        let dst = fresh(engine, "pitr_ddl_dst").await;
+        let out = pitr(&c, &rfc(before), &dst.url, &storage, &uname("ddl"));
+        assert!(out.status.success(), "{engine}: {}", text(&out));
+        let got = query_lines(
+            engine,
+            &reach(engine, &dst.url).await,
+            "SELECT id, note FROM markers",
+        )
+        .await;
+        assert_eq!(got, vec!["1|before"], "{engine}");
+    }
+}
