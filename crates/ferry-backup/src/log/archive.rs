@@ -329,7 +329,10 @@ impl<'a> Attempt<'a> {
             };
             if let Some(slot) = &slot {
                 if let Err(e) = slot.verify().await {
-                    return Err(self.gap(&end, next_piece, e).await);
+                    if e.is(ErrorKind::PositionLost) {
+                        return Err(self.gap(&end, next_piece, e).await);
+                    }
+                    return Err(e);
                 }
                 slot.sync_tables(&tables).await?;
             }
