@@ -68,7 +68,8 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
                 );
             };
             let source = Endpoint::parse(&source, "FERRY_SOURCE_PASSWORD")?;
-            let repo = Repo::open(storage, key.as_deref()).await?;
+            ferry_backup::backup::check_cluster(&cluster)?;
+            let repo = Repo::create_or_open(storage, key.as_deref()).await?;
             let m = make_mark(&repo, &cluster, &source, &name).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
