@@ -668,3 +668,96 @@ async fn pitr_refuses_a_schema_change_of_a_restored_table_before_the_point() {
         assert_eq!(got, vec!["1|before"], "{engine}");
     }
 }
+
+/// The newest set before the point is the base, an incremental one too (its chain
+/// restored first); transactions after it come from the archive.
+#[tokio::test(flavor = "multi_thread")]
+async fn pitr_starts_from_the_newest_incremental_set_before_the_point() {
+    for engine in ["postgres", "mysql"] {
+        let src = fresh(engine, &format!("pitr_inc_{engine}")).await;
+        exec(
+            engine,
+            &src.url,
+            "CREATE TABLE items (id int PRIMARY KEY, v varchar(40), n int);
+             CREATE TABLE markers (id int PRIMARY KEY, note varchar(40));
+             INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3);",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = format!("file://{}", dir.path().display());
+        let repo = Repo::create_or_open(&storage, None).await.unwrap();
+        let c = cluster(&format!("pitr-inc-{engine}"));
+        let mut archiver = Archiver::start(&c, &src.url, &storage);
+        wait_point(&storage, &c, 1, &mut archiver).await;
+        let full = full_backup(&storage, &c, &src.url).await;
+        exec(engine, &src.url, "UPDATE items SET n = 10 WHERE id = 1").await;
+        exec(engine, &src.url, "INSERT INTO markers VALUES (1, 'in the incremental')").await;
+        let req = BackupRequest {
+            cluster: c.clone(),
+            source: Endpoint::parse(&src.url, "FERRY_TEST_UNSET_PASSWORD").unwrap(),
+            objects: ObjectFilter::default(),
+            kind: SetKind::Incremental,
+            jobs: 2,
+            chunk_rows: 1000,
+            quiet: true,
+        };
+        let inc = run_backup(&repo, &req)
+            .await
+            .unwrap_or_else(|e| panic!("incremental of {engine}: {e}"))
+            .manifest;
+        assert_eq!(inc.parent.as_deref(), Some(full.id.as_str()));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        exec(engine, &src.url, "DELETE FROM items WHERE id = 2").await;
+        exec(engine, &src.url, "INSERT INTO markers VALUES (2, 'archived')").await;
+        let expected = state(engine, &src.url).await;
+        let t = point_after_commit(engine).await;
+        exec(engine, &src.url, "INSERT INTO markers VALUES (3, 'after')").await;
+        wait_point(&storage, &c, t, &mut archiver).await;
+        drop(archiver);
+
+        let dst = fresh(engine, "pitr_inc_dst").await;
+        let out = pitr(&c, &rfc(t), &dst.url, &storage, &uname("inc"));
+        let txt = text(&out);
+        assert!(out.status.success(), "{engine}: {txt}");
+        assert!(
+            txt.contains(&format!("chain {} (full) → {} (incremental)", full.id, inc.id)),
+            "{engine}: the incremental is the base: {txt}"
+        );
+        let got = state(engine, &reach(engine, &dst.url).await).await;
+        assert_eq!(got, expected, "{engine}: {txt}");
+    }
+}
+
+/// PostgreSQL arrays replayed from the archive: in PostgreSQL's own form into
+/// PostgreSQL (equal to the source), as JSON into MariaDB.
+#[tokio::test(flavor = "multi_thread")]
+async fn pitr_replays_postgres_arrays_into_either_engine() {
+    let load = vec![
+        "INSERT INTO arr VALUES (2, '{x,\"y z\",NULL}', '{{1,2},{3,4}}')".to_string(),
+        "UPDATE arr SET tags = '{changed}' WHERE id = 1".to_string(),
+        "INSERT INTO arr VALUES (3, '{}', NULL)".to_string(),
+    ];
+    let (_dir, storage, c, src, archiver, t) = archived_source(
+        "pitr_arr",
+        "CREATE TABLE arr (id int PRIMARY KEY, tags text[], nums int[]);
+         INSERT INTO arr VALUES (1, '{a,b}', '{1,2}');",
+        &load,
+    )
+    .await;
+    drop(archiver);
+    let q = "SELECT id, tags::text, nums::text FROM arr ORDER BY id";
+    let expected = query_lines("postgres", &src.url, q).await;
+    let dst = fresh("postgres", "pitr_arr_pg").await;
+    let out = pitr(&c, &rfc(t), &dst.url, &storage, &uname("arr"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(query_lines("postgres", &dst.url, q).await, expected);
+    let dst = fresh("mysql", "pitr_arr_my").await;
+    let out = pitr(&c, &rfc(t), &dst.url, &storage, &uname("arr"));
+    assert!(out.status.success(), "{}", text(&out));
+    let got = query_lines("mysql", &dst.url, "SELECT id, tags FROM arr ORDER BY id").await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let tags: serde_json::Value = serde_json::from_str(got[1].split_once('|').unwrap().1).unwrap();
+    assert_eq!(tags, serde_json::json!(["x", "y z", null]), "{got:?}");
+    let tags: serde_json::Value = serde_json::from_str(got[0].split_once('|').unwrap().1).unwrap();
+    assert_eq!(tags, serde_json::json!(["changed"]), "{got:?}");
+}
