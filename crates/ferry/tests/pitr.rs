@@ -48,8 +48,9 @@ async fn exec(engine: &str, url: &str, sql: &str) {
     }
 }
 
-/// `ferry backup log run` in the background; killed when dropped.
-struct Archiver(Child);
+/// `ferry backup log run` in the background (its output in a file of the temp
+/// directory, kept when the test fails); killed when dropped.
+struct Archiver(Child, std::path::PathBuf);
 
 impl Archiver {
     fn start(cluster: &str, source: &str, storage: &str) -> Archiver {
@@ -74,12 +75,11 @@ impl Archiver {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("start ferry backup log run");
-        Archiver(child)
+        Archiver(child, log)
     }
 
-    fn log(&self, cluster: &str) -> String {
-        std::fs::read_to_string(std::env::temp_dir().join(format!("{cluster}-archiver.log")))
-            .unwrap_or_default()
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
     }
 }
 
@@ -87,6 +87,9 @@ impl Drop for Archiver {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.1);
+        }
     }
 }
 
@@ -109,14 +112,14 @@ async fn wait_point(storage: &str, cluster: &str, t_us: i64, a: &mut Archiver) {
             return;
         }
         if let Some(st) = a.0.try_wait().unwrap() {
-            panic!("the archiver exited ({st}):\n{}", a.log(cluster));
+            panic!("the archiver exited ({st}):\n{}", a.log());
         }
         assert!(
             t0.elapsed() < Duration::from_secs(240),
             "the latest backup point did not reach {}: {:?}\n{}",
             rfc(t_us),
             arch.head,
-            a.log(cluster)
+            a.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -691,7 +694,12 @@ async fn pitr_starts_from_the_newest_incremental_set_before_the_point() {
         wait_point(&storage, &c, 1, &mut archiver).await;
         let full = full_backup(&storage, &c, &src.url).await;
         exec(engine, &src.url, "UPDATE items SET n = 10 WHERE id = 1").await;
-        exec(engine, &src.url, "INSERT INTO markers VALUES (1, 'in the incremental')").await;
+        exec(
+            engine,
+            &src.url,
+            "INSERT INTO markers VALUES (1, 'in the incremental')",
+        )
+        .await;
         let req = BackupRequest {
             cluster: c.clone(),
             source: Endpoint::parse(&src.url, "FERRY_TEST_UNSET_PASSWORD").unwrap(),
@@ -708,7 +716,12 @@ async fn pitr_starts_from_the_newest_incremental_set_before_the_point() {
         assert_eq!(inc.parent.as_deref(), Some(full.id.as_str()));
         tokio::time::sleep(Duration::from_millis(1100)).await;
         exec(engine, &src.url, "DELETE FROM items WHERE id = 2").await;
-        exec(engine, &src.url, "INSERT INTO markers VALUES (2, 'archived')").await;
+        exec(
+            engine,
+            &src.url,
+            "INSERT INTO markers VALUES (2, 'archived')",
+        )
+        .await;
         let expected = state(engine, &src.url).await;
         let t = point_after_commit(engine).await;
         exec(engine, &src.url, "INSERT INTO markers VALUES (3, 'after')").await;
@@ -720,7 +733,10 @@ async fn pitr_starts_from_the_newest_incremental_set_before_the_point() {
         let txt = text(&out);
         assert!(out.status.success(), "{engine}: {txt}");
         assert!(
-            txt.contains(&format!("chain {} (full) → {} (incremental)", full.id, inc.id)),
+            txt.contains(&format!(
+                "chain {} (full) → {} (incremental)",
+                full.id, inc.id
+            )),
             "{engine}: the incremental is the base: {txt}"
         );
         let got = state(engine, &reach(engine, &dst.url).await).await;
