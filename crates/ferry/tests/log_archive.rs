@@ -632,7 +632,7 @@ async fn kill9_loses_and_repeats_nothing(engine: &'static str) {
         a.kill9();
         println!("kill -9 #{} after {ms} ms", i + 1);
         a = start_archiver(&c, &src.url, &storage);
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             // sometimes killed before it even got going
             a.wait_line(0, "running", |l| l == "running");
         }
