@@ -49,20 +49,30 @@ struct Archiver {
 }
 
 fn start_archiver(cluster: &str, source: &str, storage: &str) -> Archiver {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "backup",
-            "log",
-            "run",
-            cluster,
-            "--source",
-            source,
-            "--storage",
-            storage,
-            "--piece-seconds",
-            "1",
-        ])
-        .env("FERRY_LOG", "warn")
+    start_archiver_with(cluster, source, storage, None)
+}
+
+/// [`start_archiver`] with a repository key.
+fn start_archiver_with(cluster: &str, source: &str, storage: &str, key: Option<&str>) -> Archiver {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args([
+        "backup",
+        "log",
+        "run",
+        cluster,
+        "--source",
+        source,
+        "--storage",
+        storage,
+        "--piece-seconds",
+        "1",
+    ])
+    .env("FERRY_LOG", "warn")
+    .env_remove("FERRY_REPO_KEY");
+    if let Some(k) = key {
+        cmd.env("FERRY_REPO_KEY", k);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,7 +231,12 @@ fn int(v: &Value) -> i64 {
 /// Decodes every piece of the archive (checking each against its entry: size,
 /// SHA-256, transaction count, and that entries chain): its transactions in order.
 async fn decode(storage: &str, cluster: &str) -> (LogArchive, Vec<Txn>) {
-    let repo = Repo::open(storage, None).await.unwrap();
+    decode_with(storage, cluster, None).await
+}
+
+/// [`decode`] of a repository sealed with `key`.
+async fn decode_with(storage: &str, cluster: &str, key: Option<&str>) -> (LogArchive, Vec<Txn>) {
+    let repo = Repo::open(storage, key).await.unwrap();
     let arch = index::read_archive(&repo, cluster).await.unwrap();
     let mut out = Vec::new();
     for (i, e) in arch.pieces.iter().enumerate() {
@@ -239,7 +254,13 @@ async fn decode(storage: &str, cluster: &str) -> (LogArchive, Vec<Txn>) {
                 "pieces are numbered in order"
             );
         }
-        let mut r = PieceReader::open(&bytes, None, "piece").unwrap();
+        let mut r = PieceReader::open(&bytes, repo.cipher.as_ref(), "piece").unwrap();
+        if key.is_some() {
+            assert!(
+                PieceReader::open(&bytes, None, "piece").is_err(),
+                "a piece of an encrypted repository is sealed"
+            );
+        }
         let mut cur: Option<Txn> = None;
         let mut txns = 0;
         while let Some(ev) = r.next_event().unwrap() {
@@ -895,6 +916,57 @@ async fn purge_binlogs_past(url: &str, file: &str) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// an encrypted repository: pieces and records sealed, read back with the key
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_repository_gets_sealed_pieces() {
+    let src = fresh("postgres", "lg_sealed").await;
+    exec(
+        "postgres",
+        &src.url,
+        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v text)",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let c = cluster("sealed");
+    let key = "log archive test passphrase";
+    let mut a = start_archiver_with(&c, &src.url, &storage, Some(key));
+    a.wait_line(0, "running", |l| l == "running");
+    for k in 1..=25 {
+        one_txn("postgres", &src.url, k).await.unwrap();
+    }
+    let t = now_us();
+    let t0 = Instant::now();
+    loop {
+        let repo = Repo::open(&storage, Some(key)).await.unwrap();
+        let arch = index::read_archive(&repo, &c).await.unwrap();
+        if arch.head.is_some_and(|h| h.archived_through_us >= t) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(180), "{}", a.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, out) = a.stop();
+    assert!(st.success(), "{out}");
+    let head = std::fs::read(dir.path().join(format!("clusters/{c}/log/head.json"))).unwrap();
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&head).is_err(),
+        "the head is sealed"
+    );
+    let (arch, txns) = decode_with(&storage, &c, Some(key)).await;
+    assert_unbroken(&arch);
+    let ks: Vec<i64> = txns
+        .iter()
+        .filter_map(|t| t.rows.first().and_then(|r| r.2))
+        .collect();
+    assert_eq!(ks, (1..=25).collect::<Vec<_>>());
+    // without the key the archive is not readable
+    let out = ferry(&["backup", "list", &c, "--kind", "log", "--storage", &storage]);
+    assert!(!out.status.success(), "{}", text(&out));
 }
 
 // ---------------------------------------------------------------------------
