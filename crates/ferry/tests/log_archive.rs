@@ -695,21 +695,29 @@ async fn mariadb_kill9_under_load_loses_and_repeats_nothing() {
 // ---------------------------------------------------------------------------
 // 3. source restart and a cut link: recovering, then running, no gap
 
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
-    let srv = tokio::task::spawn_blocking(|| {
-        // acknowledged commits survive the crash (the shared servers trade that away)
-        ferry_testkit::private_postgres_with("lg-restart", "-c synchronous_commit=on")
+async fn restart_cut_and_stall_are_recovered(engine: &'static str) {
+    let srv = tokio::task::spawn_blocking(move || {
+        if engine == "postgres" {
+            // acknowledged commits survive the crash (the shared servers trade that away)
+            ferry_testkit::private_postgres_with("lg-restart", "-c synchronous_commit=on")
+        } else {
+            ferry_testkit::private_mariadb("lg-restart-my")
+        }
     })
     .await
     .unwrap();
-    let dir_pg = srv.dir.clone().unwrap();
-    ferry_testkit::pg_exec(&srv.url_for("postgres"), "CREATE DATABASE lg_restart").await;
+    let dir_srv = srv.dir.clone().unwrap();
+    let admin = srv.url_for(if engine == "postgres" {
+        "postgres"
+    } else {
+        "mysql"
+    });
+    exec(engine, &admin, "CREATE DATABASE lg_restart").await;
     let url = srv.url_for("lg_restart");
     exec(
-        "postgres",
+        engine,
         &url,
-        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v text)",
+        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v varchar(20))",
     )
     .await;
     let proxy = ferry_testkit::Proxy::start(srv.port).await;
@@ -720,7 +728,7 @@ async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
     let c = cluster("restart");
     let mut a = start_archiver(&c, &proxied, &storage);
     let i = a.wait_line(0, "running", |l| l == "running");
-    let w = start_writer("postgres", url.clone());
+    let w = start_writer(engine, url.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // the link is cut
@@ -732,14 +740,31 @@ async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
     a.wait_line(i + 1, "running after the cut", |l| l == "running");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    // the link goes silent (packets dropped, connections left open): noticed by
+    // the archiver's own timeouts
+    let from = a.len();
+    proxy.stall(true);
+    let i = a.wait_line(from, "recovering in the silence", |l| {
+        l.starts_with("recovering")
+    });
+    proxy.stall(false);
+    a.wait_line(i + 1, "running after the silence", |l| l == "running");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     // the server restarts (immediate stop: like a crash)
     let from = a.len();
     let port = srv.port;
-    let d = dir_pg.clone();
+    let d = dir_srv.clone();
     tokio::task::spawn_blocking(move || {
-        ferry_testkit::stop_postgres(&d);
-        std::thread::sleep(Duration::from_secs(1));
-        ferry_testkit::start_postgres(&d, port);
+        if engine == "postgres" {
+            ferry_testkit::stop_postgres(&d);
+            std::thread::sleep(Duration::from_secs(1));
+            ferry_testkit::start_postgres(&d, port);
+        } else {
+            ferry_testkit::stop_mariadb(&d);
+            std::thread::sleep(Duration::from_secs(1));
+            ferry_testkit::start_mariadb(&d, port);
+        }
     })
     .await
     .unwrap();
@@ -760,9 +785,20 @@ async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
     let point = arch.head.as_ref().unwrap().archived_through_us;
     assert!(point >= after_restart);
     check_writer_txns(&txns, &acked, point);
-    assert_source_archived("postgres", &url, &txns).await;
+    assert_source_archived(engine, &url, &txns).await;
+    println!("{out}");
     drop(proxy);
     drop(srv);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restart_cut_and_stalled_link_are_recovered_without_a_gap() {
+    restart_cut_and_stall_are_recovered("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_restart_cut_and_stalled_link_are_recovered_without_a_gap() {
+    restart_cut_and_stall_are_recovered("mysql").await;
 }
 
 // ---------------------------------------------------------------------------

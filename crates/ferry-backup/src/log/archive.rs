@@ -114,7 +114,7 @@ pub async fn run_archive(
                 }
                 st.recovering = Some(e.message.lines().next().unwrap_or_default().to_string());
                 status(&st);
-                tracing::warn!(cluster = %req.cluster, error = %e, "log archive: retrying");
+                tracing::debug!(cluster = %req.cluster, error = %e, "log archive: retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.wait_for(|s| *s) => {}
