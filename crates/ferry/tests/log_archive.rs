@@ -49,11 +49,17 @@ struct Archiver {
 }
 
 fn start_archiver(cluster: &str, source: &str, storage: &str) -> Archiver {
-    start_archiver_with(cluster, source, storage, None)
+    start_archiver_with(cluster, source, storage, None, &["--piece-seconds", "1"])
 }
 
-/// [`start_archiver`] with a repository key.
-fn start_archiver_with(cluster: &str, source: &str, storage: &str, key: Option<&str>) -> Archiver {
+/// [`start_archiver`] with a repository key and other piece limits.
+fn start_archiver_with(
+    cluster: &str,
+    source: &str,
+    storage: &str,
+    key: Option<&str>,
+    limits: &[&str],
+) -> Archiver {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args([
         "backup",
@@ -64,9 +70,8 @@ fn start_archiver_with(cluster: &str, source: &str, storage: &str, key: Option<&
         source,
         "--storage",
         storage,
-        "--piece-seconds",
-        "1",
     ])
+    .args(limits)
     .env("FERRY_LOG", "warn")
     .env_remove("FERRY_REPO_KEY");
     if let Some(k) = key {
@@ -970,7 +975,7 @@ async fn an_encrypted_repository_gets_sealed_pieces() {
     let storage = dir.path().to_str().unwrap().to_string();
     let c = cluster("sealed");
     let key = "log archive test passphrase";
-    let mut a = start_archiver_with(&c, &src.url, &storage, Some(key));
+    let mut a = start_archiver_with(&c, &src.url, &storage, Some(key), &["--piece-seconds", "1"]);
     a.wait_line(0, "running", |l| l == "running");
     for k in 1..=25 {
         one_txn("postgres", &src.url, k).await.unwrap();
@@ -1003,6 +1008,89 @@ async fn an_encrypted_repository_gets_sealed_pieces() {
     // without the key the archive is not readable
     let out = ferry(&["backup", "list", &c, "--kind", "log", "--storage", &storage]);
     assert!(!out.status.success(), "{}", text(&out));
+}
+
+// ---------------------------------------------------------------------------
+// pieces close by size too
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pieces_close_at_their_size_limit() {
+    let src = fresh("postgres", "lg_size").await;
+    exec(
+        "postgres",
+        &src.url,
+        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v text)",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let c = cluster("size");
+    // pieces never close by age in this test: only by size, or at the stop
+    let mut a = start_archiver_with(
+        &c,
+        &src.url,
+        &storage,
+        None,
+        &["--piece-seconds", "86400", "--piece-mb", "1"],
+    );
+    a.wait_line(0, "running", |l| l == "running");
+    // 40 transactions of ~100 kB each: about 4 MB of changes
+    for k in 1..=40i64 {
+        exec(
+            "postgres",
+            &src.url,
+            &format!(
+                "INSERT INTO lt SELECT {k} * 1000 + g, {k}, repeat(md5(g::text), 32) \
+                 FROM generate_series(1, 100) g"
+            ),
+        )
+        .await;
+    }
+    let t_end = now_us();
+    let t0 = Instant::now();
+    while archive_of(&storage, &c).await.pieces.len() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "no pieces closed by size:\n{}",
+            a.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, out) = a.stop();
+    assert!(st.success(), "{out}");
+    let stopped_at = archive_of(&storage, &c).await.pieces.len();
+    // the rest (still in the stream at the stop) comes with the next run
+    let a = start_archiver(&c, &src.url, &storage);
+    wait_point(&storage, &c, t_end, &a).await;
+    let (st, out) = a.stop();
+    assert!(st.success(), "{out}");
+    let (arch, txns) = decode(&storage, &c).await;
+    assert_unbroken(&arch);
+    let one_txn_raw = 110 * 1024;
+    // the first run's pieces but its last (stored at the stop) closed by size
+    for p in &arch.pieces[..stopped_at - 1] {
+        assert!(
+            p.raw_bytes >= 1 << 20,
+            "piece {} closed early: {}",
+            p.piece,
+            p.raw_bytes
+        );
+        assert!(
+            p.raw_bytes < (1 << 20) + one_txn_raw,
+            "piece {} closed late: {}",
+            p.piece,
+            p.raw_bytes
+        );
+    }
+    let ks: Vec<i64> = txns
+        .iter()
+        .filter(|t| !t.rows.is_empty())
+        .map(|t| {
+            assert_eq!(t.rows.len(), 100);
+            t.rows[0].2.unwrap()
+        })
+        .collect();
+    assert_eq!(ks, (1..=40).collect::<Vec<_>>());
 }
 
 // ---------------------------------------------------------------------------
