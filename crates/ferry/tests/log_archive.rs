@@ -49,20 +49,35 @@ struct Archiver {
 }
 
 fn start_archiver(cluster: &str, source: &str, storage: &str) -> Archiver {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "backup",
-            "log",
-            "run",
-            cluster,
-            "--source",
-            source,
-            "--storage",
-            storage,
-            "--piece-seconds",
-            "1",
-        ])
-        .env("FERRY_LOG", "warn")
+    start_archiver_with(cluster, source, storage, None, &["--piece-seconds", "1"])
+}
+
+/// [`start_archiver`] with a repository key and other piece limits.
+fn start_archiver_with(
+    cluster: &str,
+    source: &str,
+    storage: &str,
+    key: Option<&str>,
+    limits: &[&str],
+) -> Archiver {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args([
+        "backup",
+        "log",
+        "run",
+        cluster,
+        "--source",
+        source,
+        "--storage",
+        storage,
+    ])
+    .args(limits)
+    .env("FERRY_LOG", "warn")
+    .env_remove("FERRY_REPO_KEY");
+    if let Some(k) = key {
+        cmd.env("FERRY_REPO_KEY", k);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,7 +236,12 @@ fn int(v: &Value) -> i64 {
 /// Decodes every piece of the archive (checking each against its entry: size,
 /// SHA-256, transaction count, and that entries chain): its transactions in order.
 async fn decode(storage: &str, cluster: &str) -> (LogArchive, Vec<Txn>) {
-    let repo = Repo::open(storage, None).await.unwrap();
+    decode_with(storage, cluster, None).await
+}
+
+/// [`decode`] of a repository sealed with `key`.
+async fn decode_with(storage: &str, cluster: &str, key: Option<&str>) -> (LogArchive, Vec<Txn>) {
+    let repo = Repo::open(storage, key).await.unwrap();
     let arch = index::read_archive(&repo, cluster).await.unwrap();
     let mut out = Vec::new();
     for (i, e) in arch.pieces.iter().enumerate() {
@@ -239,7 +259,13 @@ async fn decode(storage: &str, cluster: &str) -> (LogArchive, Vec<Txn>) {
                 "pieces are numbered in order"
             );
         }
-        let mut r = PieceReader::open(&bytes, None, "piece").unwrap();
+        let mut r = PieceReader::open(&bytes, repo.cipher.as_ref(), "piece").unwrap();
+        if key.is_some() {
+            assert!(
+                PieceReader::open(&bytes, None, "piece").is_err(),
+                "a piece of an encrypted repository is sealed"
+            );
+        }
         let mut cur: Option<Txn> = None;
         let mut txns = 0;
         while let Some(ev) = r.next_event().unwrap() {
@@ -632,7 +658,7 @@ async fn kill9_loses_and_repeats_nothing(engine: &'static str) {
         a.kill9();
         println!("kill -9 #{} after {ms} ms", i + 1);
         a = start_archiver(&c, &src.url, &storage);
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             // sometimes killed before it even got going
             a.wait_line(0, "running", |l| l == "running");
         }
@@ -674,21 +700,29 @@ async fn mariadb_kill9_under_load_loses_and_repeats_nothing() {
 // ---------------------------------------------------------------------------
 // 3. source restart and a cut link: recovering, then running, no gap
 
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
-    let srv = tokio::task::spawn_blocking(|| {
-        // acknowledged commits survive the crash (the shared servers trade that away)
-        ferry_testkit::private_postgres_with("lg-restart", "-c synchronous_commit=on")
+async fn restart_cut_and_stall_are_recovered(engine: &'static str) {
+    let srv = tokio::task::spawn_blocking(move || {
+        if engine == "postgres" {
+            // acknowledged commits survive the crash (the shared servers trade that away)
+            ferry_testkit::private_postgres_with("lg-restart", "-c synchronous_commit=on")
+        } else {
+            ferry_testkit::private_mariadb("lg-restart-my")
+        }
     })
     .await
     .unwrap();
-    let dir_pg = srv.dir.clone().unwrap();
-    ferry_testkit::pg_exec(&srv.url_for("postgres"), "CREATE DATABASE lg_restart").await;
+    let dir_srv = srv.dir.clone().unwrap();
+    let admin = srv.url_for(if engine == "postgres" {
+        "postgres"
+    } else {
+        "mysql"
+    });
+    exec(engine, &admin, "CREATE DATABASE lg_restart").await;
     let url = srv.url_for("lg_restart");
     exec(
-        "postgres",
+        engine,
         &url,
-        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v text)",
+        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v varchar(20))",
     )
     .await;
     let proxy = ferry_testkit::Proxy::start(srv.port).await;
@@ -699,7 +733,7 @@ async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
     let c = cluster("restart");
     let mut a = start_archiver(&c, &proxied, &storage);
     let i = a.wait_line(0, "running", |l| l == "running");
-    let w = start_writer("postgres", url.clone());
+    let w = start_writer(engine, url.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // the link is cut
@@ -711,14 +745,31 @@ async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
     a.wait_line(i + 1, "running after the cut", |l| l == "running");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    // the link goes silent (packets dropped, connections left open): noticed by
+    // the archiver's own timeouts
+    let from = a.len();
+    proxy.stall(true);
+    let i = a.wait_line(from, "recovering in the silence", |l| {
+        l.starts_with("recovering")
+    });
+    proxy.stall(false);
+    a.wait_line(i + 1, "running after the silence", |l| l == "running");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     // the server restarts (immediate stop: like a crash)
     let from = a.len();
     let port = srv.port;
-    let d = dir_pg.clone();
+    let d = dir_srv.clone();
     tokio::task::spawn_blocking(move || {
-        ferry_testkit::stop_postgres(&d);
-        std::thread::sleep(Duration::from_secs(1));
-        ferry_testkit::start_postgres(&d, port);
+        if engine == "postgres" {
+            ferry_testkit::stop_postgres(&d);
+            std::thread::sleep(Duration::from_secs(1));
+            ferry_testkit::start_postgres(&d, port);
+        } else {
+            ferry_testkit::stop_mariadb(&d);
+            std::thread::sleep(Duration::from_secs(1));
+            ferry_testkit::start_mariadb(&d, port);
+        }
     })
     .await
     .unwrap();
@@ -739,9 +790,20 @@ async fn postgres_restart_and_cut_link_are_recovered_without_a_gap() {
     let point = arch.head.as_ref().unwrap().archived_through_us;
     assert!(point >= after_restart);
     check_writer_txns(&txns, &acked, point);
-    assert_source_archived("postgres", &url, &txns).await;
+    assert_source_archived(engine, &url, &txns).await;
+    println!("{out}");
     drop(proxy);
     drop(srv);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restart_cut_and_stalled_link_are_recovered_without_a_gap() {
+    restart_cut_and_stall_are_recovered("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_restart_cut_and_stalled_link_are_recovered_without_a_gap() {
+    restart_cut_and_stall_are_recovered("mysql").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -895,6 +957,140 @@ async fn purge_binlogs_past(url: &str, file: &str) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// an encrypted repository: pieces and records sealed, read back with the key
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_repository_gets_sealed_pieces() {
+    let src = fresh("postgres", "lg_sealed").await;
+    exec(
+        "postgres",
+        &src.url,
+        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v text)",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let c = cluster("sealed");
+    let key = "log archive test passphrase";
+    let mut a = start_archiver_with(&c, &src.url, &storage, Some(key), &["--piece-seconds", "1"]);
+    a.wait_line(0, "running", |l| l == "running");
+    for k in 1..=25 {
+        one_txn("postgres", &src.url, k).await.unwrap();
+    }
+    let t = now_us();
+    let t0 = Instant::now();
+    loop {
+        let repo = Repo::open(&storage, Some(key)).await.unwrap();
+        let arch = index::read_archive(&repo, &c).await.unwrap();
+        if arch.head.is_some_and(|h| h.archived_through_us >= t) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(180), "{}", a.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, out) = a.stop();
+    assert!(st.success(), "{out}");
+    let head = std::fs::read(dir.path().join(format!("clusters/{c}/log/head.json"))).unwrap();
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&head).is_err(),
+        "the head is sealed"
+    );
+    let (arch, txns) = decode_with(&storage, &c, Some(key)).await;
+    assert_unbroken(&arch);
+    let ks: Vec<i64> = txns
+        .iter()
+        .filter_map(|t| t.rows.first().and_then(|r| r.2))
+        .collect();
+    assert_eq!(ks, (1..=25).collect::<Vec<_>>());
+    // without the key the archive is not readable
+    let out = ferry(&["backup", "list", &c, "--kind", "log", "--storage", &storage]);
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
+// ---------------------------------------------------------------------------
+// pieces close by size too
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pieces_close_at_their_size_limit() {
+    let src = fresh("postgres", "lg_size").await;
+    exec(
+        "postgres",
+        &src.url,
+        "CREATE TABLE lt (id bigint PRIMARY KEY, txn bigint NOT NULL, v text)",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_string();
+    let c = cluster("size");
+    // pieces never close by age in this test: only by size, or at the stop
+    let mut a = start_archiver_with(
+        &c,
+        &src.url,
+        &storage,
+        None,
+        &["--piece-seconds", "86400", "--piece-mb", "1"],
+    );
+    a.wait_line(0, "running", |l| l == "running");
+    // 40 transactions of ~100 kB each: about 4 MB of changes
+    for k in 1..=40i64 {
+        exec(
+            "postgres",
+            &src.url,
+            &format!(
+                "INSERT INTO lt SELECT {k} * 1000 + g, {k}, repeat(md5(g::text), 32) \
+                 FROM generate_series(1, 100) g"
+            ),
+        )
+        .await;
+    }
+    let t_end = now_us();
+    let t0 = Instant::now();
+    while archive_of(&storage, &c).await.pieces.len() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "no pieces closed by size:\n{}",
+            a.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, out) = a.stop();
+    assert!(st.success(), "{out}");
+    let stopped_at = archive_of(&storage, &c).await.pieces.len();
+    // the rest (still in the stream at the stop) comes with the next run
+    let a = start_archiver(&c, &src.url, &storage);
+    wait_point(&storage, &c, t_end, &a).await;
+    let (st, out) = a.stop();
+    assert!(st.success(), "{out}");
+    let (arch, txns) = decode(&storage, &c).await;
+    assert_unbroken(&arch);
+    let one_txn_raw = 110 * 1024;
+    // the first run's pieces but its last (stored at the stop) closed by size
+    for p in &arch.pieces[..stopped_at - 1] {
+        assert!(
+            p.raw_bytes >= 1 << 20,
+            "piece {} closed early: {}",
+            p.piece,
+            p.raw_bytes
+        );
+        assert!(
+            p.raw_bytes < (1 << 20) + one_txn_raw,
+            "piece {} closed late: {}",
+            p.piece,
+            p.raw_bytes
+        );
+    }
+    let ks: Vec<i64> = txns
+        .iter()
+        .filter(|t| !t.rows.is_empty())
+        .map(|t| {
+            assert_eq!(t.rows.len(), 100);
+            t.rows[0].2.unwrap()
+        })
+        .collect();
+    assert_eq!(ks, (1..=40).collect::<Vec<_>>());
 }
 
 // ---------------------------------------------------------------------------

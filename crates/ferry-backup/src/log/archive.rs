@@ -114,7 +114,7 @@ pub async fn run_archive(
                 }
                 st.recovering = Some(e.message.lines().next().unwrap_or_default().to_string());
                 status(&st);
-                tracing::warn!(cluster = %req.cluster, error = %e, "log archive: retrying");
+                tracing::debug!(cluster = %req.cluster, error = %e, "log archive: retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.wait_for(|s| *s) => {}
@@ -141,7 +141,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How often the archive's progress on an idle source is probed and the head
 /// rewritten.
-const IDLE_EVERY: Duration = Duration::from_secs(2);
+const IDLE_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a probe of the source's log end may take before the link counts as
 /// broken.
@@ -306,6 +306,8 @@ impl<'a> Attempt<'a> {
             .max(last.and_then(|e| e.last_commit_us).unwrap_or(0));
 
         let d = if new_run {
+            // the run starts no earlier than now: taken before its start position
+            let started_us = now_us();
             let start = match &slot {
                 Some(slot) => {
                     // whatever is left of an earlier slot holds no archived log
@@ -321,7 +323,7 @@ impl<'a> Attempt<'a> {
                 }
                 None => connector.head(self.spec).await?,
             };
-            through = now_us();
+            through = started_us;
             let d = Durable {
                 end: start.clone(),
                 chain: start,
