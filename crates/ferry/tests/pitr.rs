@@ -847,7 +847,7 @@ async fn pitr_after_the_archiver_is_killed_under_load_has_every_acknowledged_txn
         let c = cluster(&format!("pitr-load-{engine}"));
         let mut archiver = Archiver::start(&c, &src.url, &storage);
         wait_point(&storage, &c, 1, &mut archiver).await;
-        full_backup(&storage, &c, &src.url).await;
+        let set = full_backup(&storage, &c, &src.url).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
 
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -880,7 +880,19 @@ async fn pitr_after_the_archiver_is_killed_under_load_has_every_acknowledged_txn
         let dst = fresh(other, "pitr_load_dst").await;
         let out = pitr(&c, &rfc(t), &dst.url, &storage, &uname("load"));
         let txt = text(&out);
-        assert!(out.status.success(), "{engine} → {other}: {txt}");
+        if !out.status.success() {
+            let arch = archive_of(&storage, &c).await;
+            panic!(
+                "{engine} → {other}: {txt}\nset at {:?}\npieces {:?}\ngaps {:?}\nhead {:?}",
+                set.position,
+                arch.pieces
+                    .iter()
+                    .map(|p| (p.piece, p.start.clone(), p.end.clone(), p.txns))
+                    .collect::<Vec<_>>(),
+                arch.gaps,
+                arch.head
+            );
+        }
         let url = reach_table(other, &dst.url, "acks").await;
         let ids: Vec<i64> = query_lines(other, &url, "SELECT id FROM acks ORDER BY id")
             .await

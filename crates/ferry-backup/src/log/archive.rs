@@ -236,6 +236,7 @@ impl<'a> Attempt<'a> {
                 updated_at: rfc_now(),
                 engine: self.req.source.engine.to_string(),
                 source: self.req.source.to_string(),
+                chain: Some(d.chain.to_string()),
             },
         )
         .await
@@ -337,11 +338,24 @@ impl<'a> Attempt<'a> {
             d
         } else {
             let end = end.expect("an archive that continues has an end");
+            // where the run's next piece continues from: a run without a piece
+            // yet continues from its start (the head keeps it), not from where
+            // idle time moved the head's end
+            let head_chain = archive
+                .head
+                .as_ref()
+                .and_then(|h| h.chain.as_deref())
+                .and_then(|c| Position::parse(c).ok());
             let chain = if broke.is_some() {
                 // the new run's first piece continues from where it started
-                end.clone()
+                head_chain.unwrap_or_else(|| end.clone())
             } else {
-                last_end.clone().unwrap_or_else(|| end.clone())
+                match (last_end.clone(), head_chain) {
+                    (Some(l), Some(h)) if h.reached(&l) => h,
+                    (Some(l), _) => l,
+                    (None, Some(h)) => h,
+                    (None, None) => end.clone(),
+                }
             };
             if let Some(slot) = &slot {
                 if let Err(e) = slot.verify().await {

@@ -104,6 +104,12 @@ pub struct LogHead {
     pub engine: String,
     /// The source (as the user named it, password removed).
     pub source: String,
+    /// The position the next piece continues from: the previous piece's end, or
+    /// the run's start while the run has no piece yet (`end` moves on while the
+    /// source is idle, the start must not: a full set taken then lies inside the
+    /// run). Absent in heads written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
 }
 
 /// A named restore point: the source's log position at the moment it was made.
