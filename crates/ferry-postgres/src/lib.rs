@@ -15,6 +15,7 @@ pub mod ddl;
 pub mod pgoutput;
 pub mod precheck;
 pub mod reader;
+pub mod physical;
 pub mod replication;
 pub mod tls;
 pub mod types;
