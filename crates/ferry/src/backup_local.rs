@@ -23,6 +23,30 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
         BackupCmd::Policy { .. } => {
             bail!("backup policies live on the service: run `ferry backup policy …` without --storage")
         }
+        BackupCmd::Log {
+            cmd:
+                crate::backup_cmd::LogCmd::Run {
+                    cluster,
+                    source,
+                    method,
+                    piece_seconds,
+                    quiet,
+                    ..
+                },
+        } if method == "physical" => {
+            crate::physical_local::log_run(storage, &cluster, &source, piece_seconds, quiet).await
+        }
+        BackupCmd::Now {
+            cluster,
+            method,
+            source,
+            incremental,
+            quiet,
+            ..
+        } if method == "physical" => {
+            crate::physical_local::backup_now(storage, &cluster, source, incremental, quiet, json)
+                .await
+        }
         BackupCmd::Log { .. } | BackupCmd::Mark { .. } => {
             bail!("log backup in direct mode is not built yet")
         }
