@@ -199,7 +199,8 @@ pub async fn restore_data_dir(repo: &Repo, req: &DataDirRequest) -> Result<DataD
             _ => need_to.saturating_sub(1),
         }
         .max(set_end);
-        let mut at = set_end - set_end % seg;
+        let first = parse_segment_name(&h.first_segment, seg).map_or(0, |(_, f)| f);
+        let mut at = (set_end - set_end % seg).max(first);
         while at <= last {
             let name = segment_name(h.timeline, at, seg);
             check_segment(repo, &cluster, h, &name, &window).await?;
@@ -258,8 +259,10 @@ fn archive_covers(h: &WalHead, info: &PhysicalInfo) -> bool {
     let end = pos_lsn(&info.end_lsn).unwrap_or(0);
     h.system_id == info.system_id
         && h.timeline == info.timeline
+        // the set's last segment travels in the set itself (complete: the
+        // backup's end switches segments), so the archive may begin after it
         && parse_segment_name(&h.first_segment, h.segment_size)
-            .is_some_and(|(_, first)| first <= end - end % h.segment_size)
+            .is_some_and(|(_, first)| first <= end - end % h.segment_size + h.segment_size)
         && pos_lsn(&h.end_lsn).is_some_and(|e| e >= end)
 }
 
