@@ -88,6 +88,35 @@ impl Restored {
     }
 }
 
+impl Restored {
+    /// Waits until recovery finished and the server promoted (it refuses
+    /// connections until then); fails when the server died (recovery failed).
+    async fn ready(&self) {
+        let t0 = Instant::now();
+        loop {
+            if let Ok((c, conn)) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                if let Ok(r) = c.query_one("SELECT pg_is_in_recovery()", &[]).await {
+                    if !r.get::<_, bool>(0) {
+                        return;
+                    }
+                }
+            }
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            assert!(
+                !self.dir.join("postmaster.pid").exists() || !log.contains("FATAL:  could not")
+                    && !log.contains("recovery ended before"),
+                "recovery failed:\n{log}"
+            );
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "the restored server did not finish recovery in 2 minutes:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 impl Drop for Restored {
     fn drop(&mut self) {
         ferry_testkit::stop_postgres(&self.dir);
@@ -145,12 +174,13 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     let work = tempfile::Builder::new()
         .prefix("ferry-physical-")
         .tempdir_in(&root)
-        .unwrap();
+        .unwrap()
+        .keep(); // removed at the end; kept for a look when the test fails
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(work.as_path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let storage = work.path().join("repo").to_string_lossy().into_owned();
+    let storage = work.as_path().join("repo").to_string_lossy().into_owned();
     let url = src.url_for("postgres");
     let cluster = "phys-pitr";
     ferry_testkit::pg_exec(&url, "CREATE TABLE markers (id int PRIMARY KEY, note text)").await;
@@ -212,10 +242,11 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
         (None, &[0, 1, 2, 3, 4]),
     ];
     for (i, (until, want)) in cases.iter().enumerate() {
-        let dir = work.path().join(format!("restored-{i}"));
+        let dir = work.as_path().join(format!("restored-{i}"));
         let out = restore(&storage, cluster, *until, &dir);
         assert!(out.status.success(), "restore to {until:?} failed:\n{}", text(&out));
         let server = Restored::start(&dir);
+        server.ready().await;
         let got: Vec<i32> = lines(&server.url, "SELECT id FROM markers ORDER BY id")
             .await
             .iter()
@@ -226,7 +257,7 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     }
 
     // a point after the archive's end is outside the window
-    let dir = work.path().join("restored-late");
+    let dir = work.as_path().join("restored-late");
     let out = restore(&storage, cluster, Some("lsn:FF/0"), &dir);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("outside"), "{}", text(&out));
@@ -260,6 +291,7 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     let verify = ferry(&["backup", "verify", &set.id, "--storage", &storage]);
     assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
     assert!(text(&verify).contains(&set.files[0].path), "{}", text(&verify));
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[tokio::test]

@@ -232,7 +232,12 @@ pub async fn restore_data_dir(repo: &Repo, req: &DataDirRequest) -> Result<DataD
     let target_line = match target {
         Target::End => None,
         Target::Lsn(l) => Some(format!("recovery_target_lsn = '{}'", lsn_text(l))),
-        Target::Time(t) => Some(format!("recovery_target_time = '{}'", rfc3339_us(t))),
+        Target::Time(t) => Some(format!(
+            "recovery_target_time = '{}'",
+            chrono::DateTime::from_timestamp_micros(t)
+                .unwrap_or_default()
+                .format("%Y-%m-%d %H:%M:%S%.6f+00")
+        )),
     };
     write_recovery(&req.data_dir, &req.restore_command, target_line.as_deref())?;
     tracing::info!(cluster = %cluster, set = %m.id, data_dir = %req.data_dir.display(), "physical restore written");

@@ -257,25 +257,24 @@ async fn archive_once(
     let mut conn = ReplConn::connect_physical(&req.source).await?;
     let sys = conn.identify_system().await?;
     let slot = slot_name(cluster);
-    let created = match conn.create_physical_slot(&slot).await {
-        Ok(lsn) => lsn,
-        Err(e) if e.message.contains("42710") => None,
+    match conn.create_physical_slot(&slot).await {
+        Ok(_) => tracing::info!(cluster, slot = %slot, "created the physical slot"),
+        Err(e) if e.message.contains("42710") => {}
         Err(e) => return Err(e),
-    };
-    let slot_restart = match created {
-        Some(l) => Some(l),
-        None => {
-            let rows = conn
-                .simple_query(&format!(
-                    "READ_REPLICATION_SLOT {}",
-                    ferry_postgres::quote_ident(&slot)
-                ))
-                .await?;
-            rows.first()
-                .and_then(|r| r.get(1).cloned().flatten())
-                .and_then(|s| ferry_postgres::physical::parse_lsn(&s))
-        }
-    };
+    }
+    // where the slot holds WAL from (CREATE_REPLICATION_SLOT reports 0/0 for a
+    // physical slot: ask)
+    let rows = conn
+        .simple_query(&format!(
+            "READ_REPLICATION_SLOT {}",
+            ferry_postgres::quote_ident(&slot)
+        ))
+        .await?;
+    let slot_restart = rows
+        .first()
+        .and_then(|r| r.get(1).cloned().flatten())
+        .and_then(|s| ferry_postgres::physical::parse_lsn(&s))
+        .filter(|l| *l > 0);
     let head = read_head(repo, cluster).await?;
     let seg = sys.segment_size;
     let start = match &head {
