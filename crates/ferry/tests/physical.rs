@@ -104,8 +104,8 @@ impl Restored {
             }
             let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
             assert!(
-                !self.dir.join("postmaster.pid").exists() || !log.contains("FATAL:  could not")
-                    && !log.contains("recovery ended before"),
+                !self.dir.join("postmaster.pid").exists()
+                    || !log.contains("FATAL:  could not") && !log.contains("recovery ended before"),
                 "recovery failed:\n{log}"
             );
             assert!(
@@ -170,7 +170,13 @@ fn lsn_of(s: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     let src = ferry_testkit::private_postgres("physical-pitr");
-    let root = src.dir.as_ref().expect("a private server").parent().unwrap().to_path_buf();
+    let root = src
+        .dir
+        .as_ref()
+        .expect("a private server")
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let work = tempfile::Builder::new()
         .prefix("ferry-physical-")
         .tempdir_in(&root)
@@ -187,8 +193,25 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (0, 'before the backup')").await;
 
     // the base backup, then the WAL archive from there on
-    let out = ferry(&["backup", "now", cluster, "--method", "physical", "--source", &url, "--storage", &storage, "-q", "-o", "json"]);
-    assert!(out.status.success(), "physical backup failed:\n{}", text(&out));
+    let out = ferry(&[
+        "backup",
+        "now",
+        cluster,
+        "--method",
+        "physical",
+        "--source",
+        &url,
+        "--storage",
+        &storage,
+        "-q",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "physical backup failed:\n{}",
+        text(&out)
+    );
     let set = Manifest::from_json(&out.stdout, "output").unwrap();
     assert_eq!(set.method, "physical");
     assert!(!set.files.is_empty() && set.position.is_some());
@@ -197,7 +220,21 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
 
     let archiver = Archiver(
         Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["backup", "log", "run", cluster, "--method", "physical", "--source", &url, "--storage", &storage, "--piece-seconds", "1", "-q"])
+            .args([
+                "backup",
+                "log",
+                "run",
+                cluster,
+                "--method",
+                "physical",
+                "--source",
+                &url,
+                "--storage",
+                &storage,
+                "--piece-seconds",
+                "1",
+                "-q",
+            ])
             .env("FERRY_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -210,8 +247,14 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (1, 'before the time')").await;
     ferry_testkit::pg_exec(&url, "SELECT pg_switch_wal()").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let time_text = one(&url, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").await;
-    let time_us = chrono::DateTime::parse_from_rfc3339(&time_text).unwrap().timestamp_micros();
+    let time_text = one(
+        &url,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    )
+    .await;
+    let time_us = chrono::DateTime::parse_from_rfc3339(&time_text)
+        .unwrap()
+        .timestamp_micros();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // marker 2, then the LSN target
     ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (2, 'before the lsn')").await;
@@ -225,7 +268,9 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
         time_us: chrono::Utc::now().timestamp_micros(),
         at: chrono::Utc::now().to_rfc3339(),
     };
-    repo.put_json(&mark_path(cluster, "before-upgrade"), &mark).await.unwrap();
+    repo.put_json(&mark_path(cluster, "before-upgrade"), &mark)
+        .await
+        .unwrap();
     // marker 4: only the restore to the archive's end has it
     ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (4, 'before the end')").await;
     let end = one(&url, "SELECT pg_current_wal_insert_lsn()").await;
@@ -244,7 +289,11 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     for (i, (until, want)) in cases.iter().enumerate() {
         let dir = work.as_path().join(format!("restored-{i}"));
         let out = restore(&storage, cluster, *until, &dir);
-        assert!(out.status.success(), "restore to {until:?} failed:\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "restore to {until:?} failed:\n{}",
+            text(&out)
+        );
         let server = Restored::start(&dir);
         server.ready().await;
         let got: Vec<i32> = lines(&server.url, "SELECT id FROM markers ORDER BY id")
@@ -269,16 +318,24 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     let victim = names
         .iter()
         .find(|n| {
-            ferry_backup::physical::parse_segment_name(n, head.segment_size)
-                .is_some_and(|(_, start)| start + head.segment_size > set_end && start <= lsn_of(&lsn))
+            ferry_backup::physical::parse_segment_name(n, head.segment_size).is_some_and(
+                |(_, start)| start + head.segment_size > set_end && start <= lsn_of(&lsn),
+            )
         })
         .expect("a complete segment between the set and the lsn target")
         .clone();
     std::fs::remove_file(Path::new(&storage).join(wal::segment_path(cluster, &victim))).unwrap();
     let out = restore(&storage, cluster, Some(&until_lsn), &dir);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains(&victim) && text(&out).contains("missing"), "{}", text(&out));
-    assert!(!dir.join("PG_VERSION").exists(), "nothing is written when the precheck fails");
+    assert!(
+        text(&out).contains(&victim) && text(&out).contains("missing"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !dir.join("PG_VERSION").exists(),
+        "nothing is written when the precheck fails"
+    );
 
     // verify names a damaged part of the set
     let part = Path::new(&storage)
@@ -290,7 +347,11 @@ async fn physical_pitr_restores_exactly_the_markers_before_each_target() {
     std::fs::write(&part, b).unwrap();
     let verify = ferry(&["backup", "verify", &set.id, "--storage", &storage]);
     assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
-    assert!(text(&verify).contains(&set.files[0].path), "{}", text(&verify));
+    assert!(
+        text(&verify).contains(&set.files[0].path),
+        "{}",
+        text(&verify)
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
 
@@ -303,8 +364,21 @@ async fn physical_backup_of_mariadb_without_mariadb_backup_says_how_to_install_i
     let work = tempfile::tempdir().unwrap();
     let storage = work.path().join("repo").to_string_lossy().into_owned();
     let src = ferry_testkit::mariadb().url_for("mysql");
-    let out = ferry(&["backup", "now", "phys-my", "--method", "physical", "--source", &src, "--storage", &storage]);
+    let out = ferry(&[
+        "backup",
+        "now",
+        "phys-my",
+        "--method",
+        "physical",
+        "--source",
+        &src,
+        "--storage",
+        &storage,
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("mariadb-backup") && t.contains("apt-get install mariadb-backup"), "{t}");
+    assert!(
+        t.contains("mariadb-backup") && t.contains("apt-get install mariadb-backup"),
+        "{t}"
+    );
 }

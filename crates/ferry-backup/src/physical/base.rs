@@ -106,7 +106,10 @@ pub async fn run_physical_backup(
     let (start_lsn, timeline, spaces) = conn
         .base_backup_start(&format!("ferry {cluster} {id}"), true)
         .await?;
-    if spaces.iter().any(|s| s.as_deref().is_some_and(|l| !l.is_empty())) {
+    if spaces
+        .iter()
+        .any(|s| s.as_deref().is_some_and(|l| !l.is_empty()))
+    {
         return Err(Error::definite(format!(
             "{source}: the server has tablespaces outside its data directory; Ferry's physical backup covers the main data directory only"
         ))
@@ -279,7 +282,9 @@ pub async fn verify_files(repo: &Repo, m: &Manifest, report: &mut crate::verify:
             }
             Err(e) => {
                 intact = false;
-                report.problems.push(format!("{name}: cannot be decoded: {}", e.message));
+                report
+                    .problems
+                    .push(format!("{name}: cannot be decoded: {}", e.message));
             }
         }
     }

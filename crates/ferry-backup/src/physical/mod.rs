@@ -26,7 +26,7 @@ pub mod tar;
 pub mod wal;
 
 pub use base::{run_physical_backup, PhysicalInfo};
-pub use restore::{restore_data_dir, DataDirRequest, DataDirReport};
+pub use restore::{restore_data_dir, DataDirReport, DataDirRequest};
 pub use wal::{archive_wal, fetch_wal, read_head, WalEntry, WalHead};
 
 use crate::cipher::Cipher;
@@ -140,7 +140,10 @@ mod tests {
     fn segment_names_round_trip_and_blobs_pack() {
         let seg = 16 << 20;
         assert_eq!(segment_name(1, 0x3A00F10, seg), "000000010000000000000003");
-        assert_eq!(segment_name(2, 0x1_0100_0000, seg), "000000020000000100000001");
+        assert_eq!(
+            segment_name(2, 0x1_0100_0000, seg),
+            "000000020000000100000001"
+        );
         assert_eq!(
             parse_segment_name("000000020000000100000001", seg),
             Some((2, 0x1_0100_0000))

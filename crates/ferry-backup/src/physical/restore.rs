@@ -63,20 +63,19 @@ enum Target {
 /// Writes the data directory of `req` from `repo`.
 pub async fn restore_data_dir(repo: &Repo, req: &DataDirRequest) -> Result<DataDirReport> {
     // the set(s) to choose from
-    let (cluster, candidates) = if crate::layout::valid_set_id(&req.from)
-        && !crate::layout::valid_cluster(&req.from)
-    {
-        let m = repo.find_set(&req.from).await?;
-        (m.cluster.clone(), vec![m])
-    } else {
-        let sets: Vec<Manifest> = repo
-            .sets(Some(&req.from))
-            .await?
-            .into_iter()
-            .filter(|m| m.method == METHOD)
-            .collect();
-        (req.from.clone(), sets)
-    };
+    let (cluster, candidates) =
+        if crate::layout::valid_set_id(&req.from) && !crate::layout::valid_cluster(&req.from) {
+            let m = repo.find_set(&req.from).await?;
+            (m.cluster.clone(), vec![m])
+        } else {
+            let sets: Vec<Manifest> = repo
+                .sets(Some(&req.from))
+                .await?
+                .into_iter()
+                .filter(|m| m.method == METHOD)
+                .collect();
+            (req.from.clone(), sets)
+        };
     if let Some(m) = candidates.iter().find(|m| m.method != METHOD) {
         return Err(Error::definite(format!(
             "set {} is a {} backup; --data-dir restores physical sets only",
@@ -89,7 +88,9 @@ pub async fn restore_data_dir(repo: &Repo, req: &DataDirRequest) -> Result<DataD
             "cluster {cluster} has no physical backup set in {}",
             repo.storage.url()
         ))
-        .with_hint("take one with `ferry backup now CLUSTER --method physical --source … --storage …`"));
+        .with_hint(
+            "take one with `ferry backup now CLUSTER --method physical --source … --storage …`",
+        ));
     }
     let target = match &req.until {
         None => Target::End,
@@ -294,7 +295,10 @@ async fn check_segment(
             };
         }
     }
-    let Some(e) = repo.get_json::<WalEntry>(&entry_path(cluster, name)).await? else {
+    let Some(e) = repo
+        .get_json::<WalEntry>(&entry_path(cluster, name))
+        .await?
+    else {
         return Err(broken("is missing from the archive's index".into()));
     };
     let path = segment_path(cluster, name);
@@ -348,8 +352,13 @@ fn write_recovery(dir: &Path, restore_command: &str, target: Option<&str>) -> Re
         .append(true)
         .open(&auto)
         .map_err(|e| io("cannot open", &auto, e))?;
-    let mut text = String::from("\n# Added by `ferry restore create --data-dir`: recovery from Ferry's WAL archive\n");
-    text.push_str(&format!("restore_command = {}\n", conf_quote(restore_command)));
+    let mut text = String::from(
+        "\n# Added by `ferry restore create --data-dir`: recovery from Ferry's WAL archive\n",
+    );
+    text.push_str(&format!(
+        "restore_command = {}\n",
+        conf_quote(restore_command)
+    ));
     if let Some(t) = target {
         text.push_str(t);
         text.push('\n');
@@ -385,7 +394,14 @@ impl FileSink {
 }
 
 impl TarSink for FileSink {
-    fn begin(&mut self, kind: EntryKind, name: &str, _mode: u32, _size: u64, link: &str) -> Result<()> {
+    fn begin(
+        &mut self,
+        kind: EntryKind,
+        name: &str,
+        _mode: u32,
+        _size: u64,
+        link: &str,
+    ) -> Result<()> {
         let p = self.path(name)?;
         match kind {
             EntryKind::Dir => {

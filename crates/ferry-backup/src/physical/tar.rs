@@ -19,8 +19,14 @@ pub enum EntryKind {
 /// Receives a tar stream's entries.
 pub trait TarSink {
     /// An entry starts (`name` relative, as stored; `link`: a symlink's target).
-    fn begin(&mut self, kind: EntryKind, name: &str, mode: u32, size: u64, link: &str)
-        -> Result<()>;
+    fn begin(
+        &mut self,
+        kind: EntryKind,
+        name: &str,
+        mode: u32,
+        size: u64,
+        link: &str,
+    ) -> Result<()>;
     /// The next bytes of the current file.
     fn data(&mut self, bytes: &[u8]) -> Result<()>;
     /// The current entry is complete.
@@ -135,7 +141,13 @@ impl TarReader {
         let sum: u64 = h
             .iter()
             .enumerate()
-            .map(|(i, b)| if (148..156).contains(&i) { 32 } else { *b as u64 })
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    *b as u64
+                }
+            })
             .sum();
         if sum != want {
             return Err(bad("header checksum mismatch"));
@@ -153,7 +165,12 @@ impl TarReader {
             b'0' | 0 => EntryKind::File,
             b'5' => EntryKind::Dir,
             b'2' => EntryKind::Symlink,
-            t => return Err(bad(&format!("entry {name:?} of unsupported type {:?}", t as char))),
+            t => {
+                return Err(bad(&format!(
+                    "entry {name:?} of unsupported type {:?}",
+                    t as char
+                )))
+            }
         };
         let link = text(&h[157..257]);
         self.entries += 1;

@@ -37,7 +37,11 @@ pub fn segment_path(cluster: &str, name: &str) -> String {
 /// The partial segment's object, by the LSN it ends at (a new one is written
 /// before the head names it and the old one is deleted: never overwritten).
 pub fn partial_path(cluster: &str, name: &str, end_lsn: &str) -> String {
-    format!("{}/{name}.{}.partial.fzr", wal_dir(cluster), end_lsn.replace('/', "-"))
+    format!(
+        "{}/{name}.{}.partial.fzr",
+        wal_dir(cluster),
+        end_lsn.replace('/', "-")
+    )
 }
 
 /// A complete segment's index entry.
@@ -132,7 +136,10 @@ pub async fn fetch_wal(repo: &Repo, cluster: &str, name: &str) -> Result<Option<
     if parse_segment_name(name, head.segment_size).is_none() {
         return Ok(None);
     }
-    let (entry, path) = match repo.get_json::<WalEntry>(&entry_path(cluster, name)).await? {
+    let (entry, path) = match repo
+        .get_json::<WalEntry>(&entry_path(cluster, name))
+        .await?
+    {
         Some(e) => (e, segment_path(cluster, name)),
         None => match head.partial {
             Some(p) if p.name == name => {
@@ -144,7 +151,8 @@ pub async fn fetch_wal(repo: &Repo, cluster: &str, name: &str) -> Result<Option<
     };
     let stored = read_checked(repo, &entry, &path).await?;
     let mut raw = unpack(&stored, repo.cipher.as_ref(), &path)?;
-    if raw.len() as u64 > head.segment_size || (!entry.partial && raw.len() as u64 != head.segment_size)
+    if raw.len() as u64 > head.segment_size
+        || (!entry.partial && raw.len() as u64 != head.segment_size)
     {
         return Err(Error::definite(format!(
             "WAL segment {name}: {} bytes, the segment size is {}",
@@ -329,7 +337,9 @@ async fn archive_once(
     conn.start_physical(&slot, start, timeline).await?;
     st.state = ArchiveState::Running;
     st.recovering = None;
-    st.position = Some(super::lsn_pos(super::pos_lsn(&head.end_lsn).unwrap_or(start)));
+    st.position = Some(super::lsn_pos(
+        super::pos_lsn(&head.end_lsn).unwrap_or(start),
+    ));
     st.latest_point_us = head.latest_point_us.or(st.latest_point_us);
     status(st);
     if !req.quiet {
@@ -387,7 +397,8 @@ async fn archive_once(
                     cur.buf.extend_from_slice(&d[..n]);
                     d = &d[n..];
                     if cur.buf.len() as u64 == seg {
-                        store_segment(repo, cluster, &cur, &mut head, server_end, server_us).await?;
+                        store_segment(repo, cluster, &cur, &mut head, server_end, server_us)
+                            .await?;
                         durable = cur.end();
                         st.pieces += 1;
                         conn.send_status(durable).await?;
@@ -413,8 +424,16 @@ async fn archive_once(
                 }
             }
             None => {
-                if store_partial(repo, cluster, &cur, &mut head, server_end, server_us, &mut durable)
-                    .await?
+                if store_partial(
+                    repo,
+                    cluster,
+                    &cur,
+                    &mut head,
+                    server_end,
+                    server_us,
+                    &mut durable,
+                )
+                .await?
                 {
                     st.pieces += 1;
                 }
@@ -452,7 +471,9 @@ async fn store_segment(
         stored_us: now_us(),
         partial: false,
     };
-    repo.storage.put(&segment_path(cluster, &name), p.bytes).await?;
+    repo.storage
+        .put(&segment_path(cluster, &name), p.bytes)
+        .await?;
     repo.put_json(&entry_path(cluster, &name), &entry).await?;
     head.end_lsn = entry.end_lsn.clone();
     if server_end <= cur.end() {
@@ -461,7 +482,10 @@ async fn store_segment(
     let old = head.partial.take();
     repo.put_json(&head_path(cluster), head).await?;
     if let Some(o) = old {
-        let _ = repo.storage.delete(&partial_path(cluster, &o.name, &o.end_lsn)).await;
+        let _ = repo
+            .storage
+            .delete(&partial_path(cluster, &o.name, &o.end_lsn))
+            .await;
     }
     tracing::debug!(cluster, segment = %name, "WAL segment stored");
     Ok(())
@@ -503,7 +527,10 @@ async fn store_partial(
     let old = head.partial.replace(entry);
     repo.put_json(&head_path(cluster), head).await?;
     if let Some(o) = old {
-        let _ = repo.storage.delete(&partial_path(cluster, &o.name, &o.end_lsn)).await;
+        let _ = repo
+            .storage
+            .delete(&partial_path(cluster, &o.name, &o.end_lsn))
+            .await;
     }
     *durable = cur.end();
     Ok(true)
