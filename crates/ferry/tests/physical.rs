@@ -382,3 +382,130 @@ async fn physical_backup_of_mariadb_without_mariadb_backup_says_how_to_install_i
         "{t}"
     );
 }
+
+fn spawn_archiver(cluster: &str, url: &str, storage: &str) -> Archiver {
+    Archiver(
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args([
+                "backup",
+                "log",
+                "run",
+                cluster,
+                "--method",
+                "physical",
+                "--source",
+                url,
+                "--storage",
+                storage,
+                "--piece-seconds",
+                "1",
+                "-q",
+            ])
+            .env("FERRY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the archiver"),
+    )
+}
+
+/// The archive running before the base backup, killed with -9 while the source
+/// keeps writing (and switching segments), restarted: the slot kept the WAL, the
+/// archive continues without a gap, and an encrypted repository's WAL reaches the
+/// restored server through FERRY_REPO_KEY in its environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn physical_archive_continues_after_kill_9_into_an_encrypted_repository() {
+    std::env::set_var("FERRY_REPO_KEY", "physical-test-key");
+    let src = ferry_testkit::private_postgres("physical-kill");
+    let root = src
+        .dir
+        .as_ref()
+        .expect("a private server")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let work = tempfile::Builder::new()
+        .prefix("ferry-physical-kill-")
+        .tempdir_in(&root)
+        .unwrap()
+        .keep();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let storage = work.join("repo").to_string_lossy().into_owned();
+    let url = src.url_for("postgres");
+    let cluster = "phys-kill";
+    ferry_testkit::pg_exec(&url, "CREATE TABLE markers (id int PRIMARY KEY, note text)").await;
+    ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (0, 'before the archive')").await;
+
+    // the archive first (it creates the encrypted repository), then the backup
+    let mut archiver = spawn_archiver(cluster, &url, &storage);
+    let t0 = Instant::now();
+    let repo = loop {
+        if let Ok(r) = Repo::open(&storage, Some("physical-test-key")).await {
+            if read_head(&r, cluster).await.ok().flatten().is_some() {
+                break r;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the archive never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(repo.encrypted());
+    assert_eq!(
+        one(
+            &url,
+            "SELECT slot_type FROM pg_replication_slots WHERE slot_name = 'ferry_wal_phys_kill'"
+        )
+        .await,
+        "physical"
+    );
+    let out = ferry(&[
+        "backup",
+        "now",
+        cluster,
+        "--method",
+        "physical",
+        "--source",
+        &url,
+        "--storage",
+        &storage,
+        "-q",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "physical backup failed:\n{}",
+        text(&out)
+    );
+
+    ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (1, 'before the kill')").await;
+    let _ = Command::new("kill")
+        .args(["-KILL", &archiver.0.id().to_string()])
+        .status();
+    let _ = archiver.0.wait();
+    // the source goes on while nothing archives: segments switch
+    ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (2, 'while killed')").await;
+    ferry_testkit::pg_exec(&url, "SELECT pg_switch_wal()").await;
+    ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (3, 'after a switch')").await;
+    ferry_testkit::pg_exec(&url, "SELECT pg_switch_wal()").await;
+    archiver = spawn_archiver(cluster, &url, &storage);
+    ferry_testkit::pg_exec(&url, "INSERT INTO markers VALUES (4, 'after the restart')").await;
+    let end = one(&url, "SELECT pg_current_wal_insert_lsn()").await;
+    wait_archived(&repo, cluster, lsn_of(&end), 0).await;
+    drop(archiver);
+
+    let dir = work.join("restored");
+    let out = restore(&storage, cluster, None, &dir);
+    assert!(out.status.success(), "restore failed:\n{}", text(&out));
+    let server = Restored::start(&dir);
+    server.ready().await;
+    let got = lines(&server.url, "SELECT id FROM markers ORDER BY id").await;
+    assert_eq!(got, ["0", "1", "2", "3", "4"]);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&work);
+}
