@@ -1,7 +1,9 @@
 //! Physical backups run here, without a service:
 //! - `ferry backup now CLUSTER --method physical --source … --storage …` — a
 //!   PostgreSQL base backup (or MariaDB through mariadb-backup) as a set;
-//! - `ferry backup log run CLUSTER --method physical …` — the WAL archive;
+//! - (`ferry backup log run CLUSTER --method physical …`, the WAL archive, runs
+//!   through the log archiver, which hands physical requests to
+//!   [`ferry_backup::physical::archive_wal`]);
 //! - `ferry restore create --data-dir DIR --from CLUSTER|SET [--until POINT]
 //!   --storage …` — a data directory that recovers to the point;
 //! - `ferry backup log wal-fetch CLUSTER FILE PATH --storage …` (hidden) — what
@@ -10,10 +12,9 @@
 use crate::backup_cmd::RestoreCmd;
 use crate::client::ClientOpts;
 use anyhow::{bail, Result};
-use ferry_backup::log::{ArchiveRequest, ArchiveState, ArchiveStatus, RestorePoint};
+use ferry_backup::log::RestorePoint;
 use ferry_backup::physical::{self, DataDirRequest};
 use ferry_backup::repo::{Repo, KEY_ENV};
-use ferry_core::select::ObjectFilter;
 use ferry_core::Endpoint;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,72 +55,6 @@ pub async fn backup_now(
     println!("  stored    {} bytes in {} files", m.bytes(), m.files.len());
     println!("  position  {}", m.position.as_deref().unwrap_or("-"));
     println!("  time      {:.1}s", t0.elapsed().as_secs_f64());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `ferry backup log run CLUSTER --method physical` in direct mode: archives WAL
-/// until SIGINT/SIGTERM.
-pub async fn log_run(
-    storage: &str,
-    cluster: &str,
-    source: &str,
-    piece_seconds: u64,
-    quiet: bool,
-) -> Result<ExitCode> {
-    let source = Endpoint::parse(source, "FERRY_SOURCE_PASSWORD")?;
-    ferry_backup::backup::check_cluster(cluster)?;
-    let repo = Repo::create_or_open(storage, repo_key().as_deref()).await?;
-    let req = ArchiveRequest {
-        cluster: cluster.to_string(),
-        source,
-        objects: ObjectFilter::new(&[], &[])?,
-        method: "physical".into(),
-        piece_seconds: piece_seconds.max(1),
-        piece_bytes: 0,
-        quiet,
-    };
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        } else {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        let _ = tx.send(true);
-    });
-    let status = move |s: &ArchiveStatus| {
-        if quiet {
-            return;
-        }
-        let point = s
-            .latest_point_us
-            .and_then(chrono::DateTime::from_timestamp_micros)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-            .unwrap_or_else(|| "-".into());
-        let state = match s.state {
-            ArchiveState::Starting => "starting",
-            ArchiveState::Running => "running",
-            ArchiveState::Stopping => "stopping",
-            ArchiveState::Stopped => "stopped",
-            ArchiveState::Failed => "failed",
-        };
-        let extra = s
-            .recovering
-            .as_deref()
-            .or(s.reason.as_deref())
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        eprintln!(
-            "{state}: archived to {} latest point {point} segments {}{extra}",
-            s.position.as_deref().unwrap_or("-"),
-            s.pieces
-        );
-    };
-    physical::archive_wal(&repo, &req, rx, &status).await?;
     Ok(ExitCode::SUCCESS)
 }
 
