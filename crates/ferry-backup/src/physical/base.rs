@@ -219,7 +219,7 @@ pub async fn run_physical_backup(
     Ok(m)
 }
 
-async fn store_part(
+pub(crate) async fn store_part(
     repo: &Repo,
     cluster: &str,
     set: &str,
@@ -293,7 +293,9 @@ pub async fn verify_files(repo: &Repo, m: &Manifest, report: &mut crate::verify:
             .problems
             .push(format!("{}: the base backup's tar stream ends early", m.id));
     }
-    if let Err(e) = read_info(repo, m).await {
-        report.problems.push(e.message);
+    if m.engine == "postgres" {
+        if let Err(e) = read_info(repo, m).await {
+            report.problems.push(e.message);
+        }
     }
 }

@@ -92,6 +92,26 @@ pub async fn restore_data_dir(repo: &Repo, req: &DataDirRequest) -> Result<DataD
             "take one with `ferry backup now CLUSTER --method physical --source … --storage …`",
         ));
     }
+    if let Some(m) = candidates.last().filter(|m| m.engine == "mysql") {
+        if req.until.is_some() {
+            return Err(Error::definite(format!(
+                "set {}: a physical MySQL/MariaDB set restores to its own end only",
+                m.id
+            ))
+            .with_hint("drop --until, or use the logical method for point-in-time restores"));
+        }
+        prepare_dir(&req.data_dir)?;
+        let (files, bytes) = super::mariadb::restore(repo, m, &req.data_dir).await?;
+        return Ok(DataDirReport {
+            set: m.id.clone(),
+            cluster,
+            target: "the set's end".into(),
+            window: m.position.clone().unwrap_or_else(|| "-".into()),
+            files,
+            bytes,
+            segments: 0,
+        });
+    }
     let target = match &req.until {
         None => Target::End,
         Some(RestorePoint::Time(t)) => Target::Time(*t),
@@ -371,7 +391,22 @@ fn write_recovery(dir: &Path, restore_command: &str, target: Option<&str>) -> Re
     Ok(())
 }
 
-struct FileSink {
+/// A sink writing a tar stream's entries under `root`.
+pub(crate) fn file_sink(root: &Path) -> FileSink {
+    FileSink {
+        root: root.to_path_buf(),
+        file: None,
+        files: 0,
+        bytes: 0,
+    }
+}
+
+/// Files and bytes a [`file_sink`] wrote.
+pub(crate) fn sink_counts(s: &FileSink) -> (u64, u64) {
+    (s.files, s.bytes)
+}
+
+pub(crate) struct FileSink {
     root: PathBuf,
     file: Option<std::io::BufWriter<std::fs::File>>,
     files: u64,

@@ -190,6 +190,42 @@ impl TarReader {
     }
 }
 
+/// A ustar header for entry `name` (names longer than 100 bytes are split into
+/// the prefix field at a `/`); `None` when the name cannot be stored.
+pub fn header(name: &str, kind: EntryKind, size: u64, mode: u32) -> Option<[u8; 512]> {
+    let mut h = [0u8; 512];
+    let (prefix, base) = if name.len() <= 100 {
+        ("", name)
+    } else {
+        let cut = name[..name.len().min(156)].rfind('/')?;
+        (&name[..cut], &name[cut + 1..])
+    };
+    if base.len() > 100 || prefix.len() > 155 || base.is_empty() {
+        return None;
+    }
+    h[..base.len()].copy_from_slice(base.as_bytes());
+    h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
+    h[100..108].copy_from_slice(format!("{:07o}\0", mode & 0o7777).as_bytes());
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    if size > 0o77777777777 {
+        return None;
+    }
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = match kind {
+        EntryKind::File => b'0',
+        EntryKind::Dir => b'5',
+        EntryKind::Symlink => b'2',
+    };
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u64 = h.iter().map(|b| *b as u64).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    Some(h)
+}
+
 fn bad(what: &str) -> Error {
     Error::definite(format!("base backup tar stream is damaged: {what}"))
         .with_hint("`ferry backup verify` checks the set; restore from another set")
@@ -249,6 +285,16 @@ pub(crate) mod tests {
             assert_eq!(c.0[1].2, vec![7u8; 700]);
             assert_eq!(c.0[0].0, EntryKind::Dir);
         }
+        // what the writer makes, the reader reads
+        let mut w = header("a/b", EntryKind::File, 3, 0o640).expect("a header").to_vec();
+        w.extend(b"xyz");
+        w.extend(vec![0u8; 509 + 1024]);
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        assert!(header(&long, EntryKind::Dir, 0, 0o750).is_some());
+        let mut r = TarReader::new();
+        let mut c = Collect::default();
+        r.feed(&w, &mut c).expect("feed");
+        assert!(r.finished() && c.0[0].1 == "a/b" && c.0[0].2 == b"xyz");
         let mut broken = t.clone();
         broken[600] ^= 1;
         let mut r = TarReader::new();
