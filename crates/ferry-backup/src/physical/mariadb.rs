@@ -50,10 +50,7 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!(
-            "ferry-{what}-{}-{nanos:x}",
-            std::process::id()
-        ));
+        let p = std::env::temp_dir().join(format!("ferry-{what}-{}-{nanos:x}", std::process::id()));
         std::fs::create_dir_all(&p)
             .map_err(|e| Error::definite(format!("cannot create {}: {e}", p.display())))?;
         Ok(Scratch(p))
@@ -102,8 +99,8 @@ pub async fn backup(
     // the password in a 0600 option file, not on the command line
     let opts = scratch.0.join("client.cnf");
     {
-        use std::os::unix::fs::OpenOptionsExt;
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -111,8 +108,12 @@ pub async fn backup(
             .open(&opts)
             .map_err(|e| Error::definite(format!("cannot write {}: {e}", opts.display())))?;
         let pw = source.password.clone().unwrap_or_default();
-        writeln!(f, "[client]\npassword=\"{}\"", pw.replace('\\', "\\\\").replace('"', "\\\""))
-            .map_err(|e| Error::definite(format!("cannot write {}: {e}", opts.display())))?;
+        writeln!(
+            f,
+            "[client]\npassword=\"{}\"",
+            pw.replace('\\', "\\\\").replace('"', "\\\"")
+        )
+        .map_err(|e| Error::definite(format!("cannot write {}: {e}", opts.display())))?;
     }
     let target = scratch.0.join("backup");
     let args = vec![
@@ -131,7 +132,10 @@ pub async fn backup(
         .arg("--version")
         .output()
         .await
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string() + String::from_utf8_lossy(&o.stdout).trim())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr).trim().to_string()
+                + String::from_utf8_lossy(&o.stdout).trim()
+        })
         .unwrap_or_default();
     // the stream: every file of the backup directory, as tar, in parts
     let id = crate::backup::new_set(SetKind::Full);
@@ -141,9 +145,20 @@ pub async fn backup(
     let mut entries = Vec::new();
     walk(&target, &target, &mut entries)?;
     for (rel, is_dir, size) in &entries {
-        let kind = if *is_dir { EntryKind::Dir } else { EntryKind::File };
-        let h = header(rel, kind, if *is_dir { 0 } else { *size }, if *is_dir { 0o750 } else { 0o640 })
-            .ok_or_else(|| Error::definite(format!("mariadb-backup file {rel}: name too long to store")))?;
+        let kind = if *is_dir {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        };
+        let h = header(
+            rel,
+            kind,
+            if *is_dir { 0 } else { *size },
+            if *is_dir { 0o750 } else { 0o640 },
+        )
+        .ok_or_else(|| {
+            Error::definite(format!("mariadb-backup file {rel}: name too long to store"))
+        })?;
         push(repo, cluster, &id, &mut files, &mut buf, &h).await?;
         if !is_dir {
             use std::io::Read;
@@ -157,7 +172,10 @@ pub async fn backup(
                     .read(&mut chunk[..(left.min(1 << 20)) as usize])
                     .map_err(|e| Error::definite(format!("cannot read {}: {e}", p.display())))?;
                 if n == 0 {
-                    return Err(Error::definite(format!("{} shrank while it was stored", p.display())));
+                    return Err(Error::definite(format!(
+                        "{} shrank while it was stored",
+                        p.display()
+                    )));
                 }
                 push(repo, cluster, &id, &mut files, &mut buf, &chunk[..n]).await?;
                 left -= n as u64;
@@ -275,12 +293,18 @@ pub async fn restore(repo: &Repo, m: &Manifest, data_dir: &Path) -> Result<(u64,
         tar.feed(&raw, &mut sink)?;
     }
     if !tar.finished() {
-        return Err(Error::definite(format!("set {}: its backup stream ends early", m.id)));
+        return Err(Error::definite(format!(
+            "set {}: its backup stream ends early",
+            m.id
+        )));
     }
     let (files, bytes) = super::restore::sink_counts(&sink);
     run_tool(
         &tool,
-        &["--prepare".into(), format!("--target-dir={}", target.display())],
+        &[
+            "--prepare".into(),
+            format!("--target-dir={}", target.display()),
+        ],
         "--prepare",
     )
     .await?;

@@ -286,7 +286,9 @@ pub(crate) mod tests {
             assert_eq!(c.0[0].0, EntryKind::Dir);
         }
         // what the writer makes, the reader reads
-        let mut w = header("a/b", EntryKind::File, 3, 0o640).expect("a header").to_vec();
+        let mut w = header("a/b", EntryKind::File, 3, 0o640)
+            .expect("a header")
+            .to_vec();
         w.extend(b"xyz");
         w.extend(vec![0u8; 509 + 1024]);
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
