@@ -286,13 +286,13 @@ pub(crate) mod tests {
             assert_eq!(c.0[0].0, EntryKind::Dir);
         }
         // what the writer makes, the reader reads
-        let mut w = header("a/b", EntryKind::File, 3, 0o640)
+        let mut w = super::header("a/b", EntryKind::File, 3, 0o640)
             .expect("a header")
             .to_vec();
         w.extend(b"xyz");
         w.extend(vec![0u8; 509 + 1024]);
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
-        assert!(header(&long, EntryKind::Dir, 0, 0o750).is_some());
+        assert!(super::header(&long, EntryKind::Dir, 0, 0o750).is_some());
         let mut r = TarReader::new();
         let mut c = Collect::default();
         r.feed(&w, &mut c).expect("feed");
