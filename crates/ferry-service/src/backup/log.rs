@@ -605,13 +605,27 @@ async fn archive(
                         store_status(&c, &cl, &src, &method, &storage).await;
                     }
                 });
-                let r = ferry_backup::log::run_archive(&repo, &req, stop.clone(), &report).await;
+                // the archiver's future is not Send (it holds the stop watch's
+                // guard across awaits): it runs on a thread of its own
+                let stop_rx = stop.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    tokio::runtime::Handle::current().block_on(async move {
+                        ferry_backup::log::run_archive(&repo, &req, stop_rx, &report).await
+                    })
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ferry_core::Error::definite(format!(
+                        "the log archiver ended abnormally: {e}"
+                    )))
+                });
                 ticker.abort();
                 store_status(control, cluster, &latest, &spec.log_method, &spec.storage).await;
                 r
             }
             Err(e) => Err(e),
         };
+        let stopping = *stop.borrow();
         match outcome {
             Ok(()) => {
                 // asked to stop (or the node is stopping: the row stays running)
@@ -621,7 +635,7 @@ async fn archive(
                 tracing::info!(cluster, "log backup stopped");
                 return;
             }
-            Err(e) if e.is_transient() && !*stop.borrow() => {
+            Err(e) if e.is_transient() && !stopping => {
                 let why = reason_of(&e);
                 tracing::warn!(cluster, "log backup: {why}; retrying in {backoff:?}");
                 let s = ArchiveStatus {
@@ -649,7 +663,7 @@ async fn archive(
             }
             Err(e) => {
                 let why = reason_of(&e);
-                if *stop.borrow() {
+                if stopping {
                     let _ = store
                         .set_log_state(cluster, &["stopping"], "stopped", None)
                         .await;
