@@ -11,8 +11,8 @@
 //! last: the copy never claims more than it holds.
 
 use super::index::{
-    entry_path, gap_path, head_path, mark_path, marks, piece_path, read_archive,
-    read_piece, PieceEntry,
+    entry_path, gap_path, head_path, mark_path, marks, piece_path, read_archive, read_piece,
+    PieceEntry,
 };
 use crate::codec::sha256_hex;
 use crate::repo::Repo;

@@ -1406,14 +1406,9 @@ pub(crate) async fn stop_log(
 }
 
 /// The repository of a cluster's policy (`None` while nothing was written to it).
-async fn policy_repo(
-    spec: &PolicySpec,
-) -> BResult<Option<ferry_backup::repo::Repo>> {
-    match ferry_backup::repo::Repo::open(
-        &spec.storage,
-        crate::backup::run::repo_key().as_deref(),
-    )
-    .await
+async fn policy_repo(spec: &PolicySpec) -> BResult<Option<ferry_backup::repo::Repo>> {
+    match ferry_backup::repo::Repo::open(&spec.storage, crate::backup::run::repo_key().as_deref())
+        .await
     {
         Ok(r) => Ok(Some(r)),
         Err(e) if e.is_transient() => Err(BadRequest::E(ServiceError::Unavailable(format!(

@@ -429,12 +429,7 @@ pub async fn tick(control: &Control, me: &str, archivers: &mut Archivers) -> Ser
             if row.state == "stopping" {
                 let _ = a.stop.send(true);
             }
-            let pieces = a
-                .status
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map_or(0, |s| s.pieces);
+            let pieces = a.status.lock().unwrap().as_ref().map_or(0, |s| s.pieces);
             if let Some((tenant, spec)) = specs.get(&row.cluster) {
                 if spec.secondary.is_some()
                     && pieces > a.copied_at
@@ -532,7 +527,10 @@ pub async fn shutdown(control: &Control, me: &str, archivers: Archivers) {
 }
 
 /// The policy of a cluster, as the archiver needs it.
-async fn policy(control: &Control, cluster: &str) -> Result<(String, PolicySpec, PolicySecrets), String> {
+async fn policy(
+    control: &Control,
+    cluster: &str,
+) -> Result<(String, PolicySpec, PolicySecrets), String> {
     let p = control
         .store
         .policy(cluster)
@@ -685,7 +683,11 @@ async fn store_status(
 ) {
     let s = latest.lock().unwrap().clone();
     let Some(s) = s else { return };
-    if let Err(e) = control.store.set_log_status(cluster, &s, method, storage).await {
+    if let Err(e) = control
+        .store
+        .set_log_status(cluster, &s, method, storage)
+        .await
+    {
         tracing::warn!(cluster, "log backup status: {e}");
     }
     if s.state == ArchiveState::Running {
@@ -700,7 +702,12 @@ async fn store_status(
 async fn fail(control: &Control, cluster: &str, why: &str) {
     match control
         .store
-        .set_log_state(cluster, &["starting", "running", "stopping"], "failed", Some(why))
+        .set_log_state(
+            cluster,
+            &["starting", "running", "stopping"],
+            "failed",
+            Some(why),
+        )
         .await
     {
         Ok(true) => {
