@@ -547,3 +547,103 @@ async fn log_lists_are_each_tenants_own_and_bad_input_is_a_400() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_log_backup_cli_drives_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    // no worker: the task stays where the commands put it
+    let svc = Service::start_with(dir.path(), &["--no-worker"], ENV).await;
+    let tok = svc.tenant("lg-cli", 10.0).await;
+    let cli = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("FERRY_SERVER", &svc.base)
+            .env("FERRY_TOKEN", &tok)
+            .env_remove("FERRY_ADMIN_TOKEN")
+            .env("FERRY_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let repo = storage(dir.path(), "repo");
+    let src = "postgres://u:pw@127.0.0.1:1/none";
+    let set = |log: &str| {
+        cli(&[
+            "backup",
+            "policy",
+            "set",
+            "lgcli",
+            "--source",
+            src,
+            "--storage",
+            &repo,
+            "--log",
+            log,
+        ])
+    };
+    let (ok, out) = set("maybe");
+    assert!(!ok && out.contains("--log"), "{out}");
+    let (ok, out) = set("on");
+    assert!(ok && out.contains("log backup:  on (logical)"), "{out}");
+    let (ok, out) = cli(&["backup", "list", "lgcli", "--kind", "log"]);
+    assert!(
+        ok && out.contains("lgcli") && out.contains("starting"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["backup", "log", "stop", "lgcli"]);
+    assert!(ok && out.contains("stopping"), "{out}");
+    let (ok, out) = cli(&["backup", "log", "stop", "lgcli"]);
+    assert!(
+        !ok && out.contains("only a starting or running one stops"),
+        "{out}"
+    );
+    let (ok, out) = cli(&[
+        "backup", "list", "--kind", "log", "--since", "24h", "-o", "json",
+    ]);
+    assert!(ok, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["tasks"][0]["state"], "stopping", "{v}");
+    let (ok, out) = cli(&["backup", "list", "lgcli", "--kind", "window"]);
+    assert!(ok && out.contains("no restorable window"), "{out}");
+    let (ok, out) = cli(&["backup", "list", "lgcli", "--kind", "mark"]);
+    assert!(ok && out.contains("no marks"), "{out}");
+    let (ok, out) = cli(&["backup", "list", "lgcli", "--kind", "secondary-log"]);
+    assert!(ok && out.contains("no tasks"), "{out}");
+    let (ok, out) = cli(&["backup", "mark", "lgcli", "../bad"]);
+    assert!(!ok && out.contains("name"), "{out}");
+    // a point-in-time restore: a restore task without --storage
+    let (ok, out) = cli(&[
+        "restore",
+        "create",
+        "--from",
+        "lgcli",
+        "--until",
+        "2026-12-01T10:15:00Z",
+        "--target",
+        "postgres://u@127.0.0.1:1/target",
+    ]);
+    assert!(ok && out.contains("prechecking"), "{out}");
+    let (_, list) = svc.call("GET", "/api/v1/restores", &tok, None).await;
+    assert_eq!(
+        list["tasks"][0]["detail"]["from_cluster"], "lgcli",
+        "{list}"
+    );
+    assert_eq!(
+        list["tasks"][0]["detail"]["until"], "2026-12-01T10:15:00Z",
+        "{list}"
+    );
+    let (ok, out) = cli(&[
+        "restore",
+        "create",
+        "--from",
+        "lgcli",
+        "--until",
+        "whenever",
+        "--target",
+        "postgres://u@127.0.0.1:1/target",
+    ]);
+    assert!(!ok && out.contains("until"), "{out}");
+}
