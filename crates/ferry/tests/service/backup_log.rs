@@ -647,3 +647,113 @@ async fn the_log_backup_cli_drives_the_service() {
     ]);
     assert!(!ok && out.contains("until"), "{out}");
 }
+
+/// Takes an instant full backup of `cluster` and waits for it to complete.
+async fn full_backup(svc: &Service, tok: &str, cluster: &str) -> Value {
+    let (s, t) = svc
+        .call(
+            "POST",
+            &format!("/api/v1/backup/policies/{cluster}/backups"),
+            tok,
+            None,
+        )
+        .await;
+    assert_eq!(s, 202, "{t}");
+    let t = wait_task(
+        svc,
+        tok,
+        &format!("/api/v1/backup/tasks/{}", t["id"].as_str().unwrap()),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(t["state"], "completed", "{t:#}");
+    t
+}
+
+fn pieces_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter(|e| e.is_ok()).count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_removes_the_log_pieces_no_kept_window_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_with(dir.path(), &[], ENV).await;
+    let tok = svc.tenant("lg-clean", 10.0).await;
+    let src = fresh("postgres", "lg_clean").await;
+    pg_exec(
+        &src.url,
+        "CREATE TABLE acct (id bigint PRIMARY KEY, note text);
+         INSERT INTO acct SELECT g, 'base' FROM generate_series(1, 10) g;",
+    )
+    .await;
+    // keep one set: every piece before the newest full set's position can go
+    let body = json!({"source": src.url, "storage": storage(dir.path(), "repo"), "log": true, "retain": "1"});
+    assert_eq!(put_policy(&svc, &tok, "lgclean", body).await.0, 201);
+    assert_eq!(
+        wait_log(&svc, &tok, "lgclean", &["running"]).await["state"],
+        "running"
+    );
+    pg_exec(&src.url, "INSERT INTO acct VALUES (11, 'a')").await;
+    let t = chrono::Utc::now();
+    wait_point_past(&svc, &tok, "lgclean", t).await;
+    full_backup(&svc, &tok, "lgclean").await;
+    pg_exec(&src.url, "INSERT INTO acct VALUES (12, 'b')").await;
+    let t = chrono::Utc::now();
+    wait_point_past(&svc, &tok, "lgclean", t).await;
+    let index = dir.path().join("repo/clusters/lgclean/log/index");
+    let pieces = dir.path().join("repo/clusters/lgclean/log/pieces");
+    // the piece of the write after the first set stored (the one before it went
+    // with the cleanup that followed the set)
+    let t0 = Instant::now();
+    while pieces_in(&index) < 1 {
+        assert!(
+            t0.elapsed() < T,
+            "{} pieces\n{}",
+            pieces_in(&index),
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // the second full set: its cleanup removes the pieces before it
+    let second = full_backup(&svc, &tok, "lgclean").await;
+    pg_exec(&src.url, "INSERT INTO acct VALUES (13, 'c')").await;
+    let t = chrono::Utc::now();
+    wait_point_past(&svc, &tok, "lgclean", t).await;
+    let (s, c) = svc
+        .call(
+            "POST",
+            "/api/v1/backup/policies/lgclean/cleanups",
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(s, 202, "{c}");
+    let c = wait_task(
+        &svc,
+        &tok,
+        &format!("/api/v1/backup/tasks/{}", c["id"].as_str().unwrap()),
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(c["state"], "completed", "{c:#}");
+    let (_, all) = svc
+        .call("GET", "/api/v1/backup/tasks?kind=cleanup", &tok, None)
+        .await;
+    let removed: u64 = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["detail"]["log_pieces_removed"].as_u64())
+        .sum();
+    assert!(removed >= 2, "{all:#}");
+    assert_eq!(pieces_in(&index), pieces_in(&pieces), "entries and pieces");
+    // the window of the kept set is whole
+    let (_, w) = svc
+        .call("GET", "/api/v1/backup/policies/lgclean/windows", &tok, None)
+        .await;
+    let ws = w["windows"].as_array().unwrap();
+    assert_eq!(ws.len(), 1, "{w:#}");
+    assert_eq!(ws[0]["from_set"], second["set_id"], "{w:#}");
+}
