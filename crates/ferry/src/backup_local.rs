@@ -5,7 +5,9 @@ use crate::backup_cmd::{BackupCmd, LogCmd, Window};
 use crate::client::{ClientOpts, Output};
 use anyhow::{anyhow, bail, Result};
 use ferry_backup::backup::{run_backup, BackupRequest};
-use ferry_backup::log::{index, make_mark, run_archive, ArchiveRequest, ArchiveState, ArchiveStatus};
+use ferry_backup::log::{
+    index, make_mark, run_archive, ArchiveRequest, ArchiveState, ArchiveStatus,
+};
 use ferry_backup::manifest::{FileKind, Manifest, SetKind};
 use ferry_backup::repo::{Repo, KEY_ENV};
 use ferry_backup::verify::verify_set;
@@ -68,12 +70,16 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
                 );
             };
             let source = Endpoint::parse(&source, "FERRY_SOURCE_PASSWORD")?;
-            let repo = Repo::open(storage, key.as_deref()).await?;
+            ferry_backup::backup::check_cluster(&cluster)?;
+            let repo = Repo::create_or_open(storage, key.as_deref()).await?;
             let m = make_mark(&repo, &cluster, &source, &name).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                println!("mark {} of cluster {cluster} at {} ({})", m.name, m.position, m.at);
+                println!(
+                    "mark {} of cluster {cluster} at {} ({})",
+                    m.name, m.position, m.at
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -384,13 +390,19 @@ async fn list_log(repo: &Repo, cluster: &str, kind: &str, json: bool) -> Result<
                 return Ok(ExitCode::SUCCESS);
             }
             let Some(h) = &archive.head else {
-                println!("cluster {cluster} has no log archive in {}", repo.storage.url());
+                println!(
+                    "cluster {cluster} has no log archive in {}",
+                    repo.storage.url()
+                );
                 return Ok(ExitCode::SUCCESS);
             };
             println!("log archive of cluster {cluster}");
             println!("  source               {} ({})", h.source, h.engine);
             println!("  storage              {}", repo.storage.url());
-            println!("  latest backup point  {}", time_text(h.archived_through_us));
+            println!(
+                "  latest backup point  {}",
+                time_text(h.archived_through_us)
+            );
             println!("  latency              {:.1}s", latency.unwrap_or_default());
             println!("  position             {}", h.end);
             println!("  updated              {}", h.updated_at);
@@ -408,7 +420,10 @@ async fn list_log(repo: &Repo, cluster: &str, kind: &str, json: bool) -> Result<
                 println!("  gaps                 none");
             }
             for g in &archive.gaps {
-                println!("  gap before piece {}  after {} ({}): {}", g.piece, g.after, g.at, g.reason);
+                println!(
+                    "  gap before piece {}  after {} ({}): {}",
+                    g.piece, g.after, g.at, g.reason
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -114,7 +114,7 @@ pub async fn run_archive(
                 }
                 st.recovering = Some(e.message.lines().next().unwrap_or_default().to_string());
                 status(&st);
-                tracing::warn!(cluster = %req.cluster, error = %e, "log archive: retrying");
+                tracing::debug!(cluster = %req.cluster, error = %e, "log archive: retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.wait_for(|s| *s) => {}
@@ -141,7 +141,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How often the archive's progress on an idle source is probed and the head
 /// rewritten.
-const IDLE_EVERY: Duration = Duration::from_secs(2);
+const IDLE_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a probe of the source's log end may take before the link counts as
 /// broken.
@@ -244,6 +244,24 @@ impl<'a> Attempt<'a> {
     /// Finds where the archive continues (starting a new run when it is empty or
     /// broke), then archives.
     async fn run(mut self, stop: &mut watch::Receiver<bool>, progressed: &mut bool) -> Result<()> {
+        // connecting and finding the start may take long on a sick source: a stop
+        // request does not wait for it (nothing is open yet)
+        let (mut d, tables) = tokio::select! {
+            r = self.setup() => r?,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        self.st.latest_point_us = Some(d.through_us);
+        self.st.position = Some(d.end.to_string());
+        self.report();
+        match self.stream_from(&mut d, tables, stop, progressed).await {
+            Err(e) if e.is(ErrorKind::PositionLost) => Err(self.gap(&d.end, d.next_piece, e).await),
+            r => r,
+        }
+    }
+
+    /// Where the archive continues: the stored archive's end, or a new run's start
+    /// (a new slot's consistent point, the binlog's end) when it is empty or broke.
+    async fn setup(&self) -> Result<(Durable, Vec<ferry_core::Table>)> {
         let cluster = &self.req.cluster;
         let engine = self.req.source.engine;
         let connector = ferry_engine::factory::connector(engine);
@@ -274,11 +292,7 @@ impl<'a> Attempt<'a> {
             .max(last.map(|e| e.piece + 1).unwrap_or(0));
         // a gap before the next piece: the archive broke; a new run starts unless
         // one already did (the head then moved past the gap)
-        let broke = archive
-            .gaps
-            .iter()
-            .find(|g| g.piece >= next_piece)
-            .cloned();
+        let broke = archive.gaps.iter().find(|g| g.piece >= next_piece).cloned();
         let new_run = match (&end, &broke) {
             (None, _) => true,
             (Some(e), Some(g)) => Position::parse(&g.after).ok().as_ref() == Some(e),
@@ -291,7 +305,9 @@ impl<'a> Attempt<'a> {
             .unwrap_or(0)
             .max(last.and_then(|e| e.last_commit_us).unwrap_or(0));
 
-        let mut d = if new_run {
+        let d = if new_run {
+            // the run starts no earlier than now: taken before its start position
+            let started_us = now_us();
             let start = match &slot {
                 Some(slot) => {
                     // whatever is left of an earlier slot holds no archived log
@@ -307,7 +323,7 @@ impl<'a> Attempt<'a> {
                 }
                 None => connector.head(self.spec).await?,
             };
-            through = now_us();
+            through = started_us;
             let d = Durable {
                 end: start.clone(),
                 chain: start,
@@ -329,7 +345,10 @@ impl<'a> Attempt<'a> {
             };
             if let Some(slot) = &slot {
                 if let Err(e) = slot.verify().await {
-                    return Err(self.gap(&end, next_piece, e).await);
+                    if e.is(ErrorKind::PositionLost) {
+                        return Err(self.gap(&end, next_piece, e).await);
+                    }
+                    return Err(e);
                 }
                 slot.sync_tables(&tables).await?;
             }
@@ -340,9 +359,18 @@ impl<'a> Attempt<'a> {
                 through_us: through,
             }
         };
-        drop(slot);
-        self.st.latest_point_us = Some(d.through_us);
-        self.st.position = Some(d.end.to_string());
+        Ok((d, tables))
+    }
+
+    /// The stream after [`Attempt::setup`].
+    async fn stream_from(
+        &mut self,
+        d: &mut Durable,
+        tables: Vec<ferry_core::Table>,
+        stop: &mut watch::Receiver<bool>,
+        progressed: &mut bool,
+    ) -> Result<()> {
+        let connector = ferry_engine::factory::connector(self.req.source.engine);
 
         let (ack_tx, ack_rx) = watch::channel(Some(d.end.clone()));
         let (tx, mut rx) = mpsc::channel::<Event>(4096);
@@ -358,7 +386,7 @@ impl<'a> Attempt<'a> {
             head_written: Instant::now(),
         };
         let r = {
-            let consume = self.consume(&mut d, &mut open, &mut rx, &ack_tx, stop, progressed);
+            let consume = self.consume(d, &mut open, &mut rx, &ack_tx, stop, progressed);
             tokio::pin!(consume);
             tokio::select! {
                 r = stream => match r {
@@ -368,10 +396,7 @@ impl<'a> Attempt<'a> {
                 r = &mut consume => r,
             }
         };
-        match r {
-            Err(e) if e.is(ErrorKind::PositionLost) => Err(self.gap(&d.end, d.next_piece, e).await),
-            r => r,
-        }
+        r
     }
 
     /// Records that the archive broke after `after` (the log there is gone), and
@@ -578,7 +603,10 @@ impl<'a> Attempt<'a> {
                 open.pending_begin = None;
             }
             Event::Idle { position } => {
-                let busy = open.writer.as_ref().is_some_and(|w| w.txns() > 0 || w.in_transaction())
+                let busy = open
+                    .writer
+                    .as_ref()
+                    .is_some_and(|w| w.txns() > 0 || w.in_transaction())
                     || open.pending_begin.is_some()
                     || open.skipping;
                 if !busy {
@@ -670,8 +698,11 @@ pub async fn make_mark(
 ) -> Result<super::Mark> {
     crate::backup::check_cluster(cluster)?;
     if !index::valid_mark(name) {
-        return Err(Error::definite(format!("{name:?} cannot be a mark name"))
-            .with_hint("use letters, digits, '.', '-' and '_' (at most 63, not starting with '.')"));
+        return Err(
+            Error::definite(format!("{name:?} cannot be a mark name")).with_hint(
+                "use letters, digits, '.', '-' and '_' (at most 63, not starting with '.')",
+            ),
+        );
     }
     if repo
         .storage
@@ -680,8 +711,9 @@ pub async fn make_mark(
         .is_some()
     {
         return Err(
-            Error::definite(format!("cluster {cluster} already has a mark {name:?}"))
-                .with_hint("choose another name (`ferry backup list CLUSTER --kind mark` lists the marks)"),
+            Error::definite(format!("cluster {cluster} already has a mark {name:?}")).with_hint(
+                "choose another name (`ferry backup list CLUSTER --kind mark` lists the marks)",
+            ),
         );
     }
     let spec = log_spec(cluster, source, &ObjectFilter::default());

@@ -269,14 +269,19 @@ pub async fn put_gap(repo: &Repo, cluster: &str, g: &Gap) -> Result<()> {
 /// Stores a new mark; refuses an invalid name or one the cluster already has.
 pub async fn put_mark(repo: &Repo, cluster: &str, m: &Mark) -> Result<()> {
     if !valid_mark(&m.name) {
-        return Err(Error::definite(format!("{:?} cannot be a mark name", m.name))
-            .with_hint("use letters, digits, '.', '-' and '_' (at most 63, not starting with '.')"));
+        return Err(
+            Error::definite(format!("{:?} cannot be a mark name", m.name)).with_hint(
+                "use letters, digits, '.', '-' and '_' (at most 63, not starting with '.')",
+            ),
+        );
     }
     let path = mark_path(cluster, &m.name);
     if repo.storage.get(&path).await?.is_some() {
         return Err(
             Error::definite(format!("cluster {cluster} already has a mark {:?}", m.name))
-                .with_hint("choose another name (`ferry backup list CLUSTER --kind mark` lists the marks)"),
+                .with_hint(
+                    "choose another name (`ferry backup list CLUSTER --kind mark` lists the marks)",
+                ),
         );
     }
     repo.put_json(&path, m).await

@@ -16,8 +16,7 @@ pub mod replay;
 
 use super::precheck::{check_target, plan_tables, precheck_chain, resolve_chain};
 use super::{
-    failed, manifest_engine, restore_spec, RestorePlan, RestoreReport, RestoreRequest,
-    TableRestore,
+    failed, manifest_engine, restore_spec, RestorePlan, RestoreReport, RestoreRequest, TableRestore,
 };
 use crate::log::index::{self, LogArchive, PieceEntry};
 use crate::log::point::gtid_seq;
@@ -473,7 +472,10 @@ async fn check_pitr_target(
             Ok(())
         }
         Some((TaskPhase::Ended, _)) => {
-            if matches!(req.existing_data, ExistingData::Drop | ExistingData::Truncate) {
+            if matches!(
+                req.existing_data,
+                ExistingData::Drop | ExistingData::Truncate
+            ) {
                 warnings.push(format!(
                     "restore {} has finished before: it starts over (--existing-data {})",
                     req.name,
@@ -510,10 +512,9 @@ pub async fn restore_pitr(
             "a point-in-time restore of another kind of request (a Ferry bug)",
         ));
     };
-    let point = plan
-        .until
-        .clone()
-        .ok_or_else(|| Error::definite("a point-in-time restore without its point (a Ferry bug)"))?;
+    let point = plan.until.clone().ok_or_else(|| {
+        Error::definite("a point-in-time restore without its point (a Ferry bug)")
+    })?;
     if plan.chain.is_empty() {
         return Err(Error::definite(
             "a point-in-time restore without a set chain in its plan (a Ferry bug)",
@@ -524,8 +525,10 @@ pub async fn restore_pitr(
     let prior = prior_phase(req, from).await;
     let mut report = match prior {
         Some((TaskPhase::Incremental, _)) | Some((TaskPhase::Done, _))
-            if !matches!(req.existing_data, ExistingData::Drop | ExistingData::Truncate)
-                || matches!(prior, Some((TaskPhase::Incremental, _))) =>
+            if !matches!(
+                req.existing_data,
+                ExistingData::Drop | ExistingData::Truncate
+            ) || matches!(prior, Some((TaskPhase::Incremental, _))) =>
         {
             // the chain is in: only the replay is left
             RestoreReport {

@@ -83,9 +83,19 @@ impl Decider {
     /// record) is before `W` ([`Event::Begin`]).
     pub fn held(&self, marker: Option<&Position>, commit: &Position) -> bool {
         self.base.reached(commit)
-            || (self.from == Engine::Postgres
-                && marker.is_some_and(|m| !m.reached(&self.base)))
+            || (self.from == Engine::Postgres && marker.is_some_and(|m| !m.reached(&self.base)))
             || self.resume.as_ref().is_some_and(|r| r.reached(commit))
+    }
+
+    /// The latest instant a transaction stamped `time` may have committed at: a
+    /// binlog stamps whole seconds, so one stamped 10:15:00 committed before
+    /// 10:15:01 — a time point includes it only from 10:15:00.999999 on (never a
+    /// transaction that may have committed after the point).
+    pub fn latest(&self, time: Option<i64>) -> Option<i64> {
+        match self.from {
+            Engine::MySql => time.map(|t| t + 999_999),
+            Engine::Postgres => time,
+        }
     }
 
     /// Whether the point includes a transaction ending at `commit` at `time`.
@@ -93,7 +103,7 @@ impl Decider {
         if time.is_some() {
             self.last_time = time;
         }
-        let time = time.or(self.last_time);
+        let time = self.latest(time.or(self.last_time));
         match self.point.includes(commit, time) {
             Some(b) => Ok(b),
             None => match &self.point {
@@ -169,7 +179,7 @@ fn needs_scan(e: &PieceEntry, d: &Decider) -> bool {
         return true;
     };
     let after_floor = start.reached(&d.base) && d.resume.as_ref().is_none_or(|r| start.reached(r));
-    let inside = d.point.includes(&end, e.last_commit_us) == Some(true);
+    let inside = d.point.includes(&end, d.latest(e.last_commit_us)) == Some(true);
     !(after_floor && inside)
 }
 
@@ -229,7 +239,10 @@ pub fn statement_names(statement: &str, t: &TableId) -> bool {
         .filter(|w| !w.is_empty())
         .map(|w| w.to_lowercase())
         .collect();
-    words.iter().chain(&stripped).any(|w| *w == name || *w == full)
+    words
+        .iter()
+        .chain(&stripped)
+        .any(|w| *w == name || *w == full)
 }
 
 /// A restored table changed shape before the point: the replay cannot follow it.
@@ -377,15 +390,12 @@ async fn replay_pieces(
         // the transaction being read: its index in the piece and whether it applies
         let mut k = 0usize;
         let mut announced = false;
-        let decision = |k: usize, d: &mut Decider| match &decisions {
-            Some(v) => v.get(k).copied().unwrap_or(Decision::Stop),
-            None => {
-                let _ = d;
-                Decision::Apply
-            }
-        };
         while let Some(ev) = reader.next_event()? {
-            let dec = decision(k, d);
+            // a scanned piece's transactions past its decisions are after the point
+            let dec = match &decisions {
+                Some(v) => v.get(k).copied().unwrap_or(Decision::Stop),
+                None => Decision::Apply,
+            };
             if dec == Decision::Stop {
                 stopped = true;
                 break;
@@ -516,11 +526,7 @@ fn describe_reshape(old: &Arc<Shape>, new: &Arc<Shape>) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
-        "its columns went from ({}) to ({})",
-        names(old),
-        names(new)
-    )
+    format!("its columns went from ({}) to ({})", names(old), names(new))
 }
 
 fn shorten(s: &str) -> String {
@@ -605,17 +611,24 @@ mod tests {
         assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Apply, Apply, Stop]);
         // the Begin marker rule: a snapshot at 260 holds transaction 2 (marker 250)
         let mut d = decider(260, None, RestorePoint::Time(10_000_000));
-        assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Skip, Apply, Apply, Apply]);
+        assert_eq!(
+            scan(&p, &mut d),
+            vec![Skip, Skip, Skip, Apply, Apply, Apply]
+        );
         // a resumed replay skips what it committed; a position point is inclusive
         let mut d = decider(100, Some(400), RestorePoint::Position(Position::PgLsn(500)));
         assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Skip, Skip, Apply, Stop]);
         // a point before the first transaction applies nothing
         let mut d = decider(0, None, RestorePoint::Position(Position::PgLsn(99)));
         assert_eq!(scan(&p, &mut d), vec![Stop]);
-        // a MySQL source has no marker rule
-        let mut d = decider(260, None, RestorePoint::Time(10_000_000));
+        // a MySQL source has no marker rule, and its commit times are whole
+        // seconds: the transaction stamped second 3 may have committed after 3.5
+        let mut d = decider(260, None, RestorePoint::Time(3_500_000));
         d.from = Engine::MySql;
-        assert_eq!(scan(&p, &mut d)[..3], [Skip, Skip, Apply]);
+        assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Apply, Stop]);
+        let mut d = decider(260, None, RestorePoint::Time(3_999_999));
+        d.from = Engine::MySql;
+        assert_eq!(scan(&p, &mut d), vec![Skip, Skip, Apply, Apply, Stop]);
     }
 
     #[test]
