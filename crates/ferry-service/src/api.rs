@@ -1228,6 +1228,37 @@ fn api_routes() -> Vec<(&'static str, Method, MethodRouter<Shared>)> {
             post(backup::create_restore),
         ),
         ("/api/v1/restores", Method::GET, get(backup::list_restores)),
+        ("/api/v1/backup/logs", Method::GET, get(backup::list_logs)),
+        (
+            "/api/v1/backup/logs/{cluster}",
+            Method::GET,
+            get(backup::show_log),
+        ),
+        (
+            "/api/v1/backup/logs/{cluster}/start",
+            Method::POST,
+            post(backup::start_log),
+        ),
+        (
+            "/api/v1/backup/logs/{cluster}/stop",
+            Method::POST,
+            post(backup::stop_log),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}/windows",
+            Method::GET,
+            get(backup::list_windows),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}/marks",
+            Method::GET,
+            get(backup::list_marks),
+        ),
+        (
+            "/api/v1/backup/policies/{cluster}/marks",
+            Method::POST,
+            post(backup::create_mark),
+        ),
         (
             "/api/v1/restores/{id}",
             Method::GET,

@@ -78,6 +78,14 @@ fn migrations(postgres: bool) -> Vec<String> {
             .into(),
         "CREATE INDEX backup_tasks_list ON backup_tasks (tenant, kind, created_ms)".into(),
         "CREATE INDEX backup_tasks_state ON backup_tasks (state)".into(),
+        // the log backup task of each cluster (seed 004)
+        "CREATE TABLE backup_log_tasks (cluster TEXT PRIMARY KEY, tenant TEXT NOT NULL, \
+           method TEXT NOT NULL, host TEXT, state TEXT NOT NULL, reason TEXT, recovering TEXT, \
+           latest_point_us BIGINT, position TEXT, pieces BIGINT NOT NULL DEFAULT 0, \
+           storage TEXT NOT NULL, lease_owner TEXT, lease_until_ms BIGINT, \
+           created_ms BIGINT NOT NULL, started_ms BIGINT, ended_ms BIGINT, \
+           updated_ms BIGINT NOT NULL)"
+            .into(),
     ]
 }
 

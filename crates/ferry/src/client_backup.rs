@@ -2,7 +2,7 @@
 //! cluster's policy names the storage, and the work runs as service tasks. Text
 //! output for people, `-o json` prints the API's JSON.
 
-use crate::backup_cmd::{BackupCmd, PolicyCmd, RestoreCmd, Window};
+use crate::backup_cmd::{BackupCmd, LogCmd, PolicyCmd, RestoreCmd, Window};
 use crate::client::{Api, ClientOpts, Output, NO_TASK_TOKEN};
 use anyhow::{bail, Result};
 use reqwest::Method as M;
@@ -52,6 +52,9 @@ fn print_policy(p: &Value) {
         s(p, "next_incremental")
     );
     println!("  retain:      {}", s(p, "retain"));
+    if p["log"] == json!(true) {
+        println!("  log backup:  on ({})", s(p, "log_method"));
+    }
     if !p["secondary"].is_null() {
         println!("  secondary:   {}", s(p, "secondary"));
     }
@@ -180,6 +183,74 @@ fn print_task(t: &Value) {
     }
 }
 
+/// One line per log backup task: the columns of seed 004's log backup list.
+fn print_logs(v: &Value) {
+    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+    if tasks.is_empty() {
+        println!("no log backup tasks");
+        return;
+    }
+    for t in &tasks {
+        print_log(t);
+    }
+    println!("({} of {})", tasks.len(), s(v, "total"));
+}
+
+fn print_log(t: &Value) {
+    let latency = match t["latency_seconds"].as_f64() {
+        Some(x) => format!("{x:.1}s"),
+        None => "-".into(),
+    };
+    println!(
+        "{:<12} {:<8} {:<16} latest {} latency {} host {} {}",
+        s(t, "cluster"),
+        s(t, "method"),
+        format!("{} {}", s(t, "state"), s(t, "state_label")),
+        s(t, "latest_point"),
+        latency,
+        s(t, "host"),
+        s(t, "storage_dir"),
+    );
+    if !t["recovering"].is_null() {
+        println!("    recovering: {}", s(t, "recovering"));
+    }
+    if !t["reason"].is_null() {
+        println!("    reason: {}", s(t, "reason"));
+    }
+}
+
+fn print_windows(v: &Value) {
+    let ws = v["windows"].as_array().cloned().unwrap_or_default();
+    if ws.is_empty() {
+        println!("no restorable window yet (it needs a full set and the log archived after it)");
+    }
+    for w in &ws {
+        println!(
+            "{} → {}   from set {} ({} → {}){}",
+            s(w, "from_time"),
+            s(w, "to_time"),
+            s(w, "from_set"),
+            s(w, "from_position"),
+            s(w, "to_position"),
+            if w["ended_by"].is_null() {
+                String::new()
+            } else {
+                format!("   ended by: {}", s(w, "ended_by"))
+            }
+        );
+    }
+}
+
+fn print_marks(v: &Value) {
+    let ms = v["marks"].as_array().cloned().unwrap_or_default();
+    if ms.is_empty() {
+        println!("no marks");
+    }
+    for m in &ms {
+        println!("{:<24} {}  {}", s(m, "name"), s(m, "at"), s(m, "position"));
+    }
+}
+
 fn out(client: &ClientOpts, v: &Value, text: impl FnOnce(&Value)) -> ExitCode {
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
@@ -192,8 +263,48 @@ fn out(client: &ClientOpts, v: &Value, text: impl FnOnce(&Value)) -> ExitCode {
 pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<ExitCode> {
     let api = api(client)?;
     match cmd {
-        BackupCmd::Log { .. } | BackupCmd::Mark { .. } => {
-            anyhow::bail!("log backup on the service is not built yet")
+        BackupCmd::Log { cmd } => {
+            let (cluster, action) = match cmd {
+                LogCmd::Start { cluster } => (cluster, "start"),
+                LogCmd::Stop { cluster } => (cluster, "stop"),
+                LogCmd::Run { .. } => bail!(
+                    "`ferry backup log run` archives here: give --storage (the service runs the cluster's log backup task itself: `ferry backup log start CLUSTER`)"
+                ),
+            };
+            let v = api
+                .call(
+                    M::POST,
+                    &format!("/api/v1/backup/logs/{cluster}/{action}"),
+                    None,
+                )
+                .await?;
+            Ok(out(client, &v, print_log))
+        }
+        BackupCmd::Mark {
+            cluster,
+            name,
+            source,
+            ..
+        } => {
+            if source.is_some() {
+                bail!("--source is for direct mode (with --storage); the service marks the source of the cluster's policy");
+            }
+            let v = api
+                .call(
+                    M::POST,
+                    &format!("/api/v1/backup/policies/{cluster}/marks"),
+                    Some(json!({"name": name})),
+                )
+                .await?;
+            Ok(out(client, &v, |v| {
+                println!(
+                    "mark {} of cluster {cluster} at {} ({}): restore to it with --until mark:{}",
+                    s(v, "name"),
+                    s(v, "position"),
+                    s(v, "at"),
+                    s(v, "name")
+                )
+            }))
         }
         BackupCmd::Policy { cmd } => match cmd {
             PolicyCmd::Set(a) => {
@@ -208,6 +319,12 @@ pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<ExitCode> {
                     "drill_target": a.drill_target,
                     "include": a.include,
                     "exclude": a.exclude,
+                    "log": match a.log.as_str() {
+                        "on" | "true" | "yes" => true,
+                        "off" | "false" | "no" => false,
+                        x => bail!("--log {x:?}: write on or off"),
+                    },
+                    "log_method": a.log_method,
                     "tenant": a.tenant,
                 });
                 let v = api
@@ -282,6 +399,38 @@ pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<ExitCode> {
             ..
         } => {
             let mut q = window_query(&window);
+            let enc =
+                |x: &str| url::form_urlencoded::byte_serialize(x.as_bytes()).collect::<String>();
+            match kind.as_str() {
+                "log" => {
+                    if let Some(c) = &cluster {
+                        q.push(format!("cluster={}", enc(c)));
+                    }
+                    let v = api
+                        .call(M::GET, &format!("/api/v1/backup/logs?{}", q.join("&")), None)
+                        .await?;
+                    return Ok(out(client, &v, print_logs));
+                }
+                "window" | "mark" => {
+                    let Some(c) = &cluster else {
+                        bail!("--kind {kind} lists one cluster's: name the cluster (ferry backup list CLUSTER --kind {kind})");
+                    };
+                    let what = if kind == "window" { "windows" } else { "marks" };
+                    let v = api
+                        .call(
+                            M::GET,
+                            &format!("/api/v1/backup/policies/{}/{what}", enc(c)),
+                            None,
+                        )
+                        .await?;
+                    return Ok(if kind == "window" {
+                        out(client, &v, print_windows)
+                    } else {
+                        out(client, &v, print_marks)
+                    });
+                }
+                _ => {}
+            }
             let path = if kind == "restore" {
                 "/api/v1/restores"
             } else {
@@ -325,6 +474,8 @@ pub async fn restore(client: &ClientOpts, cmd: RestoreCmd) -> Result<ExitCode> {
     match cmd {
         RestoreCmd::Create {
             from,
+            until,
+            data_dir,
             from_dump,
             target,
             include,
@@ -333,12 +484,22 @@ pub async fn restore(client: &ClientOpts, cmd: RestoreCmd) -> Result<ExitCode> {
             name,
             ..
         } => {
+            if data_dir.is_some() {
+                bail!("--data-dir writes a data directory here: give --storage (the service restores rows into --target)");
+            }
+            // with --until, --from names the cluster restored to that point
+            let (from_set, from_cluster) = match &until {
+                Some(_) => (None, from),
+                None => (from, None),
+            };
             let v = api
                 .call(
                     M::POST,
                     "/api/v1/restores",
                     Some(json!({
-                        "from_set": from,
+                        "from_set": from_set,
+                        "from_cluster": from_cluster,
+                        "until": until,
                         "from_dump": from_dump,
                         "target": target,
                         "include": include,

@@ -21,9 +21,11 @@
 //! - [`archive`] — the archiver.
 
 pub mod archive;
+pub mod copy;
 pub mod index;
 pub mod piece;
 pub mod point;
+pub mod prune;
 pub mod window;
 
 pub use archive::{make_mark, run_archive, ArchiveRequest, ArchiveState, ArchiveStatus};

@@ -150,6 +150,10 @@ pub(crate) struct Policy {
     include: Vec<String>,
     /// Excluded tables.
     exclude: Vec<String>,
+    /// Log backup on (the cluster's log backup task archives its change stream).
+    log: bool,
+    /// The log backup's method: `logical` or `physical`.
+    log_method: String,
     /// When the next full set is due.
     #[schema(format = DateTime)]
     next_full: Option<String>,
@@ -207,6 +211,12 @@ async fn policy_view(app: &Shared, p: &PolicyRow) -> BResult<Policy> {
         drill_target: spec.drill_target,
         include: spec.include,
         exclude: spec.exclude,
+        log: spec.log,
+        log_method: if spec.log_method.is_empty() {
+            "logical".into()
+        } else {
+            spec.log_method
+        },
         next_full: p.full_next_ms.map(rfc3339),
         next_incremental: p.incr_next_ms.map(rfc3339),
         next_drill: p.drill_next_ms.map(rfc3339),
@@ -364,6 +374,14 @@ pub(crate) async fn put_policy(
         updated_ms: now,
     };
     let created = store.put_policy(&row).await?;
+    crate::backup::log::follow_policy(
+        store,
+        &cluster,
+        &row.tenant,
+        &spec,
+        old_spec.as_ref().is_some_and(|s| s.log),
+    )
+    .await?;
     let p = store
         .policy(&cluster)
         .await?
@@ -396,6 +414,7 @@ pub(crate) async fn delete_policy(
     let c = caller(&app, &headers).await?;
     let p = visible_policy(&app, &c, &cluster).await?;
     app.control.store.delete_policy(&cluster).await?;
+    crate::backup::log::stop(&app.control.store, &cluster).await?;
     // what the cluster kept on its source for incrementals (a replication slot)
     // goes with the policy, in the background (the source may be slow or gone)
     if let (Ok(spec), Ok(sealed)) = (
@@ -538,8 +557,8 @@ pub(crate) struct SecondaryCopy {
 pub(crate) struct BackupTask {
     /// Id.
     id: String,
-    /// `data`, `cleanup`, `secondary`, `drill` or `restore`.
-    #[schema(pattern = "^(data|cleanup|secondary|drill|restore)$")]
+    /// `data`, `cleanup`, `secondary`, `secondary-log`, `drill` or `restore`.
+    #[schema(pattern = "^(data|cleanup|secondary|secondary-log|drill|restore)$")]
     kind: String,
     /// The cluster (policy).
     cluster: String,
@@ -659,8 +678,9 @@ async fn task_view(app: &Shared, t: &BackupTaskRow) -> BResult<BackupTask> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct TaskQuery {
-    /// `data` (default), `cleanup`, `secondary`, `drill`, or `all`.
-    #[param(pattern = "^(data|cleanup|secondary|drill|all)$")]
+    /// `data` (default), `cleanup`, `secondary`, `secondary-log` (copies of the log
+    /// archive), `drill`, or `all`.
+    #[param(pattern = "^(data|cleanup|secondary|secondary-log|drill|all)$")]
     kind: Option<String>,
     /// Only this cluster's.
     cluster: Option<String>,
@@ -764,12 +784,12 @@ pub(crate) async fn list_tasks(
 ) -> BResult<Json<Value>> {
     let c = caller(&app, &headers).await?;
     let kinds = match q.kind.as_deref().unwrap_or("data") {
-        "all" => vec!["data", "cleanup", "secondary", "drill"],
-        k @ ("data" | "cleanup" | "secondary" | "drill") => vec![k],
+        "all" => vec!["data", "cleanup", "secondary", "secondary-log", "drill"],
+        k @ ("data" | "cleanup" | "secondary" | "secondary-log" | "drill") => vec![k],
         k => {
             return Err(invalid(
                 "kind",
-                format!("{k:?}: write data, cleanup, secondary, drill or all (restores are at /api/v1/restores)"),
+                format!("{k:?}: write data, cleanup, secondary, secondary-log, drill or all (restores are at /api/v1/restores, log backup tasks at /api/v1/backup/logs)"),
             ))
         }
     };
@@ -825,12 +845,20 @@ pub(crate) async fn show_task(
 
 // ---- restores ----
 
-/// A new restore: from a set (an incremental brings its chain) or a dump file.
+/// A new restore: from a set (an incremental brings its chain), a dump file, or a
+/// cluster to a point in time (`from_cluster` + `until`).
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewRestore {
-    /// The set to restore (one of from_set, from_dump).
+    /// The set to restore (one of from_set, from_dump, from_cluster).
     from_set: Option<String>,
+    /// Point-in-time restore: the cluster whose sets and log archive are restored
+    /// (with until).
+    from_cluster: Option<String>,
+    /// Point-in-time restore: where to stop — a time (2026-12-01T10:15:00Z), a
+    /// position (lsn:0/3A00F10, binlog:FILE:POS), a GTID (gtid:0-1-4711) or a mark
+    /// (mark:NAME).
+    until: Option<String>,
     /// A dump file's storage URL (mysqldump / mariadb-dump SQL, pg_dump plain SQL or
     /// custom format).
     from_dump: Option<String>,
@@ -891,7 +919,49 @@ pub(crate) async fn create_restore(
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
+    let from_cluster = r
+        .from_cluster
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let until = r.until.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    match (from_cluster, until) {
+        (Some(_), None) => {
+            return Err(invalid(
+                "until",
+                "a point-in-time restore says where to stop: until (a time, lsn:…, binlog:…, gtid:… or mark:…)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "from_cluster",
+                "until needs the cluster to restore: from_cluster",
+            ))
+        }
+        (Some(cl), Some(u)) => {
+            if from_set.is_some() || from_dump.is_some() {
+                return Err(invalid(
+                    "from_cluster",
+                    "give from_cluster + until, from_set or from_dump — one of them",
+                ));
+            }
+            if !policy::valid_cluster(cl) {
+                return Err(invalid(
+                    "from_cluster",
+                    format!("{cl:?}: a cluster name is 1 to 63 of a-z, 0-9, '-' and '_'"),
+                ));
+            }
+            ferry_backup::log::RestorePoint::parse(u).map_err(|e| {
+                invalid(
+                    "until",
+                    format!("{}{}", e.message, e.hint.map(|h| format!("; {h}")).unwrap_or_default()),
+                )
+            })?;
+        }
+        (None, None) => {}
+    }
     match (from_set, from_dump) {
+        _ if from_cluster.is_some() => {}
         (Some(_), Some(_)) => {
             return Err(invalid("from_dump", "give from_set or from_dump, not both"))
         }
@@ -940,15 +1010,15 @@ pub(crate) async fn create_restore(
         .as_deref()
         .map(|s| policy::storage_url("storage", s))
         .transpose()?;
-    let cluster = match &r.cluster {
+    let cluster = match from_cluster.map(String::from).or(r.cluster.clone()) {
         Some(cl) => {
-            let p = visible_policy(&app, &c, cl).await?;
+            let p = visible_policy(&app, &c, &cl).await?;
             if p.tenant != tenant {
                 return Err(BadRequest::E(ServiceError::NotFound(format!(
                     "backup policy of cluster {cl:?}"
                 ))));
             }
-            cl.clone()
+            cl
         }
         None => String::new(),
     };
@@ -957,6 +1027,8 @@ pub(crate) async fn create_restore(
     let detail = json!({
         "from_set": from_set,
         "from_dump": from_dump,
+        "from_cluster": from_cluster,
+        "until": until,
         "storage": storage,
         "target": target,
         "include": r.include,
@@ -1061,6 +1133,513 @@ pub(crate) async fn show_restore(
     let c = caller(&app, &headers).await?;
     let t = visible_task(&app, &c, &id, true).await?;
     Ok(Json(to_json(&task_view(&app, &t).await?)))
+}
+
+// ---- log backup ----
+
+/// A cluster's log backup task (the columns of seed 004's log backup list).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LogTask {
+    /// The cluster (policy).
+    cluster: String,
+    /// Owner.
+    tenant: String,
+    /// `logical` or `physical`.
+    method: String,
+    /// The service node archiving it (its id starts with the host name).
+    host: Option<String>,
+    /// The latest backup point: every transaction committed at or before it is
+    /// durably archived.
+    #[schema(format = DateTime)]
+    latest_point: Option<String>,
+    /// Now − the latest backup point, in seconds (computed when read).
+    latency_seconds: Option<f64>,
+    /// Where the archive is.
+    storage_dir: String,
+    /// `starting`, `running`, `stopping`, `stopped`, `failed`.
+    #[schema(pattern = "^(starting|running|stopping|stopped|failed)$")]
+    state: String,
+    /// The state's label.
+    state_label: String,
+    /// Why it failed (with the fix).
+    reason: Option<String>,
+    /// While running: the transient fault being retried (source restart, cut link).
+    recovering: Option<String>,
+    /// The source position the archive is complete to.
+    position: Option<String>,
+    /// Pieces stored by the current run.
+    pieces: i64,
+    /// Created.
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// Last change.
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// A page of log backup tasks.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LogTaskPage {
+    /// By cluster name.
+    tasks: Vec<LogTask>,
+    /// How many match in all.
+    total: i64,
+    /// Page size.
+    limit: i64,
+    /// Skipped.
+    offset: i64,
+}
+
+fn log_view(r: &crate::backup::log::LogTaskRow) -> LogTask {
+    let now_us = now_ms() * 1000;
+    LogTask {
+        cluster: r.cluster.clone(),
+        tenant: r.tenant.clone(),
+        method: r.method.clone(),
+        host: r.host.clone(),
+        latest_point: r.latest_point_us.and_then(crate::backup::log::rfc_us),
+        latency_seconds: r
+            .latest_point_us
+            .map(|p| ((now_us - p).max(0) as f64 / 1e6 * 1000.0).round() / 1000.0),
+        storage_dir: format!(
+            "{}/{}",
+            r.storage.trim_end_matches('/'),
+            ferry_backup::log::index::log_dir(&r.cluster)
+        ),
+        state: r.state.clone(),
+        state_label: crate::backup::log::log_state_label(&r.state).into(),
+        reason: r.reason.clone(),
+        recovering: if r.state == "running" {
+            r.recovering.clone()
+        } else {
+            None
+        },
+        position: r.position.clone(),
+        pieces: r.pieces,
+        created_at: rfc3339(r.created_ms),
+        updated_at: rfc3339(r.updated_ms),
+    }
+}
+
+/// The filters of the log backup list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogQuery {
+    /// Only this cluster's.
+    cluster: Option<String>,
+    /// Active (changed) in the last `24h`, `7d`, `30d` (any number of m, h or d).
+    since: Option<String>,
+    /// Active at or after (RFC 3339 or a date); not with since.
+    from: Option<String>,
+    /// Created before (RFC 3339 or a date).
+    to: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<i64>,
+    /// Tasks to skip.
+    #[param(minimum = 0, default = 0)]
+    offset: Option<i64>,
+}
+
+/// List log backup tasks (one per cluster with log backup), by cluster
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/logs",
+    tag = "backup",
+    params(LogQuery),
+    responses(
+        (status = 200, description = "a page of log backup tasks", body = LogTaskPage),
+        (status = 400, description = "a bad filter, named", body = ErrorBody),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_logs(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<LogQuery>,
+) -> BResult<Json<Value>> {
+    let c = caller(&app, &headers).await?;
+    let (since_ms, until_ms) = window(q.since.as_deref(), q.from.as_deref(), q.to.as_deref())?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (rows, total) = app
+        .control
+        .store
+        .log_tasks(&crate::backup::log::LogTaskFilter {
+            tenant: tenant_of(&c),
+            cluster: q.cluster,
+            since_ms,
+            until_ms,
+            limit,
+            offset,
+        })
+        .await?;
+    Ok(Json(to_json(&LogTaskPage {
+        tasks: rows.iter().map(log_view).collect(),
+        total,
+        limit,
+        offset,
+    })))
+}
+
+async fn visible_log(
+    app: &Shared,
+    c: &Caller,
+    cluster: &str,
+) -> BResult<crate::backup::log::LogTaskRow> {
+    match app.control.store.log_task(cluster).await? {
+        Some(t) if c.sees(&t.tenant) => Ok(t),
+        _ => Err(BadRequest::E(ServiceError::NotFound(format!(
+            "log backup task of cluster {cluster:?}"
+        )))),
+    }
+}
+
+/// A cluster's log backup task
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/logs/{cluster}",
+    tag = "backup",
+    params(("cluster" = String, Path, description = "the cluster (policy) name")),
+    responses(
+        (status = 200, description = "the log backup task", body = LogTask),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no log backup of this cluster (or not this tenant's)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn show_log(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> BResult<Json<Value>> {
+    let c = caller(&app, &headers).await?;
+    Ok(Json(to_json(&log_view(
+        &visible_log(&app, &c, &cluster).await?,
+    ))))
+}
+
+/// Start a cluster's log backup (a stopped or failed one; turns the policy's log on)
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/logs/{cluster}/start",
+    tag = "backup",
+    params(("cluster" = String, Path, description = "the cluster (policy) name")),
+    responses(
+        (status = 202, description = "the log backup task (starting)", body = LogTask),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no such policy (or not this tenant's)", body = ErrorBody),
+        (status = 409, description = "it is running or stopping", body = ErrorBody),
+    )
+)]
+pub(crate) async fn start_log(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> BResult<(StatusCode, Json<Value>)> {
+    let c = caller(&app, &headers).await?;
+    let p = visible_policy(&app, &c, &cluster).await?;
+    let store = &app.control.store;
+    let mut spec: PolicySpec = serde_json::from_str(&p.spec)
+        .map_err(|e| BadRequest::E(ServiceError::Internal(format!("stored policy: {e}"))))?;
+    if spec.log_method.is_empty() {
+        spec.log_method = "logical".into();
+    }
+    if let Some(t) = store.log_task(&cluster).await? {
+        if !matches!(t.state.as_str(), "stopped" | "failed") {
+            return Err(BadRequest::E(ServiceError::Conflict(format!(
+                "the log backup of cluster {cluster:?} is {}; only a stopped or failed one starts",
+                t.state
+            ))));
+        }
+    }
+    if !spec.log {
+        spec.log = true;
+        let row = PolicyRow {
+            spec: serde_json::to_string(&spec).expect("serialisable"),
+            updated_ms: now_ms(),
+            ..p.clone()
+        };
+        store.put_policy(&row).await?;
+    }
+    if !store
+        .create_log_task(&cluster, &p.tenant, &spec.log_method, &spec.storage)
+        .await?
+        && !store
+            .set_log_state(&cluster, &["stopped", "failed"], "starting", None)
+            .await?
+    {
+        return Err(BadRequest::E(ServiceError::Conflict(format!(
+            "the log backup of cluster {cluster:?} changed state meanwhile; look again"
+        ))));
+    }
+    let t = visible_log(&app, &c, &cluster).await?;
+    Ok((StatusCode::ACCEPTED, Json(to_json(&log_view(&t)))))
+}
+
+/// Stop a cluster's log backup (a starting or running one; the open piece is stored)
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/logs/{cluster}/stop",
+    tag = "backup",
+    params(("cluster" = String, Path, description = "the cluster (policy) name")),
+    responses(
+        (status = 202, description = "the log backup task (stopping)", body = LogTask),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no log backup of this cluster (or not this tenant's)", body = ErrorBody),
+        (status = 409, description = "it is not starting or running", body = ErrorBody),
+    )
+)]
+pub(crate) async fn stop_log(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> BResult<(StatusCode, Json<Value>)> {
+    let c = caller(&app, &headers).await?;
+    let t = visible_log(&app, &c, &cluster).await?;
+    if !crate::backup::log::stop(&app.control.store, &cluster).await? {
+        return Err(BadRequest::E(ServiceError::Conflict(format!(
+            "the log backup of cluster {cluster:?} is {}; only a starting or running one stops",
+            t.state
+        ))));
+    }
+    let t = visible_log(&app, &c, &cluster).await?;
+    Ok((StatusCode::ACCEPTED, Json(to_json(&log_view(&t)))))
+}
+
+/// The repository of a cluster's policy (`None` while nothing was written to it).
+async fn policy_repo(spec: &PolicySpec) -> BResult<Option<ferry_backup::repo::Repo>> {
+    match ferry_backup::repo::Repo::open(&spec.storage, crate::backup::run::repo_key().as_deref())
+        .await
+    {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.is_transient() => Err(BadRequest::E(ServiceError::Unavailable(format!(
+            "the cluster's storage: {}",
+            crate::backup::reason_of(&e)
+        )))),
+        Err(_) => Ok(None),
+    }
+}
+
+fn storage_error(e: ferry_core::Error) -> BadRequest {
+    BadRequest::E(ServiceError::Unavailable(format!(
+        "the cluster's storage: {}",
+        crate::backup::reason_of(&e)
+    )))
+}
+
+/// A restorable window of a cluster.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Window {
+    /// The full set the window starts at.
+    from_set: String,
+    /// Its consistent position.
+    from_position: String,
+    /// Its consistent time.
+    #[schema(format = DateTime)]
+    from_time: Option<String>,
+    /// Where the archive is complete to in this window.
+    to_position: String,
+    /// And when (the latest backup point for the newest window).
+    #[schema(format = DateTime)]
+    to_time: Option<String>,
+    /// First and last log piece of the window.
+    pieces: Vec<u64>,
+    /// Why an older window ends where it does (a gap's reason, a missing piece).
+    ended_by: Option<String>,
+}
+
+/// A cluster's restorable windows.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WindowList {
+    /// The cluster.
+    cluster: String,
+    /// Oldest first.
+    windows: Vec<Window>,
+}
+
+/// The restorable windows of a cluster (from a kept full set to the latest backup point)
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/policies/{cluster}/windows",
+    tag = "backup",
+    params(("cluster" = String, Path, description = "the cluster (policy) name")),
+    responses(
+        (status = 200, description = "the windows, oldest first", body = WindowList),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no such policy (or not this tenant's)", body = ErrorBody),
+        (status = 503, description = "the storage cannot be read", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_windows(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> BResult<Json<Value>> {
+    let c = caller(&app, &headers).await?;
+    let p = visible_policy(&app, &c, &cluster).await?;
+    let spec: PolicySpec = serde_json::from_str(&p.spec)
+        .map_err(|e| BadRequest::E(ServiceError::Internal(format!("stored policy: {e}"))))?;
+    let mut out = Vec::new();
+    if let Some(repo) = policy_repo(&spec).await? {
+        let sets = repo.sets(Some(&cluster)).await.map_err(storage_error)?;
+        let archive = ferry_backup::log::index::read_archive(&repo, &cluster)
+            .await
+            .map_err(storage_error)?;
+        for w in ferry_backup::log::window::windows(&sets, &archive).map_err(storage_error)? {
+            out.push(Window {
+                from_set: w.from_set,
+                from_position: w.from_position,
+                from_time: w.from_time,
+                to_position: w.to_position,
+                to_time: w.to_time,
+                pieces: vec![w.pieces.0, w.pieces.1],
+                ended_by: w.ended_by,
+            });
+        }
+    }
+    Ok(Json(to_json(&WindowList {
+        cluster,
+        windows: out,
+    })))
+}
+
+/// A named restore point.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MarkView {
+    /// Its name (`until: mark:NAME`).
+    name: String,
+    /// The source's log position when it was made.
+    position: String,
+    /// When it was made.
+    #[schema(format = DateTime)]
+    at: String,
+}
+
+/// A cluster's marks.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MarkList {
+    /// Oldest first.
+    marks: Vec<MarkView>,
+}
+
+/// A new mark.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewMark {
+    /// Its name: letters, digits, '.', '-', '_' (at most 63).
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}$")]
+    name: String,
+}
+
+fn mark_view(m: ferry_backup::log::Mark) -> MarkView {
+    MarkView {
+        name: m.name,
+        position: m.position,
+        at: m.at,
+    }
+}
+
+/// The named restore points of a cluster
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup/policies/{cluster}/marks",
+    tag = "backup",
+    params(("cluster" = String, Path, description = "the cluster (policy) name")),
+    responses(
+        (status = 200, description = "the marks, oldest first", body = MarkList),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no such policy (or not this tenant's)", body = ErrorBody),
+        (status = 503, description = "the storage cannot be read", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_marks(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> BResult<Json<Value>> {
+    let c = caller(&app, &headers).await?;
+    let p = visible_policy(&app, &c, &cluster).await?;
+    let spec: PolicySpec = serde_json::from_str(&p.spec)
+        .map_err(|e| BadRequest::E(ServiceError::Internal(format!("stored policy: {e}"))))?;
+    let marks = match policy_repo(&spec).await? {
+        Some(repo) => ferry_backup::log::index::marks(&repo, &cluster)
+            .await
+            .map_err(storage_error)?,
+        None => Vec::new(),
+    };
+    Ok(Json(to_json(&MarkList {
+        marks: marks.into_iter().map(mark_view).collect(),
+    })))
+}
+
+/// Make a named restore point of a cluster: its source's log position now
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup/policies/{cluster}/marks",
+    tag = "backup",
+    params(("cluster" = String, Path, description = "the cluster (policy) name")),
+    request_body = NewMark,
+    responses(
+        (status = 201, description = "the mark", body = MarkView),
+        (status = 400, description = "a bad name", body = ErrorBody),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no such policy (or not this tenant's)", body = ErrorBody),
+        (status = 409, description = "the cluster has a mark of this name", body = ErrorBody),
+        (status = 413, description = "body larger than 2 MB", body = ErrorBody),
+        (status = 415, description = "the body is not sent as Content-Type: application/json", body = ErrorBody),
+        (status = 503, description = "the source or the storage cannot be reached", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_mark(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+    bytes: axum::body::Bytes,
+) -> BResult<(StatusCode, Json<Value>)> {
+    let c = caller(&app, &headers).await?;
+    let m: NewMark = body(&headers, &bytes)?;
+    if !ferry_backup::log::index::valid_mark(&m.name) {
+        return Err(invalid(
+            "name",
+            format!(
+                "{:?}: a mark name is 1 to 63 of letters, digits, '.', '-' and '_' (not starting with '.')",
+                m.name
+            ),
+        ));
+    }
+    let p = visible_policy(&app, &c, &cluster).await?;
+    let spec: PolicySpec = serde_json::from_str(&p.spec)
+        .map_err(|e| BadRequest::E(ServiceError::Internal(format!("stored policy: {e}"))))?;
+    let sealed: crate::backup::policy::PolicySecrets = serde_json::from_str(&p.secrets)
+        .map_err(|e| BadRequest::E(ServiceError::Internal(format!("stored policy: {e}"))))?;
+    let mut source = ferry_core::Endpoint::parse(&spec.source, "")
+        .map_err(|e| BadRequest::E(ServiceError::Internal(format!("stored policy: {e}"))))?;
+    if let Some(s) = &sealed.source {
+        source.password = Some(app.control.secrets().open(s)?);
+    }
+    let repo = ferry_backup::repo::Repo::create_or_open(
+        &spec.storage,
+        crate::backup::run::repo_key().as_deref(),
+    )
+    .await
+    .map_err(storage_error)?;
+    if ferry_backup::log::index::read_mark(&repo, &cluster, &m.name)
+        .await
+        .is_ok()
+    {
+        return Err(BadRequest::E(ServiceError::Conflict(format!(
+            "cluster {cluster:?} has a mark {:?} already; choose another name",
+            m.name
+        ))));
+    }
+    let mark = ferry_backup::log::make_mark(&repo, &cluster, &source, &m.name)
+        .await
+        .map_err(|e| {
+            BadRequest::E(ServiceError::Unavailable(format!(
+                "making the mark: {}",
+                crate::backup::reason_of(&e)
+            )))
+        })?;
+    Ok((StatusCode::CREATED, Json(to_json(&mark_view(mark)))))
 }
 
 #[cfg(test)]

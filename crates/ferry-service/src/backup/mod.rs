@@ -7,9 +7,11 @@
 //! - [`schedule`] — when a schedule is due, with one catch-up run for missed slots;
 //! - [`retention`] — which sets a cleanup removes (never a kept set's chain);
 //! - [`db`] — the store's tables for policies and backup tasks;
-//! - [`run`] — the worker side: the scheduler and the task runners.
+//! - [`run`] — the worker side: the scheduler and the task runners;
+//! - [`log`] — the log backup task of each cluster and its archiver.
 
 pub mod db;
+pub mod log;
 pub mod policy;
 pub mod retention;
 pub mod run;
@@ -28,16 +30,19 @@ pub enum TaskKind {
     Drill,
     /// A restore asked for by a user.
     Restore,
+    /// Copying a cluster's new log pieces to the secondary storage.
+    SecondaryLog,
 }
 
 impl TaskKind {
     /// Every kind.
-    pub const ALL: [TaskKind; 5] = [
+    pub const ALL: [TaskKind; 6] = [
         TaskKind::Data,
         TaskKind::Cleanup,
         TaskKind::Secondary,
         TaskKind::Drill,
         TaskKind::Restore,
+        TaskKind::SecondaryLog,
     ];
 
     /// The id stored and shown.
@@ -48,6 +53,7 @@ impl TaskKind {
             TaskKind::Secondary => "secondary",
             TaskKind::Drill => "drill",
             TaskKind::Restore => "restore",
+            TaskKind::SecondaryLog => "secondary-log",
         }
     }
 
@@ -73,6 +79,7 @@ impl TaskKind {
             TaskKind::Secondary => "backup_secondary_failed",
             TaskKind::Drill => "backup_drill_failed",
             TaskKind::Restore => "restore_failed",
+            TaskKind::SecondaryLog => "backup_secondary_log_failed",
         }
     }
 }

@@ -37,6 +37,13 @@ pub struct PolicyInput {
     /// Tables to exclude.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Log backup: `true` archives the source's change stream continuously (the
+    /// cluster's log backup task), so it can be restored to any point in time.
+    pub log: Option<bool>,
+    /// The log backup's method: `logical` (row changes, restorable into either
+    /// engine; default) or `physical` (PostgreSQL WAL).
+    #[schema(pattern = "^(logical|physical)$")]
+    pub log_method: Option<String>,
     /// Admin only: the owning tenant.
     pub tenant: Option<String>,
 }
@@ -64,6 +71,16 @@ pub struct PolicySpec {
     pub include: Vec<String>,
     /// Excluded tables.
     pub exclude: Vec<String>,
+    /// Log backup on.
+    #[serde(default)]
+    pub log: bool,
+    /// Log backup method (`logical` / `physical`).
+    #[serde(default = "logical")]
+    pub log_method: String,
+}
+
+fn logical() -> String {
+    "logical".into()
 }
 
 /// The sealed passwords of a policy.
@@ -200,6 +217,24 @@ pub fn validate(p: &PolicyInput, secrets: &Secrets) -> ServiceResult<(PolicySpec
     }
     ferry_core::select::ObjectFilter::new(&p.include, &p.exclude)
         .map_err(|e| invalid("include", e.to_string()))?;
+    let log_method = match p.log_method.as_deref().map(str::trim) {
+        None | Some("") | Some("logical") => "logical".to_string(),
+        Some("physical") => {
+            if !source.starts_with("postgres") {
+                return Err(invalid(
+                    "log_method",
+                    "physical log backup archives PostgreSQL WAL; a MySQL/MariaDB source uses logical",
+                ));
+            }
+            "physical".to_string()
+        }
+        Some(x) => {
+            return Err(invalid(
+                "log_method",
+                format!("{x:?} is not a log backup method; write logical or physical"),
+            ))
+        }
+    };
     Ok((
         PolicySpec {
             source,
@@ -212,6 +247,8 @@ pub fn validate(p: &PolicyInput, secrets: &Secrets) -> ServiceResult<(PolicySpec
             drill_target,
             include: p.include.clone(),
             exclude: p.exclude.clone(),
+            log: p.log.unwrap_or(false),
+            log_method,
         },
         PolicySecrets {
             source: source_pw.map(|s| secrets.seal(&s)),
@@ -306,6 +343,23 @@ mod tests {
                 "drill_target",
                 PolicyInput {
                     drill: Some("0 3 * * *".into()),
+                    ..input()
+                },
+            ),
+            (
+                "log_method",
+                PolicyInput {
+                    log: Some(true),
+                    log_method: Some("wal".into()),
+                    ..input()
+                },
+            ),
+            (
+                "log_method",
+                PolicyInput {
+                    source: "mysql://u@127.0.0.1:3306/shop".into(),
+                    log: Some(true),
+                    log_method: Some("physical".into()),
                     ..input()
                 },
             ),

@@ -79,6 +79,7 @@ pub fn new_follow_up(
 /// Runs the scheduler and the backup task runners of worker `me` until `stop`.
 pub async fn run(control: Control, me: String, mut stop: watch::Receiver<bool>) {
     let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut archivers = super::log::Archivers::new();
     loop {
         if let Err(e) = fire_due(&control, now_ms()).await {
             tracing::warn!(worker = %me, "backup scheduler: {e}");
@@ -86,12 +87,16 @@ pub async fn run(control: Control, me: String, mut stop: watch::Receiver<bool>) 
         if let Err(e) = take(&control, &me, &mut running).await {
             tracing::warn!(worker = %me, "backup tasks: {e}");
         }
+        if let Err(e) = super::log::tick(&control, &me, &mut archivers).await {
+            tracing::warn!(worker = %me, "log backup: {e}");
+        }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => break,
         }
     }
     // a stopped worker's tasks are resumed by the next (their leases are given up)
+    super::log::shutdown(&control, &me, archivers).await;
     for (id, h) in running {
         h.abort();
         let _ = control.store.backup_release(&id, &me).await;
@@ -209,7 +214,7 @@ async fn take(
 }
 
 /// The repository passphrase of the service (FERRY_REPO_KEY), if any.
-fn repo_key() -> Option<String> {
+pub(crate) fn repo_key() -> Option<String> {
     std::env::var(ferry_backup::repo::KEY_ENV)
         .ok()
         .filter(|k| !k.is_empty())
@@ -323,6 +328,7 @@ async fn execute(control: &Control, t: BackupTaskRow) -> ServiceResult<()> {
         TaskKind::Data => sendable(data(control, &t, &mut detail)).await,
         TaskKind::Cleanup => sendable(cleanup(control, &t, &mut detail)).await,
         TaskKind::Secondary => sendable(secondary(control, &t, &mut detail)).await,
+        TaskKind::SecondaryLog => sendable(secondary_log(control, &t, &mut detail)).await,
         TaskKind::Drill => sendable(drill(control, &t, &mut detail)).await,
         TaskKind::Restore => return sendable(restore(control, &t, detail)).await,
     };
@@ -465,6 +471,10 @@ async fn cleanup(
     for id in &removed {
         let _ = control.store.mark_set_removed(&t.cluster, id).await;
     }
+    // the log pieces no kept set's window needs
+    let pruned = prune_log(&repo, &t.cluster).await?;
+    detail.insert("log_pieces_removed".into(), json!(pruned.pieces_removed));
+    detail.insert("log_oldest_kept".into(), json!(pruned.oldest_kept));
     detail.insert("storage".into(), json!(spec.storage));
     detail.insert("retain".into(), json!(spec.retain));
     detail.insert("removed".into(), json!(removed));
@@ -474,8 +484,72 @@ async fn cleanup(
         if let Ok(repo2) = Repo::open(second, key.as_deref()).await {
             let (removed2, _) = apply_retention(&repo2, &t.cluster, retention).await?;
             detail.insert("secondary_removed".into(), json!(removed2));
+            let pruned2 = prune_log(&repo2, &t.cluster).await?;
+            detail.insert(
+                "secondary_log_pieces_removed".into(),
+                json!(pruned2.pieces_removed),
+            );
         }
     }
+    Ok(())
+}
+
+/// Removes the log pieces of `cluster` no window of its kept sets needs.
+async fn prune_log(
+    repo: &Repo,
+    cluster: &str,
+) -> Result<ferry_backup::log::prune::PruneReport, String> {
+    let kept = repo.sets(Some(cluster)).await.map_err(|e| reason_of(&e))?;
+    ferry_backup::log::prune::prune_log(repo, cluster, &kept)
+        .await
+        .map_err(|e| reason_of(&e))
+}
+
+/// Copies the cluster's log archive (what the secondary storage does not hold yet).
+async fn secondary_log(
+    control: &Control,
+    t: &BackupTaskRow,
+    detail: &mut serde_json::Map<String, Value>,
+) -> Result<(), String> {
+    let (spec, _) = policy_of(control, &t.cluster).await?;
+    let to_url = detail
+        .get("to")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .or(spec.secondary.clone())
+        .ok_or_else(|| "the policy has no secondary storage any more".to_string())?;
+    let key = repo_key();
+    let from = Repo::open(&spec.storage, key.as_deref())
+        .await
+        .map_err(|e| reason_of(&e))?;
+    let to = Repo::create_or_open(&to_url, key.as_deref())
+        .await
+        .map_err(|e| reason_of(&e))?;
+    let r = ferry_backup::log::copy::copy_log(&from, &to, &t.cluster)
+        .await
+        .map_err(|e| reason_of(&e))?;
+    control
+        .store
+        .set_backup_set(&t.id, "", r.bytes as i64)
+        .await
+        .map_err(|e| e.to_string())?;
+    detail.insert(
+        "storage_dir".into(),
+        json!(format!(
+            "{}/{}",
+            to_url.trim_end_matches('/'),
+            ferry_backup::log::index::log_dir(&t.cluster)
+        )),
+    );
+    detail.insert("pieces_copied".into(), json!(r.pieces_copied));
+    detail.insert("pieces_skipped".into(), json!(r.pieces_skipped));
+    detail.insert("last_piece".into(), json!(r.last_piece));
+    detail.insert("marks".into(), json!(r.marks));
+    detail.insert("bytes".into(), json!(r.bytes));
+    detail.insert(
+        "latest_point".into(),
+        json!(r.archived_through_us.and_then(super::log::rfc_us)),
+    );
     Ok(())
 }
 
@@ -711,6 +785,22 @@ async fn restore_setup(
     let objects = ObjectFilter::new(&list_of(detail, "include"), &list_of(detail, "exclude"))
         .map_err(|e| reason_of(&e))?;
     let (from, repo) = match (text_of(detail, "from_set"), text_of(detail, "from_dump")) {
+        _ if text_of(detail, "until").is_some() => {
+            let cluster = text_of(detail, "from_cluster")
+                .ok_or_else(|| "a point-in-time restore names no cluster".to_string())?;
+            let until = ferry_backup::log::RestorePoint::parse(
+                &text_of(detail, "until").unwrap_or_default(),
+            )
+            .map_err(|e| reason_of(&e))?;
+            let url = match text_of(detail, "storage") {
+                Some(s) => s,
+                None => policy_of(control, &cluster).await?.0.storage,
+            };
+            let repo = Repo::open(&url, repo_key().as_deref())
+                .await
+                .map_err(|e| reason_of(&e))?;
+            (RestoreFrom::PointInTime { cluster, until }, Some(repo))
+        }
         (Some(set), _) => {
             let url = restore_repo_url(control, t, detail, &set).await?;
             let repo = Repo::open(&url, repo_key().as_deref())

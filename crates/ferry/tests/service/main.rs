@@ -20,6 +20,7 @@
 //! - `audit`: the audit log of mutating calls, without secrets
 //! - `protect`: source protection (retained WAL warnings, a paused task's slot flagged)
 //! - `backup`: backup policies, schedules, data backup / cleanup / secondary tasks, restores
+//! - `backup_log`: log backup tasks, windows, marks, point-in-time restores on the service
 //!
 //! Run one topic with a name filter on the module path, e.g.
 //! `cargo nextest run -p ferry --test service -- dr::`, or one test by its name:
@@ -32,6 +33,7 @@ mod harness;
 mod api;
 mod audit;
 mod backup;
+mod backup_log;
 mod cli;
 mod dr;
 mod https;
