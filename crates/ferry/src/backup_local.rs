@@ -1,10 +1,13 @@
 //! `ferry backup now|list|show|verify --storage …`: backups and repository reads
 //! run here, without a service (for scripts and cron, like `ferry run`).
 
-use crate::backup_cmd::{BackupCmd, Window};
+use crate::backup_cmd::{BackupCmd, LogCmd, Window};
 use crate::client::{ClientOpts, Output};
 use anyhow::{anyhow, bail, Result};
 use ferry_backup::backup::{run_backup, BackupRequest};
+use ferry_backup::log::{
+    index, make_mark, run_archive, ArchiveRequest, ArchiveState, ArchiveStatus,
+};
 use ferry_backup::manifest::{FileKind, Manifest, SetKind};
 use ferry_backup::repo::{Repo, KEY_ENV};
 use ferry_backup::verify::verify_set;
@@ -23,8 +26,62 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
         BackupCmd::Policy { .. } => {
             bail!("backup policies live on the service: run `ferry backup policy …` without --storage")
         }
-        BackupCmd::Log { .. } | BackupCmd::Mark { .. } => {
-            bail!("log backup in direct mode is not built yet")
+        BackupCmd::Log { cmd } => match cmd {
+            LogCmd::Run {
+                cluster,
+                source,
+                method,
+                piece_seconds,
+                piece_mb,
+                include,
+                exclude,
+                quiet,
+                ..
+            } => {
+                let source = Endpoint::parse(&source, "FERRY_SOURCE_PASSWORD")?;
+                let objects = ObjectFilter::new(&include, &exclude)?;
+                ferry_backup::backup::check_cluster(&cluster)?;
+                let repo = Repo::create_or_open(storage, key.as_deref()).await?;
+                let req = ArchiveRequest {
+                    cluster,
+                    source,
+                    objects,
+                    method,
+                    piece_seconds: piece_seconds.max(1),
+                    piece_bytes: piece_mb.max(1) * 1024 * 1024,
+                    quiet,
+                };
+                log_run(&repo, &req).await
+            }
+            LogCmd::Start { .. } | LogCmd::Stop { .. } => {
+                bail!("log backup tasks live on the service: run `ferry backup log start|stop` without --storage, or `ferry backup log run --storage …` here")
+            }
+        },
+        BackupCmd::Mark {
+            cluster,
+            name,
+            source,
+            ..
+        } => {
+            let Some(source) = source else {
+                bail!(
+                    "`ferry backup mark --storage …` needs the cluster's database\n  \
+                     hint: add --source postgres://user@host:5432/db or mysql://user@host:3306/db"
+                );
+            };
+            let source = Endpoint::parse(&source, "FERRY_SOURCE_PASSWORD")?;
+            ferry_backup::backup::check_cluster(&cluster)?;
+            let repo = Repo::create_or_open(storage, key.as_deref()).await?;
+            let m = make_mark(&repo, &cluster, &source, &name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                println!(
+                    "mark {} of cluster {cluster} at {} ({})",
+                    m.name, m.position, m.at
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         BackupCmd::Now {
             cluster,
@@ -106,6 +163,13 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
             window,
             ..
         } => {
+            if matches!(kind.as_str(), "log" | "mark" | "window") {
+                let Some(cluster) = cluster else {
+                    bail!("--kind {kind} lists one cluster's archive\n  hint: name the cluster: `ferry backup list CLUSTER --kind {kind} --storage …`");
+                };
+                let repo = Repo::open(storage, key.as_deref()).await?;
+                return list_log(&repo, &cluster, &kind, json).await;
+            }
             if kind != "data" {
                 bail!(
                     "--kind {kind}: only data sets are listed from a repository directly\n  \
@@ -200,6 +264,213 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
                 println!("  hint: restore from another set, and take a new backup");
                 Ok(ExitCode::from(1))
             }
+        }
+    }
+}
+
+/// Runs the log archiver in the foreground until SIGINT/SIGTERM: state changes
+/// and (unless quiet) progress lines on stdout; exit 0 on a clean stop, 1 when it
+/// failed.
+async fn log_run(repo: &Repo, req: &ArchiveRequest) -> Result<ExitCode> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    struct Printed {
+        state: Option<ArchiveState>,
+        recovering: Option<String>,
+        progress: std::time::Instant,
+    }
+    let printed = std::sync::Mutex::new(Printed {
+        state: None,
+        recovering: None,
+        progress: std::time::Instant::now(),
+    });
+    let quiet = req.quiet;
+    let report = |s: &ArchiveStatus| {
+        let mut p = printed.lock().unwrap_or_else(|e| e.into_inner());
+        let now_us = chrono::Utc::now().timestamp_micros();
+        if p.state != Some(s.state) || p.recovering != s.recovering {
+            match (&s.recovering, s.state) {
+                (Some(why), _) => println!("recovering: {why}"),
+                (None, ArchiveState::Failed) => {
+                    println!("failed: {}", s.reason.as_deref().unwrap_or("-"))
+                }
+                (None, st) => println!("{}", state_name(st)),
+            }
+            p.state = Some(s.state);
+            p.recovering = s.recovering.clone();
+        }
+        if !quiet && p.progress.elapsed() >= std::time::Duration::from_secs(5) {
+            p.progress = std::time::Instant::now();
+            if let Some(t) = s.latest_point_us {
+                println!(
+                    "latest backup point {}  latency {:.1}s  position {}  pieces {}",
+                    time_text(t),
+                    (now_us - t).max(0) as f64 / 1e6,
+                    s.position.as_deref().unwrap_or("-"),
+                    s.pieces
+                );
+            }
+        }
+    };
+    let r = run_archive(repo, req, stop_rx, &report).await;
+    signals.abort();
+    match r {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// A state as the list and the progress lines name it.
+fn state_name(s: ArchiveState) -> &'static str {
+    match s {
+        ArchiveState::Starting => "starting",
+        ArchiveState::Running => "running",
+        ArchiveState::Stopping => "stopping",
+        ArchiveState::Stopped => "stopped",
+        ArchiveState::Failed => "failed",
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Microseconds since the epoch as RFC 3339 (to the millisecond).
+fn time_text(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `ferry backup list CLUSTER --kind log|mark|window --storage …`.
+async fn list_log(repo: &Repo, cluster: &str, kind: &str, json: bool) -> Result<ExitCode> {
+    let archive = index::read_archive(repo, cluster).await?;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    match kind {
+        "log" => {
+            let bytes: u64 = archive.pieces.iter().map(|p| p.bytes).sum();
+            let txns: u64 = archive.pieces.iter().map(|p| p.txns).sum();
+            let latency = archive
+                .head
+                .as_ref()
+                .map(|h| (now_us - h.archived_through_us).max(0) as f64 / 1e6);
+            if json {
+                let v = serde_json::json!({
+                    "cluster": cluster,
+                    "storage": repo.storage.url(),
+                    "head": archive.head,
+                    "latest_point": archive.head.as_ref().map(|h| time_text(h.archived_through_us)),
+                    "latency_seconds": latency,
+                    "pieces": archive.pieces.len(),
+                    "bytes": bytes,
+                    "txns": txns,
+                    "first_piece": archive.pieces.first().map(|p| p.piece),
+                    "last_piece": archive.pieces.last().map(|p| p.piece),
+                    "gaps": archive.gaps,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(h) = &archive.head else {
+                println!(
+                    "cluster {cluster} has no log archive in {}",
+                    repo.storage.url()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            println!("log archive of cluster {cluster}");
+            println!("  source               {} ({})", h.source, h.engine);
+            println!("  storage              {}", repo.storage.url());
+            println!(
+                "  latest backup point  {}",
+                time_text(h.archived_through_us)
+            );
+            println!("  latency              {:.1}s", latency.unwrap_or_default());
+            println!("  position             {}", h.end);
+            println!("  updated              {}", h.updated_at);
+            println!(
+                "  pieces               {} ({}, {} transactions{})",
+                archive.pieces.len(),
+                human_bytes(bytes),
+                txns,
+                match (archive.pieces.first(), archive.pieces.last()) {
+                    (Some(a), Some(b)) => format!(", {} to {}", a.piece, b.piece),
+                    _ => String::new(),
+                }
+            );
+            if archive.gaps.is_empty() {
+                println!("  gaps                 none");
+            }
+            for g in &archive.gaps {
+                println!(
+                    "  gap before piece {}  after {} ({}): {}",
+                    g.piece, g.after, g.at, g.reason
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "mark" => {
+            let marks = index::marks(repo, cluster).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&marks)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if marks.is_empty() {
+                println!("cluster {cluster} has no marks");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<32} {:<22} POSITION", "MARK", "TIME");
+            for m in &marks {
+                println!("{:<32} {:<22} {}", m.name, m.at, m.position);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let sets = repo.sets(Some(cluster)).await?;
+            let ws = ferry_backup::log::window::windows(&sets, &archive)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ws)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if ws.is_empty() {
+                println!(
+                    "cluster {cluster} has no restorable window (a full set inside an unbroken run of archived pieces)"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<24} {:<22} {:<22} {:<13} ENDED BY",
+                "FROM SET", "FROM", "TO", "PIECES"
+            );
+            for w in &ws {
+                println!(
+                    "{:<24} {:<22} {:<22} {:<13} {}",
+                    w.from_set,
+                    w.from_time.as_deref().unwrap_or(&w.from_position),
+                    w.to_time.as_deref().unwrap_or(&w.to_position),
+                    format!("{}-{}", w.pieces.0, w.pieces.1),
+                    w.ended_by.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

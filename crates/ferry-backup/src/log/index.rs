@@ -244,3 +244,45 @@ pub async fn read_piece(repo: &Repo, cluster: &str, e: &PieceEntry) -> Result<by
 pub fn entry_positions(e: &PieceEntry) -> Result<(Position, Position)> {
     Ok((Position::parse(&e.start)?, Position::parse(&e.end)?))
 }
+
+/// Stores piece `n`'s bytes (before its entry: a piece without an entry is
+/// rewritten by the next run, never read).
+pub async fn put_piece(repo: &Repo, cluster: &str, n: u64, bytes: bytes::Bytes) -> Result<()> {
+    repo.storage.put(&piece_path(cluster, n), bytes).await
+}
+
+/// Stores a piece's index entry: from now on the piece is part of the archive.
+pub async fn put_entry(repo: &Repo, cluster: &str, e: &PieceEntry) -> Result<()> {
+    repo.put_json(&entry_path(cluster, e.piece), e).await
+}
+
+/// Stores the archive head (how far the archive is complete).
+pub async fn put_head(repo: &Repo, cluster: &str, h: &LogHead) -> Result<()> {
+    repo.put_json(&head_path(cluster), h).await
+}
+
+/// Records a gap (the archive broke before piece `g.piece`).
+pub async fn put_gap(repo: &Repo, cluster: &str, g: &Gap) -> Result<()> {
+    repo.put_json(&gap_path(cluster, g.piece), g).await
+}
+
+/// Stores a new mark; refuses an invalid name or one the cluster already has.
+pub async fn put_mark(repo: &Repo, cluster: &str, m: &Mark) -> Result<()> {
+    if !valid_mark(&m.name) {
+        return Err(
+            Error::definite(format!("{:?} cannot be a mark name", m.name)).with_hint(
+                "use letters, digits, '.', '-' and '_' (at most 63, not starting with '.')",
+            ),
+        );
+    }
+    let path = mark_path(cluster, &m.name);
+    if repo.storage.get(&path).await?.is_some() {
+        return Err(
+            Error::definite(format!("cluster {cluster} already has a mark {:?}", m.name))
+                .with_hint(
+                    "choose another name (`ferry backup list CLUSTER --kind mark` lists the marks)",
+                ),
+        );
+    }
+    repo.put_json(&path, m).await
+}

@@ -101,15 +101,23 @@ pub fn windows(sets: &[Manifest], archive: &LogArchive) -> Result<Vec<RestoreWin
             },
             to_time: through.and_then(rfc),
             pieces: (first.piece, last.piece),
-            ended_by: all.get(ri + 1).and_then(|next| {
-                let n = archive.pieces[next.first].piece;
-                archive
+            ended_by: match all.get(ri + 1) {
+                Some(next) => {
+                    let n = archive.pieces[next.first].piece;
+                    archive
+                        .gaps
+                        .iter()
+                        .find(|g| g.piece == n)
+                        .map(|g| g.reason.clone())
+                        .or_else(|| Some(format!("piece {} is missing", last.piece + 1)))
+                }
+                // the newest run broke and no new run has started yet
+                None => archive
                     .gaps
                     .iter()
-                    .find(|g| g.piece == n)
-                    .map(|g| g.reason.clone())
-                    .or_else(|| Some(format!("piece {} is missing", last.piece + 1)))
-            }),
+                    .find(|g| g.piece > last.piece)
+                    .map(|g| g.reason.clone()),
+            },
         });
     }
     Ok(out)
