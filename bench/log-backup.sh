@@ -54,7 +54,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 BIN=${BIN:-target/release}
 [ "$BIN" = target/release ] && cargo build --release --locked -q -p ferry -p ferry-testkit
-FERRY=$PWD/$BIN/ferry
+FERRY=$(realpath "$BIN")/ferry
 HEAD="python3 $PWD/bench/log-head.py"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 WORK=$(mktemp -d /tmp/ferry-bench-log-XXXXXX)
