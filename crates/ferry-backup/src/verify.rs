@@ -32,6 +32,10 @@ pub async fn verify_set(repo: &Repo, set: &str) -> Result<VerifyReport> {
         set: m.id.clone(),
         ..Default::default()
     };
+    if m.method == crate::physical::METHOD {
+        crate::physical::base::verify_files(repo, &m, &mut report).await;
+        return Ok(report);
+    }
     let mut per_table = vec![0u64; m.tables.len()];
     for f in &m.files {
         report.files += 1;

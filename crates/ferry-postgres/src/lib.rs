@@ -13,6 +13,7 @@ pub mod connector;
 pub mod copytext;
 pub mod ddl;
 pub mod pgoutput;
+pub mod physical;
 pub mod precheck;
 pub mod reader;
 pub mod replication;

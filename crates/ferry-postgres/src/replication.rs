@@ -63,6 +63,16 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> Error {
 impl ReplConn {
     /// Opens a replication connection to `ep`'s database.
     pub async fn connect(ep: &Endpoint) -> Result<ReplConn> {
+        ReplConn::connect_mode(ep, "database").await
+    }
+
+    /// Opens a *physical* replication connection (`replication=true`): base
+    /// backups and WAL streaming from a physical slot ([`crate::physical`]).
+    pub async fn connect_physical(ep: &Endpoint) -> Result<ReplConn> {
+        ReplConn::connect_mode(ep, "true").await
+    }
+
+    async fn connect_mode(ep: &Endpoint, mode: &str) -> Result<ReplConn> {
         if ep.socket.is_some() {
             return Err(Error::definite(
                 "incremental replication from PostgreSQL needs a TCP host in the source URL",
@@ -93,7 +103,7 @@ impl ReplConn {
         let params = [
             ("user", ep.user.as_str()),
             ("database", db.as_str()),
-            ("replication", "database"),
+            ("replication", mode),
             ("application_name", "ferry"),
             ("client_encoding", "UTF8"),
             ("options", options.as_str()),
@@ -110,7 +120,7 @@ impl ReplConn {
         self.stream.is_encrypted()
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    pub(crate) async fn flush(&mut self) -> Result<()> {
         let out = self.out.split();
         // a TLS stream buffers what it encrypts: flush sends it
         let stream = &mut self.stream;
@@ -125,13 +135,13 @@ impl ReplConn {
     }
 
     /// Reads one backend message (tag, body), waiting at most `wait` from now.
-    async fn read(&mut self, wait: Duration) -> Result<(u8, BytesMut)> {
+    pub(crate) async fn read(&mut self, wait: Duration) -> Result<(u8, BytesMut)> {
         self.last_rx = std::time::Instant::now();
         self.read_until(wait).await
     }
 
     /// Reads one backend message; fails once the server has been silent for `wait`.
-    async fn read_until(&mut self, wait: Duration) -> Result<(u8, BytesMut)> {
+    pub(crate) async fn read_until(&mut self, wait: Duration) -> Result<(u8, BytesMut)> {
         loop {
             if self.buf.len() >= 5 {
                 let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
@@ -225,7 +235,7 @@ impl ReplConn {
         }
     }
 
-    fn server_error(&self, body: &[u8]) -> Error {
+    pub(crate) fn server_error(&self, body: &[u8]) -> Error {
         let mut code = String::new();
         let mut message = String::new();
         for field in body.split(|b| *b == 0) {
@@ -315,8 +325,7 @@ impl ReplConn {
             start & 0xffff_ffff,
             crate::conn::quote_literal(publication),
         );
-        frontend::query(&sql, &mut self.out).map_err(|e| io_err("query", e))?;
-        self.flush().await?;
+        self.send_query(&sql).await?;
         loop {
             let (tag, body) = self.read(IO_TIMEOUT * 4).await?;
             match tag {
@@ -325,6 +334,17 @@ impl ReplConn {
                 _ => {}
             }
         }
+    }
+
+    /// Sends a query (or replication command) without reading its answer.
+    pub(crate) async fn send_query(&mut self, sql: &str) -> Result<()> {
+        frontend::query(sql, &mut self.out).map_err(|e| io_err("query", e))?;
+        self.flush().await
+    }
+
+    /// The server this connection talks to (for messages).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// Next message of the stream; an error if the server is silent too long.

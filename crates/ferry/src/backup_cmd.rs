@@ -164,6 +164,21 @@ pub enum LogCmd {
         #[command(flatten)]
         direct: Direct,
     },
+    /// Fetches one WAL file from the cluster's physical WAL archive (what a
+    /// physically restored data directory's `restore_command` runs): exit 0 with
+    /// the file written to PATH, 1 when the archive does not have it, 126 when it
+    /// is missing or damaged.
+    #[command(hide = true)]
+    WalFetch {
+        /// The cluster.
+        cluster: String,
+        /// The WAL file name PostgreSQL asks for (`%f`).
+        file: String,
+        /// Where to write it (`%p`).
+        path: String,
+        #[command(flatten)]
+        direct: Direct,
+    },
     /// Starts the cluster's log backup task on the service (a stopped or failed one).
     Start {
         /// The cluster.
@@ -311,13 +326,28 @@ pub enum RestoreCmd {
 
 /// Runs `ferry backup …`.
 pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<std::process::ExitCode> {
+    if let BackupCmd::Log {
+        cmd:
+            LogCmd::WalFetch {
+                cluster,
+                file,
+                path,
+                direct,
+            },
+    } = &cmd
+    {
+        let Some(storage) = &direct.storage else {
+            anyhow::bail!("wal-fetch needs --storage");
+        };
+        return crate::physical_local::wal_fetch(storage, cluster, file, path).await;
+    }
     let direct = match &cmd {
         BackupCmd::Policy { .. }
         | BackupCmd::Log {
             cmd: LogCmd::Start { .. } | LogCmd::Stop { .. },
         } => None,
         BackupCmd::Log {
-            cmd: LogCmd::Run { direct, .. },
+            cmd: LogCmd::Run { direct, .. } | LogCmd::WalFetch { direct, .. },
         }
         | BackupCmd::Mark { direct, .. }
         | BackupCmd::Now { direct, .. }

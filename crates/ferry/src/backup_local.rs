@@ -26,6 +26,17 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
         BackupCmd::Policy { .. } => {
             bail!("backup policies live on the service: run `ferry backup policy …` without --storage")
         }
+        BackupCmd::Now {
+            cluster,
+            method,
+            source,
+            incremental,
+            quiet,
+            ..
+        } if method == "physical" => {
+            crate::physical_local::backup_now(storage, &cluster, source, incremental, quiet, json)
+                .await
+        }
         BackupCmd::Log { cmd } => match cmd {
             LogCmd::Run {
                 cluster,
@@ -52,6 +63,9 @@ pub async fn run(storage: &str, client: &ClientOpts, cmd: BackupCmd) -> Result<E
                     quiet,
                 };
                 log_run(&repo, &req).await
+            }
+            LogCmd::WalFetch { .. } => {
+                bail!("wal-fetch is dispatched before the repository commands (a Ferry bug)")
             }
             LogCmd::Start { .. } | LogCmd::Stop { .. } => {
                 bail!("log backup tasks live on the service: run `ferry backup log start|stop` without --storage, or `ferry backup log run --storage …` here")
