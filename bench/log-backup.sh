@@ -201,7 +201,9 @@ pg_marker() { # one transaction after the load; prints the WAL position after it
   psql_ -d bench_log_src -At -c "INSERT INTO load_done VALUES ($((n + 1)))" \
     -c "SELECT 'lsn:' || pg_current_wal_insert_lsn()"
 }
-pg_txns() { awk '/number of transactions actually processed/ {print $NF}' "$WORK/$1.load.out" | cut -d/ -f1; }
+# transactions the load committed: one pgbench_history row each (pgbench's own count
+# leaves out the ones in flight when -T ends, which the server still commits)
+pg_hist() { psql_ -d bench_log_src -At -c "SELECT count(*) FROM pgbench_history"; }
 pg_tps() { awk '/^tps/ {printf "%.0f", $3; exit}' "$WORK/$1.load.out"; }
 pg_fresh() { psql_ -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" 2>/dev/null; }
 
@@ -214,8 +216,9 @@ part_pg() {
     fail pg "\`ferry backup now $c\`" "$WORK/pg_full_backup.out"; archive_stop pg $c; return 0
   fi
   local set; set=$(awk '$1 == "set" {print $2; exit}' "$WORK/pg_full_backup.out")
+  local h0; h0=$(pg_hist)
   archive_measure pg $c pg_marker pg_load
-  rec pg.src_txns "$(pg_txns pg)"; rec pg.src_tps "$(pg_tps pg)"
+  rec pg.src_txns "$(( $(pg_hist) - h0 ))"; rec pg.src_tps "$(pg_tps pg)"
   local point; point=$($HEAD point "$repo" $c)
   archive_stop pg $c
   rec pg.src_sig "$(pg_sig bench_log_src)"
@@ -286,12 +289,13 @@ part_phys() {
     fail phys "\`ferry backup now $c --method physical\`" "$WORK/phys_base.out"; ferry_ok=0
     archive_stop phys $c
   fi
+  local h0; h0=$(pg_hist)
   if [ $ferry_ok = 1 ]; then
     archive_measure phys $c pg_marker pg_load
   else          # no Ferry archive: the load alone, for the native baseline
     pg_load > "$WORK/phys.load.out" 2>&1; pg_marker >/dev/null
   fi
-  rec phys.src_txns "$(pg_txns phys)"; rec phys.src_tps "$(pg_tps phys)"
+  rec phys.src_txns "$(( $(pg_hist) - h0 ))"; rec phys.src_tps "$(pg_tps phys)"
   local end; end=$(psql_ -d postgres -At -c "SELECT pg_current_wal_insert_lsn()")
   rec phys.end "$end"
   local seg; seg=$(pg_walfile "$end")
@@ -427,11 +431,14 @@ arch_row() { # label key
   tps=$(get "$2.src_tps" -); txns=$(get "$2.src_txns" 0); arate=$(get "$2.arate" -)
   read -r p50 p99 mx <<< "$(get "$2.lat")"
   read -r pieces atx arows abytes araw <<< "$(get "$2.sum" "0 0 0 0 0")"
-  local ratio=- cover=-
+  local ratio=- cover=- unit=pieces
   [ "$arate" != - ] && [ "$tps" != - ] && ratio=$(f %.2f "$arate / $tps")
-  [ "$txns" -gt 0 ] 2>/dev/null && cover="$atx / $txns"
+  [ "$txns" -gt 0 ] 2>/dev/null && cover="$atx / $((txns + 1))"
+  if [ "$2" = phys ]; then  # WAL segments: no transaction counts
+    arate="n/a (WAL)"; ratio=-; cover=-; unit="WAL segments"
+  fi
   printf "| %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s |%s\n" "$1" "$tps" "$arate" "$ratio" "$cover" \
-    "$p50" "$p99" "$mx" "$(get "$2.catchup" -)" "$(get "$2.rss_peak" -)" "$(f %.1f "$abytes / 1048576") ($pieces pieces)" \
+    "$p50" "$p99" "$mx" "$(get "$2.catchup" -)" "$(get "$2.rss_peak" -)" "$(f %.1f "$abytes / 1048576") ($pieces $unit)" \
     "$(err "$2" | sed 's/^/ **/; s/$/**/')"
 }
 same() { [ -n "$1" ] && [ "$1" = "$2" ] && echo "equal" || echo "**differs** ($1 vs $2)"; }
@@ -442,7 +449,7 @@ same() { [ -n "$1" ] && [ "$1" = "$2" ] && echo "equal" || echo "**differs** ($1
   echo
   echo "**Archive under load** (latency = now − latest backup point, sampled every second while the load ran; archived txn/s = txns in pieces stored from 5 s into the load to its end ÷ that time)"
   echo
-  echo "| source, load | source txn/s | archived txn/s | ratio | txns archived / committed by the load | latency p50 / p99 / max (s) | caught up after the load (s) | archiver peak RSS MB | archive MB |"
+  echo "| source, load | source txn/s | archived txn/s | ratio | txns archived / committed (load + marker) | latency p50 / p99 / max (s) | caught up after the load (s) | archiver peak RSS MB | archive MB |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   [[ " $PARTS " = *" pg "* ]] && arch_row "PostgreSQL logical, pgbench -c $CLIENTS -s $SCALE" pg
   [[ " $PARTS " = *" my "* ]] && arch_row "MariaDB logical (row binlog), sysbench oltp_write_only --threads=$CLIENTS, $SIZE rows" my

@@ -11,7 +11,8 @@
     log-head.py setpos REPO CLUSTER SET      the set manifest's position
 
 The repository is not encrypted, so its documents are plain JSON (layout: see
-crates/ferry-backup/src/log/index.rs and layout.rs).
+crates/ferry-backup/src/log/index.rs and layout.rs; the physical method's WAL
+archive: crates/ferry-backup/src/physical/wal.rs, clusters/<c>/wal/).
 """
 import datetime
 import json
@@ -32,7 +33,19 @@ def log_dir(repo, cluster):
 
 
 def head(repo, cluster):
-    return load(os.path.join(log_dir(repo, cluster), "head.json")) or {}
+    """The archive head as {archived_through_us, end}: the logical archive's
+    log/head.json, or the physical WAL archive's wal/head.json."""
+    h = load(os.path.join(log_dir(repo, cluster), "head.json"))
+    if h is not None:
+        return h
+    w = load(os.path.join(repo, "clusters", cluster, "wal", "head.json"))
+    if w is None:
+        return {}
+    end = w.get("end_lsn") or ""
+    return {
+        "archived_through_us": w.get("latest_point_us"),
+        "end": end if end.startswith("lsn:") or not end else "lsn:" + end,
+    }
 
 
 def pos_key(p):
@@ -62,7 +75,7 @@ def main():
         return 0
     if cmd == "caught":
         h = head(repo, cluster)
-        if h.get("archived_through_us", 0) >= int(sys.argv[4]):
+        if (h.get("archived_through_us") or 0) >= int(sys.argv[4]):
             return 0
         if len(sys.argv) > 5 and h.get("end"):
             try:
@@ -72,6 +85,8 @@ def main():
         return 1
     if cmd == "sum":
         d = os.path.join(log_dir(repo, cluster), "index")
+        if not os.path.isdir(d):  # the physical method: WAL segment entries
+            d = os.path.join(repo, "clusters", cluster, "wal", "index")
         n = txns = rows = b = raw = 0
         for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
             e = load(os.path.join(d, name))

@@ -34,17 +34,24 @@ def rss_kb(pid):
     return 0
 
 
-def head_point(path):
-    try:
-        with open(path) as f:
-            return int(json.load(f)["archived_through_us"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent yet, or caught between writes
+def head_point(paths):
+    for path in paths:
+        try:
+            with open(path) as f:
+                h = json.load(f)
+        except OSError:
+            continue  # absent (yet)
+        except ValueError:
+            return None  # caught between writes
+        p = h.get("archived_through_us", h.get("latest_point_us"))
+        return None if p is None else int(p)
+    return None
 
 
 def main():
     repo, cluster, pid, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    head = os.path.join(repo, "clusters", cluster, "log", "head.json")
+    # the logical archive's head, or the physical method's WAL archive head
+    head = [os.path.join(repo, "clusters", cluster, d, "head.json") for d in ("log", "wal")]
     index = os.path.join(repo, "clusters", cluster, "log", "index")
     seen, txns = set(), 0
     nxt = time.time()
