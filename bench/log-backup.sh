@@ -103,6 +103,10 @@ timed() {
   fi
   return 1
 }
+# replayed KEY: the row changes a point-in-time restore says it replayed → KEY.rows
+replayed() {
+  sed -n 's/.*replayed [0-9]* transaction(s) (\([0-9]*\) row change(s)).*/\1/p' "$WORK/$1.out" | tail -n 1 > "$R/$1.rows"
+}
 # pcts FILE COLUMN: "p50 p99 max" of a column of numbers
 pcts() {
   awk -v c="$2" '$c != "NA" {print $c}' "$1" | sort -g |
@@ -239,6 +243,7 @@ part_pg() {
     fail pg_pitr "\`ferry restore create --from $c --until $until\`" "$WORK/pg_pitr.out"; return 0
   fi
   rec pg.pitr_sig "$(pg_sig bench_log_pitr)"
+  replayed pg_pitr
   psql_ -d postgres -c "DROP DATABASE bench_log_pitr"
 }
 
@@ -367,7 +372,6 @@ part_my() {
   archive_measure my $c my_marker my_load
   rec my.src_txns "$(awk '/transactions:/ {print $2; exit}' "$WORK/my.load.out")"
   rec my.src_tps "$(awk '/transactions:/ {gsub(/[(]/, "", $3); printf "%.0f", $3; exit}' "$WORK/my.load.out")"
-  local point; point=$($HEAD point "$repo" $c)
   local endpos; endpos=$(my_ -e "SHOW MASTER STATUS" | awk '{print $1 ":" $2}')
   archive_stop my $c
   rec my.src_sig "$(my_sig bench_log_src)"
@@ -395,7 +399,9 @@ part_my() {
   rec my_native.sig "$(my_sig bench_log_nat)"
   my_ -e "DROP DATABASE bench_log_nat"
 
-  local until; until=$($HEAD time "$point"); rec my.until "$until"
+  # the latest point as a position: the binlog stamps commits with whole seconds, so a
+  # time point includes the last second's transactions only from its end on (docs/pitr.md)
+  local until="binlog:$endpos"; rec my.until "$until"
   echo "MariaDB: Ferry's restore to $until…" >&2
   my_ -e "DROP DATABASE IF EXISTS bench_log_pitr; CREATE DATABASE bench_log_pitr"
   if ! timed my_pitr "$FERRY" restore create --from $c --until "$until" --target "$MY_URL/bench_log_pitr" \
@@ -403,6 +409,7 @@ part_my() {
     fail my_pitr "\`ferry restore create --from $c --until $until\`" "$WORK/my_pitr.out"
   else
     rec my_pitr.sig "$(my_sig bench_log_pitr)"
+    replayed my_pitr
   fi
   my_ -e "DROP DATABASE bench_log_pitr"
   [ $QUICK = 1 ] && return 0
@@ -468,8 +475,9 @@ same() { [ -n "$1" ] && [ "$1" = "$2" ] && echo "equal" || echo "**differs** ($1
     fi
     if [ -f "$R/my_pitr.secs" ]; then
       full=$(get my_full.secs); tot=$(get my_pitr.secs); rep=$(f %.2f "$tot - $full")
-      printf "| MariaDB: Ferry \`restore create --until\` latest point, replay part (total %s s − full set alone %s s) | %s | %s | %.0f | %s | %s |\n" \
-        "$tot" "$full" "$rows" "$rep" "$(f %f "$rows / $rep")" "$([ -n "$nat" ] && f %.2f "$nat / $rep")" "$(same "$(get my_pitr.sig)" "$(get my.src_sig)")"
+      frows=$(get my_pitr.rows); frows=${frows:-$rows}
+      printf "| MariaDB: Ferry \`restore create --until %s\`, replay part (total %s s − full set alone %s s) | %s | %s | %.0f | %s | %s |\n" \
+        "$(get my.until)" "$tot" "$full" "$frows" "$rep" "$(f %f "$frows / $rep")" "$([ -n "$nat" ] && f %.2f "($frows / $rep) / ($rows / $nat)")" "$(same "$(get my_pitr.sig)" "$(get my.src_sig)")"
     else
       echo "| MariaDB: Ferry \`restore create --until\` | $(err my_pitr || err my || echo "not run") | | | | |"
     fi
@@ -498,9 +506,10 @@ same() { [ -n "$1" ] && [ "$1" = "$2" ] && echo "equal" || echo "**differs** ($1
     rows=$(( $(get pg.src_txns) * 4 + 1 ))
     if [ -f "$R/pg_pitr.secs" ]; then
       full=$(get pg_full.secs); tot=$(get pg_pitr.secs); rep=$(f %.2f "$tot - $full")
-      ref="-"; [ -f "$R/nat.recover" ] && ref="$(f %.2f "$(f %f "$rows / $rep") / ($(( $(get phys.src_txns) * 4 + 1 )) / $(get nat.recover))") (vs the WAL recovery above, other load run)"
-      printf "| PostgreSQL logical: Ferry \`restore create --until\` latest point, replay part (total %s s − full set alone %s s) | %s | %s | %.0f | %s | %s |\n" \
-        "$tot" "$full" "$rows" "$rep" "$(f %f "$rows / $rep")" "$ref" "$(same "$(get pg.pitr_sig)" "$(get pg.src_sig)")"
+      frows=$(get pg_pitr.rows); frows=${frows:-$rows}
+      ref="-"; [ -f "$R/nat.recover" ] && ref="$(f %.2f "($frows / $rep) / ($(( $(get phys.src_txns) * 4 + 1 )) / $(get nat.recover))") (vs the WAL recovery above, other load run)"
+      printf "| PostgreSQL logical: Ferry \`restore create --until %s\` (the latest point), replay part (total %s s − full set alone %s s) | %s | %s | %.0f | %s | %s |\n" \
+        "$(get pg.until)" "$tot" "$full" "$frows" "$rep" "$(f %f "$frows / $rep")" "$ref" "$(same "$(get pg.pitr_sig)" "$(get pg.src_sig)")"
     else
       echo "| PostgreSQL logical: Ferry \`restore create --until\` | $(err pg_pitr || err pg || echo "not run") | | | | |"
     fi
