@@ -40,7 +40,7 @@ else
 fi
 # the MariaDB load is shorter by default: Ferry's replay of its archive into MariaDB
 # runs at ~0.5k rows/s on this machine (2026-12-02), 60 s of sysbench would take 10 min
-MY_SECS=${MY_SECS:-$([ $QUICK = 1 ] && echo "$SECS" || echo 20)}
+MY_SECS=${MY_SECS:-$([ $QUICK = 1 ] && echo 5 || echo 20)}
 CLIENTS=${CLIENTS:-4}          # pgbench clients / sysbench threads
 PIECE_SECONDS=${PIECE_SECONDS:-1}
 JOBS=${JOBS:-2}
@@ -423,8 +423,10 @@ part_my() {
       --storage "file://$repo" --jobs "$JOBS" -q; then
     fail my2pg "\`ferry restore create --from $c --until $until --target postgres://…\`" "$WORK/my2pg.out"
   else
+    local sch; sch=$(psql -X -At "${PGH[@]}" -d bench_log_my2pg -c \
+      "SELECT table_schema FROM information_schema.tables WHERE table_name = 'sbtest1'" | head -n 1)
     rec my2pg.sig "$(psql -X -At "${PGH[@]}" -d bench_log_my2pg -c \
-      "SELECT count(*) || ':' || sum(k) FROM sbtest1" 2>&1 | tail -n 1)"
+      "SELECT count(*) || ':' || sum(k) FROM \"$sch\".sbtest1" 2>&1 | tail -n 1)"
   fi
   psql_ -d postgres -c "DROP DATABASE IF EXISTS bench_log_my2pg"
 }
