@@ -165,8 +165,10 @@ archive_measure() {
   awk -v a="$t0" -v b="$tload" '$1 >= a && $1 <= b' "$R/$key.samples" > "$R/$key.inload"
   rec "$key.lat" "$(pcts "$R/$key.inload" 2)"
   # sustained archive rate: txns archived between the first sample 5 s into the load
-  # and the last one of the load (the first seconds only fill the pipeline)
-  rec "$key.arate" "$(awk -v a="$t0" '$1 >= a + 5 {if (!t1) {t1=$1; n1=$5}; t2=$1; n2=$5}
+  # (1 s for loads under 20 s) and the last one of the load (the first seconds only
+  # fill the pipeline)
+  local skip=5; awk "BEGIN {exit !($tload - $t0 < 20)}" && skip=1
+  rec "$key.arate" "$(awk -v a="$t0" -v k="$skip" '$1 >= a + k {if (!t1) {t1=$1; n1=$5}; t2=$1; n2=$5}
       END {if (t2 > t1 + 1) printf "%.0f", (n2 - n1) / (t2 - t1); else print "-"}' "$R/$key.inload")"
   rec "$key.window" "$(f %.1f "$tload - $t0")"
 }
