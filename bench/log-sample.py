@@ -5,7 +5,8 @@
 
 Each second it reads the archive head the archiver keeps in a file:// repository
 (clusters/<cluster>/log/head.json: `archived_through_us` is the latest backup point,
-the commit time of the newest change durably archived) and the archiver's resident
+the commit time of the newest change durably archived; for the physical method
+clusters/<cluster>/wal/head.json, `latest_point_us`) and the archiver's resident
 memory (/proc/PID/status VmRSS), and appends one line to OUT:
 
     <unix time> <latency s or NA> <RSS kB> <archived_through_us or NA> <txns archived>
