@@ -267,6 +267,9 @@ pub async fn backup(client: &ClientOpts, cmd: BackupCmd) -> Result<ExitCode> {
             let (cluster, action) = match cmd {
                 LogCmd::Start { cluster } => (cluster, "start"),
                 LogCmd::Stop { cluster } => (cluster, "stop"),
+                LogCmd::WalFetch { .. } => bail!(
+                    "`ferry backup log wal-fetch` reads the repository directly: give --storage"
+                ),
                 LogCmd::Run { .. } => bail!(
                     "`ferry backup log run` archives here: give --storage (the service runs the cluster's log backup task itself: `ferry backup log start CLUSTER`)"
                 ),

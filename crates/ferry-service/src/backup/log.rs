@@ -603,13 +603,10 @@ async fn archive(
                         store_status(&c, &cl, &src, &method, &storage).await;
                     }
                 });
-                // the archiver's future is not Send (it holds the stop watch's
-                // guard across awaits): it runs on a thread of its own
+                // a task of its own: a panic in it fails this cluster's archive only
                 let stop_rx = stop.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    tokio::runtime::Handle::current().block_on(async move {
-                        ferry_backup::log::run_archive(&repo, &req, stop_rx, &report).await
-                    })
+                let r = tokio::spawn(async move {
+                    ferry_backup::log::run_archive(&repo, &req, stop_rx, &report).await
                 })
                 .await
                 .unwrap_or_else(|e| {
