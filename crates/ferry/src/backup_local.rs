@@ -380,6 +380,36 @@ async fn list_log(repo: &Repo, cluster: &str, kind: &str, json: bool) -> Result<
     let now_us = chrono::Utc::now().timestamp_micros();
     match kind {
         "log" => {
+            // the physical method's WAL archive lives beside the logical one
+            let wal = ferry_backup::physical::wal::read_head(repo, cluster).await?;
+            let wal_latency = wal
+                .as_ref()
+                .and_then(|w| w.latest_point_us)
+                .map(|t| (now_us - t).max(0) as f64 / 1e6);
+            if !json {
+                if let Some(w) = &wal {
+                    println!("physical WAL archive of cluster {cluster}");
+                    println!("  storage              {}", repo.storage.url());
+                    println!(
+                        "  latest backup point  {}",
+                        w.latest_point_us
+                            .map(time_text)
+                            .unwrap_or_else(|| "-".into())
+                    );
+                    if let Some(l) = wal_latency {
+                        println!("  latency              {l:.1}s");
+                    }
+                    println!(
+                        "  position             lsn:{} (timeline {})",
+                        w.end_lsn, w.timeline
+                    );
+                    println!("  first segment        {}", w.first_segment);
+                    if archive.head.is_none() {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    println!();
+                }
+            }
             let bytes: u64 = archive.pieces.iter().map(|p| p.bytes).sum();
             let txns: u64 = archive.pieces.iter().map(|p| p.txns).sum();
             let latency = archive
@@ -399,6 +429,11 @@ async fn list_log(repo: &Repo, cluster: &str, kind: &str, json: bool) -> Result<
                     "first_piece": archive.pieces.first().map(|p| p.piece),
                     "last_piece": archive.pieces.last().map(|p| p.piece),
                     "gaps": archive.gaps,
+                    "physical_wal": wal.as_ref().map(|w| serde_json::json!({
+                        "head": w,
+                        "latest_point": w.latest_point_us.map(time_text),
+                        "latency_seconds": wal_latency,
+                    })),
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(ExitCode::SUCCESS);

@@ -269,6 +269,26 @@ impl<'a> Attempt<'a> {
         let archive = index::read_archive(self.repo, cluster).await?;
         let mut src = Conn::open(self.spec, Role::Source).await?;
         let tables = source_tables(&mut src, self.spec).await?;
+        if engine == ferry_core::Engine::Postgres {
+            // refused before anything (publication, slot) is made on the source
+            let level = src
+                .query_text("SHOW wal_level")
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten())
+                .unwrap_or_default();
+            if level != "logical" {
+                return Err(Error::definite(format!(
+                    "the source runs with wal_level = {level}: the logical log backup reads \
+                     logical decoding, which needs wal_level = logical"
+                ))
+                .with_hint(
+                    "set wal_level = logical in postgresql.conf and restart PostgreSQL, or \
+                     archive WAL instead with --method physical (wal_level = replica is enough)",
+                ));
+            }
+        }
         drop(src);
         let slot = connector
             .task_slot(self.spec)

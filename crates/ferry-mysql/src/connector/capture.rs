@@ -11,7 +11,10 @@ use tokio::sync::{mpsc, watch};
 
 /// "No binary log" as the engine reports it.
 fn no_binlog() -> Error {
-    Error::definite("the source has no binary log").with_hint("enable log_bin")
+    Error::definite("the source has no binary log").with_hint(
+        "enable it in the server's configuration (log_bin = mysql-bin, binlog_format = ROW) \
+         and restart the server",
+    )
 }
 
 #[async_trait]
