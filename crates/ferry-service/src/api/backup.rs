@@ -1231,7 +1231,7 @@ pub(crate) struct LogQuery {
     since: Option<String>,
     /// Active at or after (RFC 3339 or a date); not with since.
     from: Option<String>,
-    /// Created before (RFC 3339 or a date).
+    /// Active before (RFC 3339 or a date).
     to: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 500, default = 50)]
