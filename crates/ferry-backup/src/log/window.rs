@@ -16,7 +16,8 @@ pub struct RestoreWindow {
     pub from_set: String,
     /// Its consistent point: position and time (RFC 3339).
     pub from_position: String,
-    /// When it is consistent (RFC 3339), when known.
+    /// The first time it can be restored to (RFC 3339): the second after the
+    /// full set's consistent point, when known.
     pub from_time: Option<String>,
     /// Where the archive is complete to in this run: position.
     pub to_position: String,
@@ -94,7 +95,14 @@ pub fn windows(sets: &[Manifest], archive: &LogArchive) -> Result<Vec<RestoreWin
         out.push(RestoreWindow {
             from_set: m.id.clone(),
             from_position: p.to_string(),
-            from_time: m.consistent_at.clone(),
+            // consistent_at is whole seconds rounded down: the set may hold
+            // transactions of that second, so the first time it can be restored to
+            // exactly is the next second
+            from_time: m
+                .consistent_at
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .and_then(|t| rfc(t.timestamp_micros() + 1_000_000)),
             to_position: match (&archive.head, newest) {
                 (Some(h), true) if pos(&h.end).is_some_and(|e| e.reached(&end)) => h.end.clone(),
                 _ => last.end.clone(),

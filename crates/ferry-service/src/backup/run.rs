@@ -338,6 +338,28 @@ async fn execute(control: &Control, t: BackupTaskRow) -> ServiceResult<()> {
     }
 }
 
+/// How long a full backup waits for the cluster's log archive to start.
+const LOG_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// With log backup on, a full set opens a restorable window only when the archive
+/// started before its snapshot. A backup asked for right after log backup was
+/// turned on (the natural first steps) waits for the archive's head, up to
+/// [`LOG_START_WAIT`]; then it runs anyway (the set restores on its own).
+async fn wait_for_log_archive(repo: &Repo, cluster: &str) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < LOG_START_WAIT {
+        match ferry_backup::log::index::read_archive(repo, cluster).await {
+            Ok(a) if a.head.is_some() => return,
+            Err(_) => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    tracing::warn!(
+        cluster,
+        "the log archive has not started: this full set opens no restorable window"
+    );
+}
+
 fn storage_dir(storage: &str, cluster: &str, set: &str) -> String {
     format!(
         "{}/{}",
@@ -362,6 +384,9 @@ async fn data(
     let repo = Repo::create_or_open(&spec.storage, repo_key().as_deref())
         .await
         .map_err(|e| reason_of(&e))?;
+    if spec.log && kind == SetKind::Full && spec.log_method == "logical" {
+        wait_for_log_archive(&repo, &t.cluster).await;
+    }
     let req = ferry_backup::backup::BackupRequest {
         cluster: t.cluster.clone(),
         source,

@@ -141,11 +141,7 @@ fn windows_of(sets: &[Manifest], archive: &LogArchive) -> Result<Vec<Win>> {
             }
             _ => last.last_commit_us,
         };
-        let from_us = w
-            .from_time
-            .as_deref()
-            .and_then(parse_rfc)
-            .map(|t| t + SET_TIME_SLACK_US);
+        let from_us = w.from_time.as_deref().and_then(parse_rfc);
         out.push(Win {
             shown: w,
             run: *run,
@@ -297,8 +293,8 @@ pub async fn precheck_pitr(
                 list()
             ),
             "choose a point inside a window (a window starts a second after its full set is \
-             consistent and ends at the latest backup point; `ferry backup list CLUSTER --kind log` \
-             shows it)",
+             consistent and ends at the latest backup point; `ferry backup list CLUSTER --kind window` \
+             lists them)",
         ));
     };
 
