@@ -6,9 +6,10 @@
 //! entry, so a damaged piece is never copied as good), written to the copy, read
 //! back and checked again, and only then its entry is written: as in the primary,
 //! an entry in the copy means its piece is there and whole. A piece the copy
-//! already holds with the entry's checksum is skipped, so a copy run after each
-//! piece (or an interrupted one run again) moves only what is new. The head goes
-//! last: the copy never claims more than it holds.
+//! already holds (its entry there, the piece at that size) is skipped without being
+//! downloaded again, so a copy run after each piece (or an interrupted one run again)
+//! moves only what is new. The head goes last: the copy never claims more than it
+//! holds.
 
 use super::index::{
     entry_path, gap_path, head_path, mark_path, marks, piece_path, read_archive, read_piece,
@@ -24,7 +25,7 @@ use serde::Serialize;
 pub struct LogCopyReport {
     /// Pieces copied by this run.
     pub pieces_copied: u64,
-    /// Pieces the copy already held (checked by SHA-256), skipped.
+    /// Pieces the copy already held (its checked entry and the piece's size), skipped.
     pub pieces_skipped: u64,
     /// Bytes written to the copy.
     pub bytes: u64,
@@ -54,8 +55,10 @@ fn reseal(from: &Repo, to: &Repo, stored: bytes::Bytes, what: &str) -> Result<by
     }))
 }
 
-/// Whether `to` already holds piece `e` whole (its entry there and the piece's
-/// checksum matching that entry).
+/// Whether `to` already holds piece `e`: its entry there (written only after the
+/// copied piece was read back and checked against it) and the piece at that
+/// size. The piece itself is not downloaded again on every run — `ferry backup
+/// verify` and a restore's precheck check its SHA-256.
 async fn held(to: &Repo, cluster: &str, e: &PieceEntry) -> Result<bool> {
     let Some(there) = to
         .get_json::<PieceEntry>(&entry_path(cluster, e.piece))
@@ -66,7 +69,7 @@ async fn held(to: &Repo, cluster: &str, e: &PieceEntry) -> Result<bool> {
     if there.start != e.start || there.end != e.end {
         return Ok(false);
     }
-    Ok(read_piece(to, cluster, &there).await.is_ok())
+    Ok(to.storage.size(&piece_path(cluster, e.piece)).await? == Some(there.bytes))
 }
 
 /// Copies `cluster`'s log archive from `from` to `to`, skipping what `to` holds.
