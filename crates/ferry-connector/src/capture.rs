@@ -8,7 +8,7 @@
 //! chunks are read under ([`Seen`]).
 
 use crate::{async_trait, Connection};
-use ferry_core::change::Event;
+use ferry_core::change::{Event, StreamFeatures};
 use ferry_core::{Position, Result, Table, TableId, TaskSpec};
 use std::collections::HashSet;
 use tokio::sync::{mpsc, watch};
@@ -33,7 +33,8 @@ pub trait Capture: Send + Sync {
 
     /// Streams the source's changes from `start` into `tx` until `tx` closes or an
     /// error. `acked` carries the last position committed on the target (the source
-    /// may release its log up to it).
+    /// may release its log up to it). `features` says what else the caller can take
+    /// besides whole transactions in commit order.
     async fn stream(
         &self,
         spec: &TaskSpec,
@@ -41,6 +42,7 @@ pub trait Capture: Send + Sync {
         tables: Vec<Table>,
         tx: &mpsc::Sender<Event>,
         acked: watch::Receiver<Option<Position>>,
+        features: StreamFeatures,
     ) -> Result<()>;
 
     /// Opens a read-only snapshot transaction on `conn` (a source session) for one

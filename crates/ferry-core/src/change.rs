@@ -113,4 +113,67 @@ pub enum Event {
         /// Source log end.
         position: Position,
     },
+    /// Part of a transaction still running on the source (PostgreSQL protocol v2
+    /// streaming of large in-progress transactions). Sent only to a reader that asked
+    /// for it ([`StreamFeatures::in_progress`]): it lets the applier start writing a
+    /// large transaction before the source commits it, instead of waiting for the
+    /// server to decode it whole. Parts of several such transactions, and ordinary
+    /// `Begin … Commit` transactions, may arrive interleaved.
+    InProgress {
+        /// The top-level transaction.
+        xid: u32,
+        /// What happened in it.
+        part: InProgressPart,
+    },
+}
+
+/// One item of a transaction still in progress on the source (see [`Event::InProgress`]).
+#[derive(Debug, Clone)]
+pub enum InProgressPart {
+    /// A row changed in subtransaction `subxid` (`subxid == xid`: the top level).
+    Row {
+        /// The (sub)transaction that made the change (a savepoint on the source).
+        subxid: u32,
+        /// The table's shape at this point of the log.
+        shape: Arc<Shape>,
+        /// The change.
+        op: RowOp,
+    },
+    /// Tables emptied in subtransaction `subxid`.
+    Truncate {
+        /// The (sub)transaction.
+        subxid: u32,
+        /// The tables.
+        tables: Vec<TableId>,
+    },
+    /// Subtransaction `subxid` rolled back (its changes, and those of its own
+    /// subtransactions, are undone); `subxid == xid`: the whole transaction aborted.
+    Abort {
+        /// The (sub)transaction that rolled back.
+        subxid: u32,
+    },
+    /// The transaction committed: it takes its place in commit order here.
+    Commit {
+        /// Resume point after this transaction.
+        position: Position,
+        /// Source commit time, microseconds since the Unix epoch, when known.
+        commit_time_us: Option<i64>,
+    },
+}
+
+/// The error of a consumer that received [`Event::InProgress`] without asking for it
+/// (a reader bug: the stream cannot be applied as a whole-transaction stream).
+pub fn in_progress_not_requested(xid: u32) -> crate::Error {
+    crate::Error::definite(format!(
+        "the log reader sent part of the in-progress transaction {xid}, which was not asked for"
+    ))
+}
+
+/// What a log reader may send beyond whole transactions in commit order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamFeatures {
+    /// Parts of large transactions before they commit ([`Event::InProgress`]), where
+    /// the source can send them (PostgreSQL 14+ with pgoutput protocol version 2);
+    /// ignored by sources that cannot.
+    pub in_progress: bool,
 }

@@ -270,6 +270,8 @@ struct RawSpec {
     #[serde(default)]
     jobs: Option<usize>,
     #[serde(default)]
+    apply_jobs: Option<usize>,
+    #[serde(default)]
     chunk_rows: Option<u64>,
     #[serde(default)]
     start_position: Option<String>,
@@ -377,6 +379,9 @@ pub struct TaskSpec {
     pub jobs: Option<usize>,
     /// Rows per chunk for tables split by key range.
     pub chunk_rows: u64,
+    /// Target connections applying the change stream in parallel (`None` = the
+    /// machine's cores); 1 applies it on one connection, in commit order.
+    pub apply_jobs: Option<usize>,
     /// `mode: incremental` only: where to start reading a MySQL/MariaDB binlog
     /// (`binlog:file:pos`); default the source's current position.
     pub start_position: Option<crate::Position>,
@@ -408,7 +413,7 @@ impl TaskSpec {
             Error::definite(crate::redact::redact(&e.to_string())).with_hint(
                 "keys: name, kind (migration|sync|dr), mode (full|incremental|full+incremental), \
                  source, target, objects {include, exclude, rename}, existing_data \
-                 (fail|drop|truncate|append), jobs, chunk_rows, start_position, \
+                 (fail|drop|truncate|append), jobs, apply_jobs, chunk_rows, start_position, \
                  source_protection {max_retained_wal, sample_seconds}",
             )
         })?;
@@ -436,6 +441,12 @@ impl TaskSpec {
             return Err(Error::definite(format!(
                 "jobs must be between 1 and {MAX_JOBS}"
             )));
+        }
+        if raw.apply_jobs == Some(0) || raw.apply_jobs.is_some_and(|j| j > MAX_JOBS) {
+            return Err(Error::definite(format!(
+                "apply_jobs must be between 1 and {MAX_JOBS}"
+            ))
+            .with_hint("apply_jobs is how many target connections apply changes at once; leave it out to use the machine's cores"));
         }
         let source = Endpoint::parse(&raw.source, "FERRY_SOURCE_PASSWORD")
             .map_err(|e| e.context("source"))?;
@@ -487,6 +498,7 @@ impl TaskSpec {
             rename: raw.objects.rename,
             existing_data: raw.existing_data,
             jobs: raw.jobs,
+            apply_jobs: raw.apply_jobs,
             chunk_rows: raw.chunk_rows.unwrap_or(200_000),
             start_position,
             source_protection,

@@ -10,7 +10,7 @@ use ferry_connector::{
     DdlChange, Dialect, Fencing, MatchForm, NameFolding, ReadFormat, Rows, Schema, Seen, Snapshot,
     SqlConn, StoreDialect, TaskSlot,
 };
-use ferry_core::change::Event;
+use ferry_core::change::{Event, StreamFeatures};
 use ferry_core::check::Item;
 use ferry_core::chunk::{split_range, Batch, Chunk, KeyRange};
 use ferry_core::select::ObjectFilter;
@@ -456,6 +456,7 @@ impl Capture for MemConnector {
         _tables: Vec<Table>,
         _tx: &mpsc::Sender<Event>,
         _acked: watch::Receiver<Option<Position>>,
+        _features: StreamFeatures,
     ) -> Result<()> {
         Err(no_log())
     }

@@ -63,6 +63,11 @@ enum Command {
         /// Parallel copy workers, 1 to 64 (default: the task's `jobs`, else the machine's cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=ferry_core::spec::MAX_JOBS as i64))]
         jobs: Option<u16>,
+        /// Target connections applying the change stream at once, 1 to 64 (default:
+        /// the task's `apply_jobs`, else the machine's cores). 1 applies in commit
+        /// order on one connection.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=ferry_core::spec::MAX_JOBS as i64))]
+        apply_jobs: Option<u16>,
         /// No progress display.
         #[arg(long, short)]
         quiet: bool,
@@ -322,11 +327,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run {
             task,
             jobs,
+            apply_jobs,
             quiet,
             exit_when_caught_up,
             metrics_addr,
         } => {
-            let spec = load(&task)?;
+            let mut spec = load(&task)?;
+            if let Some(n) = apply_jobs {
+                spec.apply_jobs = Some(usize::from(n));
+            }
             if spec.kind != Kind::Migration {
                 log::error(&run_refuses_kind(&spec, &task));
                 return Ok(ExitCode::from(2));

@@ -245,6 +245,9 @@ impl<'a> NetChanges<'a> {
                 }
             }
             Event::Begin { .. } | Event::Commit { .. } | Event::Idle { .. } => {}
+            Event::InProgress { xid, .. } => {
+                return Err(ferry_core::change::in_progress_not_requested(xid))
+            }
         }
         Ok(())
     }
@@ -405,7 +408,14 @@ pub(crate) async fn read_log(
         // the log before `start` is in an earlier set already: the source may drop it
         let (_ack_tx, ack_rx) = watch::channel(Some(start.clone()));
         let tables: Vec<Table> = net.target.tables.to_vec();
-        let stream = capture.stream(spec, start, tables, &tx, ack_rx);
+        let stream = capture.stream(
+            spec,
+            start,
+            tables,
+            &tx,
+            ack_rx,
+            ferry_core::change::StreamFeatures::default(),
+        );
         let consume = async {
             while let Some(ev) = rx.recv().await {
                 match ev {

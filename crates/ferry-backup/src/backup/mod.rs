@@ -115,6 +115,7 @@ pub(crate) fn cluster_spec(
         rename: BTreeMap::new(),
         existing_data: ExistingData::Fail,
         jobs: None,
+        apply_jobs: None,
         chunk_rows: chunk_rows.max(1),
         start_position: None,
         source_protection: Default::default(),

@@ -409,7 +409,14 @@ impl<'a> Attempt<'a> {
         let (ack_tx, ack_rx) = watch::channel(Some(d.end.clone()));
         let (tx, mut rx) = mpsc::channel::<Event>(4096);
         let start = d.end.clone();
-        let stream = connector.stream(self.spec, &start, tables, &tx, ack_rx);
+        let stream = connector.stream(
+            self.spec,
+            &start,
+            tables,
+            &tx,
+            ack_rx,
+            ferry_core::change::StreamFeatures::default(),
+        );
         let mut open = Open {
             writer: None,
             opened: Instant::now(),

@@ -217,6 +217,9 @@ impl PieceWriter {
                 return Ok(());
             }
             Event::Idle { .. } => return Ok(()),
+            Event::InProgress { xid, .. } => {
+                return Err(ferry_core::change::in_progress_not_requested(*xid))
+            }
         }
         if self.rec.len() >= 64 * 1024 {
             let rec = std::mem::take(&mut self.rec);

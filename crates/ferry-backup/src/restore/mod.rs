@@ -197,6 +197,7 @@ pub fn restore_spec(req: &RestoreRequest, from: Engine) -> TaskSpec {
         rename: Default::default(),
         existing_data: req.existing_data,
         jobs: Some(req.jobs.max(1)),
+        apply_jobs: Some(1),
         chunk_rows: 100_000,
         start_position: None,
         source_protection: Default::default(),

@@ -188,6 +188,9 @@ impl ApplyLoop<'_> {
                 commit_time_us,
             } => self.on_commit(st, position, commit_time_us),
             Event::Idle { position } => self.on_idle(st, position),
+            Event::InProgress { xid, .. } => {
+                return Err(ferry_core::change::in_progress_not_requested(xid))
+            }
         }
         Ok(Next::Settle)
     }

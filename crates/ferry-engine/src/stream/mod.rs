@@ -9,6 +9,7 @@
 pub mod apply;
 pub(crate) mod apply_loop;
 pub(crate) mod backfill;
+pub mod parallel;
 pub mod protect;
 
 use crate::checkpoint;
@@ -21,7 +22,7 @@ use crate::phase::{Phase, Phases};
 use crate::schema::mapping::NameMap;
 use crate::stream::apply::Applier;
 use crate::stream::apply_loop::ApplyLoop;
-use ferry_core::change::Event;
+use ferry_core::change::{Event, StreamFeatures};
 use ferry_core::{Error, ErrorKind, Position, Result, Table, TaskSpec};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -279,6 +280,7 @@ async fn attempt(
         tables,
         tx,
         ack_rx,
+        StreamFeatures::default(),
     ));
     let result = ApplyLoop {
         spec,
@@ -329,8 +331,9 @@ async fn read_log(
     tables: Vec<Table>,
     tx: mpsc::Sender<Event>,
     acked: watch::Receiver<Option<Position>>,
+    features: StreamFeatures,
 ) -> Result<()> {
     connector(spec.source.engine)
-        .stream(&spec, &start, tables, &tx, acked)
+        .stream(&spec, &start, tables, &tx, acked, features)
         .await
 }

@@ -5,7 +5,7 @@
 
 use super::MySql;
 use ferry_connector::{async_trait, Capture, Connection, DdlChange, Retention, Seen, TaskSlot};
-use ferry_core::change::Event;
+use ferry_core::change::{Event, StreamFeatures};
 use ferry_core::{Error, Position, Result, Table, TaskSpec};
 use tokio::sync::{mpsc, watch};
 
@@ -48,6 +48,7 @@ impl Capture for MySql {
         tables: Vec<Table>,
         tx: &mpsc::Sender<Event>,
         _acked: watch::Receiver<Option<Position>>,
+        _features: StreamFeatures,
     ) -> Result<()> {
         if !matches!(start, Position::Binlog { .. }) {
             return Err(Error::definite(format!(

@@ -9,7 +9,7 @@ use ferry_connector::{
     async_trait, Capture, Connection, DdlChange, Retention, Seen, SlotStart, SlotState, TaskSlot,
     TxSnapshot,
 };
-use ferry_core::change::Event;
+use ferry_core::change::{Event, StreamFeatures};
 use ferry_core::{Endpoint, Engine, Error, Position, Result, Table, TaskSpec};
 use tokio::sync::{mpsc, watch};
 
@@ -55,6 +55,7 @@ impl Capture for Postgres {
         tables: Vec<Table>,
         tx: &mpsc::Sender<Event>,
         mut acked: watch::Receiver<Option<Position>>,
+        _features: StreamFeatures,
     ) -> Result<()> {
         let Position::PgLsn(lsn) = start else {
             return Err(Error::definite(format!(

@@ -476,6 +476,9 @@ async fn replay_pieces(
                     }
                 }
                 Event::Idle { .. } => {}
+                Event::InProgress { xid, .. } => {
+                    return Err(ferry_core::change::in_progress_not_requested(xid))
+                }
             }
             if last_log.elapsed() >= LOG_EVERY {
                 last_log = Instant::now();
