@@ -356,6 +356,20 @@ impl RawProtection {
     }
 }
 
+/// How fast a task may go (like DTS's speed limits): rows or bytes per second for the
+/// full copy and for the change stream's apply. `None` = no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpeedLimit {
+    /// Full copy rows per second, all workers together.
+    pub copy_rows_per_second: Option<u64>,
+    /// Full copy bytes per second, all workers together.
+    pub copy_bytes_per_second: Option<u64>,
+    /// Applied row changes per second.
+    pub apply_rows_per_second: Option<u64>,
+    /// Applied change bytes per second.
+    pub apply_bytes_per_second: Option<u64>,
+}
+
 /// A parsed, validated task.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
@@ -382,6 +396,8 @@ pub struct TaskSpec {
     /// Target connections applying the change stream in parallel (`None` = the
     /// machine's cores); 1 applies it on one connection, in commit order.
     pub apply_jobs: Option<usize>,
+    /// How fast the copy and the apply may go.
+    pub speed_limit: SpeedLimit,
     /// `mode: incremental` only: where to start reading a MySQL/MariaDB binlog
     /// (`binlog:file:pos`); default the source's current position.
     pub start_position: Option<crate::Position>,
@@ -499,6 +515,7 @@ impl TaskSpec {
             existing_data: raw.existing_data,
             jobs: raw.jobs,
             apply_jobs: raw.apply_jobs,
+            speed_limit: SpeedLimit::default(),
             chunk_rows: raw.chunk_rows.unwrap_or(200_000),
             start_position,
             source_protection,

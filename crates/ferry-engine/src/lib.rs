@@ -19,6 +19,7 @@ pub mod schema;
 pub mod status;
 pub mod stream;
 pub mod task;
+pub mod throttle;
 
 pub use conn::{Conn, Role};
 pub use copy::{default_jobs, run_full, RunOptions, Summary};

@@ -116,6 +116,7 @@ pub(crate) fn cluster_spec(
         existing_data: ExistingData::Fail,
         jobs: None,
         apply_jobs: None,
+        speed_limit: Default::default(),
         chunk_rows: chunk_rows.max(1),
         start_position: None,
         source_protection: Default::default(),

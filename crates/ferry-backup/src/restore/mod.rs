@@ -198,6 +198,7 @@ pub fn restore_spec(req: &RestoreRequest, from: Engine) -> TaskSpec {
         existing_data: req.existing_data,
         jobs: Some(req.jobs.max(1)),
         apply_jobs: Some(1),
+        speed_limit: Default::default(),
         chunk_rows: 100_000,
         start_position: None,
         source_protection: Default::default(),
