@@ -277,6 +277,8 @@ struct RawSpec {
     start_position: Option<String>,
     #[serde(default)]
     source_protection: RawProtection,
+    #[serde(default)]
+    speed_limit: Option<serde_norway::Value>,
 }
 
 /// `source_protection:` in the task file, as written.
@@ -370,6 +372,125 @@ pub struct SpeedLimit {
     pub apply_bytes_per_second: Option<u64>,
 }
 
+/// The keys of `speed_limit:` in the task file (and of the API's `speed_limit`).
+pub const SPEED_LIMIT_KEYS: [&str; 4] = [
+    "copy_rows_per_second",
+    "copy_mb_per_second",
+    "apply_rows_per_second",
+    "apply_mb_per_second",
+];
+
+/// Bytes in the MB of `*_mb_per_second` (decimal, as DTS and disk vendors count).
+pub const MB: f64 = 1_000_000.0;
+
+/// Largest accepted rows per second (far beyond any server; a typo guard).
+const MAX_ROWS_PER_SECOND: u64 = 1_000_000_000_000;
+/// Largest accepted MB per second (1 TB/s).
+const MAX_MB_PER_SECOND: f64 = 1_000_000.0;
+
+impl SpeedLimit {
+    /// Whether nothing is limited.
+    pub fn is_unlimited(&self) -> bool {
+        *self == SpeedLimit::default()
+    }
+
+    /// Reads the `speed_limit:` mapping of a task file; errors name the key and
+    /// say what to write.
+    pub fn from_value(v: &serde_norway::Value) -> Result<SpeedLimit> {
+        let map = match v {
+            serde_norway::Value::Null => return Ok(SpeedLimit::default()),
+            serde_norway::Value::Mapping(m) => m,
+            _ => {
+                return Err(Error::definite("speed_limit must be a mapping").with_hint(
+                    "write e.g. speed_limit: {copy_rows_per_second: 50000, apply_mb_per_second: 20}",
+                ))
+            }
+        };
+        let mut out = SpeedLimit::default();
+        for (k, v) in map {
+            let key = k.as_str().unwrap_or_default();
+            let value = speed_limit_value(key, v)?;
+            match key {
+                "copy_rows_per_second" => out.copy_rows_per_second = value,
+                "copy_mb_per_second" => out.copy_bytes_per_second = value,
+                "apply_rows_per_second" => out.apply_rows_per_second = value,
+                _ => out.apply_bytes_per_second = value,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The limits as the task file writes them (`*_mb_per_second` in MB), leaving
+    /// out the ones not set: what a changed limit stores back into the task text.
+    pub fn to_value(&self) -> serde_norway::Value {
+        let mut m = serde_norway::Mapping::new();
+        for (key, v) in self.entries() {
+            if let Some(v) = v {
+                m.insert(key.into(), v);
+            }
+        }
+        serde_norway::Value::Mapping(m)
+    }
+
+    /// Each key with its value in the task file's units (rows, or MB as a number),
+    /// `None` when not limited.
+    pub fn entries(&self) -> [(&'static str, Option<serde_norway::Value>); 4] {
+        let rows = |v: Option<u64>| v.map(serde_norway::Value::from);
+        let mb = |v: Option<u64>| v.map(|b| serde_norway::Value::from(b as f64 / MB));
+        [
+            (SPEED_LIMIT_KEYS[0], rows(self.copy_rows_per_second)),
+            (SPEED_LIMIT_KEYS[1], mb(self.copy_bytes_per_second)),
+            (SPEED_LIMIT_KEYS[2], rows(self.apply_rows_per_second)),
+            (SPEED_LIMIT_KEYS[3], mb(self.apply_bytes_per_second)),
+        ]
+    }
+}
+
+/// One `speed_limit` value: `key` is one of [`SPEED_LIMIT_KEYS`]; a rows key takes a
+/// whole number ≥ 1, an MB key a number > 0 (fractions allowed: 0.5 = 500 kB/s);
+/// null = no limit. Returns rows, or bytes for an MB key.
+pub fn speed_limit_value(key: &str, v: &serde_norway::Value) -> Result<Option<u64>> {
+    let how = || {
+        format!(
+            "speed_limit takes {}; leave a key out (or null) for no limit",
+            SPEED_LIMIT_KEYS.join(", ")
+        )
+    };
+    if !SPEED_LIMIT_KEYS.contains(&key) {
+        return Err(
+            Error::definite(format!("speed_limit: unknown key {key:?}")).with_hint(how())
+        );
+    }
+    if v.is_null() {
+        return Ok(None);
+    }
+    let shown = serde_norway::to_string(v)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    if key.ends_with("_rows_per_second") {
+        match v.as_u64() {
+            Some(n) if (1..=MAX_ROWS_PER_SECOND).contains(&n) => Ok(Some(n)),
+            _ => Err(Error::definite(format!(
+                "speed_limit.{key}: {shown} is not a number of rows per second"
+            ))
+            .with_hint(format!(
+                "write a whole number from 1 to {MAX_ROWS_PER_SECOND}, e.g. {key}: 50000; leave it out for no limit"
+            ))),
+        }
+    } else {
+        let mb = v.as_f64().filter(|x| x.is_finite());
+        match mb {
+            Some(x) if x * MB >= 1.0 && x <= MAX_MB_PER_SECOND => Ok(Some((x * MB).round() as u64)),
+            _ => Err(Error::definite(format!(
+                "speed_limit.{key}: {shown} is not a number of MB per second"
+            ))
+            .with_hint(format!(
+                "write a number of MB (1 MB = 1,000,000 bytes) above 0, up to {MAX_MB_PER_SECOND}, e.g. {key}: 20 or 0.5; leave it out for no limit"
+            ))),
+        }
+    }
+}
+
 /// A parsed, validated task.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
@@ -430,7 +551,9 @@ impl TaskSpec {
                 "keys: name, kind (migration|sync|dr), mode (full|incremental|full+incremental), \
                  source, target, objects {include, exclude, rename}, existing_data \
                  (fail|drop|truncate|append), jobs, apply_jobs, chunk_rows, start_position, \
-                 source_protection {max_retained_wal, sample_seconds}",
+                 source_protection {max_retained_wal, sample_seconds}, speed_limit \
+                 {copy_rows_per_second, copy_mb_per_second, apply_rows_per_second, \
+                 apply_mb_per_second}",
             )
         })?;
         if raw.name.is_empty()
@@ -482,6 +605,10 @@ impl TaskSpec {
         }
         let objects = ObjectFilter::new(&raw.objects.include, &raw.objects.exclude)?;
         let source_protection = raw.source_protection.parse()?;
+        let speed_limit = match &raw.speed_limit {
+            None => SpeedLimit::default(),
+            Some(v) => SpeedLimit::from_value(v)?,
+        };
         let start_position = match &raw.start_position {
             None => None,
             Some(p) => {
@@ -515,7 +642,7 @@ impl TaskSpec {
             existing_data: raw.existing_data,
             jobs: raw.jobs,
             apply_jobs: raw.apply_jobs,
-            speed_limit: SpeedLimit::default(),
+            speed_limit,
             chunk_rows: raw.chunk_rows.unwrap_or(200_000),
             start_position,
             source_protection,
@@ -727,6 +854,56 @@ objects:
         assert_eq!(parse_size("1.5GB"), Some(1_500_000_000));
         assert_eq!(parse_size("0"), None);
         assert_eq!(parse_size("-1GB"), None);
+    }
+
+    #[test]
+    fn speed_limits_are_read_and_bad_values_named() {
+        let base = "name: t\nkind: migration\nmode: full\nsource: postgres://u@h/db\ntarget: postgres://u@h/db2\n";
+        assert!(TaskSpec::from_yaml(base).unwrap().speed_limit.is_unlimited());
+        let t = TaskSpec::from_yaml(&format!(
+            "{base}speed_limit:\n  copy_rows_per_second: 2000\n  copy_mb_per_second: 0.5\n  apply_rows_per_second: 300\n  apply_mb_per_second: 20\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            t.speed_limit,
+            SpeedLimit {
+                copy_rows_per_second: Some(2000),
+                copy_bytes_per_second: Some(500_000),
+                apply_rows_per_second: Some(300),
+                apply_bytes_per_second: Some(20_000_000),
+            }
+        );
+        // written back, read again: the same limits
+        let mut doc: serde_norway::Value = serde_norway::from_str(base).unwrap();
+        doc.as_mapping_mut()
+            .unwrap()
+            .insert("speed_limit".into(), t.speed_limit.to_value());
+        let again = TaskSpec::from_yaml(&serde_norway::to_string(&doc).unwrap()).unwrap();
+        assert_eq!(again.speed_limit, t.speed_limit);
+        // null = no limit
+        let t = TaskSpec::from_yaml(&format!("{base}speed_limit: {{copy_rows_per_second: null}}\n"))
+            .unwrap();
+        assert!(t.speed_limit.is_unlimited());
+        for (bad, key, says) in [
+            ("copy_rows_per_second: 0", "speed_limit.copy_rows_per_second", "whole number"),
+            ("copy_rows_per_second: -5", "speed_limit.copy_rows_per_second", "whole number"),
+            ("copy_rows_per_second: 1.5", "speed_limit.copy_rows_per_second", "whole number"),
+            ("apply_rows_per_second: fast", "speed_limit.apply_rows_per_second", "whole number"),
+            ("copy_mb_per_second: 0", "speed_limit.copy_mb_per_second", "MB"),
+            ("apply_mb_per_second: 20MB", "speed_limit.apply_mb_per_second", "MB"),
+            ("apply_mb_per_second: 1e9", "speed_limit.apply_mb_per_second", "MB"),
+            ("copy_rows_per_sec: 10", "copy_rows_per_sec", "copy_rows_per_second"),
+        ] {
+            let e = TaskSpec::from_yaml(&format!("{base}speed_limit: {{{bad}}}\n")).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(key), "{bad}: {text}");
+            assert!(text.contains(says), "{bad}: {text}");
+        }
+        let e = TaskSpec::from_yaml(&format!("{base}speed_limit: 100\n")).unwrap_err();
+        assert!(e.to_string().contains("speed_limit must be a mapping"), "{e}");
+        // the hint of an unknown top-level key lists speed_limit and its keys
+        let e = TaskSpec::from_yaml(&format!("{base}speed_limits: {{}}\n")).unwrap_err();
+        assert!(e.to_string().contains("apply_mb_per_second"), "{e}");
     }
 
     /// A `+` or `&` written as is in a URL's password is part of the password (form
