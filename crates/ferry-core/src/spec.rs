@@ -446,6 +446,21 @@ impl SpeedLimit {
     }
 }
 
+/// The `speed_limit:` of a stored task text, read alone (what a worker polls to
+/// follow a running task's edited limit without parsing the whole task again).
+pub fn speed_limit_of(yaml: &str) -> Result<SpeedLimit> {
+    let doc: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| {
+        Error::definite(format!(
+            "not valid YAML: {}",
+            crate::redact::redact(&e.to_string())
+        ))
+    })?;
+    match doc.get("speed_limit") {
+        None => Ok(SpeedLimit::default()),
+        Some(v) => SpeedLimit::from_value(v),
+    }
+}
+
 /// One `speed_limit` value: `key` is one of [`SPEED_LIMIT_KEYS`]; a rows key takes a
 /// whole number ≥ 1, an MB key a number > 0 (fractions allowed: 0.5 = 500 kB/s);
 /// null = no limit. Returns rows, or bytes for an MB key.

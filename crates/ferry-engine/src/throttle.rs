@@ -418,6 +418,22 @@ impl CopyPacer {
         }
     }
 
+    /// The pacer of one chunk of `table` (`passthrough`: its bytes go through as the
+    /// source's COPY output).
+    pub fn for_table(
+        throttle: &Arc<Throttle>,
+        table: &ferry_core::Table,
+        passthrough: bool,
+    ) -> CopyPacer {
+        let raw = passthrough.then_some(if table.pg_types.text_copy {
+            RawFormat::Text
+        } else {
+            RawFormat::Binary
+        });
+        let per_row = table.estimated_bytes / table.estimated_rows.max(1);
+        CopyPacer::new(throttle.clone(), raw, per_row.max(16))
+    }
+
     /// Sends `batch` on `tx` in paced pieces; `Err` when the writer is gone.
     pub async fn send(&mut self, batch: Batch, tx: &mpsc::Sender<Batch>) -> Result<(), ()> {
         let rates = self.throttle.rates();

@@ -165,6 +165,10 @@ fn task_view(t: &TaskRow) -> schema::Task {
             .progress
             .as_deref()
             .and_then(|p| serde_json::from_str::<Json_>(p).ok()),
+        apply_jobs: spec.get("apply_jobs").and_then(Json_::as_u64),
+        speed_limit: schema::SpeedLimit::of(
+            &ferry_core::spec::speed_limit_of(&t.spec).unwrap_or_default(),
+        ),
     }
 }
 
@@ -463,6 +467,34 @@ async fn show_task(
         task: task_view(&t),
         events,
     })))
+}
+
+/// Change a task's speed limits
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tasks/{id}",
+    tag = "tasks",
+    params(("id" = String, Path, description = "the task id")),
+    request_body = schema::TaskPatch,
+    responses(
+        (status = 200, description = "changed; a running task's engine takes the new limits within a second", body = schema::Task),
+        (status = 400, description = "malformed JSON body", body = ErrorBody),
+        (status = 401, description = "no or unknown token", body = ErrorBody),
+        (status = 404, description = "no such task (or not this tenant's)", body = ErrorBody),
+        (status = 413, description = "body larger than 2 MB", body = ErrorBody),
+        (status = 415, description = "the body is not sent as Content-Type: application/json", body = ErrorBody),
+        (status = 422, description = "a bad limit (the field names it) or a key that cannot be changed", body = InvalidError),
+    )
+)]
+async fn patch_task(
+    AxState(app): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Json_>,
+) -> ApiResult<Json<Json_>> {
+    let c = caller(&app, &headers).await?;
+    let t = app.control.set_speed_limit(&c, &id, body).await?;
+    Ok(Json(task_json(&t)))
 }
 
 /// The optional body of an action.
@@ -1152,7 +1184,7 @@ async fn openapi() -> Response {
 /// The documented routes: path, method and handler. The router is built from this
 /// list, and a test checks it against the generated document both ways.
 fn api_routes() -> Vec<(&'static str, Method, MethodRouter<Shared>)> {
-    use axum::routing::{delete, put};
+    use axum::routing::{delete, patch, put};
     vec![
         ("/api/v1/openapi.json", Method::GET, get(openapi)),
         ("/healthz", Method::GET, get(healthz)),
@@ -1161,6 +1193,7 @@ fn api_routes() -> Vec<(&'static str, Method, MethodRouter<Shared>)> {
         ("/api/v1/tasks", Method::GET, get(list_tasks)),
         ("/api/v1/tasks/{id}", Method::GET, get(show_task)),
         ("/api/v1/tasks/{id}", Method::DELETE, delete(delete_task)),
+        ("/api/v1/tasks/{id}", Method::PATCH, patch(patch_task)),
         ("/api/v1/tasks/{id}/{action}", Method::POST, post(act)),
         ("/api/v1/tenants", Method::POST, post(create_tenant)),
         ("/api/v1/tenants/{name}", Method::GET, get(show_tenant)),

@@ -379,6 +379,98 @@ impl Control {
             }
         }
     }
+
+    /// Changes task `id`'s speed limits (`body`: `{"speed_limit": {key: value|null}}`,
+    /// a JSON merge patch: null removes a limit, a key left out keeps it) in its stored
+    /// task file and in a pending edit's; a running engine follows within a second
+    /// (its worker reads the stored text on every pass).
+    pub async fn set_speed_limit(
+        &self,
+        caller: &Caller,
+        id: &str,
+        body: serde_json::Value,
+    ) -> ServiceResult<TaskRow> {
+        use ferry_core::spec::{speed_limit_value, SPEED_LIMIT_KEYS};
+        let invalid = |field: &str, reason: String| ServiceError::Invalid {
+            field: field.into(),
+            reason,
+        };
+        self.visible_task(caller, id).await?;
+        let serde_json::Value::Object(top) = body else {
+            return Err(invalid(
+                "speed_limit",
+                "send {\"speed_limit\": {\"copy_rows_per_second\": 50000, …}}".into(),
+            ));
+        };
+        if let Some(k) = top.keys().find(|k| *k != "speed_limit") {
+            return Err(invalid(
+                k,
+                format!("{k:?} cannot be changed here; only speed_limit can"),
+            ));
+        }
+        let Some(serde_json::Value::Object(patch)) = top.get("speed_limit") else {
+            return Err(invalid(
+                "speed_limit",
+                format!(
+                    "an object of {}, each a number or null (no limit)",
+                    SPEED_LIMIT_KEYS.join(", ")
+                ),
+            ));
+        };
+        let mut changes = Vec::new();
+        for (k, v) in patch {
+            let field = format!("speed_limit.{k}");
+            let value = serde_norway::to_value(v).map_err(|e| invalid(&field, e.to_string()))?;
+            speed_limit_value(k, &value).map_err(|e| invalid(&field, e.to_string()))?;
+            changes.push((k.clone(), value));
+        }
+        let edit = |text: &str| -> ServiceResult<String> {
+            let mut doc: serde_norway::Value = serde_norway::from_str(text)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let serde_norway::Value::Mapping(m) = &mut doc else {
+                return Err(ServiceError::Internal("the stored task is not a mapping".into()));
+            };
+            let mut limits = match m.get("speed_limit") {
+                Some(serde_norway::Value::Mapping(l)) => l.clone(),
+                _ => serde_norway::Mapping::new(),
+            };
+            for (k, v) in &changes {
+                if v.is_null() {
+                    limits.remove(k.as_str());
+                } else {
+                    limits.insert(k.as_str().into(), v.clone());
+                }
+            }
+            if limits.is_empty() {
+                m.remove("speed_limit");
+            } else {
+                m.insert("speed_limit".into(), serde_norway::Value::Mapping(limits));
+            }
+            let yaml =
+                serde_norway::to_string(&doc).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            TaskSpec::from_yaml(&yaml).map_err(|e| invalid("speed_limit", e.to_string()))?;
+            Ok(yaml)
+        };
+        for _ in 0..20 {
+            let t = self.visible_task(caller, id).await?;
+            let spec = edit(&t.spec)?;
+            let pending = t.pending_spec.as_deref().map(edit).transpose()?;
+            if self
+                .store
+                .replace_specs(
+                    id,
+                    (&t.spec, t.pending_spec.as_deref()),
+                    (&spec, pending.as_deref()),
+                )
+                .await?
+            {
+                return self.visible_task(caller, id).await;
+            }
+        }
+        Err(ServiceError::Internal(format!(
+            "task {id} kept changing; try again"
+        )))
+    }
 }
 
 #[cfg(test)]

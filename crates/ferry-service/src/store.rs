@@ -900,6 +900,31 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the task's spec and pending spec if they are still `old` (a speed
+    /// limit written into both, never over an edit committed meanwhile). Returns
+    /// whether it did.
+    pub async fn replace_specs(
+        &self,
+        id: &str,
+        old: (&str, Option<&str>),
+        new: (&str, Option<&str>),
+    ) -> ServiceResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET spec = $1, pending_spec = $2, updated_ms = $3 \
+             WHERE id = $4 AND spec = $5 AND COALESCE(pending_spec, '') = COALESCE($6, '')",
+        )
+        .bind(new.0)
+        .bind(new.1)
+        .bind(now_ms())
+        .bind(id)
+        .bind(old.0)
+        .bind(old.1)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     /// Makes the pending spec the task's spec.
     pub async fn commit_pending_spec(&self, id: &str) -> ServiceResult<()> {
         sqlx::query(

@@ -37,6 +37,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// `--copy-mb-per-second` / `--apply-mb-per-second`: MB (decimal) per second → bytes.
+fn mb_per_second(s: &str) -> Result<u64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of MB per second (e.g. 20 or 0.5)"))?;
+    ferry_core::spec::speed_limit_value("copy_mb_per_second", &x.into())
+        .map_err(|e| e.message.replace("speed_limit.copy_mb_per_second: ", ""))?
+        .ok_or_else(|| "a number above 0".to_string())
+}
+
 #[derive(Parser)]
 #[command(
     name = "ferry",
@@ -68,6 +79,22 @@ enum Command {
         /// order on one connection.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=ferry_core::spec::MAX_JOBS as i64))]
         apply_jobs: Option<u16>,
+        /// Full copy speed limit in rows per second, all workers together (overrides
+        /// the task's `speed_limit.copy_rows_per_second`).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        copy_rows_per_second: Option<u64>,
+        /// Full copy speed limit in MB per second (1 MB = 1,000,000 bytes; e.g. 20 or
+        /// 0.5), overriding the task's `speed_limit.copy_mb_per_second`.
+        #[arg(long, value_parser = mb_per_second)]
+        copy_mb_per_second: Option<u64>,
+        /// Change apply speed limit in row changes per second (overrides the task's
+        /// `speed_limit.apply_rows_per_second`).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        apply_rows_per_second: Option<u64>,
+        /// Change apply speed limit in MB per second, overriding the task's
+        /// `speed_limit.apply_mb_per_second`.
+        #[arg(long, value_parser = mb_per_second)]
+        apply_mb_per_second: Option<u64>,
         /// No progress display.
         #[arg(long, short)]
         quiet: bool,
@@ -328,6 +355,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             task,
             jobs,
             apply_jobs,
+            copy_rows_per_second,
+            copy_mb_per_second,
+            apply_rows_per_second,
+            apply_mb_per_second,
             quiet,
             exit_when_caught_up,
             metrics_addr,
@@ -335,6 +366,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut spec = load(&task)?;
             if let Some(n) = apply_jobs {
                 spec.apply_jobs = Some(usize::from(n));
+            }
+            let limit = &mut spec.speed_limit;
+            for (flag, field) in [
+                (copy_rows_per_second, &mut limit.copy_rows_per_second),
+                (copy_mb_per_second, &mut limit.copy_bytes_per_second),
+                (apply_rows_per_second, &mut limit.apply_rows_per_second),
+                (apply_mb_per_second, &mut limit.apply_bytes_per_second),
+            ] {
+                if flag.is_some() {
+                    *field = flag;
+                }
             }
             if spec.kind != Kind::Migration {
                 log::error(&run_refuses_kind(&spec, &task));
@@ -367,10 +409,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             });
             // one claim on the task for the copy and the stream of this run
             let claim = ferry_engine::checkpoint::Claim::default();
+            let limits = ferry_engine::throttle::Limits::new(&spec.speed_limit);
+            if !spec.speed_limit.is_unlimited() {
+                tracing::info!("task {}: speed limit {:?}", spec.name, spec.speed_limit);
+            }
             let stream_opts = StreamOptions {
                 exit_when_caught_up,
                 quiet,
                 claim: claim.clone(),
+                apply_throttle: limits.apply,
             };
             let streams = spec.mode != ferry_core::Mode::Full;
             let outcome = match run_task_reporting(
@@ -380,6 +427,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     quiet,
                     precheck: true,
                     claim,
+                    copy_throttle: limits.copy,
                 },
                 &stream_opts,
                 metrics,

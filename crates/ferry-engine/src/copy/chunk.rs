@@ -31,6 +31,8 @@ pub struct TableJob {
     /// Position of this run's snapshot when it differs from the task's recorded
     /// start (a resumed copy): whole-table chunks record it as their watermark.
     pub watermark: Option<String>,
+    /// The task's copy speed limit (shared by all its copy workers).
+    pub throttle: std::sync::Arc<crate::throttle::Throttle>,
 }
 
 impl TableJob {
@@ -44,6 +46,7 @@ impl TableJob {
             source,
             target,
             watermark: None,
+            throttle: Default::default(),
         }
     }
 
@@ -120,12 +123,14 @@ pub async fn copy_rows(
 ) -> Result<u64> {
     let (tx, mut relay_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
     let (relay_tx, rx) = mpsc::channel::<Batch>(2);
+    // every copy worker's rows pass here: the task's copy speed limit holds here
+    let mut pacer = crate::throttle::CopyPacer::for_table(&job.throttle, &job.source, job.passthrough);
     let relay = async move {
         while let Some(b) = relay_rx.recv().await {
             if let Batch::Rows(r) = &b {
                 on_rows(r.len() as u64);
             }
-            if relay_tx.send(b).await.is_err() {
+            if pacer.send(b, &relay_tx).await.is_err() {
                 break;
             }
         }

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub precheck: bool,
     /// This run's claim on the task (shared with its stream's options).
     pub claim: checkpoint::Claim,
+    /// The task's copy speed limit, shared by every copy worker (and changed in
+    /// place when the user edits a running task's limit).
+    pub copy_throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// Outcome of one table.
@@ -282,6 +285,7 @@ pub async fn run_full(
         let tp = progress.table(&target.to_string(), total, already);
         table_progress.insert(target.clone(), tp);
         let mut job = TableJob::new(t.clone(), target.clone(), from, to);
+        job.throttle = opts.copy_throttle.clone();
         if resuming {
             job.watermark = position.as_ref().map(|p| p.to_string());
             tracing::info!(

@@ -151,16 +151,19 @@ pub async fn switchover(old: &TaskSpec) -> Result<Switched> {
         old.source
     );
     let claim = crate::checkpoint::Claim::default();
+    let limits = crate::throttle::Limits::new(&old.speed_limit);
     let opts = RunOptions {
         jobs: 1,
         quiet: true,
         precheck: false,
         claim: claim.clone(),
+        copy_throttle: limits.copy,
     };
     let stream = StreamOptions {
         exit_when_caught_up: true,
         quiet: true,
         claim,
+        apply_throttle: limits.apply,
     };
     let (_keep, never) = watch::channel(false);
     crate::task::run_task(

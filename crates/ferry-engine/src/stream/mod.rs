@@ -42,6 +42,9 @@ pub struct StreamOptions {
     pub quiet: bool,
     /// This run's claim on the task (shared with its copy's options).
     pub claim: checkpoint::Claim,
+    /// The task's apply speed limit: the apply coordinator takes each dispatched
+    /// source transaction's rows and bytes from it.
+    pub apply_throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// Why the phase ended.

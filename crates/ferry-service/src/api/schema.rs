@@ -189,6 +189,53 @@ pub struct Task {
     /// Live progress while it runs.
     #[schema(value_type = Option<Progress>)]
     pub progress: Option<Json_>,
+    /// Target connections applying the change stream at once (the task file's
+    /// `apply_jobs`); null: the worker machine's cores.
+    pub apply_jobs: Option<u64>,
+    /// The speed limits in force (each null: not limited); changed with
+    /// `PATCH /api/v1/tasks/{id}`.
+    pub speed_limit: SpeedLimit,
+}
+
+/// A task's speed limits, as the task file's `speed_limit:` writes them; null (or
+/// left out of a PATCH): not limited (unchanged).
+#[derive(Serialize, ToSchema, Default, Debug, PartialEq)]
+pub struct SpeedLimit {
+    /// Full copy rows per second, all copy workers together.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
+    pub copy_rows_per_second: Option<u64>,
+    /// Full copy MB per second (1 MB = 1,000,000 bytes; fractions allowed).
+    #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
+    pub copy_mb_per_second: Option<f64>,
+    /// Applied row changes per second.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
+    pub apply_rows_per_second: Option<u64>,
+    /// Applied change MB per second.
+    #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
+    pub apply_mb_per_second: Option<f64>,
+}
+
+impl SpeedLimit {
+    /// The view of the engine's limits (bytes shown as MB).
+    pub fn of(l: &ferry_core::spec::SpeedLimit) -> SpeedLimit {
+        let mb = |b: Option<u64>| b.map(|b| b as f64 / ferry_core::spec::MB);
+        SpeedLimit {
+            copy_rows_per_second: l.copy_rows_per_second,
+            copy_mb_per_second: mb(l.copy_bytes_per_second),
+            apply_rows_per_second: l.apply_rows_per_second,
+            apply_mb_per_second: mb(l.apply_bytes_per_second),
+        }
+    }
+}
+
+/// A change to a running (or any) task: its speed limits, taken by the running
+/// engine within a second and kept in the stored task file.
+#[derive(ToSchema)]
+#[allow(dead_code)] // schema only: the handler reads the JSON itself (null ≠ absent)
+pub struct TaskPatch {
+    /// The limits to change: a key set to a value sets that limit, null removes it,
+    /// a key left out keeps it.
+    speed_limit: SpeedLimit,
 }
 
 /// A lifecycle transition of a task.

@@ -41,6 +41,11 @@ pub(super) struct Runner {
     pub(super) retention_seen: u64,
     /// Runs a pending sync edit's objects (the added tables are being copied).
     edit: bool,
+    /// The task's speed limits, shared with the engine: changed in place when the
+    /// stored task's `speed_limit` changes (`PATCH /api/v1/tasks/{id}`).
+    limits: ferry_engine::throttle::Limits,
+    /// The stored task text `limits` was last read from.
+    limits_text: String,
 }
 
 /// How the engine's run for one task ended.
@@ -82,8 +87,11 @@ impl Worker {
         let out = outcome.clone();
         let (m, p) = (metrics.clone(), phases.clone());
         let precheck = t.state == State::Starting;
+        let limits = ferry_engine::throttle::Limits::new(&spec.speed_limit);
+        let limits_text = t.pending_spec.clone().unwrap_or_else(|| t.spec.clone());
+        let engine_limits = limits.clone();
         let handle = tokio::spawn(async move {
-            let r = run(&spec, m, p, rx, precheck).await;
+            let r = run(&spec, m, p, rx, precheck, engine_limits).await;
             *out.lock().unwrap() = Some(r);
         });
         self.metrics
@@ -103,6 +111,8 @@ impl Worker {
                 lag_high: None,
                 retention_seen: 0,
                 edit,
+                limits,
+                limits_text,
             },
         );
         Ok(())
@@ -170,6 +180,7 @@ impl Worker {
             }
             return self.settle(t, outcome, &phase, edit).await;
         }
+        self.follow_limits(t);
         self.report(t).await;
         let reaction = phase_map::running(Seen {
             kind: t.kind,
@@ -188,6 +199,30 @@ impl Worker {
             apply(c, &t.id, step).await?;
         }
         Ok(())
+    }
+
+    /// The stored task's speed limit changed (an edit through the API, maybe on
+    /// another node): the running engine's throttles take it now.
+    fn follow_limits(&self, t: &TaskRow) {
+        let text = t.pending_spec.as_deref().unwrap_or(&t.spec);
+        let mut runners = self.runners.lock().unwrap();
+        let Some(r) = runners.get_mut(&t.id) else {
+            return;
+        };
+        if r.limits_text == text {
+            return;
+        }
+        match ferry_core::spec::speed_limit_of(text) {
+            Ok(l) => {
+                if l != r.limits.get() {
+                    tracing::info!(task = %t.id, "speed limit now {l:?}");
+                }
+                r.limits.set(&l);
+            }
+            // checked when it was stored; an unreadable one keeps the limits in force
+            Err(e) => tracing::warn!(task = %t.id, "speed limit not changed: {e}"),
+        }
+        r.limits_text = text.to_string();
     }
 
     /// The engine of `t` finished by itself: record how.
@@ -253,6 +288,7 @@ async fn run(
     phases: Arc<Phases>,
     shutdown: watch::Receiver<bool>,
     precheck: bool,
+    limits: ferry_engine::throttle::Limits,
 ) -> Outcome {
     // what `ferry check` fails is a start failure, with the fix; checked here (not
     // in the engine) so that a task that cannot start never fences its standby
@@ -282,11 +318,13 @@ async fn run(
         quiet: true,
         precheck: false,
         claim: claim.clone(),
+        copy_throttle: limits.copy,
     };
     let stream = StreamOptions {
         exit_when_caught_up: false,
         quiet: true,
         claim,
+        apply_throttle: limits.apply,
     };
     match ferry_engine::task::run_task(spec, &opts, &stream, metrics, phases, shutdown).await {
         Ok(out) => match (&out.full, spec.mode) {
