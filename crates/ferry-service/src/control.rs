@@ -420,8 +420,24 @@ impl Control {
         let mut changes = Vec::new();
         for (k, v) in patch {
             let field = format!("speed_limit.{k}");
-            let value = serde_norway::to_value(v).map_err(|e| invalid(&field, e.to_string()))?;
-            speed_limit_value(k, &value).map_err(|e| invalid(&field, e.to_string()))?;
+            let value = match v {
+                serde_json::Value::Number(n) => n
+                    .as_u64()
+                    .map(serde_norway::Value::from)
+                    .or_else(|| n.as_i64().map(serde_norway::Value::from))
+                    .or_else(|| n.as_f64().map(serde_norway::Value::from))
+                    .unwrap_or(serde_norway::Value::Null),
+                serde_json::Value::Null => serde_norway::Value::Null,
+                serde_json::Value::Bool(b) => serde_norway::Value::Bool(*b),
+                serde_json::Value::String(s) => serde_norway::Value::String(s.clone()),
+                // refused below as not a number
+                _ => serde_norway::Value::String(v.to_string()),
+            };
+            speed_limit_value(k, &value).map_err(|e| {
+                let text = e.to_string();
+                let prefix = format!("{field}: ");
+                invalid(&field, text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+            })?;
             changes.push((k.clone(), value));
         }
         let edit = |text: &str| -> ServiceResult<String> {

@@ -20,6 +20,7 @@
 //! - `audit`: the audit log of mutating calls, without secrets
 //! - `protect`: source protection (retained WAL warnings, a paused task's slot flagged)
 //! - `backup`: backup policies, schedules, data backup / cleanup / secondary tasks, restores
+//! - `limits`: speed limits shown and changed on a running task (PATCH)
 //! - `backup_log`: log backup tasks, windows, marks, point-in-time restores on the service
 //!
 //! Run one topic with a name filter on the module path, e.g.
@@ -38,6 +39,7 @@ mod cli;
 mod dr;
 mod https;
 mod lifecycle;
+mod limits;
 mod notify;
 mod protect;
 mod sync;
