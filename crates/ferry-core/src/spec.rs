@@ -400,11 +400,9 @@ impl SpeedLimit {
         let map = match v {
             serde_norway::Value::Null => return Ok(SpeedLimit::default()),
             serde_norway::Value::Mapping(m) => m,
-            _ => {
-                return Err(Error::definite("speed_limit must be a mapping").with_hint(
-                    "write e.g. speed_limit: {copy_rows_per_second: 50000, apply_mb_per_second: 20}",
-                ))
-            }
+            _ => return Err(Error::definite("speed_limit must be a mapping").with_hint(
+                "write e.g. speed_limit: {copy_rows_per_second: 50000, apply_mb_per_second: 20}",
+            )),
         };
         let mut out = SpeedLimit::default();
         for (k, v) in map {
@@ -472,9 +470,7 @@ pub fn speed_limit_value(key: &str, v: &serde_norway::Value) -> Result<Option<u6
         )
     };
     if !SPEED_LIMIT_KEYS.contains(&key) {
-        return Err(
-            Error::definite(format!("speed_limit: unknown key {key:?}")).with_hint(how())
-        );
+        return Err(Error::definite(format!("speed_limit: unknown key {key:?}")).with_hint(how()));
     }
     if v.is_null() {
         return Ok(None);
@@ -874,7 +870,10 @@ objects:
     #[test]
     fn speed_limits_are_read_and_bad_values_named() {
         let base = "name: t\nkind: migration\nmode: full\nsource: postgres://u@h/db\ntarget: postgres://u@h/db2\n";
-        assert!(TaskSpec::from_yaml(base).unwrap().speed_limit.is_unlimited());
+        assert!(TaskSpec::from_yaml(base)
+            .unwrap()
+            .speed_limit
+            .is_unlimited());
         let t = TaskSpec::from_yaml(&format!(
             "{base}speed_limit:\n  copy_rows_per_second: 2000\n  copy_mb_per_second: 0.5\n  apply_rows_per_second: 300\n  apply_mb_per_second: 20\n"
         ))
@@ -896,18 +895,52 @@ objects:
         let again = TaskSpec::from_yaml(&serde_norway::to_string(&doc).unwrap()).unwrap();
         assert_eq!(again.speed_limit, t.speed_limit);
         // null = no limit
-        let t = TaskSpec::from_yaml(&format!("{base}speed_limit: {{copy_rows_per_second: null}}\n"))
-            .unwrap();
+        let t = TaskSpec::from_yaml(&format!(
+            "{base}speed_limit: {{copy_rows_per_second: null}}\n"
+        ))
+        .unwrap();
         assert!(t.speed_limit.is_unlimited());
         for (bad, key, says) in [
-            ("copy_rows_per_second: 0", "speed_limit.copy_rows_per_second", "whole number"),
-            ("copy_rows_per_second: -5", "speed_limit.copy_rows_per_second", "whole number"),
-            ("copy_rows_per_second: 1.5", "speed_limit.copy_rows_per_second", "whole number"),
-            ("apply_rows_per_second: fast", "speed_limit.apply_rows_per_second", "whole number"),
-            ("copy_mb_per_second: 0", "speed_limit.copy_mb_per_second", "MB"),
-            ("apply_mb_per_second: 20MB", "speed_limit.apply_mb_per_second", "MB"),
-            ("apply_mb_per_second: 1e9", "speed_limit.apply_mb_per_second", "MB"),
-            ("copy_rows_per_sec: 10", "copy_rows_per_sec", "copy_rows_per_second"),
+            (
+                "copy_rows_per_second: 0",
+                "speed_limit.copy_rows_per_second",
+                "whole number",
+            ),
+            (
+                "copy_rows_per_second: -5",
+                "speed_limit.copy_rows_per_second",
+                "whole number",
+            ),
+            (
+                "copy_rows_per_second: 1.5",
+                "speed_limit.copy_rows_per_second",
+                "whole number",
+            ),
+            (
+                "apply_rows_per_second: fast",
+                "speed_limit.apply_rows_per_second",
+                "whole number",
+            ),
+            (
+                "copy_mb_per_second: 0",
+                "speed_limit.copy_mb_per_second",
+                "MB",
+            ),
+            (
+                "apply_mb_per_second: 20MB",
+                "speed_limit.apply_mb_per_second",
+                "MB",
+            ),
+            (
+                "apply_mb_per_second: 1e9",
+                "speed_limit.apply_mb_per_second",
+                "MB",
+            ),
+            (
+                "copy_rows_per_sec: 10",
+                "copy_rows_per_sec",
+                "copy_rows_per_second",
+            ),
         ] {
             let e = TaskSpec::from_yaml(&format!("{base}speed_limit: {{{bad}}}\n")).unwrap_err();
             let text = e.to_string();
@@ -915,7 +948,10 @@ objects:
             assert!(text.contains(says), "{bad}: {text}");
         }
         let e = TaskSpec::from_yaml(&format!("{base}speed_limit: 100\n")).unwrap_err();
-        assert!(e.to_string().contains("speed_limit must be a mapping"), "{e}");
+        assert!(
+            e.to_string().contains("speed_limit must be a mapping"),
+            "{e}"
+        );
         // the hint of an unknown top-level key lists speed_limit and its keys
         let e = TaskSpec::from_yaml(&format!("{base}speed_limits: {{}}\n")).unwrap_err();
         assert!(e.to_string().contains("apply_mb_per_second"), "{e}");

@@ -451,8 +451,7 @@ impl CopyPacer {
             Batch::Rows(mut rows) => {
                 while !rows.is_empty() {
                     let (mut n, mut bytes) = (0usize, 0u64);
-                    while n < rows.len() && (n as u64) < max_rows && (n == 0 || bytes < max_bytes)
-                    {
+                    while n < rows.len() && (n as u64) < max_rows && (n == 0 || bytes < max_bytes) {
                         if count_bytes {
                             bytes += row_bytes(&rows[n]);
                         }
@@ -466,7 +465,9 @@ impl CopyPacer {
             }
             Batch::Raw(mut data) => {
                 while !data.is_empty() {
-                    let cap = data.len().min(usize::try_from(max_bytes).unwrap_or(usize::MAX));
+                    let cap = data
+                        .len()
+                        .min(usize::try_from(max_bytes).unwrap_or(usize::MAX));
                     let (len, rows) = match &mut self.counter {
                         Some(c) => c.advance(&data[..cap], max_rows),
                         None => {
@@ -542,7 +543,10 @@ mod tests {
         let per_second = max_in_window(&g, Duration::from_secs(1));
         assert!(per_second <= 1000 + 60, "{per_second} rows in one second");
         let per_tenth = max_in_window(&g, Duration::from_millis(100));
-        assert!(per_tenth <= 100 + 60, "{per_tenth} rows in a tenth of a second");
+        assert!(
+            per_tenth <= 100 + 60,
+            "{per_tenth} rows in a tenth of a second"
+        );
     }
 
     /// The bucket holds to very low and very high rates alike.
@@ -554,7 +558,11 @@ mod tests {
             t.take(1, 0).await;
         }
         // the first goes at once, each next one a second later (less the burst)
-        assert!(start.elapsed() >= Duration::from_millis(3800), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(3800),
+            "{:?}",
+            start.elapsed()
+        );
 
         let t = Throttle::new(Rates {
             rows_per_second: None,
@@ -565,7 +573,11 @@ mod tests {
             t.take(1, 1000).await;
         }
         // 20 MB at 5 MB/s
-        assert!(start.elapsed() >= Duration::from_millis(3950), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(3950),
+            "{:?}",
+            start.elapsed()
+        );
         // rows are not limited by a bytes-only throttle
         let start = Instant::now();
         t.take(1_000_000, 0).await;
@@ -608,14 +620,22 @@ mod tests {
         for _ in 0..200 {
             t.take(10, 0).await;
         }
-        assert!(start.elapsed() >= Duration::from_millis(1900), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(1900),
+            "{:?}",
+            start.elapsed()
+        );
         // lowered: 20 rows at 10/s
         t.set(rows(10));
         let start = Instant::now();
         for _ in 0..20 {
             t.take(1, 0).await;
         }
-        assert!(start.elapsed() >= Duration::from_millis(1850), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(1850),
+            "{:?}",
+            start.elapsed()
+        );
         t.set(Rates::default());
         let start = Instant::now();
         t.take(1_000_000, 0).await;
@@ -695,7 +715,11 @@ mod tests {
         assert_eq!(got.len(), 2000);
         assert_eq!(pieces, 20);
         assert_eq!(got[1000], vec![Value::Int(0)]);
-        assert!(start.elapsed() >= Duration::from_millis(900), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
 
         // passthrough bytes: counted rows, split at row ends
         let (tx, mut rx) = mpsc::channel(1000);

@@ -436,15 +436,20 @@ impl Control {
             speed_limit_value(k, &value).map_err(|e| {
                 let text = e.to_string();
                 let prefix = format!("{field}: ");
-                invalid(&field, text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+                invalid(
+                    &field,
+                    text.strip_prefix(&prefix).unwrap_or(&text).to_string(),
+                )
             })?;
             changes.push((k.clone(), value));
         }
         let edit = |text: &str| -> ServiceResult<String> {
-            let mut doc: serde_norway::Value = serde_norway::from_str(text)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let mut doc: serde_norway::Value =
+                serde_norway::from_str(text).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let serde_norway::Value::Mapping(m) = &mut doc else {
-                return Err(ServiceError::Internal("the stored task is not a mapping".into()));
+                return Err(ServiceError::Internal(
+                    "the stored task is not a mapping".into(),
+                ));
             };
             let mut limits = match m.get("speed_limit") {
                 Some(serde_norway::Value::Mapping(l)) => l.clone(),

@@ -42,14 +42,22 @@ async fn a_rows_limit_holds_the_copy_of_passthrough_bytes() {
     let fast_took = timed_run(&unlimited, &[]);
     let slow_took = timed_run(&limited, &[]);
     // 10,000 rows at 2000/s: 5 s, less the first burst
-    assert!(slow_took >= Duration::from_secs(4), "limited copy took {slow_took:?}");
+    assert!(
+        slow_took >= Duration::from_secs(4),
+        "limited copy took {slow_took:?}"
+    );
     assert!(
         slow_took > fast_took,
         "limited {slow_took:?}, unlimited {fast_took:?}"
     );
     for db in [&fast, &slow] {
         assert_eq!(
-            query_lines("postgres", &db.url, "SELECT count(*), sum(id) FROM accounts").await,
+            query_lines(
+                "postgres",
+                &db.url,
+                "SELECT count(*), sum(id) FROM accounts"
+            )
+            .await,
             vec!["10000|50005000"]
         );
     }
@@ -80,13 +88,21 @@ async fn an_mb_limit_from_the_command_line_holds_the_copy_of_decoded_rows() {
     let fast_took = timed_run(&fast_task, &[]);
     // 560 kB at 0.1 MB/s: 5.6 s
     let slow_took = timed_run(&slow_task, &["--copy-mb-per-second", "0.1"]);
-    assert!(slow_took >= Duration::from_millis(4500), "limited copy took {slow_took:?}");
+    assert!(
+        slow_took >= Duration::from_millis(4500),
+        "limited copy took {slow_took:?}"
+    );
     assert!(
         slow_took > fast_took,
         "limited {slow_took:?}, unlimited {fast_took:?}"
     );
     assert_eq!(
-        query_lines("postgres", &slow.url, "SELECT count(*), sum(id) FROM accounts").await,
+        query_lines(
+            "postgres",
+            &slow.url,
+            "SELECT count(*), sum(id) FROM accounts"
+        )
+        .await,
         vec!["10000|50005000"]
     );
     // a bad value is refused before anything runs, saying what to write

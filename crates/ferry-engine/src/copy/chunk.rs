@@ -124,7 +124,8 @@ pub async fn copy_rows(
     let (tx, mut relay_rx) = mpsc::channel::<Batch>(CHANNEL_DEPTH);
     let (relay_tx, rx) = mpsc::channel::<Batch>(2);
     // every copy worker's rows pass here: the task's copy speed limit holds here
-    let mut pacer = crate::throttle::CopyPacer::for_table(&job.throttle, &job.source, job.passthrough);
+    let mut pacer =
+        crate::throttle::CopyPacer::for_table(&job.throttle, &job.source, job.passthrough);
     let relay = async move {
         while let Some(b) = relay_rx.recv().await {
             if let Batch::Rows(r) = &b {

@@ -134,10 +134,11 @@ impl Modify for Conventions {
             )
             .build();
         for (path, item) in doc.paths.paths.iter_mut() {
-            let ops: [&mut Option<Operation>; 4] = [
+            let ops: [&mut Option<Operation>; 5] = [
                 &mut item.get,
                 &mut item.post,
                 &mut item.put,
+                &mut item.patch,
                 &mut item.delete,
             ];
             for op in ops.into_iter().flatten() {

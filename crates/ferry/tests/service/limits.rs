@@ -44,10 +44,22 @@ async fn a_running_copys_limit_is_changed_through_the_api() {
 
     // bad bodies: 4xx naming the field, nothing changed
     for (body, field) in [
-        (json!({"speed_limit": {"copy_rows_per_second": 0}}), "speed_limit.copy_rows_per_second"),
-        (json!({"speed_limit": {"copy_rows_per_second": "fast"}}), "speed_limit.copy_rows_per_second"),
-        (json!({"speed_limit": {"apply_mb_per_second": -1}}), "speed_limit.apply_mb_per_second"),
-        (json!({"speed_limit": {"copy_rows_per_sec": 10}}), "speed_limit.copy_rows_per_sec"),
+        (
+            json!({"speed_limit": {"copy_rows_per_second": 0}}),
+            "speed_limit.copy_rows_per_second",
+        ),
+        (
+            json!({"speed_limit": {"copy_rows_per_second": "fast"}}),
+            "speed_limit.copy_rows_per_second",
+        ),
+        (
+            json!({"speed_limit": {"apply_mb_per_second": -1}}),
+            "speed_limit.apply_mb_per_second",
+        ),
+        (
+            json!({"speed_limit": {"copy_rows_per_sec": 10}}),
+            "speed_limit.copy_rows_per_sec",
+        ),
         (json!({"speed_limit": 5}), "speed_limit"),
         (json!({"apply_jobs": 2}), "apply_jobs"),
         (json!([1]), "speed_limit"),
@@ -57,7 +69,12 @@ async fn a_running_copys_limit_is_changed_through_the_api() {
         assert_eq!(v["field"], field, "{body}: {v}");
     }
     let (s, _) = svc
-        .call("PATCH", "/api/v1/tasks/t000000000000", &tok, Some(json!({"speed_limit": {}})))
+        .call(
+            "PATCH",
+            "/api/v1/tasks/t000000000000",
+            &tok,
+            Some(json!({"speed_limit": {}})),
+        )
         .await;
     assert_eq!(s, 404);
     let (s, v) = svc.call("GET", &path, &tok, None).await;
@@ -82,7 +99,10 @@ async fn a_running_copys_limit_is_changed_through_the_api() {
     );
     let done = svc.wait_state(&tok, &id, "ended", T).await;
     assert!(
-        done["reason"].as_str().unwrap_or_default().contains("full copy finished"),
+        done["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("full copy finished"),
         "{done}"
     );
     compare_equal(dir.path(), &src, &dst);
