@@ -585,6 +585,7 @@ async fn the_chunked_copy_and_compare_run_against_an_in_memory_engine() {
         source: t.clone(),
         target: dst_t.id.clone(),
         watermark: None,
+        throttle: Default::default(),
     };
 
     let fence = Fence {
