@@ -132,7 +132,19 @@ async fn start_streaming(task: &str, to: &str, dst: &Db) -> Running {
 }
 
 async fn catch_up_and_compare(task: &str) -> String {
-    let o = ferry(&["run", task, "--quiet", "--exit-when-caught-up"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", task, "--quiet", "--exit-when-caught-up"])
+        .env("FERRY_LOG", "info")
+        .output()
+        .expect("run ferry");
+    // kept with the earlier runs' output (what the checks below read)
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{task}.log"))
+        .and_then(|mut f| f.write_all(text(&o).as_bytes()))
+        .unwrap();
     assert!(
         o.status.success(),
         "catch-up run failed:\n{}\nearlier runs printed:\n{}",
