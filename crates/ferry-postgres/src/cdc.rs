@@ -677,7 +677,16 @@ impl Decoder<'_> {
                 names.join(", ")
             ));
         }
-        let table = self.table(&tid, columns).await.map_err(|e| e.message)?;
+        // the catalog is not read again here: that transaction may hold locks on the
+        // table (an ALTER) that a catalog read of its size or defaults waits behind
+        let table = self
+            .tables
+            .get(&tid)
+            .filter(|t| columns.iter().all(|c| t.column(&c.name).is_some()))
+            .cloned()
+            .ok_or_else(|| {
+                format!("this reader has not read {tid} with these columns from the catalog yet")
+            })?;
         let shape = make_shape(&table, identity, columns).map_err(|e| e.message)?;
         if let Some(old) = self.relations.get(&id) {
             let before: Vec<&str> = old.columns.iter().map(|c| c.name.as_str()).collect();

@@ -403,7 +403,10 @@ mod tests {
             rel: 42,
             new: vec![TupleValue::Text(b"17".to_vec())],
         };
-        assert_eq!(parse_in(m.freeze(), true).unwrap(), (Some(9001), insert.clone()));
+        assert_eq!(
+            parse_in(m.freeze(), true).unwrap(),
+            (Some(9001), insert.clone())
+        );
         let mut m = bytes::BytesMut::new();
         m.put_u8(b'I');
         insert_body(&mut m);
