@@ -120,7 +120,8 @@ async fn wait_for(what: &str, task: &str, timeout: Duration, mut f: impl AsyncFn
 async fn start_streaming(task: &str, to: &str, dst: &Db) -> Running {
     let child = spawn_run(task);
     let name = common::task_name(task);
-    let sql = format!("SELECT count(*) FROM ferry.tasks WHERE task = '{name}' AND phase = 'incremental'");
+    let sql =
+        format!("SELECT count(*) FROM ferry.tasks WHERE task = '{name}' AND phase = 'incremental'");
     wait_for(
         "the incremental phase",
         task,
@@ -233,6 +234,12 @@ async fn transfers_stay_whole(from: &'static str, to: &'static str) {
         )
     };
     exec(from, &src.url, &accounts).await;
+    exec(
+        from,
+        &src.url,
+        "CREATE TABLE seqlog (id bigint PRIMARY KEY)",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let task = task(dir.path(), &src, &dst, "apply_jobs: 4\n");
     let child = start_streaming(&task, to, &dst).await;
@@ -241,6 +248,25 @@ async fn transfers_stay_whole(from: &'static str, to: &'static str) {
     let done = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     let base = seed();
+    // one writer whose transactions commit in the order of their ids: the target
+    // never holds an id without every smaller one (commit order)
+    {
+        let (url, stop) = (src.url.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let mut sql = String::new();
+                for _ in 0..10 {
+                    i += 1;
+                    sql.push_str(&format!(
+                        "{}; INSERT INTO seqlog VALUES ({i}); COMMIT; ",
+                        begin(from)
+                    ));
+                }
+                exec(from, &url, &sql).await;
+            }
+        }));
+    }
     for w in 0..6u64 {
         let (url, stop, done) = (src.url.clone(), stop.clone(), done.clone());
         writers.push(tokio::spawn(async move {
@@ -267,9 +293,13 @@ async fn transfers_stay_whole(from: &'static str, to: &'static str) {
     }
     // the reader of the target: every total it sees is the invariant
     let table = on_target(to, &src, "accounts");
-    let sum = format!("SELECT CAST(sum(amount) AS CHAR(30)) FROM {table}")
-        .replace("CHAR(30)", if to == "postgres" { "text" } else { "CHAR(30)" });
+    let sum = format!("SELECT CAST(sum(amount) AS CHAR(30)) FROM {table}").replace(
+        "CHAR(30)",
+        if to == "postgres" { "text" } else { "CHAR(30)" },
+    );
     let changed = format!("SELECT count(*) FROM {table} WHERE amount <> {BALANCE}");
+    let seqlog = on_target(to, &src, "seqlog");
+    let gaps = format!("SELECT coalesce(max(id), 0) - count(*) FROM {seqlog}");
     let mut polls = 0u64;
     let mut moved = 0;
     let t0 = Instant::now();
@@ -279,6 +309,12 @@ async fn transfers_stay_whole(from: &'static str, to: &'static str) {
             s,
             Some(BALANCE * ACCOUNTS as i64),
             "a reader of the target saw a total that never existed on the source; ferry printed:\n{}",
+            run_log(&task)
+        );
+        assert_eq!(
+            number(to, &dst.url, &gaps).await,
+            Some(0),
+            "a reader of the target saw a transaction without an earlier one; ferry printed:\n{}",
             run_log(&task)
         );
         polls += 1;
@@ -387,7 +423,10 @@ async fn kill_9_during_a_backlog(from: &'static str, to: &'static str) {
         child.kill();
         kills += 1;
     }
-    assert!(kills >= 2, "the runs were killed mid-backlog ({kills} times)");
+    assert!(
+        kills >= 2,
+        "the runs were killed mid-backlog ({kills} times)"
+    );
     catch_up_and_compare(&task).await;
     let check = format!(
         "SELECT count(*) FROM {c} c WHERE c.n <> (SELECT count(*) FROM {l} l WHERE l.counter = c.id)",
@@ -399,7 +438,11 @@ async fn kill_9_during_a_backlog(from: &'static str, to: &'static str) {
         number(to, &dst.url, &ledger).await,
         Some(LEDGER_TXNS as i64)
     );
-    let total = format!("SELECT CAST(sum(n) AS {}) FROM {}", if to == "postgres" { "bigint" } else { "SIGNED" }, on_target(to, &src, "counters"));
+    let total = format!(
+        "SELECT CAST(sum(n) AS {}) FROM {}",
+        if to == "postgres" { "bigint" } else { "SIGNED" },
+        on_target(to, &src, "counters")
+    );
     assert_eq!(number(to, &dst.url, &total).await, Some(LEDGER_TXNS as i64));
     assert!(
         run_log(&task).contains("apply on 4 connections"),
@@ -451,7 +494,11 @@ async fn unique_swaps_and_parents(from: &'static str, to: &'static str) {
         let mut swap = String::new();
         for p in 0..pairs {
             let (a, bb) = (2 * p, 2 * p + 1);
-            let (ca, cb) = if round % 2 == 0 { (2 * p, 2 * p + 1) } else { (2 * p + 1, 2 * p) };
+            let (ca, cb) = if round % 2 == 0 {
+                (2 * p, 2 * p + 1)
+            } else {
+                (2 * p + 1, 2 * p)
+            };
             let free = 2_000_000 + round * 10_000 + p;
             swap.push_str(&format!(
                 "{b}; UPDATE uq SET code = {free} WHERE id = {a}; COMMIT; \
@@ -531,7 +578,10 @@ async fn keyless_and_truncate(from: &'static str, to: &'static str) {
             }
         }
         sql.push_str("TRUNCATE scratch; ");
-        sql.push_str(&format!("{b}; INSERT INTO scratch VALUES ({}, 2); COMMIT; ", round));
+        sql.push_str(&format!(
+            "{b}; INSERT INTO scratch VALUES ({}, 2); COMMIT; ",
+            round
+        ));
         exec(from, &src.url, &sql).await;
     }
     drop(child);
@@ -539,10 +589,20 @@ async fn keyless_and_truncate(from: &'static str, to: &'static str) {
     let events = "SELECT count(*) FROM events";
     assert_eq!(
         query_lines(from, &src.url, events).await,
-        query_lines(to, &dst.url, &format!("SELECT count(*) FROM {}", on_target(to, &src, "events"))).await
+        query_lines(
+            to,
+            &dst.url,
+            &format!("SELECT count(*) FROM {}", on_target(to, &src, "events"))
+        )
+        .await
     );
     assert_eq!(
-        number(to, &dst.url, &format!("SELECT count(*) FROM {}", on_target(to, &src, "scratch"))).await,
+        number(
+            to,
+            &dst.url,
+            &format!("SELECT count(*) FROM {}", on_target(to, &src, "scratch"))
+        )
+        .await,
         Some(1)
     );
     assert_no_worker_failure(&task);
@@ -587,4 +647,75 @@ async fn one_apply_job_applies_on_one_connection() {
     let log = run_log(&task);
     assert!(log.contains("apply on 1 connection"), "{log}");
     assert!(!log.contains("apply on 4"), "{log}");
+}
+
+/// A large PostgreSQL transaction arrives while it runs (protocol v2 streaming): its
+/// worker applies it as it comes, a rolled-back savepoint and an aborted large
+/// transaction leave nothing, small transactions around it keep their place; the
+/// target equals the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_large_transaction_applied_while_in_progress() {
+    let src = fresh("postgres", "par_big_src").await;
+    let dst = fresh("postgres", "par_big_dst").await;
+    exec(
+        "postgres",
+        &src.url,
+        &format!(
+            "ALTER DATABASE \"{}\" SET logical_decoding_work_mem = '64kB';
+             CREATE TABLE big (id bigint PRIMARY KEY, v bigint NOT NULL);
+             INSERT INTO big SELECT g, g FROM generate_series(1, 200000) g;
+             CREATE TABLE small (id bigint PRIMARY KEY, v bigint NOT NULL);",
+            src.name
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = task(dir.path(), &src, &dst, "apply_jobs: 4\n");
+    let mut child = start_streaming(&task, "postgres", &dst).await;
+    child.kill();
+    let small = |from: u64| {
+        (from..from + 50)
+            .map(|i| format!("BEGIN; INSERT INTO small VALUES ({i}, {i}); COMMIT; "))
+            .collect::<String>()
+    };
+    // small transactions commit while the large one runs (another session)
+    let url = src.url.clone();
+    let during = tokio::spawn(async move {
+        for k in 0..20u64 {
+            exec("postgres", &url, &small(1000 + k * 50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    exec(
+        "postgres",
+        &src.url,
+        &format!(
+            "{} BEGIN; UPDATE big SET v = v + 1; SAVEPOINT a; UPDATE big SET v = -5 WHERE id <= 50000; \
+             ROLLBACK TO SAVEPOINT a; UPDATE small SET v = v * 2 WHERE id < 100; COMMIT; \
+             BEGIN; UPDATE big SET v = -1; ROLLBACK; {}",
+            small(0),
+            small(100)
+        ),
+    )
+    .await;
+    during.await.unwrap();
+    catch_up_and_compare(&task).await;
+    let log = run_log(&task);
+    assert!(
+        log.contains("applying in-progress transaction"),
+        "the large transaction was applied as it arrived:\n{log}"
+    );
+    assert!(
+        !log.contains("apply worker"),
+        "no apply worker failed:\n{log}"
+    );
+    assert_eq!(
+        number(
+            "postgres",
+            &dst.url,
+            "SELECT count(*) FROM big WHERE v = id + 1"
+        )
+        .await,
+        Some(200_000)
+    );
 }

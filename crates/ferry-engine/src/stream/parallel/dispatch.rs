@@ -2,7 +2,7 @@
 //! batches, gives each to a worker with the waits its keys call for, and accounts
 //! for the batches as they commit, in order (see the module doc of `parallel`).
 
-use super::keys::{row_keys, Key, TableDeps};
+use super::keys::{key_of, row_keys, Key, TableDeps};
 use super::worker::{Msg, Pool, Reply, Report};
 use super::{row_bytes, MAX_BATCH_KEYS};
 use crate::metrics::Metrics;
@@ -10,7 +10,7 @@ use crate::stream::apply::{now_us, restart};
 use crate::stream::apply_loop::ApplyLoop;
 use crate::stream::Outcome;
 use ferry_core::change::{Event, InProgressPart, RowOp, Shape};
-use ferry_core::{Error, ErrorKind, Position, Result, TableId};
+use ferry_core::{Engine, Error, ErrorKind, Position, Result, TableId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -134,7 +134,11 @@ pub(crate) async fn run(
         logged_txns: lp.metrics.txns.load(Ordering::Relaxed),
         keybuf: Vec::new(),
     };
-    let mut d = Dispatcher { lp, pool, st: &mut st };
+    let mut d = Dispatcher {
+        lp,
+        pool,
+        st: &mut st,
+    };
     d.run(rx, shutdown).await
 }
 
@@ -202,7 +206,9 @@ impl Dispatcher<'_, '_> {
     fn committed(&mut self, rep: Report) {
         let metrics: &Metrics = self.lp.metrics;
         metrics.observe_commit(rep.lag_us.map(|l| l as f64 / 1e6), rep.commit_secs);
-        metrics.unmatched.fetch_add(rep.unmatched, Ordering::Relaxed);
+        metrics
+            .unmatched
+            .fetch_add(rep.unmatched, Ordering::Relaxed);
         metrics.bytes.fetch_add(rep.bytes, Ordering::Relaxed);
         self.lp.ack.send_replace(Some(rep.position.clone()));
         metrics.rows.fetch_add(rep.rows, Ordering::Relaxed);
@@ -423,13 +429,15 @@ impl Dispatcher<'_, '_> {
             self.st.deps.insert(target.clone(), deps);
         }
         self.st.keybuf.clear();
-        Ok(row_keys(
-            &target,
-            shape,
-            &self.st.deps[&target],
-            op,
-            &mut self.st.keybuf,
-        ))
+        let deps = &self.st.deps[&target];
+        let keyed = row_keys(&target, shape, deps, op, &mut self.st.keybuf);
+        if keyed && !deps.unique.is_empty() && self.lp.spec.target.engine == Engine::MySql {
+            // InnoDB checks a unique secondary index with next-key locks even in READ
+            // COMMITTED: rows of one such table with different values still lock each
+            // other's gaps, so batches writing the table keep their order
+            self.st.keybuf.push(key_of(&target, &[]));
+        }
+        Ok(keyed)
     }
 
     /// The latest uncommitted batch other than `own` that wrote one of the keys in
@@ -656,6 +664,9 @@ impl Dispatcher<'_, '_> {
                 .min_by_key(|i| self.pool.workers[*i].last_seq)
                 .unwrap_or(0);
             self.pool.workers[w].reserved = Some(xid);
+            tracing::info!(
+                "applying in-progress transaction {xid} on apply connection {w} as it arrives"
+            );
             self.st.inprog.insert(
                 xid,
                 InProgress {
