@@ -133,6 +133,24 @@ async fn start_streaming(task: &str, to: &str, dst: &Db) -> Running {
 }
 
 async fn catch_up_and_compare(task: &str) -> String {
+    let out = catch_up(task);
+    compare(task);
+    out
+}
+
+/// Source and target are equal.
+fn compare(task: &str) {
+    let c = ferry(&["compare", task]);
+    assert!(
+        c.status.success(),
+        "source and target differ:\n{}\nruns printed:\n{}",
+        text(&c),
+        run_log(task)
+    );
+}
+
+/// Runs the task until it has applied what the source had committed.
+fn catch_up(task: &str) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["run", task, "--quiet", "--exit-when-caught-up"])
         .env("FERRY_LOG", "info")
@@ -150,13 +168,6 @@ async fn catch_up_and_compare(task: &str) -> String {
         o.status.success(),
         "catch-up run failed:\n{}\nearlier runs printed:\n{}",
         text(&o),
-        run_log(task)
-    );
-    let c = ferry(&["compare", task]);
-    assert!(
-        c.status.success(),
-        "source and target differ:\n{}\nruns printed:\n{}",
-        text(&c),
         run_log(task)
     );
     text(&o)
@@ -718,4 +729,84 @@ async fn pg_large_transaction_applied_while_in_progress() {
         .await,
         Some(200_000)
     );
+}
+
+/// Not a check: how long a backlog takes to drain with one and with four apply
+/// connections (W2: one-row transactions; W1: one large UPDATE), PostgreSQL →
+/// PostgreSQL, two tasks on the same source. Run with
+/// `cargo nextest run -p ferry --test parallel_apply --run-ignored only measure --no-capture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn measure_backlog_drain() {
+    let txns: u64 = std::env::var("FERRY_MEASURE_TXNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50_000);
+    let rows: u64 = std::env::var("FERRY_MEASURE_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500_000);
+    let src = fresh("postgres", "par_m_src").await;
+    exec(
+        "postgres",
+        &src.url,
+        &format!(
+            "CREATE TABLE w2 (id bigint PRIMARY KEY, v bigint NOT NULL, note text);
+             CREATE TABLE w1 (id bigint PRIMARY KEY, v bigint NOT NULL, note text);
+             INSERT INTO w1 SELECT g, g, 'row ' || g FROM generate_series(1, {rows}) g;"
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut tasks = Vec::new();
+    for jobs in [1, 4] {
+        let dst = fresh("postgres", &format!("par_m_dst{jobs}")).await;
+        let t = task(dir.path(), &src, &dst, &format!("apply_jobs: {jobs}\n"));
+        let mut child = start_streaming(&t, "postgres", &dst).await;
+        child.kill();
+        tasks.push((jobs, t, dst));
+    }
+    // W2: one-row transactions from four sessions
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let url = src.url.clone();
+            tokio::spawn(async move {
+                let per = txns / 4;
+                for c in 0..per / 500 {
+                    let sql: String = (0..500)
+                        .map(|i| {
+                            let id = w * per + c * 500 + i;
+                            format!("BEGIN; INSERT INTO w2 VALUES ({id}, {id}, 'x'); COMMIT; ")
+                        })
+                        .collect();
+                    exec("postgres", &url, &sql).await;
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    for (jobs, t, _) in &tasks {
+        let t0 = Instant::now();
+        catch_up(t);
+        let s = t0.elapsed().as_secs_f64();
+        compare(t);
+        eprintln!(
+            "MEASURE W2 {txns} one-row txns, apply_jobs {jobs}: {s:.2}s, {:.0} txn/s",
+            txns as f64 / s
+        );
+    }
+    // W1: one large UPDATE
+    exec("postgres", &src.url, "UPDATE w1 SET v = v + 1").await;
+    for (jobs, t, _) in &tasks {
+        let t0 = Instant::now();
+        catch_up(t);
+        let s = t0.elapsed().as_secs_f64();
+        compare(t);
+        eprintln!(
+            "MEASURE W1 one {rows}-row UPDATE, apply_jobs {jobs}: {s:.2}s, {:.0} rows/s",
+            rows as f64 / s
+        );
+    }
 }
