@@ -315,10 +315,10 @@ impl Dispatcher<'_, '_> {
                 }
             }
             Event::Reshape { .. } => {
-                return Err(self.to_serial("a table's columns changed"));
+                return Err(self.serial_restart("a table's columns changed"));
             }
             Event::Ddl { .. } => {
-                return Err(self.to_serial("the source ran a schema statement"));
+                return Err(self.serial_restart("the source ran a schema statement"));
             }
             Event::Commit {
                 position,
@@ -339,7 +339,7 @@ impl Dispatcher<'_, '_> {
 
     /// A change only the single connection applies: the stream restarts and applies
     /// serially until past the last position seen, then in parallel again.
-    fn to_serial(&mut self, why: &str) -> Error {
+    fn serial_restart(&mut self, why: &str) -> Error {
         let at = self.st.seen_to.clone();
         self.lp.par.serial_until = Some(at.clone());
         restart(&format!(
@@ -452,8 +452,16 @@ impl Dispatcher<'_, '_> {
     }
 
     async fn on_row(&mut self, shape: Arc<Shape>, op: RowOp) -> Result<()> {
-        let keyed = self.keys_of(&shape, &op).await?;
         let w = self.txn_worker().await?;
+        // a batch that records no keys and has nothing earlier left to wait for (a
+        // barrier, a huge transaction) needs no keys at all
+        let needs_keys = self.st.open.as_ref().is_some_and(|b| {
+            b.tracking || (b.waited + 1 < b.seq && self.st.applied_seq + 1 < b.seq)
+        });
+        if !needs_keys {
+            self.st.keybuf.clear();
+        }
+        let keyed = !needs_keys || self.keys_of(&shape, &op).await?;
         if !keyed {
             self.barrier().await?;
         } else if let Some(b) = self.st.open.as_ref() {
@@ -568,8 +576,13 @@ impl Dispatcher<'_, '_> {
         match part {
             InProgressPart::Row { subxid, shape, op } => {
                 let w = self.in_progress_worker(xid, subxid).await?;
-                let keyed = self.keys_of(&shape, &op).await?;
-                let upto = if keyed {
+                // its keys matter only while an earlier batch is uncommitted
+                let earlier = self.st.open.is_some() || self.st.applied_seq < self.st.last_seq;
+                self.st.keybuf.clear();
+                let keyed = earlier && self.keys_of(&shape, &op).await?;
+                let upto = if !earlier {
+                    None
+                } else if keyed {
                     let waited = self.st.inprog.get(&xid).map(|t| t.waited).unwrap_or(0);
                     self.conflict(0, waited)
                 } else {
