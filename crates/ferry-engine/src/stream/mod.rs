@@ -22,7 +22,7 @@ use crate::phase::{Phase, Phases};
 use crate::schema::mapping::NameMap;
 use crate::stream::apply::Applier;
 use crate::stream::apply_loop::ApplyLoop;
-use crate::throttle::{Rates, Throttle};
+use crate::throttle::Throttle;
 use ferry_core::change::{Event, StreamFeatures};
 use ferry_core::{Error, ErrorKind, Position, Result, Table, TaskSpec};
 use std::sync::atomic::Ordering;
@@ -105,10 +105,8 @@ pub async fn run_incremental(
     let mut backoff = Duration::from_secs(1);
     let mut hold: Option<Position> = None;
     let mut par = parallel::ParallelState::default();
-    let throttle = Arc::new(Throttle::new(Rates {
-        rows_per_second: spec.speed_limit.apply_rows_per_second,
-        bytes_per_second: spec.speed_limit.apply_bytes_per_second,
-    }));
+    // the caller's limit: the one a running task's edited limit reaches
+    let throttle = opts.apply_throttle.clone();
     // what the source keeps for the task, sampled beside the stream (its first
     // sample at once: a resumed task hears at its start how close its log is to
     // being removed); stops with the phase
