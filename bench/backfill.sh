@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-2000000}; RATE=${2:-500}; SCALE=${3:-10}
 command -v pgbench >/dev/null || { sudo apt-get install -y postgresql-contrib >/dev/null 2>&1 || apt-get install -y postgresql-contrib >/dev/null; }
-cargo build --release -q --bin ferry --bin ferry-sandbox
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin ferry --bin ferry-sandbox
 eval "$(target/release/ferry-sandbox)"
 BASE=${FERRY_PG_URL%/*}
 PGB=$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1); PGB=${PGB:-pgbench}

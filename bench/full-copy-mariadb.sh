@@ -25,8 +25,8 @@ ROWS=${ROWS:-1000000}
 REPS=${REPS:-3}
 JOBS=${JOBS:-2}
 command -v /usr/bin/time >/dev/null || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
-cargo build --release --locked -q -p ferry -p ferry-testkit
-WORK=$(mktemp -d)
+[ -n "${NO_BUILD:-}" ] || cargo build --release --locked -q -p ferry -p ferry-testkit
+WORK=$(mktemp -d); chmod 755 "$WORK"  # the servers run as their own users
 OWN_SERVERS=0
 if [ -z "${FERRY_TESTKIT_DIR:-}" ]; then
   export FERRY_TESTKIT_DIR="$WORK/servers"

@@ -721,13 +721,26 @@ objects:
 
     #[test]
     fn target_binlog_is_on_unless_turned_off_for_a_mysql_target() {
-        let my = SHOP.replace("postgres://postgres@127.0.0.1:5432/shop", "mysql://root@127.0.0.1:3307/shop");
+        let my = SHOP.replace(
+            "postgres://postgres@127.0.0.1:5432/shop",
+            "mysql://root@127.0.0.1:3307/shop",
+        );
         assert!(TaskSpec::from_yaml(&my).unwrap().target_binlog);
         let off = TaskSpec::from_yaml(&format!("{my}target_binlog: off\n")).unwrap();
         assert!(!off.target_binlog);
-        assert!(TaskSpec::from_yaml(&format!("{my}target_binlog: on\n")).unwrap().target_binlog);
+        assert!(
+            TaskSpec::from_yaml(&format!("{my}target_binlog: on\n"))
+                .unwrap()
+                .target_binlog
+        );
         let e = TaskSpec::from_yaml(&format!("{my}target_binlog: maybe\n")).unwrap_err();
-        assert!(e.hint.as_deref().unwrap_or_default().contains("target_binlog"), "{e:?}");
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("target_binlog"),
+            "{e:?}"
+        );
         let e = TaskSpec::from_yaml(&format!("{SHOP}target_binlog: off\n")).unwrap_err();
         assert!(e.message.contains("MySQL/MariaDB targets"), "{}", e.message);
         // reversed, the old target is the source: the setting is dropped

@@ -234,8 +234,14 @@ pub async fn read_lines(
     batch_rows: usize,
 ) -> Result<()> {
     let cols: Vec<&Column> = t.copied_columns().collect();
-    let raw_ok: Vec<bool> = cols.iter().map(|c| text_passes_through(&c.logical)).collect();
-    let floats: Vec<Option<(u32, u32)>> = cols.iter().map(|c| declared_float(&c.native_type)).collect();
+    let raw_ok: Vec<bool> = cols
+        .iter()
+        .map(|c| text_passes_through(&c.logical))
+        .collect();
+    let floats: Vec<Option<(u32, u32)>> = cols
+        .iter()
+        .map(|c| declared_float(&c.native_type))
+        .collect();
     let sql = select_sql(t, range);
     let mut result = conn.conn.query_iter(sql).await.map_err(classify)?;
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);

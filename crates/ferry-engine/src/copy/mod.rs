@@ -228,10 +228,16 @@ pub async fn run_full(
             let target = names.target(&t.id);
             totals.insert(target.clone(), count);
             let ranges = match (key, bounds) {
-                (Some(k), Some((lo, hi))) => split_range(&k, lo, hi, count, balanced_chunk_rows(count, spec.chunk_rows, jobs))
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
+                (Some(k), Some((lo, hi))) => split_range(
+                    &k,
+                    lo,
+                    hi,
+                    count,
+                    balanced_chunk_rows(count, spec.chunk_rows, jobs),
+                )
+                .into_iter()
+                .map(Some)
+                .collect(),
                 _ => vec![None],
             };
             for (i, range) in ranges.into_iter().enumerate() {
@@ -531,6 +537,9 @@ mod tests {
         // never above chunk_rows, never zero
         assert_eq!(balanced_chunk_rows(3, 1, 2), 1);
         assert!(balanced_chunk_rows(1_000_001, 200_000, 4) <= 200_000);
-        assert_eq!(1_000_001u64.div_ceil(balanced_chunk_rows(1_000_001, 200_000, 4)) % 4, 0);
+        assert_eq!(
+            1_000_001u64.div_ceil(balanced_chunk_rows(1_000_001, 200_000, 4)) % 4,
+            0
+        );
     }
 }

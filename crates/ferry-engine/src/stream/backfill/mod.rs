@@ -55,11 +55,11 @@ use ferry_connector::ReadFormat;
 use ferry_core::change::{Cell, RowOp, Shape};
 use ferry_core::chunk::{Batch, KeyRange};
 use ferry_core::{Error, Position, Result, Table, TableId, TaskSpec, Value};
+use load::{Load, Worker};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use load::{Load, Worker};
 use visibility::{Coverage, InFlight};
 
 /// Upper bounds on a backfill chunk (what a failed load reads again; an upserted
@@ -535,15 +535,8 @@ impl Backfill {
             _ => Coverage::All,
         };
         let job = f.job.clone();
-        self.loads.push_back(Load::start(
-            w,
-            &self.spec,
-            &self.fence,
-            t,
-            job,
-            range,
-            seen,
-        ));
+        self.loads
+            .push_back(Load::start(w, &self.spec, &self.fence, t, job, range, seen));
         Ok(true)
     }
 
@@ -663,8 +656,7 @@ impl Backfill {
         let lo = range.as_ref().and_then(|r| r.lo);
         let f = &self.tables[t];
         let (table, shape) = (f.table.clone(), f.shape.clone());
-        let n = match upsert_rows(src, applier, &table, &shape, range.as_ref(), &self.spec).await
-        {
+        let n = match upsert_rows(src, applier, &table, &shape, range.as_ref(), &self.spec).await {
             Ok(n) => n,
             Err(e) => {
                 let _ = src.exec("ROLLBACK").await;
