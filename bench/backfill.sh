@@ -25,7 +25,7 @@ psql -q "$BASE/bench_bf_src" -c "CREATE TABLE extra (id bigint PRIMARY KEY, note
 DIR=$(mktemp -d)
 task() { # name target include...
   local name=$1 target=$2; shift 2
-  printf 'name: %s\nkind: sync\nmode: %s\nsource: %s\ntarget: %s\nobjects:\n  include: [%s]\n' \
+  printf 'name: %s\nkind: migration\nmode: %s\nsource: %s\ntarget: %s\nobjects:\n  include: [%s]\n' \
     "$name" "${MODE:-full+incremental}" "$BASE/bench_bf_src" "$BASE/$target" "$(IFS=,; echo "$*")"
 }
 PGBENCH_TABLES='"public.pgbench_accounts","public.pgbench_branches","public.pgbench_tellers","public.pgbench_history"'
