@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-2000000}; RATE=${2:-500}; SCALE=${3:-10}
 command -v pgbench >/dev/null || { sudo apt-get install -y postgresql-contrib >/dev/null 2>&1 || apt-get install -y postgresql-contrib >/dev/null; }
-cargo build --release -q --bin ferry --bin ferry-sandbox
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin ferry --bin ferry-sandbox
 eval "$(target/release/ferry-sandbox)"
 BASE=${FERRY_PG_URL%/*}
 PGB=$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1); PGB=${PGB:-pgbench}
@@ -25,7 +25,7 @@ psql -q "$BASE/bench_bf_src" -c "CREATE TABLE extra (id bigint PRIMARY KEY, note
 DIR=$(mktemp -d)
 task() { # name target include...
   local name=$1 target=$2; shift 2
-  printf 'name: %s\nkind: sync\nmode: %s\nsource: %s\ntarget: %s\nobjects:\n  include: [%s]\n' \
+  printf 'name: %s\nkind: migration\nmode: %s\nsource: %s\ntarget: %s\nobjects:\n  include: [%s]\n' \
     "$name" "${MODE:-full+incremental}" "$BASE/bench_bf_src" "$BASE/$target" "$(IFS=,; echo "$*")"
 }
 PGBENCH_TABLES='"public.pgbench_accounts","public.pgbench_branches","public.pgbench_tellers","public.pgbench_history"'

@@ -51,6 +51,13 @@ pub trait Dialect: Send + Sync {
     /// whether it must succeed (`false`: best effort, a refusal is ignored).
     fn writer_session(&self) -> (&'static str, bool);
 
+    /// The session setting that keeps a bulk-loading connection's writes out of the
+    /// target's replication log (the task's `target_binlog: off`); `None` where the
+    /// engine has no such switch per session.
+    fn unlogged_session(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The SQL literal of `v`, a value of (source) logical type `ty` (`NULL` for a
     /// null value); an error says why the target cannot store it.
     fn value_literal(&self, v: &Value, ty: &LogicalType) -> std::result::Result<String, String>;

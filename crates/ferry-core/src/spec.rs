@@ -279,6 +279,16 @@ struct RawSpec {
     source_protection: RawProtection,
     #[serde(default)]
     speed_limit: Option<serde_norway::Value>,
+    #[serde(default)]
+    target_binlog: Option<OnOff>,
+}
+
+/// `on` / `off` in the task file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// `source_protection:` in the task file, as written.
@@ -535,6 +545,11 @@ pub struct TaskSpec {
     pub start_position: Option<crate::Position>,
     /// How the source's log kept for the task is watched.
     pub source_protection: SourceProtection,
+    /// MySQL/MariaDB target: whether the rows the copy bulk-loads (the full copy's
+    /// chunks, an added table's backfill) go to the target's binary log (`true`, the
+    /// default: the target may have replicas of its own). `target_binlog: off` keeps
+    /// them out (`sql_log_bin = 0` in those sessions), which loads faster.
+    pub target_binlog: bool,
 }
 
 impl TaskSpec {
@@ -564,7 +579,7 @@ impl TaskSpec {
                  (fail|drop|truncate|append), jobs, apply_jobs, chunk_rows, start_position, \
                  source_protection {max_retained_wal, sample_seconds}, speed_limit \
                  {copy_rows_per_second, copy_mb_per_second, apply_rows_per_second, \
-                 apply_mb_per_second}",
+                 apply_mb_per_second}, target_binlog (on|off)",
             )
         })?;
         if raw.name.is_empty()
@@ -620,6 +635,13 @@ impl TaskSpec {
             None => SpeedLimit::default(),
             Some(v) => SpeedLimit::from_value(v)?,
         };
+        let target_binlog = raw.target_binlog != Some(OnOff::Off);
+        if !target_binlog && target.engine != Engine::MySql {
+            return Err(Error::definite(
+                "target_binlog is for MySQL/MariaDB targets (their binary log)",
+            )
+            .with_hint("remove target_binlog: off for a PostgreSQL target"));
+        }
         let start_position = match &raw.start_position {
             None => None,
             Some(p) => {
@@ -657,6 +679,7 @@ impl TaskSpec {
             chunk_rows: raw.chunk_rows.unwrap_or(200_000),
             start_position,
             source_protection,
+            target_binlog,
         })
     }
 
@@ -669,6 +692,7 @@ impl TaskSpec {
             target: self.source.clone(),
             mode: Mode::Incremental,
             start_position: None,
+            target_binlog: true,
             ..self.clone()
         }
     }
@@ -693,6 +717,8 @@ pub fn reverse_spec_text(yaml: &str) -> Result<String> {
         }
         m.insert("mode".into(), "incremental".into());
         m.remove("start_position");
+        // about the old target's binary log, which is the source now
+        m.remove("target_binlog");
     }
     serde_norway::to_string(&doc).map_err(|e| Error::definite(e.to_string()))
 }
@@ -829,6 +855,36 @@ objects:
         assert_eq!(back.source.port, 3306);
         let e = reverse_spec_text("name: [x\n").unwrap_err();
         assert!(e.message.starts_with("not valid YAML"), "{}", e.message);
+    }
+
+    #[test]
+    fn target_binlog_is_on_unless_turned_off_for_a_mysql_target() {
+        let my = SHOP.replace(
+            "postgres://postgres@127.0.0.1:5432/shop",
+            "mysql://root@127.0.0.1:3307/shop",
+        );
+        assert!(TaskSpec::from_yaml(&my).unwrap().target_binlog);
+        let off = TaskSpec::from_yaml(&format!("{my}target_binlog: off\n")).unwrap();
+        assert!(!off.target_binlog);
+        assert!(
+            TaskSpec::from_yaml(&format!("{my}target_binlog: on\n"))
+                .unwrap()
+                .target_binlog
+        );
+        let e = TaskSpec::from_yaml(&format!("{my}target_binlog: maybe\n")).unwrap_err();
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("target_binlog"),
+            "{e:?}"
+        );
+        let e = TaskSpec::from_yaml(&format!("{SHOP}target_binlog: off\n")).unwrap_err();
+        assert!(e.message.contains("MySQL/MariaDB targets"), "{}", e.message);
+        // reversed, the old target is the source: the setting is dropped
+        let text = reverse_spec_text(&format!("{my}target_binlog: off\n")).unwrap();
+        assert!(TaskSpec::from_yaml(&text).unwrap().target_binlog);
+        assert!(off.reversed().target_binlog);
     }
 
     #[test]

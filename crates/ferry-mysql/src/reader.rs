@@ -1,7 +1,10 @@
 //! Consistent snapshot over several connections, and chunk reads.
 
 use crate::conn::{classify, qualified, quote_ident, MyConn};
-use crate::types::{parse_cell, select_expr};
+use crate::types::{
+    declared_float, encode_field, escape_into, fit_declared_float, parse_cell, select_expr,
+    text_passes_through,
+};
 use ferry_core::{
     chunk::Batch, chunk::KeyRange, Column, Error, ErrorKind, Position, Result, Table, TableId,
 };
@@ -216,4 +219,129 @@ pub async fn read_rows(
         })?;
     }
     Ok(())
+}
+
+/// Streams a chunk as `LOAD DATA` lines for a MySQL/MariaDB target (the same-engine
+/// passthrough): a cell whose text is already its field ([`text_passes_through`]) is
+/// only escaped, the others are decoded and encoded as a decoded row's would be
+/// (floats of a declared precision fitted to their bound). Batches of at most
+/// `batch_rows` rows or [`ferry_core::chunk::BATCH_BYTES`].
+pub async fn read_lines(
+    conn: &mut MyConn,
+    t: &Table,
+    range: Option<&KeyRange>,
+    tx: &Sender<Batch>,
+    batch_rows: usize,
+) -> Result<()> {
+    let cols: Vec<&Column> = t.copied_columns().collect();
+    let raw_ok: Vec<bool> = cols
+        .iter()
+        .map(|c| text_passes_through(&c.logical))
+        .collect();
+    let floats: Vec<Option<(u32, u32)>> = cols
+        .iter()
+        .map(|c| declared_float(&c.native_type))
+        .collect();
+    let sql = select_sql(t, range);
+    let mut result = conn.conn.query_iter(sql).await.map_err(classify)?;
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut rows = 0usize;
+    let mut failure = None;
+    if let Some(mut stream) = result
+        .stream::<mysql_async::Row>()
+        .await
+        .map_err(classify)?
+    {
+        'rows: while let Some(row) = stream.next().await {
+            let row = row.map_err(classify)?;
+            let cells = row.unwrap_raw();
+            for (i, (cell, c)) in cells.iter().zip(&cols).enumerate() {
+                if i > 0 {
+                    out.push(b'\t');
+                }
+                match cell {
+                    None | Some(mysql_async::Value::NULL) => out.extend_from_slice(b"\\N"),
+                    Some(mysql_async::Value::Bytes(b)) if raw_ok[i] => escape_into(&mut out, b),
+                    Some(_) => {
+                        if let Err(e) = decoded_field(cell.clone(), c, floats[i], &mut out) {
+                            failure = Some(row_error(t, &cols, &cells, i, &e));
+                            break 'rows;
+                        }
+                    }
+                }
+            }
+            out.push(b'\n');
+            rows += 1;
+            if rows >= batch_rows || out.len() >= ferry_core::chunk::BATCH_BYTES {
+                rows = 0;
+                let full = std::mem::replace(&mut out, Vec::with_capacity(64 * 1024));
+                if tx.send(Batch::Raw(full.into())).await.is_err() {
+                    failure = Some(
+                        Error::transient("the writer stopped before the chunk was read to the end")
+                            .with_kind(ErrorKind::WriterStopped),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        // the rest of the result set must be drained before the connection is reused
+        drop(result);
+        conn.conn.query_drop("DO 0").await.ok();
+        return Err(e);
+    }
+    drop(result);
+    if !out.is_empty() {
+        tx.send(Batch::Raw(out.into())).await.map_err(|_| {
+            Error::transient("the writer stopped before the chunk was read to the end")
+                .with_kind(ErrorKind::WriterStopped)
+        })?;
+    }
+    Ok(())
+}
+
+/// One cell through the decoding path: its value, fitted to a declared float bound,
+/// as a `LOAD DATA` field.
+fn decoded_field(
+    cell: Option<mysql_async::Value>,
+    c: &Column,
+    float: Option<(u32, u32)>,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    let mut v = parse_cell(cell, &c.logical)?;
+    if let Some((m, d)) = float {
+        if let Some(w) = fit_declared_float(&v, m, d)? {
+            v = w;
+        }
+    }
+    encode_field(&v, &c.logical, out)
+}
+
+/// The error for column `i` of a row, naming the table, column and the row's key
+/// (decoded for the message).
+fn row_error(
+    t: &Table,
+    cols: &[&Column],
+    cells: &[Option<mysql_async::Value>],
+    i: usize,
+    reason: &str,
+) -> Error {
+    let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+    let ctx = ferry_core::chunk::RowContext {
+        table: t.id.clone(),
+        key_positions: t
+            .primary_key
+            .iter()
+            .filter_map(|k| names.iter().position(|n| n == k))
+            .collect(),
+        columns: names,
+        target_types: cols.iter().map(|c| c.logical.clone()).collect(),
+    };
+    let row: Vec<ferry_core::Value> = cells
+        .iter()
+        .zip(cols)
+        .map(|(cell, c)| parse_cell(cell.clone(), &c.logical).unwrap_or(ferry_core::Value::Null))
+        .collect();
+    ctx.value_error(&row, i, reason)
 }

@@ -242,7 +242,28 @@ pub fn load_conversion(ty: &LogicalType) -> Option<&'static str> {
     }
 }
 
-fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
+/// Whether a text-protocol cell of a column of type `ty` (read by [`select_expr`]) is,
+/// escaped, exactly the `LOAD DATA` field [`encode_field`] would write for its
+/// decoded value (between two MySQL/MariaDB servers): integers, exact decimals,
+/// dates and times, text, JSON. Floats (widened and fitted to a declared bound),
+/// binary, bit, spatial and YEAR values take the decoding path.
+pub fn text_passes_through(ty: &LogicalType) -> bool {
+    !matches!(
+        ty,
+        LogicalType::Float32
+            | LogicalType::Float64
+            | LogicalType::Bytes
+            | LogicalType::Bit { .. }
+            | LogicalType::Year
+            | LogicalType::Decimal {
+                precision: None,
+                ..
+            }
+    ) && !is_spatial(ty)
+}
+
+/// Escapes `s` as a `LOAD DATA` field (backslash escapes, tab-separated lines).
+pub(crate) fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
     for &b in s {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),

@@ -117,6 +117,7 @@ pub(crate) fn cluster_spec(
         jobs: None,
         apply_jobs: None,
         speed_limit: Default::default(),
+        target_binlog: true,
         chunk_rows: chunk_rows.max(1),
         start_position: None,
         source_protection: Default::default(),

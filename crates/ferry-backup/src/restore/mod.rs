@@ -199,6 +199,7 @@ pub fn restore_spec(req: &RestoreRequest, from: Engine) -> TaskSpec {
         jobs: Some(req.jobs.max(1)),
         apply_jobs: Some(1),
         speed_limit: Default::default(),
+        target_binlog: true,
         chunk_rows: 100_000,
         start_position: None,
         source_protection: Default::default(),

@@ -231,10 +231,16 @@ pub async fn run_full(
             let target = names.target(&t.id);
             totals.insert(target.clone(), count);
             let ranges = match (key, bounds) {
-                (Some(k), Some((lo, hi))) => split_range(&k, lo, hi, count, spec.chunk_rows)
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
+                (Some(k), Some((lo, hi))) => split_range(
+                    &k,
+                    lo,
+                    hi,
+                    count,
+                    balanced_chunk_rows(count, spec.chunk_rows, jobs),
+                )
+                .into_iter()
+                .map(Some)
+                .collect(),
                 _ => vec![None],
             };
             for (i, range) in ranges.into_iter().enumerate() {
@@ -335,7 +341,7 @@ pub async fn run_full(
         let mut target = Conn::open(spec, Role::Target).await?;
         // the foreign keys of tables kept by `existing_data: truncate | append` hold
         // on the source already; chunks of parents and children load in any order
-        target.begin_writer_session().await?;
+        begin_bulk_session(&mut target, spec).await?;
         target.join_writers(&spec.name, Some(slot)).await?;
         let kept = kept.clone();
         let (queue, remaining, table_jobs, post, table_progress, stop, fence) = (
@@ -471,6 +477,41 @@ pub async fn run_full(
     })
 }
 
+/// Prepares a target session for bulk loads: the writer session (foreign keys hold
+/// on the source already), and with `target_binlog: off` its writes kept out of the
+/// target's binary log.
+pub(crate) async fn begin_bulk_session(target: &mut Conn, spec: &TaskSpec) -> Result<()> {
+    target.begin_writer_session().await?;
+    if spec.target_binlog {
+        return Ok(());
+    }
+    if let Some(set) = target.dialect().unlogged_session() {
+        target.exec(set).await.map_err(|e| {
+            e.context("target_binlog: off").with_hint(
+                "turning the binary log off for a session needs the BINLOG ADMIN (MariaDB) \
+                 or SYSTEM_VARIABLES_ADMIN (MySQL) privilege, or SUPER: grant it, or remove \
+                 target_binlog: off",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Rows per chunk so that a table's chunks are a multiple of the workers: the last
+/// round of a table split into `jobs + 1` chunks would otherwise keep all workers
+/// but one idle (5 chunks of 200,000 rows on 2 workers take 3 rounds; 6 of 166,667
+/// take 3 shorter ones). Never more than `chunk_rows`.
+fn balanced_chunk_rows(count: u64, chunk_rows: u64, jobs: usize) -> u64 {
+    let chunk_rows = chunk_rows.max(1);
+    let jobs = jobs.max(1) as u64;
+    let chunks = count.div_ceil(chunk_rows);
+    if chunks <= 1 {
+        return chunk_rows;
+    }
+    let rounded = chunks.div_ceil(jobs) * jobs;
+    count.div_ceil(rounded).clamp(1, chunk_rows)
+}
+
 /// Post-data DDL of one table (keys, indexes, checks, sequence positions), then its
 /// stage. `tolerant` skips "already exists" errors left by an interrupted attempt.
 async fn finish_table(
@@ -482,4 +523,27 @@ async fn finish_table(
 ) -> Result<()> {
     build_keys(conn, target, ddl, tolerant).await?;
     conn.set_stage(task, target, TableStage::Indexed).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_chunk_rows;
+
+    #[test]
+    fn chunks_come_in_multiples_of_the_workers() {
+        // 5 chunks of 200,000 on 2 workers → 6 of 166,667
+        assert_eq!(balanced_chunk_rows(1_000_000, 200_000, 2), 166_667);
+        assert_eq!(1_000_000u64.div_ceil(166_667), 6);
+        // already a multiple: unchanged
+        assert_eq!(balanced_chunk_rows(800_000, 200_000, 2), 200_000);
+        // one chunk stays one chunk (small tables are not split further)
+        assert_eq!(balanced_chunk_rows(150_000, 200_000, 4), 200_000);
+        // never above chunk_rows, never zero
+        assert_eq!(balanced_chunk_rows(3, 1, 2), 1);
+        assert!(balanced_chunk_rows(1_000_001, 200_000, 4) <= 200_000);
+        assert_eq!(
+            1_000_001u64.div_ceil(balanced_chunk_rows(1_000_001, 200_000, 4)) % 4,
+            0
+        );
+    }
 }

@@ -252,7 +252,7 @@ impl ApplyLoop<'_> {
         op: RowOp,
     ) -> Result<()> {
         if !st.skip.contains(&shape.table) {
-            if let Some(op) = self.backfill.filter(shape, op)? {
+            if let Some(op) = self.backfill.filter(shape, op).await? {
                 st.txn_rows += 1;
                 st.txn_bytes += crate::stream::parallel::row_bytes(&op);
                 self.applier.row(shape, op).await?;
@@ -268,7 +268,7 @@ impl ApplyLoop<'_> {
             .into_iter()
             .filter(|t| !st.skip.contains(t))
             .collect();
-        let tables = self.backfill.truncate(tables)?;
+        let tables = self.backfill.truncate(tables).await?;
         self.applier.truncate(&tables).await?;
         st.open_since.get_or_insert_with(Instant::now);
         Ok(())

@@ -32,6 +32,10 @@ impl Dialect for MyDialect {
         ("SET SESSION foreign_key_checks = 0", true)
     }
 
+    fn unlogged_session(&self) -> Option<&'static str> {
+        Some("SET SESSION sql_log_bin = 0")
+    }
+
     fn value_literal(&self, v: &Value, ty: &LogicalType) -> std::result::Result<String, String> {
         if v.is_null() {
             return Ok("NULL".into());

@@ -31,8 +31,10 @@ impl Schema for MySql {
         crate::ddl::plan(t, target, from, create_text, map)
     }
 
+    /// Text-protocol cells written as `LOAD DATA` lines, decoded only where the
+    /// text is not already the field (`reader::read_lines`).
     fn passthrough(&self) -> bool {
-        false
+        true
     }
 
     fn schemas_are_databases(&self) -> bool {

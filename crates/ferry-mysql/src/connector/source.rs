@@ -3,7 +3,7 @@
 use crate::{reader, MyConn};
 use ferry_connector::{async_trait, ChunkSource, Connection, ReadFormat, Snapshot};
 use ferry_core::chunk::{Batch, KeyRange};
-use ferry_core::{Error, ErrorKind, Position, Result, Table, TableId};
+use ferry_core::{ErrorKind, Position, Result, Table, TableId};
 use tokio::sync::mpsc::Sender;
 
 fn mine<'a>(w: &'a mut &mut dyn Connection) -> Result<&'a mut MyConn> {
@@ -31,9 +31,7 @@ impl ChunkSource for MyConn {
         batch_rows: usize,
     ) -> Result<()> {
         if format == ReadFormat::Passthrough {
-            return Err(Error::definite(
-                "internal: MySQL/MariaDB has no passthrough read",
-            ));
+            return reader::read_lines(self, t, range, tx, batch_rows).await;
         }
         reader::read_rows(self, t, range, tx, batch_rows).await
     }
