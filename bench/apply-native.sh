@@ -51,8 +51,8 @@ has() { [[ " $PARTS " == *" $1 "* ]]; }
 
 command -v pgbench >/dev/null || apt-get install -y -qq postgresql-contrib >/dev/null
 command -v sysbench >/dev/null || apt-get install -y -qq sysbench >/dev/null
-cargo build --release -q --bin ferry
-FERRY=$PWD/target/release/ferry
+# FERRY_BIN: a ferry binary built elsewhere (e.g. another commit), else this checkout's release build
+if [ -n "${FERRY_BIN:-}" ]; then FERRY=$FERRY_BIN; else cargo build --release -q --bin ferry; FERRY=$PWD/target/release/ferry; fi
 CORES=$(nproc)
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 ROOT=0; [ "$(id -u)" = 0 ] && ROOT=1
@@ -329,7 +329,9 @@ my_consumers() {
   local j; for j in $FERRY_JOBS; do MYC+=("ferry:an-my-$(jtag "$j"):$j:my:$FP:f_$(jtag "$j")"); done
 }
 my_w1() { myq "$MP" "UPDATE src.w1 SET n = n + 1; INSERT INTO src.done VALUES (1)"; }
-my_w2() { myq "$MP" "BEGIN NOT ATOMIC FOR i IN 1..$W2 DO INSERT INTO src.w2 VALUES (i, concat('txn ', i)); END FOR; END"
+my_w2() { # autocommit: every INSERT of the loop is a transaction (a GTID) of its own
+          myq "$MP" "DELIMITER //
+BEGIN NOT ATOMIC FOR i IN 1..$W2 DO INSERT INTO src.w2 VALUES (i, concat('txn ', i)); END FOR; END //"
           myq "$MP" "INSERT INTO src.done VALUES (2)"; }
 my_w3() { sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$MP" --mysql-user=root \
             --mysql-db=src --tables=1 --table-size="$SBSIZE" --threads="$CLIENTS" --events="$W3" --time=0 \
@@ -464,7 +466,7 @@ fi
 
 # ---- report --------------------------------------------------------------------------
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates && echo "" || echo "+uncommitted")
+COMMIT=${FERRY_COMMIT:-$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates && echo "" || echo "+uncommitted")}
 table() { # W title unit
   echo "### $1: $2"
   echo
