@@ -307,7 +307,7 @@ my_setup() {
     myq "$r" "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $MP, MASTER_USER = 'root',
       MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos; START SLAVE"
   done
-  myq "$MP" "CREATE DATABASE src; CREATE TABLE src.w1 (id bigint PRIMARY KEY, v varchar(40), n int);
+  myq "$MP" "CREATE DATABASE src; USE src; CREATE TABLE src.w1 (id bigint PRIMARY KEY, v varchar(40), n int);
     CREATE TABLE src.w2 (id bigint PRIMARY KEY, v varchar(40)); CREATE TABLE src.done (id int PRIMARY KEY);
     INSERT INTO src.w1 SELECT seq, concat('row ', seq), 0 FROM seq_1_to_$W1"
   sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$MP" --mysql-user=root \
