@@ -91,6 +91,26 @@ pub trait Dialect: Send + Sync {
     /// row: there is no such table.
     fn match_forms_sql(&self, t: &TableId) -> String;
 
+    /// A query over the unique indexes and constraints of table `t` (its primary key
+    /// included) returning one row per key column, in key order and grouped by
+    /// index: the index's name and the column's name — NULL for a part the applier
+    /// cannot compute from a row (an expression, a column prefix, an exclusion
+    /// constraint), which makes every row of the table conflict on that index. Read
+    /// by parallel apply to keep the order of changes that collide on a unique
+    /// value; `None`: the engine cannot say.
+    fn unique_keys_sql(&self, _t: &TableId) -> Option<String> {
+        None
+    }
+
+    /// A query over the foreign keys of table `t` returning one row per column pair,
+    /// in key order and grouped by constraint: the constraint's name, the child
+    /// column, the parent table's schema and name, and the referenced column. Read
+    /// by parallel apply to keep a child's change in order with its parent row's;
+    /// `None`: the engine cannot say.
+    fn foreign_keys_sql(&self, _t: &TableId) -> Option<String> {
+        None
+    }
+
     /// One row of [`Dialect::match_forms_sql`]: the column's name and form.
     fn match_form_row(&self, row: &[Option<String>]) -> Option<(String, MatchForm)> {
         let ty = || row.get(1).cloned().flatten();

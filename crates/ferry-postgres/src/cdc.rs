@@ -6,6 +6,28 @@
 //! keeps WAL until Ferry acknowledges it, and Ferry acknowledges only positions whose
 //! changes are committed on the target — also when idle, so an idle task never makes
 //! the source hold WAL.
+//!
+//! # Streaming of in-progress transactions (protocol version 2)
+//!
+//! When the caller can take them ([`StreamFrom::in_progress`]) and the server is
+//! PostgreSQL 14+, the stream asks for `proto_version '2', streaming 'on'`: a
+//! transaction whose decoded changes outgrow the server's `logical_decoding_work_mem`
+//! arrives in stream blocks while it still runs, as [`Event::InProgress`] parts
+//! (rows tagged with the subtransaction that made them, subtransaction and whole
+//! aborts, and at last its commit in commit order), interleaved with ordinary
+//! `Begin … Commit` transactions. Nothing about acknowledgement changes: the engine
+//! acknowledges positions committed on the target, and a part moves nothing; the
+//! streamed transaction's `Commit` carries the same position (its commit record's end)
+//! an ordinary `Commit` of it would. A streamed transaction has no `Begin` and so no
+//! backfill marker: the engine asks for parts only while no backfill runs.
+//!
+//! A Relation message inside a stream block describes the table as that transaction
+//! sees it, which may include its own uncommitted `ALTER TABLE`. Parts cannot carry a
+//! reshape (the applier would have to change the target table inside a transaction
+//! that may still roll back), so a streamed Relation that differs from the shape the
+//! reader holds or from the source's committed catalog stops the stream with a
+//! transient error, and the slot's next streams take whole transactions only until the
+//! target has acknowledged past the end of that transaction (see [`whole_only`]).
 
 use crate::catalog::read_tables;
 use crate::conn::{classify, qualified, quote_ident, PgConn};
@@ -13,12 +35,12 @@ use crate::pgoutput::{self, Message, RelColumn, TupleValue};
 use crate::replication::{ReplConn, StreamMessage, PG_EPOCH_OFFSET_US};
 use crate::types::parse_text;
 use ferry_connector::Retention;
-use ferry_core::change::{Cell, Event, RowOp, Shape};
+use ferry_core::change::{Cell, Event, InProgressPart, RowOp, Shape};
 use ferry_core::{
     select::ObjectFilter, Error, ErrorKind, LogicalType, Position, Result, Table, TableId, Value,
 };
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -368,12 +390,56 @@ fn plain(cells: Vec<Cell>) -> Vec<Value> {
         .collect()
 }
 
+/// Slots whose streams take whole transactions only for now, and the transaction
+/// whose streamed parts could not be followed (see [`whole_only`]). Kept for the
+/// process's life: a task restarts its stream in the same process.
+static WHOLE_ONLY: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
+
+/// The transaction that turned streaming of in-progress transactions off for
+/// `slot`'s streams, when one did.
+pub fn whole_only(slot: &str) -> Option<u32> {
+    WHOLE_ONLY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(slot)
+        .copied()
+}
+
+/// Turns streaming of in-progress transactions off for `slot` because of `xid`, and
+/// returns the transient error that restarts the stream (`why`: what could not be
+/// followed).
+fn turn_off_streaming(slot: &str, xid: u32, why: &str) -> Error {
+    WHOLE_ONLY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(slot.to_string(), xid);
+    Error::transient(format!(
+        "the source streamed part of its transaction {xid} before it committed, but {why}: \
+         streaming of in-progress transactions is turned off for that transaction, and the \
+         stream restarts to receive it whole at its commit"
+    ))
+}
+
+/// Turns streaming back on for `slot` (its stream has passed `xid`).
+fn turn_on_streaming(slot: &str, xid: u32) {
+    let mut held = WHOLE_ONLY.lock().unwrap_or_else(|e| e.into_inner());
+    if held.get(slot) == Some(&xid) {
+        held.remove(slot);
+    }
+}
+
 /// Converts `pgoutput` messages into events, keeping relation shapes.
 struct Decoder<'a> {
     catalog: &'a PgConn,
     tables: HashMap<TableId, Table>,
     relations: HashMap<u32, Arc<Shape>>,
     native_arrays: bool,
+    /// The slot (to turn streaming off for it).
+    slot: &'a str,
+    /// The top-level transaction of the open stream block.
+    block: Option<u32>,
+    /// Streamed transactions whose first block arrived and which have not ended.
+    open: HashSet<u32>,
 }
 
 impl Decoder<'_> {
@@ -401,7 +467,40 @@ impl Decoder<'_> {
         })
     }
 
-    async fn decode(&mut self, msg: Message, out: &mut Vec<Event>) -> Result<()> {
+    /// A row change as the event of the transaction it belongs to: inside a stream
+    /// block, a part of the block's transaction made by (sub)transaction `sub`.
+    fn row(&self, sub: Option<u32>, shape: Arc<Shape>, op: RowOp) -> Event {
+        match self.block {
+            Some(xid) => Event::InProgress {
+                xid,
+                part: InProgressPart::Row {
+                    subxid: sub.unwrap_or(xid),
+                    shape,
+                    op,
+                },
+            },
+            None => Event::Row { shape, op },
+        }
+    }
+
+    /// Decodes `msg`; `sub`: the (sub)transaction a message inside a stream block
+    /// names.
+    async fn decode(&mut self, sub: Option<u32>, msg: Message, out: &mut Vec<Event>) -> Result<()> {
+        if let Some(xid) = self.block {
+            if matches!(
+                msg,
+                Message::Begin { .. }
+                    | Message::Commit { .. }
+                    | Message::StreamStart { .. }
+                    | Message::StreamCommit { .. }
+                    | Message::StreamAbort { .. }
+            ) {
+                return Err(Error::definite(format!(
+                    "the replication stream sent {msg:?} inside the stream block of transaction {xid} \
+                     (a protocol violation)"
+                )));
+            }
+        }
         match msg {
             Message::Begin { final_lsn, xid, .. } => out.push(Event::Begin {
                 marker: Some(Position::PgLsn(final_lsn)),
@@ -413,6 +512,68 @@ impl Decoder<'_> {
                 position: Position::PgLsn(end_lsn),
                 commit_time_us: Some(commit_ts + PG_EPOCH_OFFSET_US),
             }),
+            Message::StreamStart { xid, first } => {
+                if !first && !self.open.contains(&xid) {
+                    return Err(turn_off_streaming(
+                        self.slot,
+                        xid,
+                        "this reader did not receive its first part",
+                    ));
+                }
+                self.open.insert(xid);
+                self.block = Some(xid);
+            }
+            Message::StreamStop => self.block = None,
+            Message::StreamCommit {
+                xid,
+                end_lsn,
+                commit_ts,
+                ..
+            } => {
+                if !self.open.remove(&xid) {
+                    return Err(turn_off_streaming(
+                        self.slot,
+                        xid,
+                        "its commit arrived without its parts",
+                    ));
+                }
+                // the same resume point as an ordinary Commit of the transaction
+                out.push(Event::InProgress {
+                    xid,
+                    part: InProgressPart::Commit {
+                        position: Position::PgLsn(end_lsn),
+                        commit_time_us: Some(commit_ts + PG_EPOCH_OFFSET_US),
+                    },
+                });
+            }
+            Message::StreamAbort { xid, subxid } => {
+                // an abort of a transaction none of whose parts this reader sent
+                // undoes nothing
+                if self.open.contains(&xid) {
+                    if subxid == xid {
+                        self.open.remove(&xid);
+                    }
+                    out.push(Event::InProgress {
+                        xid,
+                        part: InProgressPart::Abort { subxid },
+                    });
+                }
+            }
+            Message::Relation {
+                id,
+                schema,
+                name,
+                replica_identity,
+                columns,
+            } if self.block.is_some() => {
+                let xid = self.block.unwrap_or_default();
+                if let Err(why) = self
+                    .streamed_relation(id, schema, name, replica_identity, &columns)
+                    .await
+                {
+                    return Err(turn_off_streaming(self.slot, xid, &why));
+                }
+            }
             Message::Relation {
                 id,
                 schema,
@@ -437,10 +598,7 @@ impl Decoder<'_> {
             Message::Insert { rel, new } => {
                 let shape = self.shape(rel)?;
                 let row = plain(values(&shape, new, "an inserted row", self.native_arrays)?);
-                out.push(Event::Row {
-                    shape,
-                    op: RowOp::Insert(row),
-                });
+                out.push(self.row(sub, shape, RowOp::Insert(row)));
             }
             Message::Update { rel, old, new } => {
                 let shape = self.shape(rel)?;
@@ -449,28 +607,98 @@ impl Decoder<'_> {
                     None => None,
                 };
                 let new = values(&shape, new, "an updated row", self.native_arrays)?;
-                out.push(Event::Row {
-                    shape,
-                    op: RowOp::Update { old, new },
-                });
+                out.push(self.row(sub, shape, RowOp::Update { old, new }));
             }
             Message::Delete { rel, old } => {
                 let shape = self.shape(rel)?;
                 let old = plain(values(&shape, old, "a deleted row", self.native_arrays)?);
-                out.push(Event::Row {
-                    shape,
-                    op: RowOp::Delete(old),
-                });
+                out.push(self.row(sub, shape, RowOp::Delete(old)));
             }
             Message::Truncate { rels } => {
                 let mut ids = Vec::new();
                 for r in rels {
                     ids.push(self.shape(r)?.table.clone());
                 }
-                out.push(Event::Truncate(ids));
+                out.push(match self.block {
+                    Some(xid) => Event::InProgress {
+                        xid,
+                        part: InProgressPart::Truncate {
+                            subxid: sub.unwrap_or(xid),
+                            tables: ids,
+                        },
+                    },
+                    None => Event::Truncate(ids),
+                });
             }
             Message::Other(_) => {}
         }
+        Ok(())
+    }
+
+    /// Takes a Relation message of a streamed transaction: only one that describes the
+    /// table exactly as the reader holds it and as the source's committed catalog has
+    /// it (names and types of the columns, the key) — anything else may be that
+    /// transaction's own uncommitted schema change, which parts cannot carry. `Err`
+    /// says what differs.
+    async fn streamed_relation(
+        &mut self,
+        id: u32,
+        schema: String,
+        name: String,
+        identity: u8,
+        columns: &[RelColumn],
+    ) -> std::result::Result<(), String> {
+        let tid = TableId::new(schema, name);
+        let row = self
+            .catalog
+            .client
+            .query_opt(
+                "SELECT n.nspname::text, c.relname::text, \
+                   coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a \
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}'), \
+                   coalesce((SELECT array_agg(a.atttypid::int8 ORDER BY a.attnum) FROM pg_attribute a \
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}') \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::int8::oid",
+                &[&i64::from(id)],
+            )
+            .await
+            .map_err(|e| format!("the source catalog could not be read ({})", classify(e)))?
+            .ok_or_else(|| format!("{tid} is not in the source's committed catalog"))?;
+        let committed = TableId::new(row.get::<_, String>(0), row.get::<_, String>(1));
+        let names: Vec<String> = row.get(2);
+        let types: Vec<i64> = row.get(3);
+        let sent_names: Vec<&str> = column_name_list(columns);
+        let sent_types: Vec<i64> = columns.iter().map(|c| i64::from(c.type_oid)).collect();
+        if committed != tid || names != sent_names || types != sent_types {
+            return Err(format!(
+                "it describes {tid} with columns ({}) while the source's committed catalog has {committed} \
+                 with ({}) (a schema change in that transaction, or one not yet seen by this reader)",
+                sent_names.join(", "),
+                names.join(", ")
+            ));
+        }
+        // the catalog is not read again here: that transaction may hold locks on the
+        // table (an ALTER) that a catalog read of its size or defaults waits behind
+        let table = self
+            .tables
+            .get(&tid)
+            .filter(|t| columns.iter().all(|c| t.column(&c.name).is_some()))
+            .cloned()
+            .ok_or_else(|| {
+                format!("this reader has not read {tid} with these columns from the catalog yet")
+            })?;
+        let shape = make_shape(&table, identity, columns).map_err(|e| e.message)?;
+        if let Some(old) = self.relations.get(&id) {
+            let before: Vec<&str> = old.columns.iter().map(|c| c.name.as_str()).collect();
+            if before != sent_names || old.table != shape.table || old.key != shape.key {
+                return Err(format!(
+                    "it describes {tid} with columns ({}) while this reader holds ({}) for it",
+                    sent_names.join(", "),
+                    before.join(", ")
+                ));
+            }
+        }
+        self.relations.insert(id, Arc::new(shape));
         Ok(())
     }
 }
@@ -485,6 +713,10 @@ pub struct StreamFrom<'a> {
     pub tables: Vec<Table>,
     /// The target is PostgreSQL: keep arrays in their native text form.
     pub native_arrays: bool,
+    /// The caller takes parts of in-progress transactions ([`Event::InProgress`]) and
+    /// the server can send them (PostgreSQL 14+): ask for protocol version 2 with
+    /// streaming, unless streaming is turned off for the slot ([`whole_only`]).
+    pub in_progress: bool,
 }
 
 /// Streams changes from `from.start` into `tx` until the channel closes or an error.
@@ -498,7 +730,22 @@ pub async fn stream(
     acked: &mut watch::Receiver<u64>,
 ) -> Result<()> {
     let (slot, start) = (from.slot, from.start);
-    repl.start_replication(slot, slot, start)
+    // a transaction whose parts could not be followed: whole transactions only until
+    // the target has passed it (then the next stream streams again)
+    let mut held = if from.in_progress {
+        whole_only(slot)
+    } else {
+        None
+    };
+    if let Some(xid) = held {
+        tracing::info!(
+            "streaming of in-progress transactions stays off for {slot} until the source's transaction {xid} is applied"
+        );
+    }
+    let in_progress = from.in_progress && held.is_none();
+    // the WAL end once `held` had ended: acknowledged past it, the target has it
+    let mut held_until: Option<u64> = None;
+    repl.start_replication(slot, slot, start, in_progress)
         .await
         .map_err(|e| lost_or(e, slot))?;
     let mut dec = Decoder {
@@ -506,6 +753,9 @@ pub async fn stream(
         tables: from.tables.into_iter().map(|t| (t.id.clone(), t)).collect(),
         relations: HashMap::new(),
         native_arrays: from.native_arrays,
+        slot,
+        block: None,
+        open: HashSet::new(),
     };
     let mut reported = start;
     let mut in_txn = false;
@@ -518,14 +768,14 @@ pub async fn stream(
             m = repl.next() => match m.map_err(|e| lost_or(e, slot))? {
                 StreamMessage::XLogData { data, .. } => {
                     last_data = std::time::Instant::now();
-                    let msg = pgoutput::parse(data)
+                    let (sub, msg) = pgoutput::parse_in(data, dec.block.is_some())
                         .map_err(|e| Error::definite(format!("cannot decode the replication stream: {e}")))?;
                     match &msg {
                         Message::Begin { .. } => in_txn = true,
                         Message::Commit { .. } => in_txn = false,
                         _ => {}
                     }
-                    dec.decode(msg, &mut events).await?;
+                    dec.decode(sub, msg, &mut events).await?;
                     for ev in events.drain(..) {
                         // keep the server informed while the applier is busy
                         loop {
@@ -555,6 +805,16 @@ pub async fn stream(
                 }
             },
             _ = heartbeat.tick() => {
+                if let Some(xid) = held {
+                    match held_until {
+                        None => held_until = ended_at(catalog, xid).await?,
+                        Some(end) if *acked.borrow() >= end => {
+                            turn_on_streaming(slot, xid);
+                            held = None;
+                        }
+                        Some(_) => {}
+                    }
+                }
                 if !in_txn && last_data.elapsed() >= HEARTBEAT {
                     tokio::time::timeout(Duration::from_secs(5), emit_marker(catalog, "heartbeat"))
                         .await
@@ -573,6 +833,27 @@ pub async fn stream(
                 }
             }
         }
+    }
+}
+
+/// `None` while the source's transaction `xid` still runs; once it has ended, the
+/// WAL end now, which its commit (if it committed) lies before.
+async fn ended_at(conn: &PgConn, xid: u32) -> Result<Option<u64>> {
+    // a running transaction holds the lock on its own id
+    let running: bool = conn
+        .client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' \
+             AND transactionid = $1::text::xid)",
+            &[&xid.to_string()],
+        )
+        .await
+        .map_err(classify)?
+        .get(0);
+    if running {
+        Ok(None)
+    } else {
+        current_lsn(conn).await.map(Some)
     }
 }
 

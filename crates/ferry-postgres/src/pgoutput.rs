@@ -1,5 +1,15 @@
-//! Parsing of `pgoutput` (protocol version 1) messages: pure bytes → structs, so the
-//! wire format is unit-tested without a server.
+//! Parsing of `pgoutput` messages (protocol version 1, and version 2's streaming of
+//! in-progress transactions): pure bytes → structs, so the wire format is unit-tested
+//! without a server.
+//!
+//! Protocol version 2 (PostgreSQL 14+, `streaming 'on'`) lets the server send a large
+//! transaction before it commits, in *stream blocks*: Stream Start (`S`) … Stream Stop
+//! (`E`), each holding changes of one top-level transaction, interleaved with whole
+//! `Begin … Commit` transactions; the transaction ends with Stream Commit (`c`) or
+//! Stream Abort (`A`, also sent when only a subtransaction rolled back). Inside a block
+//! the Relation, Type, Insert, Update, Delete, Truncate and logical Message messages
+//! carry the (sub)transaction id before their usual body, so [`parse_in`] must be told
+//! whether a block is open.
 
 use bytes::{Buf, Bytes};
 
@@ -87,6 +97,34 @@ pub enum Message {
         /// Relation OIDs.
         rels: Vec<u32>,
     },
+    /// A stream block of an in-progress transaction starts (protocol version 2).
+    StreamStart {
+        /// The top-level transaction.
+        xid: u32,
+        /// The first block of this transaction in this stream.
+        first: bool,
+    },
+    /// The current stream block ends.
+    StreamStop,
+    /// A streamed transaction committed.
+    StreamCommit {
+        /// The top-level transaction.
+        xid: u32,
+        /// Commit record LSN.
+        commit_lsn: u64,
+        /// End of the commit record: where the stream resumes after this transaction.
+        end_lsn: u64,
+        /// Commit timestamp, microseconds since 2000-01-01.
+        commit_ts: i64,
+    },
+    /// A streamed transaction (`subxid == xid`) or one of its subtransactions rolled
+    /// back.
+    StreamAbort {
+        /// The top-level transaction.
+        xid: u32,
+        /// The (sub)transaction that rolled back.
+        subxid: u32,
+    },
     /// Anything Ferry does not act on (origin, type, logical message).
     Other(u8),
 }
@@ -134,11 +172,24 @@ fn tuple(b: &mut Bytes) -> Result<Vec<TupleValue>, String> {
     Ok(out)
 }
 
-/// Parses one message.
-pub fn parse(mut b: Bytes) -> Result<Message, String> {
+/// Parses one message outside a stream block (protocol version 1, or between
+/// blocks of version 2).
+pub fn parse(b: Bytes) -> Result<Message, String> {
+    parse_in(b, false).map(|(_, m)| m)
+}
+
+/// Parses one message; `in_block`: a stream block is open (after Stream Start, before
+/// Stream Stop), where data messages start with their (sub)transaction id, returned
+/// first (`None` outside a block).
+pub fn parse_in(mut b: Bytes, in_block: bool) -> Result<(Option<u32>, Message), String> {
     need(&b, 1, "the tag")?;
     let tag = b.get_u8();
-    Ok(match tag {
+    let mut xid = None;
+    if in_block && matches!(tag, b'R' | b'Y' | b'I' | b'U' | b'D' | b'T' | b'M') {
+        need(&b, 4, "the transaction id of a streamed change")?;
+        xid = Some(b.get_u32());
+    }
+    let msg = match tag {
         b'B' => {
             need(&b, 20, "BEGIN")?;
             let final_lsn = b.get_u64();
@@ -241,8 +292,38 @@ pub fn parse(mut b: Bytes) -> Result<Message, String> {
                 rels: (0..n).map(|_| b.get_u32()).collect(),
             }
         }
+        b'S' => {
+            need(&b, 5, "STREAM START")?;
+            let xid = b.get_u32();
+            let first = b.get_u8() == 1;
+            Message::StreamStart { xid, first }
+        }
+        b'E' => Message::StreamStop,
+        b'c' => {
+            need(&b, 29, "STREAM COMMIT")?;
+            let xid = b.get_u32();
+            let _flags = b.get_u8();
+            let commit_lsn = b.get_u64();
+            let end_lsn = b.get_u64();
+            let commit_ts = b.get_i64();
+            Message::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                commit_ts,
+            }
+        }
+        b'A' => {
+            // PostgreSQL 16+ adds the abort LSN and time with streaming 'parallel'
+            // (protocol version 4) only: version 2 sends the two ids
+            need(&b, 8, "STREAM ABORT")?;
+            let xid = b.get_u32();
+            let subxid = b.get_u32();
+            Message::StreamAbort { xid, subxid }
+        }
         other => Message::Other(other),
-    })
+    };
+    Ok((xid, msg))
 }
 
 #[cfg(test)]
@@ -299,5 +380,124 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(full.slice(..full.len() - 3)).is_err());
+    }
+
+    fn insert_body(m: &mut bytes::BytesMut) {
+        m.put_u32(42);
+        m.put_u8(b'N');
+        m.put_i16(1);
+        m.put_u8(b't');
+        m.put_i32(2);
+        m.put_slice(b"17");
+    }
+
+    /// Inside a stream block a change starts with its subtransaction's id; outside
+    /// one the same bytes are a plain change.
+    #[test]
+    fn a_streamed_change_carries_its_subtransaction_id() {
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'I');
+        m.put_u32(9001);
+        insert_body(&mut m);
+        let insert = Message::Insert {
+            rel: 42,
+            new: vec![TupleValue::Text(b"17".to_vec())],
+        };
+        assert_eq!(
+            parse_in(m.freeze(), true).unwrap(),
+            (Some(9001), insert.clone())
+        );
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'I');
+        insert_body(&mut m);
+        assert_eq!(parse_in(m.freeze(), false).unwrap(), (None, insert));
+
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'T');
+        m.put_u32(9002);
+        m.put_u32(2);
+        m.put_u8(0);
+        m.put_u32(5);
+        m.put_u32(6);
+        assert_eq!(
+            parse_in(m.freeze(), true).unwrap(),
+            (Some(9002), Message::Truncate { rels: vec![5, 6] })
+        );
+
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'R');
+        m.put_u32(9003);
+        m.put_u32(9);
+        m.put_slice(b"public\0t\0");
+        m.put_u8(b'd');
+        m.put_i16(0);
+        match parse_in(m.freeze(), true).unwrap() {
+            (Some(9003), Message::Relation { id: 9, name, .. }) => assert_eq!(name, "t"),
+            other => panic!("{other:?}"),
+        }
+        // a change cut inside its id is an error, not a change of another relation
+        assert!(parse_in(Bytes::from_static(b"I\0\0"), true).is_err());
+    }
+
+    #[test]
+    fn stream_start_stop_commit_and_abort() {
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'S');
+        m.put_u32(700);
+        m.put_u8(1);
+        assert_eq!(
+            parse(m.freeze()).unwrap(),
+            Message::StreamStart {
+                xid: 700,
+                first: true
+            }
+        );
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'S');
+        m.put_u32(700);
+        m.put_u8(0);
+        assert_eq!(
+            parse_in(m.freeze(), false).unwrap().1,
+            Message::StreamStart {
+                xid: 700,
+                first: false
+            }
+        );
+        assert_eq!(
+            parse_in(Bytes::from_static(b"E"), true).unwrap(),
+            (None, Message::StreamStop)
+        );
+
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'c');
+        m.put_u32(700);
+        m.put_u8(0);
+        m.put_u64(0x1_0000_0100);
+        m.put_u64(0x1_0000_0138);
+        m.put_i64(123_456);
+        let full = m.freeze();
+        assert_eq!(
+            parse(full.clone()).unwrap(),
+            Message::StreamCommit {
+                xid: 700,
+                commit_lsn: 0x1_0000_0100,
+                end_lsn: 0x1_0000_0138,
+                commit_ts: 123_456
+            }
+        );
+        assert!(parse(full.slice(..full.len() - 1)).is_err());
+
+        let mut m = bytes::BytesMut::new();
+        m.put_u8(b'A');
+        m.put_u32(700);
+        m.put_u32(703);
+        assert_eq!(
+            parse(m.freeze()).unwrap(),
+            Message::StreamAbort {
+                xid: 700,
+                subxid: 703
+            }
+        );
+        assert!(parse(Bytes::from_static(b"A\0\0\x02\xbc")).is_err());
     }
 }

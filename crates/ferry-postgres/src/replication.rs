@@ -311,18 +311,29 @@ impl ReplConn {
         }
     }
 
-    /// Starts streaming `slot` from `start` with the `pgoutput` plugin.
+    /// Starts streaming `slot` from `start` with the `pgoutput` plugin. `in_progress`
+    /// asks for protocol version 2 with `streaming 'on'` (PostgreSQL 14+): the server
+    /// then sends a transaction whose decoded changes outgrow its
+    /// `logical_decoding_work_mem` in stream blocks before it commits, instead of
+    /// spilling it to disk and sending it whole after its commit. Without it, protocol
+    /// version 1: whole transactions only.
     pub async fn start_replication(
         &mut self,
         slot: &str,
         publication: &str,
         start: u64,
+        in_progress: bool,
     ) -> Result<()> {
         let sql = format!(
-            "START_REPLICATION SLOT {} LOGICAL {:X}/{:X} (proto_version '1', publication_names {}, messages 'true')",
+            "START_REPLICATION SLOT {} LOGICAL {:X}/{:X} ({}, publication_names {}, messages 'true')",
             crate::conn::quote_ident(slot),
             start >> 32,
             start & 0xffff_ffff,
+            if in_progress {
+                "proto_version '2', streaming 'on'"
+            } else {
+                "proto_version '1'"
+            },
             crate::conn::quote_literal(publication),
         );
         self.send_query(&sql).await?;

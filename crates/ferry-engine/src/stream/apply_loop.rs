@@ -10,7 +10,10 @@ use crate::phase::{Phase, Phases};
 use crate::schema::mapping::NameMap;
 use crate::stream::apply::{now_us, restart, Applier};
 use crate::stream::backfill::Backfill;
+use crate::stream::parallel::worker::Pool;
+use crate::stream::parallel::ParallelState;
 use crate::stream::{Outcome, StreamOptions, StreamSummary};
+use crate::throttle::Throttle;
 use ferry_connector::DdlChange;
 use ferry_core::change::{Event, RowOp, Shape};
 use ferry_core::{Error, ErrorKind, Position, Result, TableId, TaskSpec};
@@ -52,6 +55,17 @@ pub(crate) struct ApplyLoop<'a> {
     pub phases: &'a Phases,
     /// What the phase did, across attempts.
     pub summary: &'a mut StreamSummary,
+    /// Source → target names.
+    pub names: &'a NameMap,
+    /// The apply speed limit.
+    pub throttle: &'a Throttle,
+    /// The parallel apply's memory across attempts.
+    pub par: &'a mut ParallelState,
+    /// The workers of a parallel attempt (`None`: this attempt applies on one
+    /// connection, through `applier`).
+    pub pool: Option<&'a mut Pool>,
+    /// Target connections the task may apply on (`apply_jobs`).
+    pub jobs: usize,
 }
 
 /// The loop's own state, between events.
@@ -78,6 +92,12 @@ struct State {
     commit_now: bool,
     /// Added tables were being copied (to say when they are done).
     backfilling: bool,
+    /// Row changes and about their bytes in the current source transaction (what
+    /// the speed limit meters).
+    txn_rows: u64,
+    txn_bytes: u64,
+    /// The backfill ended in this attempt.
+    backfill_done: bool,
 }
 
 /// What to do after an event.
@@ -100,6 +120,10 @@ impl ApplyLoop<'_> {
             self.summary.position = Some(start.to_string());
             return Ok(Outcome::CaughtUp);
         }
+        if let Some(pool) = self.pool.take() {
+            return crate::stream::parallel::dispatch::run(&mut self, pool, start, rx, shutdown)
+                .await;
+        }
         let mut st = State {
             applied: start.clone(),
             open_since: None,
@@ -114,6 +138,9 @@ impl ApplyLoop<'_> {
             seen_to: start.clone(),
             commit_now: false,
             backfilling: !self.backfill.is_idle(),
+            txn_rows: 0,
+            txn_bytes: 0,
+            backfill_done: false,
         };
         loop {
             // a table added to the task: its next chunk, between two source transactions
@@ -147,6 +174,7 @@ impl ApplyLoop<'_> {
             {
                 return Ok(Outcome::CaughtUp);
             }
+            self.back_to_parallel(&st)?;
             self.log_progress(&mut st);
         }
     }
@@ -186,7 +214,11 @@ impl ApplyLoop<'_> {
             Event::Commit {
                 position,
                 commit_time_us,
-            } => self.on_commit(st, position, commit_time_us),
+            } => {
+                self.throttle.take(st.txn_rows, st.txn_bytes).await;
+                (st.txn_rows, st.txn_bytes) = (0, 0);
+                self.on_commit(st, position, commit_time_us)
+            }
             Event::Idle { position } => self.on_idle(st, position),
             Event::InProgress { xid, .. } => {
                 return Err(ferry_core::change::in_progress_not_requested(xid))
@@ -221,6 +253,8 @@ impl ApplyLoop<'_> {
     ) -> Result<()> {
         if !st.skip.contains(&shape.table) {
             if let Some(op) = self.backfill.filter(shape, op)? {
+                st.txn_rows += 1;
+                st.txn_bytes += crate::stream::parallel::row_bytes(&op);
                 self.applier.row(shape, op).await?;
                 st.open_since.get_or_insert_with(Instant::now);
             }
@@ -342,6 +376,7 @@ impl ApplyLoop<'_> {
         st.commit_now = false;
         if st.backfilling && self.backfill.is_idle() {
             st.backfilling = false;
+            st.backfill_done = true;
             tracing::info!("the added tables are copied; they stream like the others now");
             self.phases.set(Phase::Incremental);
         }
@@ -349,6 +384,33 @@ impl ApplyLoop<'_> {
         st.pending = None;
         st.open_since = None;
         Ok(self.caught_up(st))
+    }
+
+    /// Ends a serial attempt that may apply in parallel again (the backfill is done,
+    /// and the stretch a failed parallel attempt had read is applied): the stream
+    /// restarts at the committed position with its workers.
+    fn back_to_parallel(&mut self, st: &State) -> Result<()> {
+        if self.jobs < 2
+            || !self.backfill.is_idle()
+            || st.pending.is_some()
+            || st.in_source_txn
+            || self.applier.has_open_work()
+        {
+            return Ok(());
+        }
+        match &self.par.serial_until {
+            Some(u) if st.applied.reached(u) && &st.applied != u => {
+                self.par.serial_until = None;
+                Err(restart(
+                    "the stretch applied on one connection is done: applying in parallel again",
+                ))
+            }
+            Some(_) => Ok(()),
+            None if st.backfill_done => Err(restart(
+                "the added tables are copied: applying in parallel again",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Whether everything up to the goal is applied (and no backfill is left).

@@ -22,6 +22,7 @@ use crate::phase::{Phase, Phases};
 use crate::schema::mapping::NameMap;
 use crate::stream::apply::Applier;
 use crate::stream::apply_loop::ApplyLoop;
+use crate::throttle::{Rates, Throttle};
 use ferry_core::change::{Event, StreamFeatures};
 use ferry_core::{Error, ErrorKind, Position, Result, Table, TaskSpec};
 use std::sync::atomic::Ordering;
@@ -100,6 +101,11 @@ pub async fn run_incremental(
     };
     let mut backoff = Duration::from_secs(1);
     let mut hold: Option<Position> = None;
+    let mut par = parallel::ParallelState::default();
+    let throttle = Arc::new(Throttle::new(Rates {
+        rows_per_second: spec.speed_limit.apply_rows_per_second,
+        bytes_per_second: spec.speed_limit.apply_bytes_per_second,
+    }));
     // what the source keeps for the task, sampled beside the stream (its first
     // sample at once: a resumed task hears at its start how close its log is to
     // being removed); stops with the phase
@@ -116,6 +122,8 @@ pub async fn run_incremental(
             &mut summary,
             &mut shutdown,
             &mut hold,
+            &mut par,
+            &throttle,
         )
         .await;
         match result {
@@ -213,6 +221,8 @@ async fn attempt(
     summary: &mut StreamSummary,
     shutdown: &mut watch::Receiver<bool>,
     hold: &mut Option<Position>,
+    par: &mut parallel::ParallelState,
+    throttle: &Throttle,
 ) -> Result<Outcome> {
     let mut dst = Conn::open(spec, Role::Target).await?;
     dst.ensure().await?;
@@ -238,18 +248,7 @@ async fn attempt(
         .await?;
     let watermarks = dst.watermarks(&spec.name).await?;
     metrics.set_position(&start.to_string());
-    tracing::info!(
-        "stream from {start}; watermarks: {}",
-        if watermarks.is_empty() {
-            "none".to_string()
-        } else {
-            watermarks
-                .iter()
-                .map(|(t, p)| format!("{t} at {p}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
+    let jobs = parallel::jobs(spec);
     let mut src = Conn::open(spec, Role::Source).await?;
     let tables = source_tables(&mut src, spec).await?;
     if let Some(slot) = connector(spec.source.engine)
@@ -270,7 +269,33 @@ async fn attempt(
     } else {
         Phase::Backfill
     });
-    let mut applier = Applier::new(dst, spec.source.engine, fence, names).await?;
+    tracing::info!(
+        "stream from {start} ({}); watermarks: {}",
+        apply_connections(jobs, backfill.is_idle(), par),
+        if watermarks.is_empty() {
+            "none".to_string()
+        } else {
+            watermarks
+                .iter()
+                .map(|(t, p)| format!("{t} at {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    // parallel apply when the task may use several connections, no added table is
+    // being copied (its chunks commit on the main connection, between source
+    // transactions) and no stretch must be applied on one connection first
+    let parallel = jobs >= 2 && backfill.is_idle() && par.serial_until.is_none();
+    let features = StreamFeatures {
+        in_progress: parallel && par.no_in_progress_until.is_none() && watermarks.is_empty(),
+    };
+    let mut pool = if parallel {
+        let inflight = parallel::dispatch::INFLIGHT_PER_WORKER * jobs;
+        Some(parallel::worker::Pool::open(spec, &fence, &names, jobs, inflight).await?)
+    } else {
+        None
+    };
+    let mut applier = Applier::new(dst, spec.source.engine, fence, names.clone()).await?;
 
     let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_EVENTS);
     let (ack_tx, ack_rx) = watch::channel(Some(start.clone()));
@@ -280,7 +305,7 @@ async fn attempt(
         tables,
         tx,
         ack_rx,
-        StreamFeatures::default(),
+        features,
     ));
     let result = ApplyLoop {
         spec,
@@ -294,10 +319,19 @@ async fn attempt(
         metrics,
         phases,
         summary,
+        names: &names,
+        throttle,
+        par,
+        pool: pool.as_mut(),
+        jobs,
     }
     .run(&start, &mut rx, shutdown)
     .await;
     drop(rx);
+    if let Some(pool) = pool {
+        // what the workers have not committed rolls back (it is read again)
+        pool.shutdown().await;
+    }
     // a reader that stopped by itself explains why the channel closed; one still
     // running (idle, or stuck on a stalled link) has nothing more to say: stop it now
     let reader_ended = matches!(&result, Err(e) if e.is(ErrorKind::ReaderStopped));
@@ -320,6 +354,19 @@ async fn attempt(
             Err(Error::definite(format!("the log reader crashed: {j}")))
         }
         (r, _) => r,
+    }
+}
+
+/// How many target connections the attempt applies on, for the log.
+fn apply_connections(jobs: usize, backfill_idle: bool, par: &parallel::ParallelState) -> String {
+    if jobs < 2 {
+        "apply on 1 connection".to_string()
+    } else if !backfill_idle {
+        format!("apply on 1 connection while added tables are copied, then {jobs}")
+    } else if let Some(u) = &par.serial_until {
+        format!("apply on 1 connection up to {u}, then {jobs}")
+    } else {
+        format!("apply on {jobs} connections")
     }
 }
 

@@ -112,6 +112,38 @@ impl Dialect for MyDialect {
         )
     }
 
+    fn unique_keys_sql(&self, t: &TableId) -> Option<String> {
+        let (schema, name) = (self.literal(&t.schema), self.literal(&t.name));
+        // a column prefix (SUB_PART) or a functional part (no COLUMN_NAME) cannot be
+        // computed from a row: NULL. InnoDB lets a foreign key reference columns that
+        // are not unique: the columns other tables reference count as a key too, so
+        // that a child's parent key meets the parent's own changes.
+        Some(format!(
+            "SELECT CONCAT('u:', INDEX_NAME) AS k, CASE WHEN SUB_PART IS NULL THEN COLUMN_NAME END, \
+                    SEQ_IN_INDEX AS o \
+             FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name} AND NON_UNIQUE = 0 \
+             UNION ALL \
+             SELECT CONCAT('r:', CONSTRAINT_SCHEMA, '.', CONSTRAINT_NAME), REFERENCED_COLUMN_NAME, \
+                    ORDINAL_POSITION \
+             FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE REFERENCED_TABLE_SCHEMA = {schema} AND REFERENCED_TABLE_NAME = {name} \
+             ORDER BY k, o"
+        ))
+    }
+
+    fn foreign_keys_sql(&self, t: &TableId) -> Option<String> {
+        let (schema, name) = (self.literal(&t.schema), self.literal(&t.name));
+        Some(format!(
+            "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, \
+                    REFERENCED_COLUMN_NAME \
+             FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name} \
+               AND REFERENCED_TABLE_NAME IS NOT NULL \
+             ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION"
+        ))
+    }
+
     fn match_predicate(&self, ident: &str, v: &Value, literal: &str, form: &MatchForm) -> String {
         let text = matches!(v, Value::Text(_) | Value::Json(_));
         match (v, form) {

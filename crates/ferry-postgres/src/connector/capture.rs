@@ -55,7 +55,7 @@ impl Capture for Postgres {
         tables: Vec<Table>,
         tx: &mpsc::Sender<Event>,
         mut acked: watch::Receiver<Option<Position>>,
-        _features: StreamFeatures,
+        features: StreamFeatures,
     ) -> Result<()> {
         let Position::PgLsn(lsn) = start else {
             return Err(Error::definite(format!(
@@ -66,12 +66,17 @@ impl Capture for Postgres {
         let slot = cdc::slot_name(&spec.name);
         let catalog = crate::connect(&spec.source).await?;
         cdc::verify_slot(&catalog, &slot).await?;
+        // parts of in-progress transactions: asked for by the caller, and sent by
+        // PostgreSQL 14+ only (protocol version 2); older servers stream whole
+        // transactions as before
+        let in_progress = features.in_progress && server_version(&catalog).await? >= 140_000;
         let mut repl = ReplConn::connect(&spec.source).await?;
         let from = cdc::StreamFrom {
             slot: &slot,
             start: *lsn,
             tables,
             native_arrays: spec.target.engine == Engine::Postgres,
+            in_progress,
         };
         // the stream reports LSNs: follow the engine's acknowledged positions
         let (lsn_tx, mut lsn_rx) = watch::channel(lsn_of(acked.borrow().as_ref()).unwrap_or(0));
@@ -138,6 +143,18 @@ impl Capture for Postgres {
         let c = source(spec).await?;
         cdc::retention(&c, &cdc::slot_name(&spec.name)).await
     }
+}
+
+/// The server's `server_version_num` (e.g. 150004).
+async fn server_version(conn: &PgConn) -> Result<u32> {
+    let v: String = conn
+        .client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .map_err(crate::conn::classify)?
+        .get(0);
+    v.parse()
+        .map_err(|_| Error::definite(format!("unexpected server_version_num {v:?}")))
 }
 
 /// The LSN of an acknowledged position, when it is one.

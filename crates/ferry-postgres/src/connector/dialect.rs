@@ -113,6 +113,42 @@ impl Dialect for PgDialect {
         )
     }
 
+    fn unique_keys_sql(&self, t: &TableId) -> Option<String> {
+        let (schema, name) = (self.literal(&t.schema), self.literal(&t.name));
+        // key columns only (not INCLUDE ones); attnum 0 is an expression; a partial
+        // index is taken as covering every row (more order, never less); an
+        // exclusion constraint conflicts between distinct values: no column
+        Some(format!(
+            "SELECT c.relname, CASE WHEN i.indisexclusion THEN NULL ELSE a.attname END \
+             FROM pg_index i \
+             JOIN pg_class r ON r.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = r.relnamespace \
+             JOIN pg_class c ON c.oid = i.indexrelid \
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+             LEFT JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = k.attnum AND k.attnum > 0 \
+             WHERE n.nspname = {schema} AND r.relname = {name} \
+               AND (i.indisunique OR i.indisexclusion) AND k.ord <= i.indnkeyatts \
+             ORDER BY c.relname, k.ord"
+        ))
+    }
+
+    fn foreign_keys_sql(&self, t: &TableId) -> Option<String> {
+        let (schema, name) = (self.literal(&t.schema), self.literal(&t.name));
+        Some(format!(
+            "SELECT f.conname, ca.attname, pn.nspname, p.relname, pa.attname \
+             FROM pg_constraint f \
+             JOIN pg_class r ON r.oid = f.conrelid \
+             JOIN pg_namespace n ON n.oid = r.relnamespace \
+             JOIN pg_class p ON p.oid = f.confrelid \
+             JOIN pg_namespace pn ON pn.oid = p.relnamespace \
+             CROSS JOIN LATERAL unnest(f.conkey, f.confkey) WITH ORDINALITY AS k(ck, pk, ord) \
+             JOIN pg_attribute ca ON ca.attrelid = f.conrelid AND ca.attnum = k.ck \
+             JOIN pg_attribute pa ON pa.attrelid = f.confrelid AND pa.attnum = k.pk \
+             WHERE f.contype = 'f' AND n.nspname = {schema} AND r.relname = {name} \
+             ORDER BY f.conname, k.ord"
+        ))
+    }
+
     fn match_predicate(&self, ident: &str, v: &Value, literal: &str, form: &MatchForm) -> String {
         match (v, form) {
             (Value::Null, _) => format!("{ident} IS NULL"),
