@@ -418,7 +418,11 @@ NEED_PG=0; NEED_MY=0
 [ $NEED_MY = 1 ] && { my_setup; my_consumers; }
 has cross && cross_setup
 
+W0_POLL="SELECT (SELECT count(*) FROM done WHERE id = 10), 1"
+W0_SUM="SELECT count(*), sum(id) FROM done"
 if has pg; then
+  src_workload W0 "PG → PG" pgq "$SP" src "INSERT INTO done VALUES (10)"; record W0 "PG → PG" source "$SRC_DT" 1 - -
+  drain_all W0 "PG → PG" "pg:$SP:src" "$W0_POLL" "$W0_SUM" 1 "${PGC[@]}"
   src_workload W1 "PG → PG" pg_w1; record W1 "PG → PG" source "$SRC_DT" "$W1" - -
   drain_all W1 "PG → PG" "pg:$SP:src" "$W1_POLL" "$W1_SUM" "$W1" "${PGC[@]}"
 fi
@@ -436,6 +440,8 @@ if has pg; then
   drain_all W3 "PG → PG" "pg:$SP:src" "$PG_W3_POLL" "$PG_W3_SUM" "$W3" "${PGC[@]}"
 fi
 if has my; then
+  src_workload W0 "MariaDB → MariaDB" myq "$MP" "INSERT INTO src.done VALUES (10)"; record W0 "MariaDB → MariaDB" source "$SRC_DT" 1 - -
+  drain_all W0 "MariaDB → MariaDB" "my:$MP:src" "$W0_POLL" "$W0_SUM" 1 "${MYC[@]}"
   src_workload W1 "MariaDB → MariaDB" my_w1; record W1 "MariaDB → MariaDB" source "$SRC_DT" "$W1" - -
   drain_all W1 "MariaDB → MariaDB" "my:$MP:src" "$W1_POLL" "$W1_SUM" "$W1" "${MYC[@]}"
 fi
@@ -502,6 +508,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "Each applier drains the same backlog in turn (native first); ÷ native = its rate ÷ the native replication's rate in this run."
   echo "Transactions whole: target snapshots sampled every 0.1 s while draining that showed no torn transaction / all samples."
   echo
+  table W0 "start-up: a backlog of one one-row transaction (the fixed cost of starting each applier)" txn
   table W1 "one UPDATE transaction of $W1 rows, from a backlog" rows
   table W2 "$W2 one-row INSERT transactions, from a backlog" txn
   table W3 "pgbench (PostgreSQL) / sysbench oltp_write_only (MariaDB), $W3 transactions, from a backlog" txn
