@@ -536,7 +536,7 @@ pub struct TaskSpec {
     /// Rows per chunk for tables split by key range.
     pub chunk_rows: u64,
     /// Target connections applying the change stream in parallel (`None` = the
-    /// machine's cores); 1 applies it on one connection, in commit order.
+    /// machine's cores up to 8, 1 on two cores or fewer); 1 applies it on one connection, in commit order.
     pub apply_jobs: Option<usize>,
     /// How fast the copy and the apply may go.
     pub speed_limit: SpeedLimit,

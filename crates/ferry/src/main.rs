@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=ferry_core::spec::MAX_JOBS as i64))]
         jobs: Option<u16>,
         /// Target connections applying the change stream at once, 1 to 64 (default:
-        /// the task's `apply_jobs`, else the machine's cores). 1 applies in commit
+        /// the task's `apply_jobs`, else the machine's cores up to 8, but 1 on ≤ 2 cores). 1 applies in commit
         /// order on one connection.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=ferry_core::spec::MAX_JOBS as i64))]
         apply_jobs: Option<u16>,

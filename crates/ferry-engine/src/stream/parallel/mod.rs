@@ -86,12 +86,26 @@ pub struct ParallelState {
     pub no_in_progress_until: Option<Position>,
 }
 
-/// How many target connections apply changes: the task's `apply_jobs`, else the
-/// machine's cores (2..8).
+/// How many target connections apply changes: the task's `apply_jobs`, else
+/// [`default_jobs`].
 pub fn jobs(spec: &TaskSpec) -> usize {
-    spec.apply_jobs
-        .unwrap_or_else(crate::copy::default_jobs)
-        .max(1)
+    spec.apply_jobs.unwrap_or_else(default_jobs).max(1)
+}
+
+/// The machine's cores (up to 8) — but one connection on a machine of two cores or
+/// fewer: measured there (bench/apply-native.sh, BENCHMARKS.md), the databases and
+/// Ferry share the cores, more connections only added commit waits (live lag p99
+/// 5.6 s with 2 against 0.8 s with 1), so a small machine keeps the serial path
+/// unless the task asks for more.
+pub fn default_jobs() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if cores <= 2 {
+        1
+    } else {
+        cores.min(8)
+    }
 }
 
 /// About the bytes a row change carries (what the apply speed limit meters).
