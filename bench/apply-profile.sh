@@ -64,7 +64,7 @@ for engine in $ENGINES; do
            CREATE TABLE prof_src.t (id bigint PRIMARY KEY, v varchar(40), n int);
            INSERT INTO prof_src.t SELECT seq, concat('row ', seq), 1 FROM seq_1_to_$((seed > 0 ? seed : 1)) WHERE $seed > 0"
     src="${FERRY_MYSQL_URL%/}/prof_src"; dst="${FERRY_MYSQL_URL%/}/prof_dst"
-    printf 'name: prof-%s\nkind: migration\nmode: full+incremental\nsource: %s\ntarget: %s\nobjects:\n  rename:\n    prof_src: prof_dst\n' "$engine" "$src" "$dst" >"$task"
+    printf 'name: prof-%s-%s\nkind: migration\nmode: full+incremental\nsource: %s\ntarget: %s\nobjects:\n  rename:\n    prof_src: prof_dst\n' "$engine" "$$" "$src" "$dst" >"$task"
     # one statement per transaction (autocommit), sent by one client session
     load() { seq 1 "$N" | sed "s/.*/$(echo "$stmt_my" | sed 's/\bi\b/\&/g');/" | my prof_src; }
     count() { my -e "SELECT count(*), coalesce(sum(n), 0) FROM prof_dst.t"; }
@@ -77,7 +77,7 @@ for engine in $ENGINES; do
       INSERT INTO t SELECT g, 'row ' || g, 1 FROM generate_series(1, $seed) g;
       CREATE PROCEDURE w2(k int) LANGUAGE plpgsql AS \$\$ BEGIN FOR i IN 1..k LOOP $stmt_pg; COMMIT; END LOOP; END \$\$" >/dev/null
     src="${FERRY_PG_URL%/*}/prof_src"; dst="${FERRY_PG_URL%/*}/prof_dst"
-    printf 'name: prof-%s\nkind: migration\nmode: full+incremental\nsource: %s\ntarget: %s\n' "$engine" "$src" "$dst" >"$task"
+    printf 'name: prof-%s-%s\nkind: migration\nmode: full+incremental\nsource: %s\ntarget: %s\n' "$engine" "$$" "$src" "$dst" >"$task"
     load() { pg prof_src "CALL w2($N)" >/dev/null; }
     count() { pg prof_dst "SELECT count(*), coalesce(sum(n), 0) FROM t" | tr '|' '\t'; }
     srccount() { pg prof_src "SELECT count(*), coalesce(sum(n), 0) FROM t" | tr '|' '\t'; }
