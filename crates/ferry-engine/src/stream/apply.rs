@@ -20,6 +20,15 @@
 //! key, a DELETE (or a key-changing UPDATE) of a key the target does not hold is
 //! what a replayed overlap produces (a resumed copy, an upserted backfill), so it is
 //! logged and counted (`unmatched` in `ferry status`, `ferry_unmatched_changes_total`).
+//!
+//! Consecutive changes of one table are sent as one statement where the outcome is
+//! the same: upserts of distinct keys as one multi-row INSERT, DELETEs of distinct
+//! keys of a keyed table as one `DELETE … WHERE k IN (…)` (a one-column key compared
+//! with `=`) or `… WHERE (row 1) OR (row 2) …` (other keys, each row compared in its
+//! exact form). A DELETE by key removes at most one row per key, so the rows it
+//! deleted say how many of its keys the target did not hold: those are counted as
+//! unmatched, and the warning names the table, the source transactions and the
+//! statement's keys. A table without a key is still changed one row per statement.
 
 use crate::checkpoint::Fence;
 use crate::conn::Conn;
@@ -59,8 +68,27 @@ struct Expect {
     keyless: bool,
     /// The source transaction it came from.
     at: String,
-    /// The row image it looked for.
+    /// The row image it looked for (of a multi-row DELETE: its rows' keys).
     row: String,
+    /// How many rows it must find (a multi-row DELETE by key: one per row).
+    expected: u64,
+}
+
+/// Consecutive DELETEs of one keyed table, sent as one statement: `k IN (…)` for a
+/// one-column key compared with `=`, the rows' predicates joined by OR otherwise.
+/// Its keys are distinct (a repeated key starts a new statement), so the rows it
+/// deleted tell how many found no row.
+struct PendingDelete {
+    shape: Arc<Shape>,
+    target: TableId,
+    /// `k IN (…)`: the key literals; otherwise the rows' predicates.
+    in_list: bool,
+    terms: Vec<String>,
+    /// Per row: the source transaction it came from (an index into `Applier::marks`).
+    from: Vec<usize>,
+    /// The rows' key images, for messages.
+    images: Vec<String>,
+    keys: HashSet<String>,
 }
 
 struct PendingInsert {
@@ -100,6 +128,7 @@ pub struct Applier {
     buf: String,
     in_txn: bool,
     insert: Option<PendingInsert>,
+    delete: Option<PendingDelete>,
     /// Rows applied in the open target transaction (not yet committed).
     open_rows: u64,
     open_txns: u64,
@@ -140,6 +169,7 @@ impl Applier {
             buf: String::new(),
             in_txn: false,
             insert: None,
+            delete: None,
             open_rows: 0,
             open_txns: 0,
             open_bytes: 0,
@@ -173,7 +203,7 @@ impl Applier {
 
     /// True while changes are applied but not committed.
     pub fn has_open_work(&self) -> bool {
-        self.in_txn || !self.buf.is_empty() || self.insert.is_some()
+        self.in_txn || !self.buf.is_empty() || self.insert.is_some() || self.delete.is_some()
     }
 
     /// Rows waiting in the open target transaction.
@@ -290,6 +320,7 @@ impl Applier {
             keyless: shape.key.is_empty(),
             at: self.describe_mark(self.mark()),
             row: Self::row_image(shape, row),
+            expected: 1,
         });
         self.push_tagged(stmt, Some((target, &shape.table))).await
     }
@@ -486,7 +517,8 @@ impl Applier {
             .with_hint("this is a bug in Ferry: report it with the task's log"));
         }
         for e in expects {
-            if counts[e.stmt] > 0 {
+            let found = counts[e.stmt];
+            if found >= e.expected {
                 continue;
             }
             if e.keyless {
@@ -504,16 +536,29 @@ impl Applier {
                      every column",
                 ));
             }
-            self.open_unmatched += 1;
-            tracing::warn!(
-                table = %e.table,
-                "{}: {} from the source found no row with its key on the target ({}); \
-                 row ({}) — counted as unmatched",
-                e.table,
-                e.what,
-                e.at,
-                e.row
-            );
+            let missing = e.expected - found;
+            self.open_unmatched += missing;
+            if e.expected == 1 {
+                tracing::warn!(
+                    table = %e.table,
+                    "{}: {} from the source found no row with its key on the target ({}); \
+                     row ({}) — counted as unmatched",
+                    e.table,
+                    e.what,
+                    e.at,
+                    e.row
+                );
+            } else {
+                tracing::warn!(
+                    table = %e.table,
+                    "{}: {missing} of {} DELETEs from the source found no row with their key on \
+                     the target ({}); their rows are among ({}) — counted as unmatched",
+                    e.table,
+                    e.expected,
+                    e.at,
+                    e.row
+                );
+            }
         }
         Ok(())
     }
@@ -600,7 +645,9 @@ impl Applier {
         e.with_hint("a value does not fit its target column (see docs/type-mapping.md): fix it on the source, or exclude the table, then run the task again")
     }
 
+    /// Adds the pending multi-row statement (an upsert or a DELETE) to the buffer.
     fn flush_insert(&mut self) -> Result<()> {
+        self.flush_delete();
         let Some(p) = self.insert.take() else {
             return Ok(());
         };
@@ -626,6 +673,109 @@ impl Applier {
             from: p.from,
             rows: p.rows,
         });
+        Ok(())
+    }
+
+    fn flush_delete(&mut self) {
+        let Some(p) = self.delete.take() else {
+            return;
+        };
+        let t = self.qualified(&p.target);
+        let sql = if p.in_list {
+            let k = self.ident(&p.shape.columns[p.shape.key[0]].name);
+            format!("DELETE FROM {t} WHERE {k} IN ({})", p.terms.join(", "))
+        } else {
+            format!("DELETE FROM {t} WHERE {}", p.terms.join(" OR "))
+        };
+        let n = p.terms.len();
+        let first = p.from.first().copied().unwrap_or(0);
+        let at = if p.from.iter().all(|f| *f == first) {
+            self.describe_mark(first)
+        } else {
+            match self.marks.get(first) {
+                Some(Some(pos)) => format!("the source transactions from the one at {pos} on"),
+                _ => "several source transactions".to_string(),
+            }
+        };
+        self.expects.push(Expect {
+            stmt: self.stmts,
+            table: p.target.clone(),
+            what: if n == 1 { "a DELETE" } else { "DELETEs" },
+            keyless: false,
+            at,
+            row: bounded(&p.images.join("; ")),
+            expected: n as u64,
+        });
+        let span = self.add(&sql);
+        self.tags.push(Tag {
+            span,
+            table: p.target,
+            source: p.shape.table.clone(),
+            from: p.from,
+            rows: if n == 1 { p.images } else { Vec::new() },
+        });
+    }
+
+    /// Adds the DELETE of row `old` of keyed table `shape` to the pending multi-row
+    /// DELETE of its table.
+    async fn delete_by_key(
+        &mut self,
+        shape: &Arc<Shape>,
+        target: &TableId,
+        old: &[Value],
+    ) -> Result<()> {
+        let mut lits = Vec::with_capacity(shape.key.len());
+        for &i in &shape.key {
+            lits.push(self.stored_lit(shape, i, &old[i])?);
+        }
+        let key_text = lits.join("\u{1}");
+        let k = shape.key[0];
+        let in_list = shape.key.len() == 1
+            && !old[k].is_null()
+            && self
+                .columns
+                .get(target)
+                .and_then(|c| c.get(&shape.columns[k].name))
+                .is_none_or(|f| *f == MatchForm::Equal);
+        let term = if in_list {
+            lits.swap_remove(0)
+        } else {
+            format!("({})", self.predicate(shape, target, old)?)
+        };
+        let same = self.delete.as_ref().is_some_and(|p| {
+            Arc::ptr_eq(&p.shape, shape)
+                && p.in_list == in_list
+                && p.terms.len() < ROWS_PER_INSERT
+                && !p.keys.contains(&key_text)
+        });
+        if !same {
+            self.flush_insert()?;
+            if self.buf.len() >= FLUSH_BYTES {
+                self.send().await?;
+            }
+            self.delete = Some(PendingDelete {
+                shape: shape.clone(),
+                target: target.clone(),
+                in_list,
+                terms: Vec::new(),
+                from: Vec::new(),
+                images: Vec::new(),
+                keys: HashSet::new(),
+            });
+        }
+        let mark = self.mark();
+        let image = shape
+            .key
+            .iter()
+            .map(|i| format!("{}={}", shape.columns[*i].name, old[*i].describe()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(p) = self.delete.as_mut() {
+            p.terms.push(term);
+            p.from.push(mark);
+            p.images.push(image);
+            p.keys.insert(key_text);
+        }
         Ok(())
     }
 
@@ -673,7 +823,7 @@ impl Applier {
                 && p.rows.len() < ROWS_PER_INSERT
                 && (shape.key.is_empty() || !p.keys.contains(&key_text))
         });
-        if !same {
+        if !same || self.delete.is_some() {
             self.flush_insert()?;
             if self.buf.len() >= FLUSH_BYTES {
                 self.send().await?;
@@ -761,6 +911,7 @@ impl Applier {
                     }
                 }
             }
+            RowOp::Delete(old) if !one_row => self.delete_by_key(shape, &target, &old).await?,
             RowOp::Delete(old) => {
                 let pred = self.predicate(shape, &target, &old)?;
                 let stmt = self.one_row_statement(&t, &format!("DELETE FROM {t}"), &pred, one_row);
@@ -878,6 +1029,7 @@ impl Applier {
         self.expects.clear();
         self.open_unmatched = 0;
         self.insert = None;
+        self.delete = None;
         if self.in_txn {
             let _ = self.dst.exec("ROLLBACK").await;
         }
@@ -907,6 +1059,18 @@ pub fn restart(why: &str) -> Error {
     Error::transient(format!("restarting the stream: {why}")).with_kind(ErrorKind::RestartStream)
 }
 
+/// At most [`MAX_ROW_IMAGE`] bytes of rows' text, for a message.
+fn bounded(s: &str) -> String {
+    if s.len() <= MAX_ROW_IMAGE {
+        return s.to_string();
+    }
+    let cut = (0..=MAX_ROW_IMAGE)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{} …", &s[..cut])
+}
+
 /// At most 200 characters of a row's text, for an error message.
 fn shorten(s: &str) -> String {
     if s.chars().count() > 200 {
@@ -919,6 +1083,156 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::checkpoint::{CheckpointStore, Claim};
+    use ferry_core::{Endpoint, TaskSpec};
+
+    /// An applier writing to the fresh database `url` of `engine`.
+    async fn applier(url: &str, engine: Engine) -> Applier {
+        let mut c = Conn::connect(&Endpoint::parse(url, "NONE").unwrap())
+            .await
+            .unwrap();
+        c.ensure().await.unwrap();
+        let task = format!("apply-test-{}", std::process::id());
+        let fence = Fence::claim(&mut c, &task, &Claim::default())
+            .await
+            .unwrap();
+        let spec = TaskSpec::from_yaml(&format!(
+            "name: {task}\nkind: migration\nmode: incremental\nsource: {url}\ntarget: {url}\n"
+        ))
+        .unwrap();
+        Applier::new(c, engine, fence, NameMap::new(&spec, &[]))
+            .await
+            .unwrap()
+    }
+
+    fn int_col(name: &str) -> Column {
+        Column::new(
+            name,
+            "int",
+            LogicalType::Int {
+                bytes: 4,
+                unsigned: false,
+            },
+        )
+    }
+
+    async fn count(a: &mut Applier, sql: &str) -> String {
+        a.conn().query_text(sql).await.unwrap()[0][0]
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// 1,000 DELETEs by key over ten source transactions, 100 of whose rows the
+    /// target lost: a few multi-row statements, the 100 counted as unmatched, the
+    /// other rows gone; a composite key deletes by an OR of its rows; a keyless
+    /// table still deletes one row per statement.
+    async fn deletes_by_key_in_batches(url: &str, schema: &str, engine: Engine) {
+        let mut a = applier(url, engine).await;
+        let t = |n: &str| a.qualified(&TableId::new(schema, n));
+        let (keyed, pair, nk) = (t("keyed"), t("pair"), t("nk"));
+        let mut setup = vec![
+            format!("CREATE TABLE {keyed} (id int PRIMARY KEY, v int)"),
+            format!("CREATE TABLE {pair} (a int, b int, PRIMARY KEY (a, b))"),
+            format!("CREATE TABLE {nk} (a int, b int)"),
+            format!("INSERT INTO {pair} VALUES (1, 1), (1, 2), (2, 1)"),
+            format!("INSERT INTO {nk} VALUES (1, 1), (1, 1), (2, 2)"),
+        ];
+        let values: Vec<String> = (1..=1000).map(|i| format!("({i}, {i})")).collect();
+        setup.push(format!("INSERT INTO {keyed} VALUES {}", values.join(", ")));
+        // the target lost every tenth row
+        setup.push(format!("DELETE FROM {keyed} WHERE id % 10 = 0"));
+        for s in setup {
+            a.conn().exec(&s).await.unwrap();
+        }
+        let shape = |name: &str, key: Vec<usize>| {
+            Arc::new(Shape {
+                table: TableId::new(schema, name),
+                columns: vec![
+                    int_col(if name == "keyed" { "id" } else { "a" }),
+                    int_col(if name == "keyed" { "v" } else { "b" }),
+                ],
+                key,
+            })
+        };
+        let (keyed_s, pair_s, nk_s) = (
+            shape("keyed", vec![0]),
+            shape("pair", vec![0, 1]),
+            shape("nk", vec![]),
+        );
+        let pos = |i: u64| match engine {
+            Engine::Postgres => Position::PgLsn(i),
+            _ => Position::Binlog {
+                file: "b.000001".into(),
+                pos: i,
+                gtid: String::new(),
+            },
+        };
+        for txn in 0..10 {
+            a.source_transaction(Some(pos(txn + 1)));
+            for i in 1..=100 {
+                let id = (txn * 100 + i) as i64;
+                let row = vec![Value::Int(id), Value::Int(id)];
+                a.row(&keyed_s, RowOp::Delete(row)).await.unwrap();
+            }
+            a.end_source_txn();
+        }
+        a.flush_insert().unwrap();
+        // 1,000 rows in two statements of 500
+        assert_eq!(a.buf.matches("DELETE FROM").count(), 2, "{}", &a.buf[..300]);
+        assert!(a.buf.contains(" IN ("));
+        a.source_transaction(Some(pos(11)));
+        for (x, y) in [(1, 2), (2, 1), (3, 3)] {
+            let row = vec![Value::Int(x), Value::Int(y)];
+            a.row(&pair_s, RowOp::Delete(row)).await.unwrap();
+        }
+        for _ in 0..2 {
+            let row = vec![Value::Int(1), Value::Int(1)];
+            a.row(&nk_s, RowOp::Delete(row)).await.unwrap();
+        }
+        a.end_source_txn();
+        a.flush_insert().unwrap();
+        assert_eq!(a.buf.matches("DELETE FROM").count(), 5);
+        assert_eq!(a.buf.matches(" OR ").count(), 2);
+        a.commit(&pos(12), None).await.unwrap();
+        // 100 lost rows of keyed, one of pair
+        assert_eq!(a.applied.unmatched, 101);
+        assert_eq!(a.applied.rows, 1005);
+        assert_eq!(
+            count(&mut a, &format!("SELECT count(*) FROM {keyed}")).await,
+            "0"
+        );
+        assert_eq!(
+            count(&mut a, &format!("SELECT count(*) FROM {pair}")).await,
+            "1"
+        );
+        assert_eq!(
+            count(&mut a, &format!("SELECT count(*) FROM {nk}")).await,
+            "1"
+        );
+
+        // a keyless DELETE that finds no row still fails, naming table, transaction, row
+        a.source_transaction(Some(pos(13)));
+        let row = vec![Value::Int(1), Value::Int(1)];
+        a.row(&nk_s, RowOp::Delete(row)).await.unwrap();
+        a.end_source_txn();
+        let e = a.commit(&pos(14), None).await.unwrap_err().to_string();
+        for want in ["nk", "matched no row", &pos(13).to_string(), "a=1, b=1"] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_deletes_by_key_in_batches() {
+        let db = ferry_testkit::fresh_pg_database("apply_deletes").await;
+        deletes_by_key_in_batches(db.url(), "public", Engine::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn mariadb_deletes_by_key_in_batches() {
+        let db = ferry_testkit::fresh_mysql_database("apply_deletes").await;
+        deletes_by_key_in_batches(db.url(), db.name(), Engine::MySql).await;
+    }
 
     #[test]
     fn row_images_are_bounded() {
