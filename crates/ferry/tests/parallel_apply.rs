@@ -120,7 +120,8 @@ async fn wait_for(what: &str, task: &str, timeout: Duration, mut f: impl AsyncFn
 async fn start_streaming(task: &str, to: &str, dst: &Db) -> Running {
     let child = spawn_run(task);
     let name = common::task_name(task);
-    let sql = format!("SELECT count(*) FROM ferry.tasks WHERE task = '{name}' AND phase = 'incremental'");
+    let sql =
+        format!("SELECT count(*) FROM ferry.tasks WHERE task = '{name}' AND phase = 'incremental'");
     wait_for(
         "the incremental phase",
         task,
@@ -267,8 +268,10 @@ async fn transfers_stay_whole(from: &'static str, to: &'static str) {
     }
     // the reader of the target: every total it sees is the invariant
     let table = on_target(to, &src, "accounts");
-    let sum = format!("SELECT CAST(sum(amount) AS CHAR(30)) FROM {table}")
-        .replace("CHAR(30)", if to == "postgres" { "text" } else { "CHAR(30)" });
+    let sum = format!("SELECT CAST(sum(amount) AS CHAR(30)) FROM {table}").replace(
+        "CHAR(30)",
+        if to == "postgres" { "text" } else { "CHAR(30)" },
+    );
     let changed = format!("SELECT count(*) FROM {table} WHERE amount <> {BALANCE}");
     let mut polls = 0u64;
     let mut moved = 0;
@@ -387,7 +390,10 @@ async fn kill_9_during_a_backlog(from: &'static str, to: &'static str) {
         child.kill();
         kills += 1;
     }
-    assert!(kills >= 2, "the runs were killed mid-backlog ({kills} times)");
+    assert!(
+        kills >= 2,
+        "the runs were killed mid-backlog ({kills} times)"
+    );
     catch_up_and_compare(&task).await;
     let check = format!(
         "SELECT count(*) FROM {c} c WHERE c.n <> (SELECT count(*) FROM {l} l WHERE l.counter = c.id)",
@@ -399,7 +405,11 @@ async fn kill_9_during_a_backlog(from: &'static str, to: &'static str) {
         number(to, &dst.url, &ledger).await,
         Some(LEDGER_TXNS as i64)
     );
-    let total = format!("SELECT CAST(sum(n) AS {}) FROM {}", if to == "postgres" { "bigint" } else { "SIGNED" }, on_target(to, &src, "counters"));
+    let total = format!(
+        "SELECT CAST(sum(n) AS {}) FROM {}",
+        if to == "postgres" { "bigint" } else { "SIGNED" },
+        on_target(to, &src, "counters")
+    );
     assert_eq!(number(to, &dst.url, &total).await, Some(LEDGER_TXNS as i64));
     assert!(
         run_log(&task).contains("apply on 4 connections"),
@@ -451,7 +461,11 @@ async fn unique_swaps_and_parents(from: &'static str, to: &'static str) {
         let mut swap = String::new();
         for p in 0..pairs {
             let (a, bb) = (2 * p, 2 * p + 1);
-            let (ca, cb) = if round % 2 == 0 { (2 * p, 2 * p + 1) } else { (2 * p + 1, 2 * p) };
+            let (ca, cb) = if round % 2 == 0 {
+                (2 * p, 2 * p + 1)
+            } else {
+                (2 * p + 1, 2 * p)
+            };
             let free = 2_000_000 + round * 10_000 + p;
             swap.push_str(&format!(
                 "{b}; UPDATE uq SET code = {free} WHERE id = {a}; COMMIT; \
@@ -531,7 +545,10 @@ async fn keyless_and_truncate(from: &'static str, to: &'static str) {
             }
         }
         sql.push_str("TRUNCATE scratch; ");
-        sql.push_str(&format!("{b}; INSERT INTO scratch VALUES ({}, 2); COMMIT; ", round));
+        sql.push_str(&format!(
+            "{b}; INSERT INTO scratch VALUES ({}, 2); COMMIT; ",
+            round
+        ));
         exec(from, &src.url, &sql).await;
     }
     drop(child);
@@ -539,10 +556,20 @@ async fn keyless_and_truncate(from: &'static str, to: &'static str) {
     let events = "SELECT count(*) FROM events";
     assert_eq!(
         query_lines(from, &src.url, events).await,
-        query_lines(to, &dst.url, &format!("SELECT count(*) FROM {}", on_target(to, &src, "events"))).await
+        query_lines(
+            to,
+            &dst.url,
+            &format!("SELECT count(*) FROM {}", on_target(to, &src, "events"))
+        )
+        .await
     );
     assert_eq!(
-        number(to, &dst.url, &format!("SELECT count(*) FROM {}", on_target(to, &src, "scratch"))).await,
+        number(
+            to,
+            &dst.url,
+            &format!("SELECT count(*) FROM {}", on_target(to, &src, "scratch"))
+        )
+        .await,
         Some(1)
     );
     assert_no_worker_failure(&task);

@@ -134,7 +134,11 @@ pub(crate) async fn run(
         logged_txns: lp.metrics.txns.load(Ordering::Relaxed),
         keybuf: Vec::new(),
     };
-    let mut d = Dispatcher { lp, pool, st: &mut st };
+    let mut d = Dispatcher {
+        lp,
+        pool,
+        st: &mut st,
+    };
     d.run(rx, shutdown).await
 }
 
@@ -202,7 +206,9 @@ impl Dispatcher<'_, '_> {
     fn committed(&mut self, rep: Report) {
         let metrics: &Metrics = self.lp.metrics;
         metrics.observe_commit(rep.lag_us.map(|l| l as f64 / 1e6), rep.commit_secs);
-        metrics.unmatched.fetch_add(rep.unmatched, Ordering::Relaxed);
+        metrics
+            .unmatched
+            .fetch_add(rep.unmatched, Ordering::Relaxed);
         metrics.bytes.fetch_add(rep.bytes, Ordering::Relaxed);
         self.lp.ack.send_replace(Some(rep.position.clone()));
         metrics.rows.fetch_add(rep.rows, Ordering::Relaxed);

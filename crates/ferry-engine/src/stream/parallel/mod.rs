@@ -89,7 +89,9 @@ pub struct ParallelState {
 /// How many target connections apply changes: the task's `apply_jobs`, else the
 /// machine's cores (2..8).
 pub fn jobs(spec: &TaskSpec) -> usize {
-    spec.apply_jobs.unwrap_or_else(crate::copy::default_jobs).max(1)
+    spec.apply_jobs
+        .unwrap_or_else(crate::copy::default_jobs)
+        .max(1)
 }
 
 /// About the bytes a row change carries (what the apply speed limit meters).
