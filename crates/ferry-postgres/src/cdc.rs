@@ -520,7 +520,11 @@ impl Decoder<'_> {
                         "this reader did not receive its first part",
                     ));
                 }
-                self.open.insert(xid);
+                if self.open.insert(xid) {
+                    tracing::info!(
+                        "the source streams its transaction {xid} before it commits (it outgrew logical_decoding_work_mem)"
+                    );
+                }
                 self.block = Some(xid);
             }
             Message::StreamStop => self.block = None,
