@@ -40,6 +40,10 @@ fn answering(reply: &'static [u8]) -> u16 {
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf);
             let _ = s.write_all(reply);
+            // a lingering close: closing with the client's later bytes unread would
+            // reset the connection, and the client could lose the reply to the reset
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
         }
     });
     port
