@@ -227,24 +227,27 @@ fn split(l: &SpeedLimit) -> (Rates, Rates) {
 /// rows (or the apply row changes): their own sizes — text and binary by length,
 /// numbers by width — close to what crosses the network.
 pub fn row_bytes(row: &[Value]) -> u64 {
-    row.iter()
-        .map(|v| match v {
-            Value::Null => 1,
-            Value::Bool(_) => 1,
-            Value::F32(_) => 4,
-            Value::Int(_) | Value::UInt(_) | Value::F64(_) => 8,
-            Value::Decimal(s)
-            | Value::Text(s)
-            | Value::Date(s)
-            | Value::Time(s)
-            | Value::Timestamp(s)
-            | Value::TimestampTz(s)
-            | Value::Interval(s)
-            | Value::Json(s)
-            | Value::Bits(s) => s.len() as u64,
-            Value::Bytes(b) => b.len() as u64,
-        })
-        .sum()
+    row.iter().map(value_bytes).sum()
+}
+
+/// About the bytes one value carries (what a bytes limit meters).
+pub fn value_bytes(v: &Value) -> u64 {
+    match v {
+        Value::Null => 1,
+        Value::Bool(_) => 1,
+        Value::F32(_) => 4,
+        Value::Int(_) | Value::UInt(_) | Value::F64(_) => 8,
+        Value::Decimal(s)
+        | Value::Text(s)
+        | Value::Date(s)
+        | Value::Time(s)
+        | Value::Timestamp(s)
+        | Value::TimestampTz(s)
+        | Value::Interval(s)
+        | Value::Json(s)
+        | Value::Bits(s) => s.len() as u64,
+        Value::Bytes(b) => b.len() as u64,
+    }
 }
 
 /// The shape of a chunk's passthrough bytes (a PostgreSQL source's COPY output),

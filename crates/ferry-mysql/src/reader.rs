@@ -196,10 +196,7 @@ pub async fn read_rows(
                 batch_bytes = 0;
                 let full = std::mem::replace(&mut rows, Vec::with_capacity(batch_rows));
                 if tx.send(Batch::Rows(full)).await.is_err() {
-                    failure = Some(
-                        Error::transient("the writer stopped before the chunk was read to the end")
-                            .with_kind(ErrorKind::WriterStopped),
-                    );
+                    failure = Some(writer_stopped());
                     break;
                 }
             }
@@ -213,12 +210,17 @@ pub async fn read_rows(
     }
     drop(result);
     if !rows.is_empty() {
-        tx.send(Batch::Rows(rows)).await.map_err(|_| {
-            Error::transient("the writer stopped before the chunk was read to the end")
-                .with_kind(ErrorKind::WriterStopped)
-        })?;
+        tx.send(Batch::Rows(rows))
+            .await
+            .map_err(|_| writer_stopped())?;
     }
     Ok(())
+}
+
+/// The writer of the chunk went away (its own error explains why).
+fn writer_stopped() -> Error {
+    Error::transient("the writer stopped before the chunk was read to the end")
+        .with_kind(ErrorKind::WriterStopped)
 }
 
 /// Streams a chunk as `LOAD DATA` lines for a MySQL/MariaDB target (the same-engine
@@ -276,10 +278,7 @@ pub async fn read_lines(
                 rows = 0;
                 let full = std::mem::replace(&mut out, Vec::with_capacity(64 * 1024));
                 if tx.send(Batch::Raw(full.into())).await.is_err() {
-                    failure = Some(
-                        Error::transient("the writer stopped before the chunk was read to the end")
-                            .with_kind(ErrorKind::WriterStopped),
-                    );
+                    failure = Some(writer_stopped());
                     break;
                 }
             }
@@ -293,10 +292,9 @@ pub async fn read_lines(
     }
     drop(result);
     if !out.is_empty() {
-        tx.send(Batch::Raw(out.into())).await.map_err(|_| {
-            Error::transient("the writer stopped before the chunk was read to the end")
-                .with_kind(ErrorKind::WriterStopped)
-        })?;
+        tx.send(Batch::Raw(out.into()))
+            .await
+            .map_err(|_| writer_stopped())?;
     }
     Ok(())
 }

@@ -69,7 +69,7 @@ pub mod keys;
 pub(crate) mod worker;
 
 use ferry_core::change::RowOp;
-use ferry_core::{Position, TaskSpec, Value};
+use ferry_core::{Position, TaskSpec};
 
 /// A batch whose key set grows past this stops being tracked and is a barrier.
 pub const MAX_BATCH_KEYS: usize = 100_000;
@@ -110,28 +110,15 @@ pub fn default_jobs() -> usize {
 
 /// About the bytes a row change carries (what the apply speed limit meters).
 pub fn row_bytes(op: &RowOp) -> u64 {
-    fn size(v: &Value) -> u64 {
-        match v {
-            Value::Text(s)
-            | Value::Decimal(s)
-            | Value::Json(s)
-            | Value::Date(s)
-            | Value::Time(s)
-            | Value::Timestamp(s)
-            | Value::TimestampTz(s)
-            | Value::Interval(s) => s.len() as u64,
-            Value::Bytes(b) => b.len() as u64,
-            _ => 8,
-        }
-    }
+    use crate::throttle::{row_bytes as values, value_bytes};
     match op {
-        RowOp::Insert(r) | RowOp::Delete(r) => r.iter().map(size).sum(),
+        RowOp::Insert(r) | RowOp::Delete(r) => values(r),
         RowOp::Update { old, new } => {
-            old.iter().flatten().map(size).sum::<u64>()
+            old.as_deref().map(values).unwrap_or(0)
                 + new
                     .iter()
                     .map(|c| match c {
-                        ferry_core::change::Cell::Value(v) => size(v),
+                        ferry_core::change::Cell::Value(v) => value_bytes(v),
                         ferry_core::change::Cell::Unchanged => 0,
                     })
                     .sum::<u64>()
